@@ -1,0 +1,80 @@
+//! `hsw-cli`: the operator's command line. Commands write to an injected writer and return
+//! an exit code; only `main` touches the process's stdout and exit status.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod host_cmds;
+mod validate;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// Machine-readable JSON.
+    Json,
+}
+
+/// hsw: a hyperscaler on a workstation (Slurm and Kubernetes side by side, sharing GPUs).
+#[derive(Debug, Parser)]
+#[command(name = "hsw-cli", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a cluster.yaml (the embedded default when no FILE is given).
+    Validate {
+        /// The cluster definition to validate.
+        file: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Check that this host can run the clusters: virtualization, IOMMU, KVM, drivers, packages, resources.
+    Check(host_cmds::CheckArgs),
+    /// Turn failed checks into host changes (prints the plan; changes nothing without --apply).
+    Prepare(host_cmds::PrepareArgs),
+    /// Print the JSON Schema of cluster.yaml.
+    Schema,
+}
+
+/// Exit codes shared by every command.
+pub mod exit {
+    /// Success (warnings allowed).
+    pub const OK: u8 = 0;
+    /// The input or the host is not acceptable.
+    pub const INVALID: u8 = 1;
+    /// The command could not run (missing file, bad usage).
+    pub const CANNOT_RUN: u8 = 2;
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::CANNOT_RUN } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = match cli.command {
+        Command::Validate { file, format } => validate::run(file.as_deref(), format, &mut out),
+        Command::Check(args) => host_cmds::check(&args, &mut out),
+        Command::Prepare(args) => host_cmds::prepare(&args, &mut out),
+        Command::Schema => {
+            let _ = out.write_all(hsw_core::config::schema::EMBEDDED.as_bytes());
+            exit::OK
+        }
+    };
+    let _ = out.flush();
+    ExitCode::from(code)
+}

@@ -1,0 +1,507 @@
+//! The serde model of `cluster.yaml` (format version "1.0").
+//!
+//! These types are the file's shape and nothing more: they are deserialized once at the edge
+//! (see [`crate::config::load`]) and the JSON Schema in `schemas/cluster.schema.json` is generated
+//! from them (doc comments become the schema's `description`s, which editors show through the
+//! `# yaml-language-server: $schema=` modeline). Unknown keys are rejected everywhere.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The `$id` of the cluster.yaml schema.
+pub const SCHEMA_ID: &str = "https://hyperscaler.dev/schemas/cluster-1.0.schema.json";
+
+/// An hsw cluster definition: the networks, GPUs and the HPC (Slurm) and cloud (Kubernetes)
+/// clusters that run side by side on one workstation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "hsw cluster.yaml")]
+pub struct ClusterConfig {
+    /// Format version of this file. Only "1.0" exists.
+    #[schemars(regex(pattern = r"^1\.0$"))]
+    pub version: String,
+    /// Who this cluster definition is and what it is for.
+    pub metadata: Metadata,
+    /// Host-side settings: libvirt connection, where disks live, the base images the VMs boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostSettings>,
+    /// Settings shared by both clusters: networks, GPU inventory and allocation, SSH, security, monitoring.
+    pub global: Global,
+    /// The clusters to build. At least one of `hpc` and `cloud`.
+    pub clusters: Clusters,
+}
+
+/// Name and description of the cluster definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Short name: a DNS label (lowercase letters, digits, hyphens; at most 40 characters). VM names are prefixed with it.
+    #[schemars(regex(pattern = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"))]
+    pub name: String,
+    /// Free text shown in generated files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Host-side settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostSettings {
+    /// libvirt connection URI the provider uses (default `qemu:///system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9+]+://[^\s'`$;|&<>]*$"))]
+    pub libvirt_uri: Option<String>,
+    /// Directory that holds VM disks, cloud-init seeds and base images (default `/var/lib/hsw/images`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[A-Za-z0-9._/-]*$"))]
+    pub pool_dir: Option<String>,
+    /// Hypervisor acceleration for the VMs: `auto` uses KVM when it can run guests, else TCG emulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<Accelerator>,
+    /// Where GPUs come from: `nvml` (the NVIDIA driver), `simulated` (a faithful simulation for machines without NVIDIA GPUs: MIG rules enforced, nothing passed to VMs), or `auto` (NVML when a GPU answers, else simulated). Default `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_backend: Option<GpuBackend>,
+    /// Base (golden) images per cluster. When absent, hsw builds its own Debian 12 images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Images>,
+}
+
+/// Hypervisor acceleration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    /// KVM when usable, otherwise TCG.
+    Auto,
+    /// Hardware virtualization (KVM) only.
+    Kvm,
+    /// Software emulation (QEMU TCG) only.
+    Tcg,
+}
+
+/// Source of GPU state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuBackend {
+    /// NVML when a GPU answers, else simulated.
+    Auto,
+    /// The NVIDIA driver through NVML.
+    Nvml,
+    /// Simulated GPUs (state kept by hsw; nothing reaches real hardware).
+    Simulated,
+}
+
+/// Base images per cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// qcow2 base image for the HPC cluster's VMs (absolute path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[A-Za-z0-9._/-]*$"))]
+    pub hpc: Option<String>,
+    /// qcow2 base image for the cloud cluster's VMs (absolute path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[A-Za-z0-9._/-]*$"))]
+    pub cloud: Option<String>,
+}
+
+/// Settings shared by both clusters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Global {
+    /// The virtual networks, by name. Each cluster uses `<cluster>_network` unless it names another with `network`.
+    #[schemars(length(min = 1))]
+    pub networks: BTreeMap<String, Network>,
+    /// The host's GPUs and how they are shared between the clusters. May be omitted when no node is GPU-enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_allocation: Option<GpuAllocation>,
+    /// SSH access to the VMs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshSettings>,
+    /// Security baseline applied to every VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
+    /// Monitoring stack settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Monitoring>,
+}
+
+/// One virtual network (a libvirt network with its own bridge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// IPv4 network in CIDR notation, e.g. `192.168.100.0/24`. Must be the network address (host bits zero).
+    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"))]
+    pub subnet: String,
+    /// Host bridge name (Linux interface name: at most 15 characters, letters, digits, `-`, `_`, `.`).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,15}$"))]
+    pub bridge: String,
+    /// Address of the host on this network. Default: the first usable address of `subnet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"))]
+    pub gateway: Option<String>,
+    /// Forwarding mode: `isolated` (no outside access, the default), `nat`, `route` or `open`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<NetworkMode>,
+    /// DNS domain of the VMs on this network (default `<cluster>.<metadata.name>.internal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"))]
+    pub domain: Option<String>,
+    /// Interface MTU in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 576, max = 9216))]
+    pub mtu: Option<u32>,
+}
+
+/// libvirt forwarding mode of a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// No forwarding: VMs reach each other and the host only.
+    Isolated,
+    /// NAT to the host's uplink.
+    Nat,
+    /// Routed, without NAT.
+    Route,
+    /// Routed, and libvirt adds no firewall rules.
+    Open,
+}
+
+/// The host's GPUs and their allocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuAllocation {
+    /// The physical GPUs hsw may use.
+    pub devices: Vec<GpuDevice>,
+    /// `mig`: only MIG slices; `whole`: only whole GPUs (passthrough); `hybrid`: MIG-capable GPUs are sliced, the others passed through whole.
+    pub strategy: Strategy,
+    /// Number of MIG GPU instances per cluster (`hpc`, `cloud`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_slices: Option<PerCluster<u32>>,
+    /// Which MIG profiles each cluster's instances may use (e.g. `hpc: ["1g.10gb"]`). Default: any profile allowed on the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig_profiles: Option<PerCluster<Vec<String>>>,
+    /// Number of whole GPUs (PCI passthrough) per cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_gpus: Option<PerCluster<u32>>,
+}
+
+/// A value per cluster.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PerCluster<T> {
+    /// For the HPC (Slurm) cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpc: Option<T>,
+    /// For the cloud (Kubernetes) cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<T>,
+}
+
+/// GPU sharing strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// MIG slices only.
+    Mig,
+    /// Whole GPUs only.
+    Whole,
+    /// MIG slices on MIG-capable GPUs, whole GPUs from the others.
+    Hybrid,
+}
+
+/// One physical GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuDevice {
+    /// Your name for this GPU, unique (e.g. `GPU-0`).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"))]
+    pub id: String,
+    /// PCI address `DDDD:BB:DD.F` (domain, bus, device, function in hex), unique.
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$"))]
+    pub pci_address: String,
+    /// Model name as nvidia-smi reports it (e.g. `NVIDIA A100-SXM4-80GB`, `NVIDIA H100 80GB HBM3`).
+    pub model: String,
+    /// Whether the GPU supports MIG. Unknown models are taken at their word, with a warning.
+    #[serde(default)]
+    pub mig_capable: bool,
+    /// MIG profiles that may be created on this GPU (names from the model's profile table). Default: all but `+me` variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_mig_profiles: Option<Vec<String>>,
+    /// Force how a GPU is used under `hybrid`: `mig` or `whole`. Default: `mig` when MIG-capable, else `whole`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<DeviceMode>,
+}
+
+/// How one GPU is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceMode {
+    /// Sliced into MIG instances.
+    Mig,
+    /// Passed through whole.
+    Whole,
+}
+
+/// SSH access to the VMs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshSettings {
+    /// Login user created in every VM (default `hsw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_-]{0,31}$"))]
+    pub user: Option<String>,
+    /// Extra public keys authorized for that user, besides the per-cluster keys hsw generates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorized_keys: Vec<String>,
+}
+
+/// Security baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// Allow SSH password login (default false: keys only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_password_auth: Option<bool>,
+    /// Block traffic between the HPC and cloud networks with nftables (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_networks: Option<bool>,
+    /// Enable auditd audit logging in the VMs (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<bool>,
+    /// Enable unattended security upgrades in the VMs (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unattended_upgrades: Option<bool>,
+}
+
+/// Monitoring settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    /// Deploy the monitoring stack (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Prometheus retention, e.g. `15d`, `12h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$"))]
+    pub prometheus_retention: Option<String>,
+    /// Run the NVIDIA DCGM exporter on GPU nodes (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dcgm_exporter: Option<bool>,
+}
+
+/// The clusters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1))]
+pub struct Clusters {
+    /// The HPC cluster: a Slurm controller and compute nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpc: Option<HpcCluster>,
+    /// The cloud cluster: a Kubernetes control plane and CPU and GPU workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudCluster>,
+}
+
+/// The HPC (Slurm) cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HpcCluster {
+    /// Name of the network in `global.networks` (default `hpc_network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The Slurm controller (slurmctld) VM.
+    pub controller: SingleNode,
+    /// The Slurm compute (slurmd) VMs.
+    pub compute_nodes: NodeGroup,
+    /// Slurm settings.
+    pub slurm_config: SlurmConfig,
+}
+
+/// The cloud (Kubernetes) cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudCluster {
+    /// Name of the network in `global.networks` (default `cloud_network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// The Kubernetes control-plane VM.
+    pub control_plane: SingleNode,
+    /// The Kubernetes worker VMs.
+    pub worker_nodes: WorkerNodes,
+    /// Kubernetes settings.
+    pub kubernetes_config: KubernetesConfig,
+}
+
+/// Kubernetes workers, CPU-only and GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1))]
+pub struct WorkerNodes {
+    /// Workers without GPUs (label `compute=cpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_workers: Option<NodeGroup>,
+    /// Workers with GPU units (label `compute=gpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_workers: Option<NodeGroup>,
+}
+
+/// One VM with a fixed address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SingleNode {
+    /// Virtual CPUs.
+    #[schemars(range(min = 1, max = 256))]
+    pub cpu_cores: u32,
+    /// Memory in GiB.
+    #[schemars(range(min = 1, max = 4096))]
+    pub memory_gb: u32,
+    /// System disk size in GiB (a copy-on-write overlay: only what the VM writes takes space).
+    #[schemars(range(min = 2, max = 65536))]
+    pub disk_gb: u32,
+    /// IPv4 address inside the cluster's subnet.
+    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"))]
+    pub ip_address: String,
+}
+
+/// A group of identical VMs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroup {
+    /// Number of VMs.
+    #[schemars(range(min = 1, max = 4096))]
+    pub count: u32,
+    /// Virtual CPUs per VM.
+    #[schemars(range(min = 1, max = 256))]
+    pub cpu_cores: u32,
+    /// Memory per VM in GiB.
+    #[schemars(range(min = 1, max = 4096))]
+    pub memory_gb: u32,
+    /// System disk size per VM in GiB.
+    #[schemars(range(min = 2, max = 65536))]
+    pub disk_gb: u32,
+    /// Whether each VM gets GPU units (MIG slices or whole GPUs).
+    #[serde(default)]
+    pub gpu_enabled: bool,
+    /// GPU units per VM when `gpu_enabled` (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub gpus_per_node: Option<u32>,
+    /// Addresses of the VMs: one address (`192.168.100.11`), a last-octet range (`192.168.100.11-14`) or a full range (`172.20.1.1-172.20.4.250`). Ascending, at least `count` addresses.
+    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}(-([0-9]{1,3}|[0-9]{1,3}(\.[0-9]{1,3}){3}))?$"))]
+    pub ip_range: String,
+}
+
+/// Slurm settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    /// Slurm `ClusterName` (default: `metadata.name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,39}$"))]
+    pub cluster_name: Option<String>,
+    /// Partition names; every compute node is in every partition.
+    #[schemars(length(min = 1))]
+    pub partitions: Vec<String>,
+    /// The default partition: one of `partitions`.
+    pub default_partition: String,
+    /// Partition `MaxTime` in Slurm's format: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`, or `UNLIMITED`.
+    pub max_job_time: String,
+}
+
+/// Kubernetes settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Container network plugin.
+    pub cni: Cni,
+    /// Ingress controller.
+    pub ingress: Ingress,
+    /// Default storage class.
+    pub storage_class: StorageClass,
+    /// Kubernetes minor version to install, e.g. `1.30`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^1\.[0-9]{2}$"))]
+    pub version: Option<String>,
+    /// Pod network CIDR (default `10.244.0.0/16`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"))]
+    pub pod_subnet: Option<String>,
+    /// Service CIDR (default `10.96.0.0/12`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"))]
+    pub service_subnet: Option<String>,
+}
+
+/// Container network plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Cni {
+    /// Calico.
+    Calico,
+    /// Flannel.
+    Flannel,
+    /// Cilium.
+    Cilium,
+}
+
+/// Ingress controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Ingress {
+    /// ingress-nginx.
+    Nginx,
+    /// Traefik.
+    Traefik,
+    /// No ingress controller.
+    None,
+}
+
+/// Default storage class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageClass {
+    /// Rancher local-path provisioner.
+    LocalPath,
+    /// NFS subdir provisioner backed by the host.
+    Nfs,
+    /// OpenEBS hostpath.
+    OpenebsHostpath,
+}
+
+impl HpcCluster {
+    /// The network this cluster's VMs attach to.
+    pub fn network_name(&self) -> &str {
+        self.network.as_deref().unwrap_or("hpc_network")
+    }
+}
+
+impl CloudCluster {
+    /// The network this cluster's VMs attach to.
+    pub fn network_name(&self) -> &str {
+        self.network.as_deref().unwrap_or("cloud_network")
+    }
+}
+
+impl NodeGroup {
+    /// GPU units per VM (0 when not GPU-enabled).
+    pub fn gpu_units_per_node(&self) -> u32 {
+        if self.gpu_enabled {
+            self.gpus_per_node.unwrap_or(1)
+        } else {
+            0
+        }
+    }
+}
+
+impl<T> PerCluster<T> {
+    /// The value for a cluster by its key (`hpc` or `cloud`).
+    pub fn get(&self, cluster: &str) -> Option<&T> {
+        match cluster {
+            "hpc" => self.hpc.as_ref(),
+            "cloud" => self.cloud.as_ref(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! GPU catalog and planner (see ARCHITECTURE.md).

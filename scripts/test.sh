@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every check and test.
+# Usage: scripts/test.sh            (from the repository root, as root on Debian 12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never NO_COLOR=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh full
+scripts/install-tools.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit, fixture and integration tests"
+cargo test --workspace --locked
+
+step "fuzz target (build, then a bounded run over the examples)"
+# cargo-fuzz needs nightly flags; the machine's only toolchain is stable, so unlock them.
+export RUSTC_BOOTSTRAP=1
+(cd fuzz && cargo fuzz build --dev validate)
+corpus=$(mktemp -d); trap 'rm -rf "$corpus"' EXIT
+cp examples/*.yaml tests/validate/*.yaml "$corpus"/
+(cd fuzz && cargo fuzz run --dev validate "$corpus" -- -max_total_time=20 -rss_limit_mb=1024 -timeout=10)
+unset RUSTC_BOOTSTRAP
+
+step "all tests passed"
