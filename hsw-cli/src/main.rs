@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod gpu_cmds;
 mod host_cmds;
 mod validate;
 
@@ -41,6 +42,9 @@ enum Command {
     Check(host_cmds::CheckArgs),
     /// Turn failed checks into host changes (prints the plan; changes nothing without --apply).
     Prepare(host_cmds::PrepareArgs),
+    /// GPU planning.
+    #[command(subcommand)]
+    Gpu(gpu_cmds::GpuCommand),
     /// Print the JSON Schema of cluster.yaml.
     Schema,
 }
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Validate { file, format } => validate::run(file.as_deref(), format, &mut out),
         Command::Check(args) => host_cmds::check(&args, &mut out),
         Command::Prepare(args) => host_cmds::prepare(&args, &mut out),
+        Command::Gpu(cmd) => gpu_cmds::run(&cmd, &mut out),
         Command::Schema => {
             let _ = out.write_all(hsw_core::config::schema::EMBEDDED.as_bytes());
             exit::OK

@@ -5,7 +5,7 @@
 //! line/column of the node in the source. Text rendering is rustc-style (annotate-snippets);
 //! the JSON form is the contract of `hsw-cli validate --format json`.
 
-use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
 use serde::Serialize;
 
 /// How bad a finding is.
@@ -37,6 +37,9 @@ pub struct Diagnostic {
     /// How to fix it, when we can tell.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The short label under the caret in the text form (default: the node's name).
+    #[serde(skip)]
+    pub label: Option<String>,
 }
 
 impl Diagnostic {
@@ -50,6 +53,7 @@ impl Diagnostic {
             message: message.into(),
             rule: rule.into(),
             hint: None,
+            label: None,
         }
     }
 
@@ -62,6 +66,13 @@ impl Diagnostic {
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Sets the label under the caret.
+    #[must_use]
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
         self
     }
 
@@ -177,7 +188,11 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn label_for(d: &Diagnostic) -> String {
+    if let Some(label) = &d.label {
+        return label.clone();
+    }
     match d.path.rsplit('/').next() {
+        Some(last) if last.bytes().all(|b| b.is_ascii_digit()) => "here".to_owned(),
         Some(last) if !last.is_empty() => format!("`{}`", last.replace("~1", "/").replace("~0", "~")),
         _ => String::new(),
     }
@@ -218,9 +233,16 @@ impl<'a> LineIndex<'a> {
                 let q = rest.as_bytes()[0];
                 rest[1..].bytes().position(|b| b == q).map_or(rest.len(), |i| i + 2)
             }
-            _ => rest
-                .find(|c: char| c == ',' || c == ']' || c == '}' || c == '#' || c.is_whitespace())
-                .unwrap_or(rest.len()),
+            _ => {
+                let bytes = rest.as_bytes();
+                rest.char_indices()
+                    .find(|&(i, c)| {
+                        matches!(c, ',' | ']' | '}' | '#')
+                            || c.is_whitespace()
+                            || (c == ':' && bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace()))
+                    })
+                    .map_or(rest.len(), |(i, _)| i)
+            }
         };
         let len = if len == 0 { rest.chars().next().map_or(0, char::len_utf8) } else { len };
         start..start + len
@@ -236,7 +258,7 @@ mod tests {
         let src = "a: 1\nclusters:\n  hpc: {computenodes: 3}\n";
         let idx = LineIndex::new(src);
         let s = idx.span(3, 9);
-        assert_eq!(&src[s], "computenodes:");
+        assert_eq!(&src[s], "computenodes");
         let s = idx.span(1, 4);
         assert_eq!(&src[s], "1");
     }

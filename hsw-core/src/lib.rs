@@ -1,3 +1,4 @@
 pub mod config;
 pub mod diag;
 pub mod gpu;
+pub mod host;

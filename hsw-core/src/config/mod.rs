@@ -57,7 +57,7 @@ pub fn validate_str(source: &str) -> Validated {
             return Validated { config: None, report, positions: Positions::default() };
         }
     };
-    let schema_findings = schema::check(&value, &positions);
+    let (schema_findings, repairs) = schema::check(&value, &positions);
     let schema_failed = !schema_findings.is_empty();
     report.diagnostics.extend(schema_findings);
     let config = match serde_path_to_error::deserialize::<_, ClusterConfig>(&value) {
@@ -72,8 +72,23 @@ pub fn validate_str(source: &str) -> Validated {
             None
         }
     };
-    if let Some(c) = &config {
+    // All errors at once: when the schema found mistakes with an obvious repair (a typo'd key,
+    // a value out of range, an unknown enum value), run the semantic rules on the repaired
+    // document too, keeping only their findings outside the repaired nodes.
+    let repaired_config = if config.is_none() && !repairs.is_empty() {
+        let mut doc = value.clone();
+        repairs.iter().for_each(|r| r.apply(&mut doc));
+        serde_json::from_value::<ClusterConfig>(doc).ok()
+    } else {
+        None
+    };
+    let masked: Vec<String> = repairs.iter().map(schema::Repair::pointer).collect();
+    let under_repair = |p: &str| masked.iter().any(|m| p == m || p.starts_with(&format!("{m}/")));
+    if let Some(c) = config.as_ref().or(repaired_config.as_ref()) {
         for d in rules::check(c) {
+            if config.is_none() && under_repair(&d.path) {
+                continue;
+            }
             let pointer = d.path.clone();
             report.diagnostics.push(schema::place(d, &positions, &pointer, false));
         }

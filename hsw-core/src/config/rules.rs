@@ -604,11 +604,17 @@ fn check_gpu_devices(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
             } else if let Some(model) = model {
                 for (j, name) in profiles.iter().enumerate() {
                     if model.profile(name).is_none() {
+                        let named = if model.display_name == dev.model {
+                            String::new()
+                        } else {
+                            format!(" (`{}`)", dev.model)
+                        };
                         let mut d = Diagnostic::error(
                             "gpu.unknown-profile",
                             format!("{at}/allowed_mig_profiles/{j}"),
-                            format!("MIG profile `{name}` does not exist on {} (`{}`)", model.display_name, dev.model),
-                        );
+                            format!("MIG profile `{name}` does not exist on {}{named}", model.display_name),
+                        )
+                        .with_label("not a profile of this model");
                         d = match catalog::suggest_profile(model, name) {
                             Some(p) => d.with_hint(format!(
                                 "did you mean `{}`? {} profiles: {}",
@@ -630,7 +636,7 @@ fn check_gpu_devices(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
                     format!("{at}/model"),
                     format!("model `{}` is not in hsw's MIG catalog: its profiles and placements cannot be checked", dev.model),
                 )
-                .with_hint(format!("known models: {}", catalog::known_model_names().join(", "))),
+                .with_hint(format!("known models: {}", catalog::models().iter().map(|m| m.display_name).collect::<Vec<_>>().join(", "))),
             );
         }
     }

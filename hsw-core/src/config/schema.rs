@@ -19,6 +19,7 @@ pub fn generate() -> Value {
         .into_generator()
         .into_root_schema_for::<ClusterConfig>();
     let mut value = schema.to_value();
+    strip_null(&mut value);
     if let Value::Object(map) = &mut value {
         // `$schema` first, then `$id`, then the rest: stable and readable.
         let mut out = serde_json::Map::new();
@@ -30,6 +31,39 @@ pub fn generate() -> Value {
         value = Value::Object(out);
     }
     value
+}
+
+/// Optional keys are written by leaving them out, never as `null`: drop the `null` alternatives
+/// schemars adds for `Option<T>`, so that a mistake inside an optional object is reported as
+/// itself (`unknown key ...`) rather than as "matches none of anyOf".
+fn strip_null(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    map.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(alts)) = map.get("anyOf") {
+                let rest: Vec<Value> = alts.iter().filter(|a| a.get("type") != Some(&Value::from("null"))).cloned().collect();
+                if rest.len() == 1 && rest.len() < alts.len() {
+                    map.remove("anyOf");
+                    if let Some(Value::Object(inner)) = rest.into_iter().next() {
+                        for (k, v) in inner {
+                            map.entry(k).or_insert(v);
+                        }
+                    }
+                }
+            }
+            for v in map.values_mut() {
+                strip_null(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_null),
+        _ => {}
+    }
 }
 
 /// The generated schema as the text committed to the repository.
@@ -54,14 +88,80 @@ fn embedded_schema() -> Result<&'static (Value, jsonschema::Validator), String> 
     .map_err(Clone::clone)
 }
 
+/// A change that makes a schema violation go away, so the semantic rules can still look at
+/// the rest of the file ("all errors at once"). Findings under a repaired node are dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Repair {
+    /// Move `object/from` to `object/to` (a typo with an unambiguous suggestion).
+    Rename {
+        /// Pointer of the object.
+        object: String,
+        /// The key as written.
+        from: String,
+        /// The key the schema knows.
+        to: String,
+    },
+    /// Drop `object/key`.
+    Remove {
+        /// Pointer of the object.
+        object: String,
+        /// The key.
+        key: String,
+    },
+    /// Replace the node at `pointer` by a valid value.
+    Set {
+        /// Pointer of the node.
+        pointer: String,
+        /// Its stand-in.
+        value: Value,
+    },
+}
+
+impl Repair {
+    /// The pointer under which semantic findings are not trustworthy after this repair.
+    pub fn pointer(&self) -> String {
+        match self {
+            Repair::Rename { object, to, .. } => format!("{object}/{}", crate::config::yaml::escape_token(to)),
+            Repair::Remove { object, key } => format!("{object}/{}", crate::config::yaml::escape_token(key)),
+            Repair::Set { pointer, .. } => pointer.clone(),
+        }
+    }
+
+    /// Applies the repair to a document.
+    pub fn apply(&self, doc: &mut Value) {
+        match self {
+            Repair::Rename { object, from, to } => {
+                if let Some(Value::Object(map)) = doc.pointer_mut(object) {
+                    if !map.contains_key(to) {
+                        if let Some(v) = map.remove(from) {
+                            map.insert(to.clone(), v);
+                        }
+                    }
+                }
+            }
+            Repair::Remove { object, key } => {
+                if let Some(Value::Object(map)) = doc.pointer_mut(object) {
+                    map.remove(key);
+                }
+            }
+            Repair::Set { pointer, value } => {
+                if let Some(node) = doc.pointer_mut(pointer) {
+                    *node = value.clone();
+                }
+            }
+        }
+    }
+}
+
 /// Validates a document against the embedded schema; every violation becomes a diagnostic
-/// with the position of the offending node.
-pub fn check(instance: &Value, positions: &Positions) -> Vec<Diagnostic> {
+/// with the position of the offending node, and, where one is obvious, a [`Repair`].
+pub fn check(instance: &Value, positions: &Positions) -> (Vec<Diagnostic>, Vec<Repair>) {
     let (schema, validator) = match embedded_schema() {
         Ok(pair) => pair,
-        Err(e) => return vec![Diagnostic::error("schema.internal", "", e)],
+        Err(e) => return (vec![Diagnostic::error("schema.internal", "", e)], Vec::new()),
     };
     let mut out = Vec::new();
+    let mut repairs = Vec::new();
     for error in validator.iter_errors(instance) {
         let path = error.instance_path().as_str().to_owned();
         let schema_path = error.schema_path().as_str().to_owned();
@@ -74,8 +174,17 @@ pub fn check(instance: &Value, positions: &Positions) -> Vec<Diagnostic> {
                         "schema.unknown-key",
                         path.clone(),
                         format!("unknown key `{key}` in {}", describe(&path)),
-                    );
-                    d = match suggest(key, &known) {
+                    )
+                    .with_label("unknown key");
+                    let suggestion = suggest(key, &known);
+                    let present = instance.pointer(&path).and_then(Value::as_object);
+                    repairs.push(match &suggestion {
+                        Some(s) if present.is_some_and(|m| !m.contains_key(s)) => {
+                            Repair::Rename { object: path.clone(), from: key.clone(), to: s.clone() }
+                        }
+                        _ => Repair::Remove { object: path.clone(), key: key.clone() },
+                    });
+                    d = match suggestion {
                         Some(s) => d.with_hint(format!("did you mean `{s}`?")),
                         None if !known.is_empty() => d.with_hint(format!("expected one of: {}", known.join(", "))),
                         None => d,
@@ -90,14 +199,15 @@ pub fn check(instance: &Value, positions: &Positions) -> Vec<Diagnostic> {
                     path.clone(),
                     format!("missing required key `{name}` in {}", describe(&path)),
                 )
-                .with_hint(format!("add `{name}:` here"));
-                out.push(place(d, positions, &path, false));
+                .with_hint(format!("add `{name}:` here"))
+                .with_label(format!("`{name}` missing"));
+                out.push(place(d, positions, &path, true));
             }
-            jsonschema::error::ValidationErrorKind::Enum { options } => {
-                let allowed: Vec<String> = options
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default();
+            kind @ (jsonschema::error::ValidationErrorKind::Enum { .. }
+            | jsonschema::error::ValidationErrorKind::OneOfNotValid { .. })
+                if enum_values(kind, schema, &schema_path).is_some() =>
+            {
+                let allowed = enum_values(kind, schema, &schema_path).unwrap_or_default();
                 let got = error.instance().as_str().map(str::to_owned).unwrap_or_else(|| error.instance().to_string());
                 let mut d = Diagnostic::error(
                     "schema.enum",
@@ -107,9 +217,17 @@ pub fn check(instance: &Value, positions: &Positions) -> Vec<Diagnostic> {
                 if let Some(s) = suggest(&got, &allowed) {
                     d = d.with_hint(format!("did you mean `{s}`?"));
                 }
+                if let Some(first) = allowed.first() {
+                    repairs.push(Repair::Set { pointer: path.clone(), value: Value::String(first.clone()) });
+                }
                 out.push(place(d, positions, &path, false));
             }
             kind => {
+                if let jsonschema::error::ValidationErrorKind::Minimum { limit }
+                | jsonschema::error::ValidationErrorKind::Maximum { limit } = kind
+                {
+                    repairs.push(Repair::Set { pointer: path.clone(), value: limit.clone() });
+                }
                 let rule = format!("schema.{}", kind.keyword());
                 let d = Diagnostic::error(rule, path.clone(), format!("{} {error}", describe_cap(&path)));
                 let d = match kind {
@@ -123,7 +241,29 @@ pub fn check(instance: &Value, positions: &Positions) -> Vec<Diagnostic> {
             }
         }
     }
-    out
+    // A typo'd key that we rename is reported once, as the unknown key with its suggestion,
+    // not again as the missing key it stands for.
+    out.retain(|d| {
+        d.rule != "schema.missing-key"
+            || !repairs.iter().any(|r| match r {
+                Repair::Rename { object, to, .. } => {
+                    *object == d.path && d.message.starts_with(&format!("missing required key `{to}`"))
+                }
+                _ => false,
+            })
+    });
+    (out, repairs)
+}
+
+/// The allowed values of an `enum`, or of a `oneOf` made of constants.
+fn enum_values(kind: &jsonschema::error::ValidationErrorKind, schema: &Value, schema_path: &str) -> Option<Vec<String>> {
+    match kind {
+        jsonschema::error::ValidationErrorKind::Enum { options } => {
+            options.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        }
+        jsonschema::error::ValidationErrorKind::OneOfNotValid { .. } => const_alternatives(schema, schema_path),
+        _ => None,
+    }
 }
 
 /// Puts the node's (or its key's) position on a diagnostic.
@@ -185,34 +325,41 @@ fn pattern_hint(path: &str) -> Option<String> {
     )
 }
 
-/// The property names the schema allows at the object whose `additionalProperties` failed.
-fn known_properties(schema: &Value, schema_path: &str) -> Vec<String> {
-    // schema_path ends in `/additionalProperties`; the object schema is its parent, possibly
-    // reached through `$ref`s, which the path spells out as `/$ref` steps.
-    let parent = schema_path.strip_suffix("/additionalProperties").unwrap_or(schema_path);
+/// The schema node a validation error's schema path leads to, following `$ref` steps.
+fn schema_node<'s>(schema: &'s Value, schema_path: &str) -> Option<&'s Value> {
     let mut node = schema;
-    for token in parent.trim_start_matches('/').split('/').filter(|t| !t.is_empty()) {
+    for token in schema_path.trim_start_matches('/').split('/').filter(|t| !t.is_empty()) {
         let token = token.replace("~1", "/").replace("~0", "~");
         if token == "$ref" {
-            let Some(target) = node.get("$ref").and_then(Value::as_str) else { return Vec::new() };
-            let Some(resolved) = target.strip_prefix('#').and_then(|p| schema.pointer(p)) else { return Vec::new() };
-            node = resolved;
+            let target = node.get("$ref").and_then(Value::as_str)?;
+            node = target.strip_prefix('#').and_then(|p| schema.pointer(p))?;
             continue;
         }
-        node = match node.get(&token).or_else(|| token.parse::<usize>().ok().and_then(|i| node.get(i))) {
-            Some(n) => n,
-            None => return Vec::new(),
-        };
+        node = node.get(&token).or_else(|| token.parse::<usize>().ok().and_then(|i| node.get(i)))?;
     }
     if let Some(target) = node.get("$ref").and_then(Value::as_str) {
         if let Some(resolved) = target.strip_prefix('#').and_then(|p| schema.pointer(p)) {
             node = resolved;
         }
     }
-    node.get("properties")
+    Some(node)
+}
+
+/// The property names the schema allows at the object whose `additionalProperties` failed.
+fn known_properties(schema: &Value, schema_path: &str) -> Vec<String> {
+    let parent = schema_path.strip_suffix("/additionalProperties").unwrap_or(schema_path);
+    schema_node(schema, parent)
+        .and_then(|n| n.get("properties"))
         .and_then(Value::as_object)
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default()
+}
+
+/// The allowed values when a `oneOf` is a list of constants (how enums with documented
+/// variants are written), else `None`.
+fn const_alternatives(schema: &Value, schema_path: &str) -> Option<Vec<String>> {
+    let alts = schema_node(schema, schema_path)?.as_array()?;
+    alts.iter().map(|a| a.get("const").and_then(Value::as_str).map(str::to_owned)).collect()
 }
 
 /// The closest candidate to `word`, if close enough to be a likely typo.

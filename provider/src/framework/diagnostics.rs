@@ -112,12 +112,22 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error.
     pub fn error(summary: impl Into<String>, detail: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Error, summary: summary.into(), detail: detail.into(), path: None }
+        Diagnostic {
+            severity: Severity::Error,
+            summary: summary.into(),
+            detail: detail.into(),
+            path: None,
+        }
     }
 
     /// A warning.
     pub fn warning(summary: impl Into<String>, detail: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Warning, summary: summary.into(), detail: detail.into(), path: None }
+        Diagnostic {
+            severity: Severity::Warning,
+            summary: summary.into(),
+            detail: detail.into(),
+            path: None,
+        }
     }
 
     /// This diagnostic, attached to an attribute.
@@ -162,7 +172,11 @@ impl Diagnostics {
     }
 
     /// A list holding one error about an attribute.
-    pub fn error_at(path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) -> Diagnostics {
+    pub fn error_at(
+        path: AttrPath,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Diagnostics {
         Diagnostics(vec![Diagnostic::error(summary, detail).at(path)])
     }
 
@@ -260,7 +274,10 @@ mod tests {
 
     #[test]
     fn path_display() {
-        let p = AttrPath::attr("net").then_index(0).then_attr("tags").then_key("env");
+        let p = AttrPath::attr("net")
+            .then_index(0)
+            .then_attr("tags")
+            .then_key("env");
         assert_eq!(p.to_string(), r#"net[0].tags["env"]"#);
     }
 }

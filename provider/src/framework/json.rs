@@ -24,7 +24,10 @@ pub struct ValueError {
 impl ValueError {
     /// A new error at `path`.
     pub fn new(path: &AttrPath, message: impl Into<String>) -> ValueError {
-        ValueError { path: path.clone(), message: message.into() }
+        ValueError {
+            path: path.clone(),
+            message: message.into(),
+        }
     }
 }
 
@@ -48,7 +51,13 @@ pub fn from_json(ty: &Type, j: &J, opts: JsonOptions) -> Result<Value, ValueErro
     decode(ty, j, &AttrPath::root(), opts, 0)
 }
 
-fn decode(ty: &Type, j: &J, path: &AttrPath, opts: JsonOptions, depth: usize) -> Result<Value, ValueError> {
+fn decode(
+    ty: &Type,
+    j: &J,
+    path: &AttrPath,
+    opts: JsonOptions,
+    depth: usize,
+) -> Result<Value, ValueError> {
     if depth > MAX_DEPTH {
         return Err(ValueError::new(path, "value nested too deeply"));
     }
@@ -58,7 +67,10 @@ fn decode(ty: &Type, j: &J, path: &AttrPath, opts: JsonOptions, depth: usize) ->
     let mismatch = || ValueError::new(path, format!("expected {ty}, found JSON {}", json_kind(j)));
     match ty {
         Type::Bool => j.as_bool().map(Value::Bool).ok_or_else(mismatch),
-        Type::String => j.as_str().map(|s| Value::String(s.to_owned())).ok_or_else(mismatch),
+        Type::String => j
+            .as_str()
+            .map(|s| Value::String(s.to_owned()))
+            .ok_or_else(mismatch),
         Type::Number => match j {
             J::Number(n) => json_number(n).map(Value::Number).ok_or_else(mismatch),
             // Terraform accepts numbers written as strings in state.
@@ -72,12 +84,23 @@ fn decode(ty: &Type, j: &J, path: &AttrPath, opts: JsonOptions, depth: usize) ->
                 .enumerate()
                 .map(|(i, item)| decode(e, item, &path.then_index(i), opts, depth + 1))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(if matches!(ty, Type::List(_)) { Value::List(vals) } else { Value::Set(vals) })
+            Ok(if matches!(ty, Type::List(_)) {
+                Value::List(vals)
+            } else {
+                Value::Set(vals)
+            })
         }
         Type::Tuple(elems) => {
             let items = j.as_array().ok_or_else(mismatch)?;
             if items.len() != elems.len() {
-                return Err(ValueError::new(path, format!("expected {} tuple elements, found {}", elems.len(), items.len())));
+                return Err(ValueError::new(
+                    path,
+                    format!(
+                        "expected {} tuple elements, found {}",
+                        elems.len(),
+                        items.len()
+                    ),
+                ));
             }
             let vals = elems
                 .iter()
@@ -91,7 +114,10 @@ fn decode(ty: &Type, j: &J, path: &AttrPath, opts: JsonOptions, depth: usize) ->
             let obj = j.as_object().ok_or_else(mismatch)?;
             let mut out = BTreeMap::new();
             for (k, v) in obj {
-                out.insert(k.clone(), decode(e, v, &path.then_key(k.as_str()), opts, depth + 1)?);
+                out.insert(
+                    k.clone(),
+                    decode(e, v, &path.then_key(k.as_str()), opts, depth + 1)?,
+                );
             }
             Ok(Value::Map(out))
         }
@@ -101,10 +127,18 @@ fn decode(ty: &Type, j: &J, path: &AttrPath, opts: JsonOptions, depth: usize) ->
             for (k, v) in obj {
                 match attrs.get(k) {
                     Some(t) => {
-                        out.insert(k.clone(), decode(t, v, &path.then_attr(k.as_str()), opts, depth + 1)?);
+                        out.insert(
+                            k.clone(),
+                            decode(t, v, &path.then_attr(k.as_str()), opts, depth + 1)?,
+                        );
                     }
                     None if opts.ignore_undefined_attributes => {}
-                    None => return Err(ValueError::new(path, format!("unsupported attribute {k:?}"))),
+                    None => {
+                        return Err(ValueError::new(
+                            path,
+                            format!("unsupported attribute {k:?}"),
+                        ))
+                    }
                 }
             }
             for k in attrs.keys() {
@@ -115,11 +149,18 @@ fn decode(ty: &Type, j: &J, path: &AttrPath, opts: JsonOptions, depth: usize) ->
         Type::Dynamic => {
             let obj = j.as_object().ok_or_else(mismatch)?;
             let (Some(spec), Some(inner)) = (obj.get("type"), obj.get("value")) else {
-                return Err(ValueError::new(path, "a dynamic value needs \"type\" and \"value\""));
+                return Err(ValueError::new(
+                    path,
+                    "a dynamic value needs \"type\" and \"value\"",
+                ));
             };
-            let ty = Type::from_json_spec(spec).map_err(|e| ValueError::new(path, e.to_string()))?;
+            let ty =
+                Type::from_json_spec(spec).map_err(|e| ValueError::new(path, e.to_string()))?;
             if ty == Type::Dynamic {
-                return Err(ValueError::new(path, "a dynamic value cannot have dynamic type"));
+                return Err(ValueError::new(
+                    path,
+                    "a dynamic value cannot have dynamic type",
+                ));
             }
             decode(&ty, inner, path, opts, depth + 1)
         }
@@ -160,17 +201,24 @@ fn encode(ty: &Type, v: &Value, path: &AttrPath, depth: usize) -> Result<J, Valu
     let mismatch = || ValueError::new(path, format!("expected {ty}, found {}", v.kind()));
     match (ty, v) {
         (_, Value::Null) => Ok(J::Null),
-        (_, Value::Unknown) => Err(ValueError::new(path, "an unknown value cannot be encoded as JSON")),
+        (_, Value::Unknown) => Err(ValueError::new(
+            path,
+            "an unknown value cannot be encoded as JSON",
+        )),
         (Type::Bool, Value::Bool(b)) => Ok(J::Bool(*b)),
         (Type::String, Value::String(s)) => Ok(J::String(s.clone())),
         (Type::Number, Value::Number(n)) => Ok(match n {
             Number::Int(i) => J::from(*i),
-            Number::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .ok_or_else(|| ValueError::new(path, "a number that is not finite cannot be encoded"))?,
-            Number::Big(s) => {
-                serde_json::from_str::<serde_json::Number>(s).map(J::Number).unwrap_or_else(|_| J::String(s.clone()))
+            Number::Float(f) => {
+                serde_json::Number::from_f64(*f)
+                    .map(J::Number)
+                    .ok_or_else(|| {
+                        ValueError::new(path, "a number that is not finite cannot be encoded")
+                    })?
             }
+            Number::Big(s) => serde_json::from_str::<serde_json::Number>(s)
+                .map(J::Number)
+                .unwrap_or_else(|_| J::String(s.clone())),
         }),
         (Type::List(e), Value::List(items)) | (Type::Set(e), Value::Set(items)) => items
             .iter()
@@ -188,18 +236,27 @@ fn encode(ty: &Type, v: &Value, path: &AttrPath, depth: usize) -> Result<J, Valu
         (Type::Map(e), Value::Map(m)) => {
             let mut out = serde_json::Map::new();
             for (k, item) in m {
-                out.insert(k.clone(), encode(e, item, &path.then_key(k.as_str()), depth + 1)?);
+                out.insert(
+                    k.clone(),
+                    encode(e, item, &path.then_key(k.as_str()), depth + 1)?,
+                );
             }
             Ok(J::Object(out))
         }
         (Type::Object(attrs), Value::Object(m)) => {
             if let Some(k) = m.keys().find(|k| !attrs.contains_key(*k)) {
-                return Err(ValueError::new(path, format!("unsupported attribute {k:?}")));
+                return Err(ValueError::new(
+                    path,
+                    format!("unsupported attribute {k:?}"),
+                ));
             }
             let mut out = serde_json::Map::new();
             for (k, t) in attrs {
                 let item = m.get(k).unwrap_or(&Value::Null);
-                out.insert(k.clone(), encode(t, item, &path.then_attr(k.as_str()), depth + 1)?);
+                out.insert(
+                    k.clone(),
+                    encode(t, item, &path.then_attr(k.as_str()), depth + 1)?,
+                );
             }
             Ok(J::Object(out))
         }
@@ -252,13 +309,20 @@ mod tests {
         assert_eq!(v.as_map().map(|m| m.len()), Some(8));
         let err = from_json(&ty(), &json!({"gone": 1}), JsonOptions::default()).unwrap_err();
         assert!(err.message.contains("gone"));
-        let opts = JsonOptions { ignore_undefined_attributes: true };
+        let opts = JsonOptions {
+            ignore_undefined_attributes: true,
+        };
         assert!(from_json(&ty(), &json!({"gone": 1}), opts).is_ok());
     }
 
     #[test]
     fn mismatches_name_the_path() {
-        let err = from_json(&ty(), &json!({"rules": [{"cidr": 5}]}), JsonOptions::default()).unwrap_err();
+        let err = from_json(
+            &ty(),
+            &json!({"rules": [{"cidr": 5}]}),
+            JsonOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.path.to_string(), "rules[0].cidr");
         assert!(to_json(&Type::String, &Value::Unknown).is_err());
         assert!(to_json(&Type::String, &Value::Bool(true)).is_err());

@@ -15,20 +15,26 @@ use super::value::Value;
 #[derive(Debug, Clone)]
 pub struct Context {
     stop: watch::Receiver<bool>,
+    /// Keeps the sender of a detached context alive, so that it never reads as stopped.
+    _detached: Option<Arc<watch::Sender<bool>>>,
 }
 
 impl Context {
     /// A context that stops when `stop` turns true.
     pub fn new(stop: watch::Receiver<bool>) -> Context {
-        Context { stop }
+        Context {
+            stop,
+            _detached: None,
+        }
     }
 
     /// A context that never stops (for unit tests of resources).
     pub fn detached() -> Context {
         let (tx, rx) = watch::channel(false);
-        // Keep the sender alive for the whole program so that `stopping` waits forever instead of returning.
-        std::mem::forget(tx);
-        Context { stop: rx }
+        Context {
+            stop: rx,
+            _detached: Some(Arc::new(tx)),
+        }
     }
 
     /// Whether Terraform asked the provider to stop.
@@ -89,20 +95,37 @@ impl PlanRequest<'_> {
         let mut planned = self.proposed.clone();
         let mut requires_replace = Vec::new();
         if !self.is_create() {
-            replace_paths(&self.schema.block, self.prior, &planned, &AttrPath::root(), &mut requires_replace);
+            replace_paths(
+                &self.schema.block,
+                self.prior,
+                &planned,
+                &AttrPath::root(),
+                &mut requires_replace,
+            );
         }
         if self.is_create() || !requires_replace.is_empty() {
             mark_computed_unknown(&self.schema.block, &mut planned, self.config);
         }
-        PlanOutcome { planned, requires_replace, diagnostics: Diagnostics::new() }
+        PlanOutcome {
+            planned,
+            requires_replace,
+            diagnostics: Diagnostics::new(),
+        }
     }
 }
 
 fn block_has_replace(block: &Block) -> bool {
-    block.attributes.iter().any(|a| a.requires_replace) || block.blocks.iter().any(|b| block_has_replace(&b.block))
+    block.attributes.iter().any(|a| a.requires_replace)
+        || block.blocks.iter().any(|b| block_has_replace(&b.block))
 }
 
-fn replace_paths(block: &Block, prior: &Value, planned: &Value, at: &AttrPath, out: &mut Vec<AttrPath>) {
+fn replace_paths(
+    block: &Block,
+    prior: &Value,
+    planned: &Value,
+    at: &AttrPath,
+    out: &mut Vec<AttrPath>,
+) {
     for a in block.attributes.iter().filter(|a| a.requires_replace) {
         let (p, n) = (prior.get(&a.name), planned.get(&a.name));
         if p != n || !n.is_wholly_known() {
@@ -117,11 +140,65 @@ fn replace_paths(block: &Block, prior: &Value, planned: &Value, at: &AttrPath, o
     }
 }
 
+/// Checks Terraform's rule for planned values: a non-computed attribute must be planned exactly as configured
+/// (null when not configured), and an optional+computed one exactly as configured when it is configured.
+/// Returns the paths that break it. Terraform 1.0 rejects such plans ("planned value ... does not match config
+/// value"); the server runs this check after [`Resource::plan`] to name the attribute and blame the provider.
+/// Nested single, group, list and map blocks are checked element by element; set blocks only by size.
+pub fn plan_violations(
+    block: &Block,
+    config: &Value,
+    planned: &Value,
+    at: &AttrPath,
+    out: &mut Vec<AttrPath>,
+) {
+    match (config, planned) {
+        (Value::Unknown, Value::Unknown) | (Value::Null, Value::Null) => return,
+        (Value::Unknown | Value::Null, _) | (_, Value::Unknown | Value::Null) => {
+            out.push(at.clone());
+            return;
+        }
+        _ => {}
+    }
+    for a in &block.attributes {
+        let (c, p) = (config.get(&a.name), planned.get(&a.name));
+        let must_match = !a.computed || !c.is_null();
+        if must_match && c != p {
+            out.push(at.then_attr(a.name.as_str()));
+        }
+    }
+    for b in &block.blocks {
+        let here = at.then_attr(b.type_name.as_str());
+        let (c, p) = (config.get(&b.type_name), planned.get(&b.type_name));
+        match (b.nesting, c, p) {
+            (Nesting::Single | Nesting::Group, c, p) => plan_violations(&b.block, c, p, &here, out),
+            (Nesting::List, Value::List(cs), Value::List(ps)) if cs.len() == ps.len() => {
+                for (i, (c, p)) in cs.iter().zip(ps).enumerate() {
+                    plan_violations(&b.block, c, p, &here.then_index(i), out);
+                }
+            }
+            (Nesting::Map, Value::Map(cs), Value::Map(ps)) if cs.len() == ps.len() => {
+                for (k, c) in cs {
+                    match ps.get(k) {
+                        Some(p) => plan_violations(&b.block, c, p, &here.then_key(k.as_str()), out),
+                        None => out.push(here.then_key(k.as_str())),
+                    }
+                }
+            }
+            (Nesting::Set, Value::Set(cs), Value::Set(ps)) if cs.len() == ps.len() => {}
+            (_, c, p) if c.is_unknown() && p.is_unknown() => {}
+            _ => out.push(here),
+        }
+    }
+}
+
 /// Sets every computed attribute that `config` leaves null to unknown, in `planned` (an object of `block`'s
 /// type), recursing into single, group, list and map nested blocks (set blocks are left alone: their elements
 /// cannot be matched to configuration by position).
 pub fn mark_computed_unknown(block: &Block, planned: &mut Value, config: &Value) {
-    let Value::Object(attrs) = planned else { return };
+    let Value::Object(attrs) = planned else {
+        return;
+    };
     for a in block.attributes.iter().filter(|a| a.computed) {
         if config.get(&a.name).is_null() {
             attrs.insert(a.name.clone(), Value::Unknown);
@@ -129,9 +206,13 @@ pub fn mark_computed_unknown(block: &Block, planned: &mut Value, config: &Value)
     }
     for b in &block.blocks {
         let cfg = config.get(&b.type_name);
-        let Some(v) = attrs.get_mut(&b.type_name) else { continue };
+        let Some(v) = attrs.get_mut(&b.type_name) else {
+            continue;
+        };
         match (b.nesting, v) {
-            (Nesting::Single | Nesting::Group, v @ Value::Object(_)) => mark_computed_unknown(&b.block, v, cfg),
+            (Nesting::Single | Nesting::Group, v @ Value::Object(_)) => {
+                mark_computed_unknown(&b.block, v, cfg)
+            }
             (Nesting::List, Value::List(items)) => {
                 let cfg_items = cfg.as_slice().unwrap_or_default();
                 for (i, item) in items.iter_mut().enumerate() {
@@ -150,7 +231,11 @@ pub fn mark_computed_unknown(block: &Block, planned: &mut Value, config: &Value)
 
 /// The default [`Resource::upgrade_state`]: state of the current version is read with the current schema
 /// (attributes no longer in the schema are dropped); other versions are refused.
-pub fn default_upgrade_state(schema: &Schema, version: i64, raw: &serde_json::Value) -> Result<Value, Diagnostics> {
+pub fn default_upgrade_state(
+    schema: &Schema,
+    version: i64,
+    raw: &serde_json::Value,
+) -> Result<Value, Diagnostics> {
     if version > schema.version {
         return Err(Diagnostics::error(
             "Resource state is from a newer provider",
@@ -201,7 +286,12 @@ pub trait Resource: Send + Sync + 'static {
 
     /// Turns stored state written with schema `version` (as JSON, in that version's shape) into a value of the
     /// current schema. Override when bumping [`Schema::version`]; see [`default_upgrade_state`].
-    fn upgrade_state(&self, schema: &Schema, version: i64, raw: &serde_json::Value) -> Result<Value, Diagnostics> {
+    fn upgrade_state(
+        &self,
+        schema: &Schema,
+        version: i64,
+        raw: &serde_json::Value,
+    ) -> Result<Value, Diagnostics> {
         default_upgrade_state(schema, version, raw)
     }
 
@@ -216,7 +306,12 @@ pub trait Resource: Send + Sync + 'static {
 
     /// Updates the object in place from `prior` to `planned`. Only called when some attribute changed and none
     /// forced replacement; the default refuses (fine for resources whose every argument requires replacement).
-    async fn update(&self, _ctx: &Context, _prior: &Value, _planned: &Value) -> Result<Value, Diagnostics> {
+    async fn update(
+        &self,
+        _ctx: &Context,
+        _prior: &Value,
+        _planned: &Value,
+    ) -> Result<Value, Diagnostics> {
         Err(Diagnostics::error(
             "Resource cannot be updated in place",
             format!("{} does not support in-place updates. This is a bug in the provider: the changed attribute should require replacement.", self.type_name()),
@@ -276,7 +371,12 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Receives the provider configuration, once, before any resource is planned, applied or read.
     /// `config` may hold unknown values when it refers to resources not created yet.
-    async fn configure(&self, _ctx: &Context, _terraform_version: &str, _config: &Value) -> Result<(), Diagnostics> {
+    async fn configure(
+        &self,
+        _ctx: &Context,
+        _terraform_version: &str,
+        _config: &Value,
+    ) -> Result<(), Diagnostics> {
         Ok(())
     }
 
@@ -317,7 +417,13 @@ mod tests {
             ("name", "a".into()),
             ("tags", Value::map([("k", Value::from("v"))])),
             ("size", Value::Null),
-            ("disk", Value::List(vec![Value::object([("gb", 1i64.into()), ("path", Value::Null)])])),
+            (
+                "disk",
+                Value::List(vec![Value::object([
+                    ("gb", 1i64.into()),
+                    ("path", Value::Null),
+                ])]),
+            ),
         ])
     }
 
@@ -325,11 +431,19 @@ mod tests {
     fn create_marks_computed_unknown_and_keeps_config() {
         let s = schema();
         let cfg = config();
-        let out = PlanRequest { schema: &s, prior: &Value::Null, proposed: &cfg, config: &cfg }.default_plan();
+        let out = PlanRequest {
+            schema: &s,
+            prior: &Value::Null,
+            proposed: &cfg,
+            config: &cfg,
+        }
+        .default_plan();
         assert!(out.planned.get("id").is_unknown());
         assert!(out.planned.get("size").is_unknown());
         assert_eq!(out.planned.get("tags"), cfg.get("tags"));
-        assert!(out.planned.get("disk").as_slice().unwrap()[0].get("path").is_unknown());
+        assert!(out.planned.get("disk").as_slice().unwrap()[0]
+            .get("path")
+            .is_unknown());
         assert!(out.requires_replace.is_empty());
     }
 
@@ -339,15 +453,61 @@ mod tests {
         let cfg = config();
         let prior = cfg.clone().with("id", "x").with("size", 5i64);
         let proposed = prior.clone().with("tags", Value::Null);
-        let out = PlanRequest { schema: &s, prior: &prior, proposed: &proposed, config: &cfg }.default_plan();
+        let out = PlanRequest {
+            schema: &s,
+            prior: &prior,
+            proposed: &proposed,
+            config: &cfg,
+        }
+        .default_plan();
         assert_eq!(out.planned.get("id").as_str(), Some("x"));
         assert!(out.requires_replace.is_empty());
 
         let proposed = prior.clone().with("name", "b");
         let cfg = cfg.with("name", "b");
-        let out = PlanRequest { schema: &s, prior: &prior, proposed: &proposed, config: &cfg }.default_plan();
+        let out = PlanRequest {
+            schema: &s,
+            prior: &prior,
+            proposed: &proposed,
+            config: &cfg,
+        }
+        .default_plan();
         assert_eq!(out.requires_replace, vec![AttrPath::attr("name")]);
         assert!(out.planned.get("id").is_unknown());
+    }
+
+    #[test]
+    fn plan_violations_name_the_attribute() {
+        let s = schema();
+        let cfg = config();
+        let mut out = Vec::new();
+        let good = PlanRequest {
+            schema: &s,
+            prior: &Value::Null,
+            proposed: &cfg,
+            config: &cfg,
+        }
+        .default_plan();
+        plan_violations(&s.block, &cfg, &good.planned, &AttrPath::root(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // The Terraform 1.0.3 trap: a configured map planned as null.
+        let bad = good.planned.clone().with("tags", Value::Null);
+        plan_violations(&s.block, &cfg, &bad, &AttrPath::root(), &mut out);
+        assert_eq!(out, vec![AttrPath::attr("tags")]);
+        // A configured block attribute changed.
+        let mut out = Vec::new();
+        let bad = good.planned.clone().with(
+            "disk",
+            Value::List(vec![Value::object([
+                ("gb", 2i64.into()),
+                ("path", Value::Unknown),
+            ])]),
+        );
+        plan_violations(&s.block, &cfg, &bad, &AttrPath::root(), &mut out);
+        assert_eq!(
+            out,
+            vec![AttrPath::attr("disk").then_index(0).then_attr("gb")]
+        );
     }
 
     #[test]

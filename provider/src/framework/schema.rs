@@ -102,8 +102,11 @@ impl Block {
 
     /// The object type of this block's values: one attribute per attribute and per nested block type.
     pub fn ty(&self) -> Type {
-        let mut attrs: BTreeMap<String, Type> =
-            self.attributes.iter().map(|a| (a.name.clone(), a.ty.clone())).collect();
+        let mut attrs: BTreeMap<String, Type> = self
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), a.ty.clone()))
+            .collect();
         for b in &self.blocks {
             attrs.insert(b.type_name.clone(), b.ty());
         }
@@ -113,7 +116,11 @@ impl Block {
     /// An object of this block's type with every attribute null (nested list/set/map blocks empty collections,
     /// as Terraform represents absent blocks). A handy start for building state, e.g. in `import`.
     pub fn null_object(&self) -> Value {
-        let mut m: BTreeMap<String, Value> = self.attributes.iter().map(|a| (a.name.clone(), Value::Null)).collect();
+        let mut m: BTreeMap<String, Value> = self
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), Value::Null))
+            .collect();
         for b in &self.blocks {
             let v = match b.nesting {
                 Nesting::Single | Nesting::Group => Value::Null,
@@ -144,7 +151,8 @@ impl Block {
                 }
                 Value::Map(items) => {
                     for (k, item) in items {
-                        b.block.sensitive_paths(item, &here.then_key(k.as_str()), out);
+                        b.block
+                            .sensitive_paths(item, &here.then_key(k.as_str()), out);
                     }
                 }
                 v @ Value::Object(_) => b.block.sensitive_paths(v, &here, out),
@@ -155,7 +163,11 @@ impl Block {
 
     fn check(&self, at: &AttrPath, diags: &mut Diagnostics) {
         let mut seen = HashSet::new();
-        let names = self.attributes.iter().map(|a| a.name.as_str()).chain(self.blocks.iter().map(|b| b.type_name.as_str()));
+        let names = self
+            .attributes
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(self.blocks.iter().map(|b| b.type_name.as_str()));
         for name in names {
             let path = at.then_attr(name);
             if !valid_name(name) {
@@ -168,7 +180,13 @@ impl Block {
                 );
             }
             if !seen.insert(name) {
-                diags.push(Diagnostic::error("Duplicate schema name", format!("{name:?} is defined twice.")).at(path));
+                diags.push(
+                    Diagnostic::error(
+                        "Duplicate schema name",
+                        format!("{name:?} is defined twice."),
+                    )
+                    .at(path),
+                );
             }
         }
         for a in &self.attributes {
@@ -176,16 +194,30 @@ impl Block {
             let problem = match (a.required, a.optional, a.computed) {
                 (true, false, false) | (false, true, _) | (false, false, true) => None,
                 (true, _, _) => Some("a required attribute can be neither optional nor computed"),
-                (false, false, false) => Some("an attribute must be required, optional or computed"),
+                (false, false, false) => {
+                    Some("an attribute must be required, optional or computed")
+                }
             };
             if let Some(p) = problem {
-                diags.push(Diagnostic::error("Invalid attribute flags", format!("Attribute {}: {p}.", a.name)).at(path));
+                diags.push(
+                    Diagnostic::error(
+                        "Invalid attribute flags",
+                        format!("Attribute {}: {p}.", a.name),
+                    )
+                    .at(path),
+                );
             }
         }
         for b in &self.blocks {
             let path = at.then_attr(b.type_name.as_str());
             if b.max_items > 0 && b.min_items > b.max_items {
-                diags.push(Diagnostic::error("Invalid block limits", "min_items is larger than max_items.").at(path.clone()));
+                diags.push(
+                    Diagnostic::error(
+                        "Invalid block limits",
+                        "min_items is larger than max_items.",
+                    )
+                    .at(path.clone()),
+                );
             }
             b.block.check(&path, diags);
         }
@@ -239,22 +271,35 @@ impl Attribute {
 
     /// An attribute the configuration must set.
     pub fn required(name: impl Into<String>, ty: Type) -> Attribute {
-        Attribute { required: true, ..Attribute::new(name, ty) }
+        Attribute {
+            required: true,
+            ..Attribute::new(name, ty)
+        }
     }
 
     /// An attribute the configuration may set; null otherwise.
     pub fn optional(name: impl Into<String>, ty: Type) -> Attribute {
-        Attribute { optional: true, ..Attribute::new(name, ty) }
+        Attribute {
+            optional: true,
+            ..Attribute::new(name, ty)
+        }
     }
 
     /// An attribute only the provider sets.
     pub fn computed(name: impl Into<String>, ty: Type) -> Attribute {
-        Attribute { computed: true, ..Attribute::new(name, ty) }
+        Attribute {
+            computed: true,
+            ..Attribute::new(name, ty)
+        }
     }
 
     /// An attribute the configuration may set, and the provider sets when it does not.
     pub fn optional_computed(name: impl Into<String>, ty: Type) -> Attribute {
-        Attribute { optional: true, computed: true, ..Attribute::new(name, ty) }
+        Attribute {
+            optional: true,
+            computed: true,
+            ..Attribute::new(name, ty)
+        }
     }
 
     /// Sets the description.
@@ -319,7 +364,13 @@ pub struct NestedBlock {
 impl NestedBlock {
     /// A nested block type.
     pub fn new(type_name: impl Into<String>, nesting: Nesting, block: Block) -> NestedBlock {
-        NestedBlock { type_name: type_name.into(), nesting, block, min_items: 0, max_items: 0 }
+        NestedBlock {
+            type_name: type_name.into(),
+            nesting,
+            block,
+            min_items: 0,
+            max_items: 0,
+        }
     }
 
     /// Sets the number of blocks allowed.
@@ -355,9 +406,9 @@ mod tests {
                 .block(NestedBlock::new(
                     "disk",
                     Nesting::List,
-                    Block::new().attribute(Attribute::required("size", Type::Number)).attribute(
-                        Attribute::optional("key", Type::String).sensitive(),
-                    ),
+                    Block::new()
+                        .attribute(Attribute::required("size", Type::Number))
+                        .attribute(Attribute::optional("key", Type::String).sensitive()),
                 )),
         )
     }
@@ -377,7 +428,10 @@ mod tests {
             Block::new()
                 .attribute(Attribute::required("Name", Type::String))
                 .attribute(Attribute::required("x", Type::String))
-                .attribute(Attribute { computed: true, ..Attribute::required("x", Type::String) }),
+                .attribute(Attribute {
+                    computed: true,
+                    ..Attribute::required("x", Type::String)
+                }),
         );
         let diags = bad.check().unwrap_err();
         assert_eq!(diags.0.len(), 3, "{diags}");
@@ -386,10 +440,13 @@ mod tests {
     #[test]
     fn sensitive_paths_reach_into_blocks() {
         let s = schema();
-        let v = s
-            .block
-            .null_object()
-            .with("disk", Value::List(vec![Value::object([("size", Value::from(1i64)), ("key", Value::Null)])]));
+        let v = s.block.null_object().with(
+            "disk",
+            Value::List(vec![Value::object([
+                ("size", Value::from(1i64)),
+                ("key", Value::Null),
+            ])]),
+        );
         let mut out = Vec::new();
         s.block.sensitive_paths(&v, &AttrPath::root(), &mut out);
         let out: Vec<String> = out.iter().map(ToString::to_string).collect();

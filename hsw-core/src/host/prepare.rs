@@ -1,0 +1,823 @@
+//! `prepare`: failed (or warned) checks turned into host changes, applied with backups, undone exactly.
+//!
+//! [`plan`] runs the checks and maps each one a change can help to [`Step`]s: file writes (the
+//! whole new content, shown as a unified diff) and commands (argv, never a shell). It changes
+//! nothing. [`apply`] first backs up every file it will touch under
+//! `<root>/var/lib/hsw/prepare/<run-id>/` with a manifest (path, existed before, mode, owner,
+//! sha256 before/after), then writes the files and runs the commands; under a root other than
+//! `/` commands are recorded as "skipped: alternate root" and never reach a runner.
+//! [`rollback`] restores the newest run not yet rolled back: files that did not exist are removed,
+//! contents, modes and owners come back byte for byte; it refuses when a file changed since the
+//! run (unless forced), and records the rollback in the manifest.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::check::{
+    self, group_state, iommu_state, nouveau_state, package_state, Check, CheckReport, Found, Policy, Status,
+    NOUVEAU_BLACKLIST, NOUVEAU_BLACKLIST_FILE,
+};
+use super::diff;
+use super::env::{host_path, read_optional, Host};
+use super::run::{CommandSpec, RunOutcome, ALTERNATE_ROOT};
+use crate::config::ClusterConfig;
+
+/// One change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Replace (or create) a text file.
+    Write {
+        /// The check this answers.
+        check: String,
+        /// Why, as a sentence.
+        why: String,
+        /// Host path (`/etc/group`).
+        path: String,
+        /// Content when planned (`None`: the file does not exist).
+        before: Option<String>,
+        /// New content.
+        after: String,
+        /// Mode for a new file (an existing file keeps its own).
+        mode: u32,
+    },
+    /// Run a command.
+    Run {
+        /// The check this answers.
+        check: String,
+        /// Why, as a sentence.
+        why: String,
+        /// The command.
+        command: CommandSpec,
+        /// How long it may take.
+        timeout_s: u64,
+        /// Whether `--rollback` runs it again (it regenerates something from the files restored).
+        rerun_on_rollback: bool,
+    },
+}
+
+/// What `prepare` would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The changes, in order.
+    pub steps: Vec<Step>,
+    /// What a person must do afterwards or instead (reboot, install Terraform).
+    pub notes: Vec<String>,
+    /// Non-passing checks that prepare does not change (each with its remedy).
+    pub manual: Vec<Check>,
+}
+
+impl Plan {
+    /// Whether there is nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The plan for people: numbered steps with diffs and commands, then notes and manual checks.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        if self.steps.is_empty() {
+            out.push_str("Nothing to change.\n");
+        } else {
+            out.push_str(&format!("{} change{}:\n", self.steps.len(), if self.steps.len() == 1 { "" } else { "s" }));
+        }
+        for (n, step) in self.steps.iter().enumerate() {
+            match step {
+                Step::Write { check, why, path, before, after, mode } => {
+                    out.push_str(&format!("\n{}. [{check}] {why}\n", n + 1));
+                    let (what, old_name) = match before {
+                        None => (format!("   create {path} (mode {mode:04o})\n"), "/dev/null".to_owned()),
+                        Some(_) => (format!("   edit {path}\n"), path.clone()),
+                    };
+                    out.push_str(&what);
+                    let d = diff::unified(before.as_deref().unwrap_or(""), after, &old_name, path, 3);
+                    for line in d.lines() {
+                        out.push_str("   ");
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+                Step::Run { check, why, command, .. } => {
+                    out.push_str(&format!("\n{}. [{check}] {why}\n   run: {}\n", n + 1, command.display()));
+                }
+            }
+        }
+        if !self.notes.is_empty() {
+            out.push_str("\nThen, by hand:\n");
+            for note in &self.notes {
+                out.push_str(&format!("  - {note}\n"));
+            }
+        }
+        if !self.manual.is_empty() {
+            out.push_str("\nNot changed by prepare (see `hsw-cli check`):\n");
+            for c in &self.manual {
+                out.push_str(&format!("  {} {}: {}\n", c.status.as_str(), c.id, c.remedy));
+            }
+        }
+        out
+    }
+
+    /// The plan as JSON: `{"steps": [...], "notes": [...], "manual": [...]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Write { check, why, path, before, after, mode } => serde_json::json!({
+                    "kind": "write",
+                    "check": check,
+                    "why": why,
+                    "path": path,
+                    "new_file": before.is_none(),
+                    "mode": format!("{mode:04o}"),
+                    "diff": diff::unified(before.as_deref().unwrap_or(""), after, if before.is_some() { path } else { "/dev/null" }, path, 3),
+                }),
+                Step::Run { check, why, command, .. } => serde_json::json!({
+                    "kind": "run",
+                    "check": check,
+                    "why": why,
+                    "argv": std::iter::once(command.program.clone()).chain(command.args.iter().cloned()).collect::<Vec<_>>(),
+                    "env": command.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+                }),
+            })
+            .collect();
+        serde_json::json!({ "steps": steps, "notes": self.notes, "manual": self.manual })
+    }
+}
+
+/// Plans the changes for `config` on `host`. Reads only (on the real root it may ask
+/// `apt-cache madison` for a version, which changes nothing).
+pub fn plan(host: &dyn Host, config: &ClusterConfig) -> Plan {
+    let report = check::run_checks(host, config);
+    plan_from(host, config, &report)
+}
+
+/// Plans the changes for an already computed check report.
+pub fn plan_from(host: &dyn Host, config: &ClusterConfig, report: &CheckReport) -> Plan {
+    let policy = Policy::from_config(config);
+    let mut plan = Plan { steps: Vec::new(), notes: Vec::new(), manual: Vec::new() };
+    for c in &report.checks {
+        if matches!(c.status, Status::Pass | Status::Skip) {
+            continue;
+        }
+        let handled = match c.id.as_str() {
+            "nouveau" => plan_nouveau(host, &mut plan),
+            "groups" => plan_groups(host, &policy, &mut plan),
+            "iommu" => plan_iommu(host, &mut plan),
+            "packages" => plan_packages(host, &mut plan),
+            _ => false,
+        };
+        if !handled {
+            plan.manual.push(c.clone());
+        }
+    }
+    plan
+}
+
+fn tool_or_name(host: &dyn Host, name: &str) -> String {
+    if host.is_real_root() {
+        host.find_tool(name).unwrap_or_else(|| name.to_owned())
+    } else {
+        name.to_owned()
+    }
+}
+
+fn read_text(host: &dyn Host, abs: &str) -> Result<Option<String>, String> {
+    let path = host.path(abs);
+    match fs::read(&path) {
+        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| format!("{abs} is not UTF-8 text, so prepare leaves it alone")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {abs}: {e}")),
+    }
+}
+
+const REBOOT_NOTE: &str = "Reboot: the changes above take effect at the next boot.";
+
+fn plan_nouveau(host: &dyn Host, plan: &mut Plan) -> bool {
+    let st = nouveau_state(host);
+    if !st.blacklisted() {
+        match read_text(host, NOUVEAU_BLACKLIST_FILE) {
+            Ok(before) => {
+                plan.steps.push(Step::Write {
+                    check: "nouveau".into(),
+                    why: "Blacklist nouveau so it cannot take the NVIDIA GPUs at boot.".into(),
+                    path: NOUVEAU_BLACKLIST_FILE.into(),
+                    before,
+                    after: NOUVEAU_BLACKLIST.into(),
+                    mode: 0o644,
+                });
+                plan.steps.push(Step::Run {
+                    check: "nouveau".into(),
+                    why: "Rebuild the initramfs so the blacklist also applies there.".into(),
+                    command: CommandSpec::new(&tool_or_name(host, "update-initramfs"), &["-u"]),
+                    timeout_s: 600,
+                    rerun_on_rollback: true,
+                });
+            }
+            Err(e) => {
+                plan.notes.push(format!("{e}: blacklist nouveau by hand (see `hsw-cli check`)."));
+                return true;
+            }
+        }
+    } else if st.is_loaded() {
+        plan.notes.push(
+            "nouveau is blacklisted but still loaded: run `sudo update-initramfs -u` if it was not run since, then reboot.".into(),
+        );
+        return true;
+    }
+    push_once(&mut plan.notes, REBOOT_NOTE);
+    true
+}
+
+fn push_once(notes: &mut Vec<String>, note: &str) {
+    if !notes.iter().any(|n| n == note) {
+        notes.push(note.to_owned());
+    }
+}
+
+fn plan_groups(host: &dyn Host, policy: &Policy, plan: &mut Plan) -> bool {
+    let st = group_state(host, policy);
+    if st.error.is_some() || st.user.is_root() {
+        return false;
+    }
+    if !st.absent.is_empty() {
+        plan.notes.push(format!(
+            "The {} group{} will exist once libvirt is installed: run `hsw-cli prepare` again then to join {}.",
+            st.absent.join(" and "),
+            if st.absent.len() == 1 { "" } else { "s" },
+            if st.absent.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if st.missing.is_empty() {
+        return !st.absent.is_empty();
+    }
+    let user = st.user.name.clone();
+    let groups_text = st.missing.join(" and ");
+    for abs in ["/etc/group", "/etc/gshadow"] {
+        let text = match read_text(host, abs) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                plan.notes.push(format!("{e}: run `sudo usermod -aG {} {user}` instead.", st.missing.join(",")));
+                return true;
+            }
+        };
+        let mut edited = text.clone();
+        for g in &st.missing {
+            match crate::host::parse::add_group_member(&edited, g, &user) {
+                Ok(Some(next)) => edited = next,
+                Ok(None) => {}
+                // gshadow may lack a group that /etc/group has; leave that file's line alone.
+                Err(e) if abs == "/etc/gshadow" => {
+                    plan.notes.push(format!("{abs}: {e}; `grpck` can add the missing line."));
+                }
+                Err(e) => {
+                    plan.notes.push(format!("{abs}: {e}; run `sudo usermod -aG {} {user}` instead.", st.missing.join(",")));
+                    return true;
+                }
+            }
+        }
+        if edited != text {
+            plan.steps.push(Step::Write {
+                check: "groups".into(),
+                why: format!("Add {user} to the {groups_text} group{} ({abs}).", if st.missing.len() == 1 { "" } else { "s" }),
+                path: abs.into(),
+                before: Some(text),
+                after: edited,
+                mode: 0o644,
+            });
+        }
+    }
+    plan.notes.push(format!("{user} must log out and back in for the new group membership to take effect."));
+    true
+}
+
+fn plan_iommu(host: &dyn Host, plan: &mut Plan) -> bool {
+    let st = iommu_state(host);
+    let params = st.wanted_params();
+    const GRUB: &str = "/etc/default/grub";
+    let text = match read_text(host, GRUB) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            plan.notes.push(format!(
+                "There is no {GRUB}: add `{}` to the kernel command line of your boot loader, then reboot.",
+                params.join(" ")
+            ));
+            return true;
+        }
+        Err(e) => {
+            plan.notes.push(format!("{e}: add `{}` to the kernel command line by hand.", params.join(" ")));
+            return true;
+        }
+    };
+    match crate::host::parse::grub_add_tokens(&text, &params) {
+        Some(after) => {
+            plan.steps.push(Step::Write {
+                check: "iommu".into(),
+                why: format!("Turn the IOMMU on at boot: add `{}` to GRUB_CMDLINE_LINUX_DEFAULT.", params.join(" ")),
+                path: GRUB.into(),
+                before: Some(text),
+                after,
+                mode: 0o644,
+            });
+            plan.steps.push(Step::Run {
+                check: "iommu".into(),
+                why: "Regenerate the GRUB configuration with the new kernel command line.".into(),
+                command: CommandSpec::new(&tool_or_name(host, "update-grub"), &[]),
+                timeout_s: 300,
+                rerun_on_rollback: true,
+            });
+            push_once(&mut plan.notes, REBOOT_NOTE);
+            plan.notes.push("If the IOMMU is still off after the reboot, enable VT-d / AMD-Vi in the firmware setup.".into());
+        }
+        None => plan.notes.push(format!(
+            "{GRUB} already has `{}`: run `sudo update-grub` if it was not run since, reboot, and enable VT-d / AMD-Vi in the firmware if the IOMMU stays off.",
+            params.join(" ")
+        )),
+    }
+    true
+}
+
+fn plan_packages(host: &dyn Host, plan: &mut Plan) -> bool {
+    let st = package_state(host);
+    if st.tools.iter().any(|(t, f)| t.name == "Terraform" && *f == Found::Missing) {
+        plan.notes.push(
+            "Install Terraform >= 1.0 from HashiCorp (https://developer.hashicorp.com/terraform/install) into /usr/local/bin: it is not a Debian package."
+                .into(),
+        );
+    }
+    if st.dpkg.is_none() {
+        let missing: Vec<&str> = st.tools.iter().filter(|(_, f)| *f == Found::Missing).map(|(t, _)| t.name).collect();
+        if !missing.is_empty() {
+            plan.notes.push(format!(
+                "There is no dpkg database: install {} with this system's package manager.",
+                missing.join(", ")
+            ));
+        }
+        return true;
+    }
+    if st.missing_packages.is_empty() {
+        return true;
+    }
+    let mut pkgs: Vec<String> = st.missing_packages.iter().map(|p| (*p).to_owned()).collect();
+    // Same caveat as scripts/install-deps.sh: qemu-utils must come in the same call as
+    // qemu-system-x86, at its version (a backported qemu-utils Breaks Debian 12's qemu-system-common).
+    if st.missing_packages.contains(&"qemu-system-x86") {
+        let installed = |p: &str| st.dpkg.as_ref().and_then(|d| d.get(p)).is_some_and(|e| e.installed);
+        match candidate_version(host, "qemu-system-x86") {
+            Some(v) => {
+                pkgs.retain(|p| p != "qemu-utils");
+                pkgs.push(format!("qemu-utils={v}"));
+                if installed("qemu-block-extra") {
+                    pkgs.push(format!("qemu-block-extra={v}"));
+                }
+            }
+            None => {
+                if !pkgs.iter().any(|p| p == "qemu-utils") {
+                    pkgs.push("qemu-utils".into());
+                }
+                let why = if host.is_real_root() { "apt-cache madison did not answer" } else { ALTERNATE_ROOT };
+                plan.notes.push(format!(
+                    "qemu-utils is installed with qemu-system-x86 but not pinned to its version ({why}): if apt refuses, run `apt-cache madison qemu-system-x86` and add `qemu-utils=VERSION`."
+                ));
+            }
+        }
+    }
+    let mut args: Vec<&str> = vec!["install", "-y", "-qq", "--no-install-recommends", "--allow-downgrades"];
+    args.extend(pkgs.iter().map(String::as_str));
+    plan.steps.push(Step::Run {
+        check: "packages".into(),
+        why: "Refresh the package lists.".into(),
+        command: CommandSpec::new("apt-get", &["update", "-qq"]).with_env("DEBIAN_FRONTEND", "noninteractive"),
+        timeout_s: 600,
+        rerun_on_rollback: false,
+    });
+    plan.steps.push(Step::Run {
+        check: "packages".into(),
+        why: format!("Install the missing packages of scripts/install-deps.sh full: {}.", st.missing_packages.join(", ")),
+        command: CommandSpec::new("apt-get", &args).with_env("DEBIAN_FRONTEND", "noninteractive"),
+        timeout_s: 1800,
+        rerun_on_rollback: false,
+    });
+    true
+}
+
+/// The version `apt-get install` would pick (first line of `apt-cache madison`), real root only.
+fn candidate_version(host: &dyn Host, package: &str) -> Option<String> {
+    if !host.is_real_root() {
+        return None;
+    }
+    match host.runner().run(&CommandSpec::new("apt-cache", &["madison", package]), Duration::from_secs(60)) {
+        RunOutcome::Ran { code: Some(0), stdout, .. } => {
+            stdout.lines().next().and_then(|l| l.split('|').nth(1)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        }
+        _ => None,
+    }
+}
+
+/// One file in a run's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Host path.
+    pub path: String,
+    /// Whether it existed before the run.
+    pub existed: bool,
+    /// Its permission bits before the run (octal text), or the mode it was created with.
+    pub mode: String,
+    /// Owner uid before the run.
+    pub uid: Option<u32>,
+    /// Owner gid before the run.
+    pub gid: Option<u32>,
+    /// sha256 of the content before the run (`None`: it did not exist).
+    pub sha256_before: Option<String>,
+    /// sha256 of the content the run wrote.
+    pub sha256_after: String,
+    /// The backup of the old content, relative to the run directory.
+    pub backup: Option<String>,
+}
+
+/// One command in a run's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    /// The command.
+    pub command: CommandSpec,
+    /// `exit 0`, `skipped: alternate root`, `failed: ...`.
+    pub outcome: String,
+    /// Whether rollback runs it again.
+    pub rerun_on_rollback: bool,
+}
+
+/// That a run was rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// When (seconds since the epoch).
+    pub unix: u64,
+    /// Whether `--force` overrode files changed since the run.
+    pub forced: bool,
+    /// Commands run again after restoring.
+    pub commands: Vec<CommandRecord>,
+}
+
+/// `manifest.json` of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format of this file (1).
+    pub format: u32,
+    /// The run id (also the directory name).
+    pub run_id: String,
+    /// When the run started (seconds since the epoch).
+    pub unix: u64,
+    /// `applying` while files are written, `applied` when every step was done, `failed` otherwise.
+    pub state: String,
+    /// The files, in the order they were written.
+    pub files: Vec<FileRecord>,
+    /// Directories the run created (removed again by rollback when empty).
+    pub created_dirs: Vec<String>,
+    /// The commands and what became of them.
+    pub commands: Vec<CommandRecord>,
+    /// Set once the run is rolled back.
+    pub rolled_back: Option<RollbackRecord>,
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// The run's manifest as saved.
+    pub manifest: Manifest,
+    /// The run directory, as a host path.
+    pub dir: String,
+    /// A step that failed (the steps after it were not attempted), as a sentence.
+    pub error: Option<String>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `YYYYMMDDTHHMMSSZ` for seconds since the epoch (UTC).
+pub fn utc_stamp(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+fn io_err(what: &str, path: &str, e: io::Error) -> String {
+    let hint = if e.kind() == io::ErrorKind::PermissionDenied { " (run it as root: `sudo hsw-cli prepare ...`)" } else { "" };
+    format!("cannot {what} {path}: {e}{hint}")
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, with
+/// `mode` and, when given and different, the owner.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.hsw-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        if let Some((uid, gid)) = owner {
+            let meta = f.metadata()?;
+            if meta.uid() != uid || meta.gid() != gid {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            }
+        }
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Applies `plan`: backs up, writes, runs (commands only on the real root). `Ok(None)` when the
+/// plan is empty; `Err` when nothing could be started (the state directory cannot be made, or a
+/// file changed since the plan).
+pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String> {
+    if plan.is_empty() {
+        return Ok(None);
+    }
+    let state = host.prepare_state_dir();
+    let state_shown = host_path(host.root(), &state);
+    fs::create_dir_all(&state).map_err(|e| io_err("create", &state_shown, e))?;
+    let unix = now_unix();
+    let seq = list_runs(host)?.iter().filter_map(|(id, _)| id.split('-').next()?.parse::<u32>().ok()).max().unwrap_or(0) + 1;
+    let run_id = format!("{seq:04}-{}", utc_stamp(unix));
+    let dir = state.join(&run_id);
+    let dir_shown = host_path(host.root(), &dir);
+    fs::create_dir_all(dir.join("files")).map_err(|e| io_err("create", &dir_shown, e))?;
+
+    // Back up every file first, and check that none changed since the plan.
+    let mut manifest =
+        Manifest { format: 1, run_id: run_id.clone(), unix, state: "applying".into(), files: Vec::new(), created_dirs: Vec::new(), commands: Vec::new(), rolled_back: None };
+    for (n, step) in plan.steps.iter().enumerate() {
+        let Step::Write { path, before, after, mode, .. } = step else { continue };
+        let real = host.path(path);
+        let current = match fs::read(&real) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("read", path, e)),
+        };
+        if current.as_deref() != before.as_deref().map(str::as_bytes) {
+            return Err(format!("{path} changed since the plan was made: run `hsw-cli prepare` again to see the new plan"));
+        }
+        let record = match &current {
+            Some(bytes) => {
+                let meta = fs::metadata(&real).map_err(|e| io_err("read", path, e))?;
+                let backup = format!("files/{n}");
+                fs::write(dir.join(&backup), bytes).map_err(|e| io_err("back up", path, e))?;
+                FileRecord {
+                    path: path.clone(),
+                    existed: true,
+                    mode: format!("{:04o}", meta.permissions().mode() & 0o7777),
+                    uid: Some(meta.uid()),
+                    gid: Some(meta.gid()),
+                    sha256_before: Some(sha256_hex(bytes)),
+                    sha256_after: sha256_hex(after.as_bytes()),
+                    backup: Some(backup),
+                }
+            }
+            None => FileRecord {
+                path: path.clone(),
+                existed: false,
+                mode: format!("{mode:04o}"),
+                uid: None,
+                gid: None,
+                sha256_before: None,
+                sha256_after: sha256_hex(after.as_bytes()),
+                backup: None,
+            },
+        };
+        manifest.files.push(record);
+    }
+    save_manifest(&dir, &manifest)?;
+
+    let mut error = None;
+    // Files.
+    for step in &plan.steps {
+        let Step::Write { path, after, mode, .. } = step else { continue };
+        let real = host.path(path);
+        if let Some(parent) = real.parent() {
+            if let Err(e) = create_dirs(host, parent, &mut manifest.created_dirs) {
+                error = Some(io_err("create the directory of", path, e));
+                break;
+            }
+        }
+        let record = manifest.files.iter().find(|r| r.path == *path);
+        let mode = record.and_then(|r| u32::from_str_radix(&r.mode, 8).ok()).unwrap_or(*mode);
+        let owner = record.and_then(|r| Some((r.uid?, r.gid?)));
+        if let Err(e) = write_atomic(&real, after.as_bytes(), mode, owner) {
+            error = Some(io_err("write", path, e));
+            break;
+        }
+    }
+    save_manifest(&dir, &manifest)?;
+    // Commands, only when every file is in place.
+    if error.is_none() {
+        for step in &plan.steps {
+            let Step::Run { command, timeout_s, rerun_on_rollback, .. } = step else { continue };
+            let outcome = run_on(host, command, *timeout_s);
+            let failed = !(outcome.success() || matches!(outcome, RunOutcome::Skipped(_)));
+            manifest.commands.push(CommandRecord { command: command.clone(), outcome: outcome.summary(), rerun_on_rollback: *rerun_on_rollback });
+            if failed {
+                error = Some(format!("`{}` did not succeed ({}); the steps after it were not run", command.display(), outcome.summary()));
+                break;
+            }
+        }
+    }
+    manifest.state = if error.is_none() { "applied".into() } else { "failed".into() };
+    save_manifest(&dir, &manifest)?;
+    Ok(Some(ApplyReport { manifest, dir: dir_shown, error }))
+}
+
+/// Runs a command on the real root; under any other root says it was skipped without running it.
+fn run_on(host: &dyn Host, command: &CommandSpec, timeout_s: u64) -> RunOutcome {
+    if host.is_real_root() {
+        host.runner().run(command, Duration::from_secs(timeout_s))
+    } else {
+        RunOutcome::Skipped(ALTERNATE_ROOT.into())
+    }
+}
+
+/// Creates `dir` and its missing parents, recording each one created (as a host path).
+fn create_dirs(host: &dyn Host, dir: &Path, created: &mut Vec<String>) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut p = dir.to_path_buf();
+    while !p.exists() && p != host.root() {
+        missing.push(p.clone());
+        match p.parent() {
+            Some(parent) => p = parent.to_path_buf(),
+            None => break,
+        }
+    }
+    for d in missing.iter().rev() {
+        fs::create_dir(d)?;
+        created.push(host_path(host.root(), d));
+    }
+    Ok(())
+}
+
+fn save_manifest(dir: &Path, m: &Manifest) -> Result<(), String> {
+    let mut text = serde_json::to_string_pretty(m).map_err(|e| format!("cannot encode the manifest: {e}"))?;
+    text.push('\n');
+    write_atomic(&dir.join("manifest.json"), text.as_bytes(), 0o600, None)
+        .map_err(|e| io_err("write", &dir.join("manifest.json").display().to_string(), e))
+}
+
+/// The runs under the state directory, oldest first: (run id, manifest).
+pub fn list_runs(host: &dyn Host) -> Result<Vec<(String, Manifest)>, String> {
+    let state = host.prepare_state_dir();
+    let entries = match fs::read_dir(&state) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read", &host_path(host.root(), &state), e)),
+    };
+    let mut runs = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path().join("manifest.json");
+        let Ok(Some(text)) = read_optional(&path) else { continue };
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+            format!("{} is not a manifest hsw can read ({e}): move that run directory away", host_path(host.root(), &path))
+        })?;
+        runs.push((entry.file_name().to_string_lossy().into_owned(), m));
+    }
+    runs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(runs)
+}
+
+/// What [`rollback`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackOutcome {
+    /// Nothing to roll back, and why.
+    Nothing(String),
+    /// Files changed since the run; nothing was touched.
+    Refused {
+        /// The run.
+        run_id: String,
+        /// One sentence per changed file.
+        changed: Vec<String>,
+    },
+    /// The run was undone.
+    Restored {
+        /// The run.
+        run_id: String,
+        /// Host paths restored (or removed, for files the run created).
+        files: Vec<String>,
+        /// Commands run again, and what became of them.
+        commands: Vec<CommandRecord>,
+        /// Runs before it that can still be rolled back.
+        earlier: usize,
+    },
+}
+
+/// Undoes the newest run not yet rolled back. With `force`, files changed since the run are
+/// overwritten too.
+pub fn rollback(host: &dyn Host, force: bool) -> Result<RollbackOutcome, String> {
+    let runs = list_runs(host)?;
+    let pending: Vec<&(String, Manifest)> = runs.iter().filter(|(_, m)| m.rolled_back.is_none()).collect();
+    let Some((id, manifest)) = pending.last().map(|(id, m)| (id.clone(), m.clone())) else {
+        let why = match runs.last() {
+            None => "nothing to roll back: prepare --apply has not changed this host".to_owned(),
+            Some((id, _)) => format!("nothing to roll back: the last run ({id}) was already rolled back"),
+        };
+        return Ok(RollbackOutcome::Nothing(why));
+    };
+    let dir = host.prepare_state_dir().join(&id);
+    let mut to_restore = Vec::new();
+    let mut changed = Vec::new();
+    for f in &manifest.files {
+        let real = host.path(&f.path);
+        let now = match fs::read(&real) {
+            Ok(b) => Some(sha256_hex(&b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("read", &f.path, e)),
+        };
+        if now.as_deref() == Some(f.sha256_after.as_str()) {
+            to_restore.push(f);
+        } else if now == f.sha256_before {
+            // Never written (the run stopped early) or already back: nothing to do.
+        } else {
+            let state = if now.is_none() { "it was removed".to_owned() } else { "its content differs from what the run wrote".to_owned() };
+            changed.push(format!("{} changed since run {id}: {state}", f.path));
+            to_restore.push(f);
+        }
+    }
+    if !changed.is_empty() && !force {
+        return Ok(RollbackOutcome::Refused { run_id: id, changed });
+    }
+    let mut restored = Vec::new();
+    for f in to_restore.iter().rev() {
+        let real = host.path(&f.path);
+        if f.existed {
+            let Some(backup) = &f.backup else {
+                return Err(format!("the manifest of run {id} has no backup for {}: restore it by hand", f.path));
+            };
+            let bytes = fs::read(dir.join(backup)).map_err(|e| io_err("read the backup of", &f.path, e))?;
+            if Some(sha256_hex(&bytes)) != f.sha256_before {
+                return Err(format!("the backup of {} in run {id} does not match its recorded sha256: restore it by hand", f.path));
+            }
+            let mode = u32::from_str_radix(&f.mode, 8).unwrap_or(0o644);
+            let owner = f.uid.zip(f.gid);
+            write_atomic(&real, &bytes, mode, owner).map_err(|e| io_err("restore", &f.path, e))?;
+        } else {
+            match fs::remove_file(&real) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", &f.path, e)),
+            }
+        }
+        restored.push(f.path.clone());
+    }
+    for d in manifest.created_dirs.iter().rev() {
+        let _ = fs::remove_dir(host.path(d));
+    }
+    let mut commands = Vec::new();
+    if !restored.is_empty() {
+        for c in manifest.commands.iter().filter(|c| c.rerun_on_rollback) {
+            let outcome = run_on(host, &c.command, 600);
+            commands.push(CommandRecord { command: c.command.clone(), outcome: outcome.summary(), rerun_on_rollback: true });
+        }
+    }
+    let mut updated = manifest.clone();
+    updated.rolled_back = Some(RollbackRecord { unix: now_unix(), forced: force && !changed.is_empty(), commands: commands.clone() });
+    save_manifest(&dir, &updated)?;
+    restored.reverse();
+    Ok(RollbackOutcome::Restored { run_id: id, files: restored, commands, earlier: pending.len().saturating_sub(1) })
+}
+
+/// Where a run's files live, for messages.
+pub fn run_dir(host: &dyn Host, run_id: &str) -> PathBuf {
+    host.prepare_state_dir().join(run_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_764_354_612), "20251128T183012Z");
+    }
+}
