@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh full
+scripts/install-tools.sh terraform
 cargo build --release --locked --workspace
 bin=target/release/hsw-cli
 echo; echo "==> hsw-cli check (embedded default)"

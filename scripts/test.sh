@@ -10,6 +10,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "dependencies"
 scripts/install-deps.sh full
 scripts/install-tools.sh
+export HSW_REQUIRE_TERRAFORM=1 CHECKPOINT_DISABLE=1
 
 step "format"
 cargo fmt --all -- --check

@@ -93,7 +93,10 @@ pub fn prepare(args: &PrepareArgs, out: &mut dyn Write) -> u8 {
         Err(e) => return cannot_run(&e),
     };
     let plan = host::plan(&host, &config);
-    let header = format!("hsw-cli prepare: host {} for {name}\n\n", host.root().display());
+    let header = format!(
+        "hsw-cli prepare: host {} for {name}\n\n",
+        host.root().display()
+    );
     if !args.apply || plan.is_empty() {
         let tail = if plan.is_empty() {
             ""
@@ -101,10 +104,19 @@ pub fn prepare(args: &PrepareArgs, out: &mut dyn Write) -> u8 {
             "\nNothing was changed: run `sudo hsw-cli prepare --apply` to make these changes (every file is backed up first).\n"
         };
         let written = match args.format {
-            Format::Text => out.write_all(format!("{header}{}{tail}", plan.render_text()).as_bytes()),
-            Format::Json => write_json(out, &serde_json::json!({ "plan": plan.to_json(), "applied": null })),
+            Format::Text => {
+                out.write_all(format!("{header}{}{tail}", plan.render_text()).as_bytes())
+            }
+            Format::Json => write_json(
+                out,
+                &serde_json::json!({ "plan": plan.to_json(), "applied": null }),
+            ),
         };
-        return if written.is_ok() { exit::OK } else { exit::CANNOT_RUN };
+        return if written.is_ok() {
+            exit::OK
+        } else {
+            exit::CANNOT_RUN
+        };
     }
     let report = match host::apply(&host, &plan) {
         Ok(Some(r)) => r,
@@ -112,8 +124,18 @@ pub fn prepare(args: &PrepareArgs, out: &mut dyn Write) -> u8 {
         Err(e) => return cannot_run(&e),
     };
     let written = match args.format {
-        Format::Text => out.write_all(format!("{header}{}\n{}", plan.render_text(), render_applied(&report)).as_bytes()),
-        Format::Json => write_json(out, &serde_json::json!({ "plan": plan.to_json(), "applied": applied_json(&report) })),
+        Format::Text => out.write_all(
+            format!(
+                "{header}{}\n{}",
+                plan.render_text(),
+                render_applied(&report)
+            )
+            .as_bytes(),
+        ),
+        Format::Json => write_json(
+            out,
+            &serde_json::json!({ "plan": plan.to_json(), "applied": applied_json(&report) }),
+        ),
     };
     if written.is_err() {
         return exit::CANNOT_RUN;
@@ -131,25 +153,38 @@ fn rollback(host: &SystemHost, args: &PrepareArgs, out: &mut dyn Write) -> u8 {
         Err(e) => return cannot_run(&e),
     };
     let (text, json, code) = match &outcome {
-        RollbackOutcome::Nothing(why) => {
-            (format!("{}.\n", capitalize(why)), serde_json::json!({ "rollback": "nothing", "message": why }), exit::OK)
-        }
+        RollbackOutcome::Nothing(why) => (
+            format!("{}.\n", capitalize(why)),
+            serde_json::json!({ "rollback": "nothing", "message": why }),
+            exit::OK,
+        ),
         RollbackOutcome::Refused { run_id, changed } => {
             let mut t = format!("Refusing to roll back run {run_id}: files changed since it was applied, and restoring them would lose those edits.\n");
             for c in changed {
                 t.push_str(&format!("  {c}\n"));
             }
             t.push_str("Look at them, then run `sudo hsw-cli prepare --rollback --force` to restore them anyway. Nothing was changed.\n");
-            (t, serde_json::json!({ "rollback": "refused", "run_id": run_id, "changed": changed }), exit::INVALID)
+            (
+                t,
+                serde_json::json!({ "rollback": "refused", "run_id": run_id, "changed": changed }),
+                exit::INVALID,
+            )
         }
-        RollbackOutcome::Restored { run_id, files, commands, earlier } => {
+        RollbackOutcome::Restored {
+            run_id,
+            files,
+            commands,
+            earlier,
+        } => {
             let mut t = format!("Rolled back run {run_id}:\n");
             for f in files {
                 t.push_str(&format!("  restored {f}\n"));
             }
             t.push_str(&render_commands(commands));
             if *earlier > 0 {
-                t.push_str(&format!("{earlier} earlier run(s) can still be rolled back with another --rollback.\n"));
+                t.push_str(&format!(
+                    "{earlier} earlier run(s) can still be rolled back with another --rollback.\n"
+                ));
             }
             let json = serde_json::json!({
                 "rollback": "restored", "run_id": run_id, "files": files, "commands": commands, "earlier_runs": earlier,
@@ -180,7 +215,12 @@ fn load_config(file: Option<&Path>) -> Result<(String, ClusterConfig), String> {
     match validated.valid_config() {
         Some(c) => Ok((name, c.clone())),
         None => {
-            let errors = validated.report.diagnostics.iter().filter(|d| d.severity == hsw_core::diag::Severity::Error).count();
+            let errors = validated
+                .report
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == hsw_core::diag::Severity::Error)
+                .count();
             Err(format!(
                 "{name} is not a valid cluster definition ({errors} error{}): run `hsw-cli validate {name}` to see them",
                 if errors == 1 { "" } else { "s" }
@@ -212,17 +252,32 @@ fn capitalize(s: &str) -> String {
 }
 
 fn render_checks(report: &CheckReport, host: &SystemHost, config_name: &str) -> String {
-    let mut s = format!("hsw-cli check: host {} against {config_name}\n", host.root().display());
+    let mut s = format!(
+        "hsw-cli check: host {} against {config_name}\n",
+        host.root().display()
+    );
     let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
     for c in &report.checks {
-        s.push_str(&format!("{:<4}  {:<width$}  {}\n", c.status.as_str(), c.id, c.message));
+        s.push_str(&format!(
+            "{:<4}  {:<width$}  {}\n",
+            c.status.as_str(),
+            c.id,
+            c.message
+        ));
         if c.status != Status::Pass && !c.remedy.is_empty() {
             s.push_str(&format!("      {:<width$}  fix: {}\n", "", c.remedy));
         }
     }
     let (pass, warn, fail, skip) = report.counts();
-    let verdict = if report.failed() { "the host cannot run this config yet" } else { "the host can run this config" };
-    s.push_str(&format!("{} checks: {pass} pass, {warn} warn, {fail} fail, {skip} skip: {verdict}.\n", report.checks.len()));
+    let verdict = if report.failed() {
+        "the host cannot run this config yet"
+    } else {
+        "the host can run this config"
+    };
+    s.push_str(&format!(
+        "{} checks: {pass} pass, {warn} warn, {fail} fail, {skip} skip: {verdict}.\n",
+        report.checks.len()
+    ));
     if report.failed() {
         s.push_str("`sudo hsw-cli prepare` shows what it can change for you.\n");
     }
@@ -245,19 +300,31 @@ fn write_json(out: &mut dyn Write, value: &serde_json::Value) -> std::io::Result
 }
 
 fn render_commands(commands: &[CommandRecord]) -> String {
-    commands.iter().map(|c| format!("  command `{}`: {}\n", c.command.display(), c.outcome)).collect()
+    commands
+        .iter()
+        .map(|c| format!("  command `{}`: {}\n", c.command.display(), c.outcome))
+        .collect()
 }
 
 fn render_applied(report: &ApplyReport) -> String {
     let m = &report.manifest;
-    let mut s = format!("Applied as run {} (backups and manifest in {}):\n", m.run_id, report.dir);
+    let mut s = format!(
+        "Applied as run {} (backups and manifest in {}):\n",
+        m.run_id, report.dir
+    );
     for f in &m.files {
         let what = if f.existed { "wrote" } else { "created" };
-        s.push_str(&format!("  {what} {} (sha256 {})\n", f.path, f.sha256_after.get(..12).unwrap_or_default()));
+        s.push_str(&format!(
+            "  {what} {} (sha256 {})\n",
+            f.path,
+            f.sha256_after.get(..12).unwrap_or_default()
+        ));
     }
     s.push_str(&render_commands(&m.commands));
     match &report.error {
-        Some(e) => s.push_str(&format!("Stopped: {e}. `sudo hsw-cli prepare --rollback` undoes the files written.\n")),
+        Some(e) => s.push_str(&format!(
+            "Stopped: {e}. `sudo hsw-cli prepare --rollback` undoes the files written.\n"
+        )),
         None => s.push_str("Done. `sudo hsw-cli prepare --rollback` undoes this run.\n"),
     }
     s

@@ -16,7 +16,12 @@ fn fixtures() -> PathBuf {
 
 fn hsw(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsw-cli"));
-    cmd.args(args).current_dir(repo()).env("NO_COLOR", "1").env_remove("HSW_ROOT").env_remove("HSW_USER").env_remove("SUDO_USER");
+    cmd.args(args)
+        .current_dir(repo())
+        .env("NO_COLOR", "1")
+        .env_remove("HSW_ROOT")
+        .env_remove("HSW_USER")
+        .env_remove("SUDO_USER");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -32,13 +37,18 @@ fn stderr(o: &Output) -> String {
 }
 
 fn case_meta(case: &str) -> serde_json::Value {
-    serde_json::from_str(&fs::read_to_string(fixtures().join(case).join("case.json")).unwrap()).unwrap()
+    serde_json::from_str(&fs::read_to_string(fixtures().join(case).join("case.json")).unwrap())
+        .unwrap()
 }
 
 /// `check` arguments for a fixture case (its root, its config), and its user.
 fn case_args(case: &str) -> (Vec<String>, String) {
     let meta = case_meta(case);
-    let mut args = vec!["check".to_owned(), "--root".to_owned(), fixtures().join(case).display().to_string()];
+    let mut args = vec![
+        "check".to_owned(),
+        "--root".to_owned(),
+        fixtures().join(case).display().to_string(),
+    ];
     if let Some(c) = meta["config"].as_str() {
         args.push("--config".into());
         args.push(fixtures().join(case).join(c).display().to_string());
@@ -60,19 +70,29 @@ fn every_fixture_case_gives_its_statuses_and_exit_code() {
         args.extend(["--format".into(), "json".into()]);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = hsw(&argv, &[("HSW_USER", &user)]);
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{case}: {e}: {}", stdout(&out)));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{case}: {e}: {}", stdout(&out)));
         let checks = json["checks"].as_array().unwrap();
         assert_eq!(checks.len(), 9, "{case}");
         for (id, want) in meta["expect"].as_object().unwrap() {
             let got = checks.iter().find(|c| c["id"] == id.as_str()).unwrap();
-            assert_eq!(got["status"], want["status"], "{case}: {id}: {}", got["message"]);
+            assert_eq!(
+                got["status"], want["status"],
+                "{case}: {id}: {}",
+                got["message"]
+            );
         }
         for c in checks {
             for key in ["id", "status", "message", "remedy"] {
                 assert!(c[key].is_string(), "{case}: {key} in {c}");
             }
         }
-        assert_eq!(i64::from(out.status.code().unwrap()), meta["exit"].as_i64().unwrap(), "{case}: {}", stdout(&out));
+        assert_eq!(
+            i64::from(out.status.code().unwrap()),
+            meta["exit"].as_i64().unwrap(),
+            "{case}: {}",
+            stdout(&out)
+        );
         n += 1;
     }
     assert!(n >= 12);
@@ -87,17 +107,47 @@ fn text_output_has_one_line_per_check_remedies_and_a_summary() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("hsw-cli check: host "), "{text}");
-    let groups = lines.iter().position(|l| l.starts_with("fail  groups")).unwrap_or_else(|| panic!("{text}"));
-    assert!(lines[groups + 1].trim_start().starts_with("fix: Run `sudo usermod -aG libvirt,kvm bob`"), "{text}");
-    assert!(lines.iter().any(|l| l.starts_with("pass  cpu.virtualization")), "{text}");
-    assert!(text.contains("9 checks: ") && text.contains("1 fail") && text.contains("cannot run this config yet"), "{text}");
+    let groups = lines
+        .iter()
+        .position(|l| l.starts_with("fail  groups"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        lines[groups + 1]
+            .trim_start()
+            .starts_with("fix: Run `sudo usermod -aG libvirt,kvm bob`"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("pass  cpu.virtualization")),
+        "{text}"
+    );
+    assert!(
+        text.contains("9 checks: ")
+            && text.contains("1 fail")
+            && text.contains("cannot run this config yet"),
+        "{text}"
+    );
 }
 
 #[test]
 fn hsw_root_env_is_the_same_as_root_flag() {
     let root = fixtures().join("bridge-in-use");
-    let a = hsw(&["check", "--format", "json", "--root", root.to_str().unwrap()], &[("HSW_USER", "alice")]);
-    let b = hsw(&["check", "--format", "json"], &[("HSW_USER", "alice"), ("HSW_ROOT", root.to_str().unwrap())]);
+    let a = hsw(
+        &[
+            "check",
+            "--format",
+            "json",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+        &[("HSW_USER", "alice")],
+    );
+    let b = hsw(
+        &["check", "--format", "json"],
+        &[("HSW_USER", "alice"), ("HSW_ROOT", root.to_str().unwrap())],
+    );
     assert_eq!(a.status.code(), Some(1));
     assert_eq!(stdout(&a), stdout(&b));
 }
@@ -106,18 +156,40 @@ fn hsw_root_env_is_the_same_as_root_flag() {
 fn it_cannot_run_without_a_root_or_a_readable_valid_config() {
     let out = hsw(&["check", "--root", "/nonexistent/hsw-root"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent/hsw-root") && stderr(&out).contains("--root"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/hsw-root") && stderr(&out).contains("--root"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = hsw(&["check", "--config", "/nonexistent/cluster.yaml"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("cannot read /nonexistent/cluster.yaml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read /nonexistent/cluster.yaml"),
+        "{}",
+        stderr(&out)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     fs::write(&bad, "version: \"1.0\"\nmetadata: {name: x}\n").unwrap();
-    let out = hsw(&["check", "--config", bad.to_str().unwrap(), "--root", fixtures().join("healthy").to_str().unwrap()], &[]);
+    let out = hsw(
+        &[
+            "check",
+            "--config",
+            bad.to_str().unwrap(),
+            "--root",
+            fixtures().join("healthy").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("is not a valid cluster definition") && stderr(&out).contains("hsw-cli validate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a valid cluster definition")
+            && stderr(&out).contains("hsw-cli validate"),
+        "{}",
+        stderr(&out)
+    );
 
     let file = dir.path().join("file");
     fs::write(&file, "").unwrap();
@@ -134,7 +206,10 @@ fn the_real_host_can_be_checked() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["checks"].as_array().unwrap().len(), 9);
     let s = &json["summary"];
-    let total: u64 = ["pass", "warn", "fail", "skip"].iter().map(|k| s[k].as_u64().unwrap()).sum();
+    let total: u64 = ["pass", "warn", "fail", "skip"]
+        .iter()
+        .map(|k| s[k].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 9);
 }
 
@@ -168,38 +243,76 @@ fn prepare_plans_applies_and_rolls_back_a_fixture_copy() {
     let out = hsw(&["prepare", "--root", r, "--config", c], &env);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("create /etc/modprobe.d/hsw-blacklist-nouveau.conf (mode 0644)"), "{text}");
+    assert!(
+        text.contains("create /etc/modprobe.d/hsw-blacklist-nouveau.conf (mode 0644)"),
+        "{text}"
+    );
     assert!(text.contains("run: update-initramfs -u"), "{text}");
     assert!(text.contains("+libvirt:x:110:alice,bob"), "{text}");
     assert!(text.contains("Nothing was changed"), "{text}");
-    assert!(!root.join("etc/modprobe.d/hsw-blacklist-nouveau.conf").exists());
+    assert!(!root
+        .join("etc/modprobe.d/hsw-blacklist-nouveau.conf")
+        .exists());
     assert!(!root.join("var/lib/hsw").exists());
 
-    let json = hsw(&["prepare", "--root", r, "--config", c, "--format", "json"], &env);
+    let json = hsw(
+        &["prepare", "--root", r, "--config", c, "--format", "json"],
+        &env,
+    );
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["plan"]["steps"][0]["kind"], "write");
     assert!(v["applied"].is_null());
 
     // Apply: files written, commands skipped.
     let out = hsw(&["prepare", "--root", r, "--config", c, "--apply"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
     assert!(text.contains("Applied as run 0001-"), "{text}");
-    assert!(text.contains("`update-initramfs -u`: skipped: alternate root"), "{text}");
-    assert!(fs::read_to_string(root.join("etc/modprobe.d/hsw-blacklist-nouveau.conf")).unwrap().contains("blacklist nouveau\n"));
-    assert!(fs::read_to_string(root.join("etc/group")).unwrap().contains("libvirt:x:110:alice,bob\n"));
+    assert!(
+        text.contains("`update-initramfs -u`: skipped: alternate root"),
+        "{text}"
+    );
+    assert!(
+        fs::read_to_string(root.join("etc/modprobe.d/hsw-blacklist-nouveau.conf"))
+            .unwrap()
+            .contains("blacklist nouveau\n")
+    );
+    assert!(fs::read_to_string(root.join("etc/group"))
+        .unwrap()
+        .contains("libvirt:x:110:alice,bob\n"));
 
     // Check now sees the blacklist (nouveau is still loaded until a reboot) and the groups.
-    let out = hsw(&["check", "--root", r, "--config", c, "--format", "json"], &env);
+    let out = hsw(
+        &["check", "--root", r, "--config", c, "--format", "json"],
+        &env,
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let status = |id: &str| v["checks"].as_array().unwrap().iter().find(|x| x["id"] == id).unwrap()["status"].clone();
+    let status = |id: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
     assert_eq!(status("groups"), "pass");
     assert_eq!(status("nouveau"), "fail");
 
     // A second apply has nothing to write.
     let out = hsw(&["prepare", "--root", r, "--config", c, "--apply"], &env);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).contains("Nothing to change."), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Nothing to change."),
+        "{}",
+        stdout(&out)
+    );
 
     // An edit in between makes rollback refuse, --force overrides.
     let mut group = fs::read_to_string(root.join("etc/group")).unwrap();
@@ -207,19 +320,50 @@ fn prepare_plans_applies_and_rolls_back_a_fixture_copy() {
     fs::write(root.join("etc/group"), &group).unwrap();
     let out = hsw(&["prepare", "--root", r, "--rollback"], &env);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("Refusing to roll back run 0001-") && stdout(&out).contains("--force"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Refusing to roll back run 0001-")
+            && stdout(&out).contains("--force"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(fs::read_to_string(root.join("etc/group")).unwrap(), group);
     let out = hsw(&["prepare", "--root", r, "--rollback", "--force"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("restored /etc/group"), "{}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("restored /etc/group"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(fs::read(root.join("etc/group")).unwrap(), group_before);
-    assert!(!root.join("etc/modprobe.d/hsw-blacklist-nouveau.conf").exists());
+    assert!(!root
+        .join("etc/modprobe.d/hsw-blacklist-nouveau.conf")
+        .exists());
 
     let out = hsw(&["prepare", "--root", r, "--rollback"], &env);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).contains("Nothing to roll back"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Nothing to roll back"),
+        "{}",
+        stdout(&out)
+    );
 
     // --force needs --rollback; --apply and --rollback exclude each other.
-    assert_eq!(hsw(&["prepare", "--root", r, "--force"], &env).status.code(), Some(2));
-    assert_eq!(hsw(&["prepare", "--root", r, "--apply", "--rollback"], &env).status.code(), Some(2));
+    assert_eq!(
+        hsw(&["prepare", "--root", r, "--force"], &env)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        hsw(&["prepare", "--root", r, "--apply", "--rollback"], &env)
+            .status
+            .code(),
+        Some(2)
+    );
 }

@@ -1,6 +1,8 @@
 //! `hsw-cli validate`: exit codes, and golden files for the text and JSON forms.
 //! Regenerate the expectations with `UPDATE_EXPECT=1 cargo test -p hsw-cli --test validate_cli`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -18,8 +18,17 @@ use crate::config::model::{Accelerator, ClusterConfig, GpuBackend};
 use crate::config::rules;
 
 /// The check ids, in the order they run and print.
-pub const CHECK_IDS: [&str; 9] =
-    ["cpu.virtualization", "iommu", "kvm", "nouveau", "packages", "groups", "gpu", "resources", "conflicts"];
+pub const CHECK_IDS: [&str; 9] = [
+    "cpu.virtualization",
+    "iommu",
+    "kvm",
+    "nouveau",
+    "packages",
+    "groups",
+    "gpu",
+    "resources",
+    "conflicts",
+];
 
 /// vCPUs per logical host CPU above which `resources` warns (vCPU overcommit is normal; past
 /// 4:1 interactive VMs slow down visibly).
@@ -75,9 +84,23 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(id: &str, status: Status, message: impl Into<String>, remedy: impl Into<String>) -> Check {
-        let remedy = if status == Status::Pass { String::new() } else { remedy.into() };
-        Check { id: id.to_owned(), status, message: message.into(), remedy }
+    fn new(
+        id: &str,
+        status: Status,
+        message: impl Into<String>,
+        remedy: impl Into<String>,
+    ) -> Check {
+        let remedy = if status == Status::Pass {
+            String::new()
+        } else {
+            remedy.into()
+        };
+        Check {
+            id: id.to_owned(),
+            status,
+            message: message.into(),
+            remedy,
+        }
     }
 }
 
@@ -102,7 +125,12 @@ impl CheckReport {
     /// How many checks have each status: (pass, warn, fail, skip).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let n = |s| self.checks.iter().filter(|c| c.status == s).count();
-        (n(Status::Pass), n(Status::Warn), n(Status::Fail), n(Status::Skip))
+        (
+            n(Status::Pass),
+            n(Status::Warn),
+            n(Status::Fail),
+            n(Status::Skip),
+        )
     }
 }
 
@@ -124,15 +152,24 @@ impl Policy {
     pub fn from_config(config: &ClusterConfig) -> Policy {
         let host = config.host.as_ref();
         Policy {
-            accelerator: host.and_then(|h| h.accelerator).unwrap_or(Accelerator::Auto),
+            accelerator: host
+                .and_then(|h| h.accelerator)
+                .unwrap_or(Accelerator::Auto),
             gpu_backend: host.and_then(|h| h.gpu_backend).unwrap_or(GpuBackend::Auto),
             devices: config
                 .global
                 .gpu_allocation
                 .as_ref()
-                .map(|g| g.devices.iter().map(|d| (d.id.clone(), d.pci_address.to_ascii_lowercase())).collect())
+                .map(|g| {
+                    g.devices
+                        .iter()
+                        .map(|d| (d.id.clone(), d.pci_address.to_ascii_lowercase()))
+                        .collect()
+                })
                 .unwrap_or_default(),
-            pool_dir: host.and_then(|h| h.pool_dir.clone()).unwrap_or_else(|| DEFAULT_POOL_DIR.to_owned()),
+            pool_dir: host
+                .and_then(|h| h.pool_dir.clone())
+                .unwrap_or_else(|| DEFAULT_POOL_DIR.to_owned()),
         }
     }
 
@@ -151,10 +188,14 @@ impl Policy {
     fn kvm_missing(&self) -> (Status, &'static str) {
         match self.accelerator {
             Accelerator::Kvm => (Status::Fail, "host.accelerator is kvm, so the VMs cannot start"),
-            Accelerator::Auto => {
-                (Status::Warn, "host.accelerator is auto, so the VMs fall back to TCG emulation, which is several times slower")
-            }
-            Accelerator::Tcg => (Status::Warn, "host.accelerator is tcg, so the VMs do not need it, but TCG emulation is several times slower"),
+            Accelerator::Auto => (
+                Status::Warn,
+                "host.accelerator is auto, so the VMs fall back to TCG emulation, which is several times slower",
+            ),
+            Accelerator::Tcg => (
+                Status::Warn,
+                "host.accelerator is tcg, so the VMs do not need it, but TCG emulation is several times slower",
+            ),
         }
     }
 }
@@ -208,36 +249,76 @@ fn check_cpu(host: &dyn Host, policy: &Policy, kvm: &KvmProbe) -> Check {
         Ok(c) => c,
         Err(e) => {
             let (status, why) = policy.kvm_missing();
-            return Check::new(ID, status, format!("{e}: the CPU flags are unknown; {why}."), virt_remedy(policy));
+            return Check::new(
+                ID,
+                status,
+                format!("{e}: the CPU flags are unknown; {why}."),
+                virt_remedy(policy),
+            );
         }
     };
-    let nested = if cpu.hypervisor { " This host is itself a VM (nested virtualization)." } else { "" };
+    let nested = if cpu.hypervisor {
+        " This host is itself a VM (nested virtualization)."
+    } else {
+        ""
+    };
     if cpu.vmx || cpu.svm {
-        let which = if cpu.vmx { "Intel VT-x (vmx)" } else { "AMD-V (svm)" };
-        return Check::new(ID, Status::Pass, format!("{which} is among the CPU flags in /proc/cpuinfo.{nested}"), "");
+        let which = if cpu.vmx {
+            "Intel VT-x (vmx)"
+        } else {
+            "AMD-V (svm)"
+        };
+        return Check::new(
+            ID,
+            Status::Pass,
+            format!("{which} is among the CPU flags in /proc/cpuinfo.{nested}"),
+            "",
+        );
     }
     let (status, why) = policy.kvm_missing();
-    let mut msg = "Neither vmx (Intel VT-x) nor svm (AMD-V) is among the CPU flags in /proc/cpuinfo".to_owned();
+    let mut msg =
+        "Neither vmx (Intel VT-x) nor svm (AMD-V) is among the CPU flags in /proc/cpuinfo"
+            .to_owned();
     if cpu.hypervisor {
         msg.push_str("; this host is itself a VM, whose hypervisor hides them unless nested virtualization is on");
     }
-    if matches!(kvm, KvmProbe::Answered(_)) {
-        msg.push_str(" (/dev/kvm answers all the same: see the kvm check)");
+    let kvm_there = match kvm {
+        KvmProbe::Answered(12) => Some("/dev/kvm answers KVM_GET_API_VERSION all the same"),
+        KvmProbe::OpenedNotDevice => Some("/dev/kvm opens all the same"),
+        _ => None,
+    };
+    if let Some(k) = kvm_there {
+        // KVM is there with its flags hidden (nested): usable, but guests may misbehave.
+        return Check::new(
+            ID,
+            Status::Warn,
+            format!("{msg}, but {k}: KVM reaches this host with the flags hidden, which nested guests do not always survive."),
+            "Nothing is required while the kvm check passes. If guests hang or fail to start under KVM, set \
+             `host.accelerator: tcg` in cluster.yaml (TCG emulation is slower but needs no flags), or turn on nested \
+             virtualization properly in the outer hypervisor.",
+        );
     }
     Check::new(ID, status, format!("{msg}; {why}."), virt_remedy(policy))
 }
 
 fn check_kvm(host: &dyn Host, policy: &Policy, kvm: &KvmProbe) -> Check {
     const ID: &str = "kvm";
-    let unused = if policy.accelerator == Accelerator::Tcg { " (unused: host.accelerator is tcg)" } else { "" };
+    let unused = if policy.accelerator == Accelerator::Tcg {
+        " (unused: host.accelerator is tcg)"
+    } else {
+        ""
+    };
     let (status, why) = policy.kvm_missing();
     let vendor_module = match read_cpuinfo(host).ok().and_then(|c| c.vendor) {
         Some(v) if v == "AuthenticAMD" => "kvm_amd",
         Some(v) if v == "GenuineIntel" => "kvm_intel",
         _ => "kvm_intel (Intel) or kvm_amd (AMD)",
     };
-    let perm_remedy = "Add the user to the kvm group (`sudo usermod -aG kvm $USER`, then log in again) or run as root; \
-/dev/kvm should be root:kvm 0660 (`sudo chgrp kvm /dev/kvm && sudo chmod 0660 /dev/kvm`).";
+    let perm_remedy = format!(
+        "Add the user to the kvm group (`sudo usermod -aG kvm {}`, then log in again) or run as root; /dev/kvm \
+         should be root:kvm 0660 (`sudo chgrp kvm /dev/kvm && sudo chmod 0660 /dev/kvm`).",
+        host.current_user().name
+    );
     match kvm {
         KvmProbe::Answered(12) => {
             Check::new(ID, Status::Pass, format!("/dev/kvm answers KVM_GET_API_VERSION (API version 12){unused}."), "")
@@ -306,7 +387,10 @@ impl IommuState {
 pub fn iommu_state(host: &dyn Host) -> IommuState {
     let dir = host.sys_iommu_groups();
     let groups = match fs::read_dir(&dir) {
-        Ok(entries) => Ok(entries.filter_map(Result::ok).filter(|e| e.path().is_dir()).count()),
+        Ok(entries) => Ok(entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .count()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(format!("cannot read {}: {e}", shown(host, &dir))),
     };
@@ -316,9 +400,15 @@ pub fn iommu_state(host: &dyn Host) -> IommuState {
         .map(|t| parse::cmdline(&t))
         .unwrap_or_default()
         .into_iter()
-        .filter(|t| t.starts_with("intel_iommu=") || t.starts_with("amd_iommu=") || t.starts_with("iommu="))
+        .filter(|t| {
+            t.starts_with("intel_iommu=") || t.starts_with("amd_iommu=") || t.starts_with("iommu=")
+        })
         .collect();
-    IommuState { groups, cmdline, vendor: read_cpuinfo(host).ok().and_then(|c| c.vendor) }
+    IommuState {
+        groups,
+        cmdline,
+        vendor: read_cpuinfo(host).ok().and_then(|c| c.vendor),
+    }
 }
 
 fn check_iommu(host: &dyn Host, policy: &Policy) -> Check {
@@ -329,11 +419,21 @@ fn check_iommu(host: &dyn Host, policy: &Policy) -> Check {
         "Enable VT-d / AMD-Vi (IOMMU) in the firmware setup, add `{params}` to GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub, \
          run `sudo update-grub` and reboot (`sudo hsw-cli prepare --apply` makes the grub edit and runs update-grub)."
     );
-    let on_cmdline =
-        if st.cmdline.is_empty() { "none on the kernel command line".to_owned() } else { st.cmdline.join(" ") };
+    let on_cmdline = if st.cmdline.is_empty() {
+        "none on the kernel command line".to_owned()
+    } else {
+        st.cmdline.join(" ")
+    };
     let groups = match st.groups {
         Ok(n) => n,
-        Err(e) => return Check::new(ID, Status::Warn, format!("{e}, so the IOMMU state is unknown."), remedy),
+        Err(e) => {
+            return Check::new(
+                ID,
+                Status::Warn,
+                format!("{e}, so the IOMMU state is unknown."),
+                remedy,
+            )
+        }
     };
     match (groups, policy.no_real_gpus()) {
         (0, None) => {
@@ -404,7 +504,9 @@ pub fn nouveau_state(host: &dyn Host) -> NouveauState {
     let mut dirs = vec![host.etc_modprobe_d()];
     dirs.extend(host.lib_modprobe_d());
     for dir in dirs {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         let mut files: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         files.sort();
         for f in files {
@@ -417,12 +519,20 @@ pub fn nouveau_state(host: &dyn Host) -> NouveauState {
             }
         }
     }
-    let cmdline_blacklist = read_optional(&host.proc_cmdline()).ok().flatten().is_some_and(|t| {
-        parse::cmdline(&t).iter().any(|p| {
-            p.strip_prefix("modprobe.blacklist=").is_some_and(|list| list.split(',').any(|m| m == "nouveau"))
-        })
-    });
-    NouveauState { loaded, blacklisted_in, cmdline_blacklist }
+    let cmdline_blacklist = read_optional(&host.proc_cmdline())
+        .ok()
+        .flatten()
+        .is_some_and(|t| {
+            parse::cmdline(&t).iter().any(|p| {
+                p.strip_prefix("modprobe.blacklist=")
+                    .is_some_and(|list| list.split(',').any(|m| m == "nouveau"))
+            })
+        });
+    NouveauState {
+        loaded,
+        blacklisted_in,
+        cmdline_blacklist,
+    }
 }
 
 fn check_nouveau(host: &dyn Host, policy: &Policy) -> Check {
@@ -440,14 +550,26 @@ fn check_nouveau(host: &dyn Host, policy: &Policy) -> Check {
     let loaded_text = match &st.loaded {
         Ok(Some(true)) => "nouveau is loaded (/proc/modules)".to_owned(),
         Ok(Some(false)) => "nouveau is not loaded".to_owned(),
-        Ok(None) => "nouveau is not loaded (the kernel has no loadable modules: /proc/modules is absent)".to_owned(),
+        Ok(None) => {
+            "nouveau is not loaded (the kernel has no loadable modules: /proc/modules is absent)"
+                .to_owned()
+        }
         Err(e) => format!("whether nouveau is loaded is unknown ({e})"),
     };
     if !st.is_loaded() && st.blacklisted() {
-        return Check::new(ID, Status::Pass, format!("{loaded_text}, and it is blacklisted {where_}."), "");
+        return Check::new(
+            ID,
+            Status::Pass,
+            format!("{loaded_text}, and it is blacklisted {where_}."),
+            "",
+        );
     }
     if let Some(why) = policy.no_real_gpus() {
-        let black = if st.blacklisted() { format!("blacklisted {where_}") } else { "not blacklisted".to_owned() };
+        let black = if st.blacklisted() {
+            format!("blacklisted {where_}")
+        } else {
+            "not blacklisted".to_owned()
+        };
         return Check::new(
             ID,
             Status::Skip,
@@ -512,11 +634,31 @@ pub struct Tool {
 
 /// The tools `packages` requires (missing ones fail).
 pub const TOOLS: &[Tool] = &[
-    Tool { name: "libvirt daemon", packages: &["libvirt-daemon-system"], binaries: &["libvirtd", "virtqemud"] },
-    Tool { name: "QEMU", packages: &["qemu-system-x86"], binaries: &["qemu-system-x86_64"] },
-    Tool { name: "qemu-img", packages: &["qemu-utils"], binaries: &["qemu-img"] },
-    Tool { name: "Terraform", packages: &["terraform"], binaries: &["terraform"] },
-    Tool { name: "Ansible", packages: &["ansible", "ansible-core"], binaries: &["ansible-playbook"] },
+    Tool {
+        name: "libvirt daemon",
+        packages: &["libvirt-daemon-system"],
+        binaries: &["libvirtd", "virtqemud"],
+    },
+    Tool {
+        name: "QEMU",
+        packages: &["qemu-system-x86"],
+        binaries: &["qemu-system-x86_64"],
+    },
+    Tool {
+        name: "qemu-img",
+        packages: &["qemu-utils"],
+        binaries: &["qemu-img"],
+    },
+    Tool {
+        name: "Terraform",
+        packages: &["terraform"],
+        binaries: &["terraform"],
+    },
+    Tool {
+        name: "Ansible",
+        packages: &["ansible", "ansible-core"],
+        binaries: &["ansible-playbook"],
+    },
 ];
 
 /// Where one tool was found.
@@ -543,12 +685,24 @@ pub struct PackageState {
 
 /// Looks up [`TOOLS`] (dpkg, then the search path) and [`FULL_PACKAGES`].
 pub fn package_state(host: &dyn Host) -> PackageState {
-    let dpkg = read_optional(&host.var_lib_dpkg_status()).ok().flatten().map(|t| parse::dpkg_status(&t));
-    let installed = |p: &str| dpkg.as_ref().and_then(|d| d.get(p)).filter(|e| e.installed).map(|e| e.version.clone());
+    let dpkg = read_optional(&host.var_lib_dpkg_status())
+        .ok()
+        .flatten()
+        .map(|t| parse::dpkg_status(&t));
+    let installed = |p: &str| {
+        dpkg.as_ref()
+            .and_then(|d| d.get(p))
+            .filter(|e| e.installed)
+            .map(|e| e.version.clone())
+    };
     let tools = TOOLS
         .iter()
         .map(|tool| {
-            if let Some((p, v)) = tool.packages.iter().find_map(|p| installed(p).map(|v| (p, v))) {
+            if let Some((p, v)) = tool
+                .packages
+                .iter()
+                .find_map(|p| installed(p).map(|v| (p, v)))
+            {
                 return (*tool, Found::Package((*p).to_owned(), v));
             }
             match tool.binaries.iter().find_map(|b| host.find_tool(b)) {
@@ -561,10 +715,18 @@ pub fn package_state(host: &dyn Host) -> PackageState {
         })
         .collect();
     let missing_packages = match &dpkg {
-        Some(_) => FULL_PACKAGES.iter().copied().filter(|p| installed(p).is_none()).collect(),
+        Some(_) => FULL_PACKAGES
+            .iter()
+            .copied()
+            .filter(|p| installed(p).is_none())
+            .collect(),
         None => Vec::new(),
     };
-    PackageState { dpkg, tools, missing_packages }
+    PackageState {
+        dpkg,
+        tools,
+        missing_packages,
+    }
 }
 
 /// Asks a tool found outside dpkg for its version (real root only: the runner skips elsewhere).
@@ -578,13 +740,25 @@ fn tool_version(host: &dyn Host, tool: &Tool, path: &str) -> Option<String> {
         CommandSpec::new(path, &["--version"])
     };
     match host.runner().run(&cmd, Duration::from_secs(10)) {
-        RunOutcome::Ran { code: Some(0), stdout, .. } => {
+        RunOutcome::Ran {
+            code: Some(0),
+            stdout,
+            ..
+        } => {
             if tool.name == "Terraform" {
                 serde_json::from_str::<serde_json::Value>(&stdout)
                     .ok()
-                    .and_then(|v| v.get("terraform_version").and_then(|s| s.as_str()).map(str::to_owned))
+                    .and_then(|v| {
+                        v.get("terraform_version")
+                            .and_then(|s| s.as_str())
+                            .map(str::to_owned)
+                    })
             } else {
-                stdout.lines().next().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty())
+                stdout
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| !l.is_empty())
             }
         }
         _ => None,
@@ -601,7 +775,11 @@ fn check_packages(host: &dyn Host) -> Check {
             Found::Package(p, v) => present.push(format!("{} {v} ({p})", tool.name)),
             Found::Binary(path, Some(v)) => present.push(format!("{} {v} ({path})", tool.name)),
             Found::Binary(path, None) => {
-                let why = if host.is_real_root() { "version unknown" } else { "version not read under an alternate root" };
+                let why = if host.is_real_root() {
+                    "version unknown"
+                } else {
+                    "version not read under an alternate root"
+                };
                 present.push(format!("{} at {path} ({why})", tool.name));
             }
             Found::Missing => missing.push(*tool),
@@ -612,7 +790,11 @@ fn check_packages(host: &dyn Host) -> Check {
         .iter()
         .copied()
         .filter(|p| !missing.iter().any(|t| t.packages.contains(p)))
-        .filter(|p| !st.tools.iter().any(|(t, f)| t.packages.contains(p) && !matches!(f, Found::Missing)))
+        .filter(|p| {
+            !st.tools
+                .iter()
+                .any(|(t, f)| t.packages.contains(p) && !matches!(f, Found::Missing))
+        })
         .collect();
     let mut msg = String::new();
     if !missing.is_empty() {
@@ -623,10 +805,15 @@ fn check_packages(host: &dyn Host) -> Check {
         msg.push_str(&format!("Found: {}.", present.join("; ")));
     }
     if !others.is_empty() {
-        msg.push_str(&format!(" Not installed (image building and the sandbox use them): {}.", others.join(", ")));
+        msg.push_str(&format!(
+            " Not installed (image building and the sandbox use them): {}.",
+            others.join(", ")
+        ));
     }
     if st.dpkg.is_none() {
-        msg.push_str(" There is no dpkg database (/var/lib/dpkg/status): tools were looked up on PATH only.");
+        msg.push_str(
+            " There is no dpkg database (/var/lib/dpkg/status): tools were looked up on PATH only.",
+        );
     }
     let mut remedy = Vec::new();
     let apt: Vec<&str> = missing
@@ -671,6 +858,8 @@ pub struct GroupState {
     pub absent: Vec<&'static str>,
     /// Why `/etc/group` could not be read.
     pub error: Option<String>,
+    /// The user has no entry in `/etc/passwd` (so it cannot be added to groups).
+    pub unknown_user: bool,
 }
 
 /// Reads `/etc/group` for the user's memberships.
@@ -680,8 +869,19 @@ pub fn group_state(host: &dyn Host, policy: &Policy) -> GroupState {
     if policy.accelerator != Accelerator::Tcg {
         needed.push("kvm");
     }
-    let mut st = GroupState { user, needed: needed.clone(), missing: Vec::new(), absent: Vec::new(), error: None };
+    let mut st = GroupState {
+        user,
+        needed: needed.clone(),
+        missing: Vec::new(),
+        absent: Vec::new(),
+        error: None,
+        unknown_user: false,
+    };
     if st.user.is_root() {
+        return st;
+    }
+    if st.user.gid.is_none() {
+        st.unknown_user = true;
         return st;
     }
     let path = host.etc_group();
@@ -701,7 +901,8 @@ pub fn group_state(host: &dyn Host, policy: &Policy) -> GroupState {
         match entries.iter().find(|e| e.name == g) {
             None => st.absent.push(g),
             Some(e) => {
-                let member = e.members.iter().any(|m| *m == st.user.name) || (e.gid.is_some() && e.gid == st.user.gid);
+                let member =
+                    e.members.contains(&st.user.name) || (e.gid.is_some() && e.gid == st.user.gid);
                 if !member {
                     st.missing.push(g);
                 }
@@ -716,19 +917,46 @@ fn check_groups(host: &dyn Host, policy: &Policy) -> Check {
     let st = group_state(host, policy);
     let name = &st.user.name;
     if st.user.is_root() {
-        return Check::new(ID, Status::Pass, "Running as root (uid 0): no group membership is needed.", "");
+        return Check::new(
+            ID,
+            Status::Pass,
+            "Running as root (uid 0): no group membership is needed.",
+            "",
+        );
+    }
+    if st.unknown_user {
+        return Check::new(
+            ID,
+            Status::Fail,
+            format!("User {name} has no entry in /etc/passwd, so it cannot be in any group (does HSW_USER or SUDO_USER name someone else?)."),
+            format!("Create the user (`sudo adduser {name}`), or set HSW_USER to an existing login."),
+        );
     }
     if let Some(e) = &st.error {
-        return Check::new(ID, Status::Fail, format!("{}, so the groups of user {name} are unknown.", capitalize(e)), "Restore /etc/group from a backup.");
+        return Check::new(
+            ID,
+            Status::Fail,
+            format!(
+                "{}, so the groups of user {name} are unknown.",
+                capitalize(e)
+            ),
+            "Restore /etc/group from a backup.",
+        );
     }
     let mut problems = Vec::new();
     let mut status = Status::Pass;
     for g in &st.absent {
-        problems.push(format!("there is no `{g}` group in /etc/group (is libvirt-daemon-system installed?)"));
+        problems.push(format!(
+            "there is no `{g}` group in /etc/group (is libvirt-daemon-system installed?)"
+        ));
         status = Status::Fail;
     }
     if !st.missing.is_empty() {
-        problems.push(format!("user {name} is not in the {} group{} of /etc/group", st.missing.join(" and "), plural(st.missing.len())));
+        problems.push(format!(
+            "user {name} is not in the {} group{} of /etc/group",
+            st.missing.join(" and "),
+            plural(st.missing.len())
+        ));
         if st.missing.contains(&"libvirt") {
             status = Status::Fail;
             problems.push("without libvirt it cannot manage VMs through qemu:///system".to_owned());
@@ -736,11 +964,17 @@ fn check_groups(host: &dyn Host, policy: &Policy) -> Check {
         if st.missing.contains(&"kvm") {
             let (s, why) = policy.kvm_missing();
             status = status.max(s);
-            problems.push(format!("without kvm, QEMU started by {name} cannot use /dev/kvm: {why}"));
+            problems.push(format!(
+                "without kvm, QEMU started by {name} cannot use /dev/kvm: {why}"
+            ));
         }
     }
     if status == Status::Pass {
-        let note = if policy.accelerator == Accelerator::Tcg { " (kvm is not needed: host.accelerator is tcg)" } else { "" };
+        let note = if policy.accelerator == Accelerator::Tcg {
+            " (kvm is not needed: host.accelerator is tcg)"
+        } else {
+            ""
+        };
         return Check::new(
             ID,
             Status::Pass,
@@ -758,7 +992,12 @@ fn check_groups(host: &dyn Host, policy: &Policy) -> Check {
             st.missing.join(",")
         ));
     }
-    Check::new(ID, status, format!("{}.", capitalize(&problems.join("; "))), remedy.join(" "))
+    Check::new(
+        ID,
+        status,
+        format!("{}.", capitalize(&problems.join("; "))),
+        remedy.join(" "),
+    )
 }
 
 fn plural(n: usize) -> &'static str {
@@ -795,21 +1034,39 @@ fn check_gpu(host: &dyn Host, policy: &Policy) -> Check {
         );
     }
     if policy.devices.is_empty() {
-        return Check::new(ID, Status::Skip, "The config names no GPU (global.gpu_allocation.devices).", "Nothing to do unless GPUs are wanted.");
+        return Check::new(
+            ID,
+            Status::Skip,
+            "The config names no GPU (global.gpu_allocation.devices).",
+            "Nothing to do unless GPUs are wanted.",
+        );
     }
     let mut found = Vec::new();
     let mut bad = Vec::new();
     for (id, addr) in &policy.devices {
         let dir = host.sys_bus_pci_devices().join(addr);
         if !dir.exists() {
-            bad.push(format!("{id}: there is no PCI device {addr} (/sys/bus/pci/devices/{addr})"));
+            bad.push(format!(
+                "{id}: there is no PCI device {addr} (/sys/bus/pci/devices/{addr})"
+            ));
             continue;
         }
-        let read = |f: &str| read_optional(&dir.join(f)).ok().flatten().map(|s| s.trim().to_ascii_lowercase());
+        let read = |f: &str| {
+            read_optional(&dir.join(f))
+                .ok()
+                .flatten()
+                .map(|s| s.trim().to_ascii_lowercase())
+        };
         let vendor = read("vendor").unwrap_or_default();
         if vendor != "0x10de" {
-            let shown = if vendor.is_empty() { "unknown".to_owned() } else { vendor };
-            bad.push(format!("{id}: PCI device {addr} is not an NVIDIA device (vendor {shown}, not 0x10de)"));
+            let shown = if vendor.is_empty() {
+                "unknown".to_owned()
+            } else {
+                vendor
+            };
+            bad.push(format!(
+                "{id}: PCI device {addr} is not an NVIDIA device (vendor {shown}, not 0x10de)"
+            ));
             continue;
         }
         let device = read("device").unwrap_or_else(|| "unknown".into());
@@ -821,10 +1078,18 @@ fn check_gpu(host: &dyn Host, policy: &Policy) -> Check {
     }
     let nvml = "NVML is not available in hsw yet, so the driver, MIG mode and MIG profiles were not checked.";
     if bad.is_empty() {
-        return Check::new(ID, Status::Pass, format!("Found {}. {nvml}", found.join("; ")), "");
+        return Check::new(
+            ID,
+            Status::Pass,
+            format!("Found {}. {nvml}", found.join("; ")),
+            "",
+        );
     }
     let (status, fallback) = match policy.gpu_backend {
-        GpuBackend::Auto => (Status::Warn, " With host.gpu_backend: auto, hsw falls back to simulated GPUs."),
+        GpuBackend::Auto => (
+            Status::Warn,
+            " With host.gpu_backend: auto, hsw falls back to simulated GPUs.",
+        ),
         _ => (Status::Fail, ""),
     };
     let mut msg = format!("{}.", capitalize(&bad.join("; ")));
@@ -851,7 +1116,12 @@ fn gib(bytes: u64) -> String {
 fn check_resources(host: &dyn Host, policy: &Policy, config: &ClusterConfig) -> Check {
     const ID: &str = "resources";
     let groups = rules::groups(config);
-    let sum = |f: &dyn Fn(&rules::GroupRef) -> u32| -> u64 { groups.iter().map(|g| u64::from(g.count) * u64::from(f(g))).sum() };
+    let sum = |f: &dyn Fn(&rules::GroupRef) -> u32| -> u64 {
+        groups
+            .iter()
+            .map(|g| u64::from(g.count) * u64::from(f(g)))
+            .sum()
+    };
     let vm_mem = sum(&|g| g.memory_gb).saturating_mul(GIB);
     let vm_cpus = sum(&|g| g.cpu_cores);
     let vm_disk = sum(&|g| g.disk_gb).saturating_mul(GIB);
@@ -868,36 +1138,61 @@ fn check_resources(host: &dyn Host, policy: &Policy, config: &ClusterConfig) -> 
             let total = m.total_kib.map(|k| k.saturating_mul(1024));
             match m.available_kib.map(|k| k.saturating_mul(1024)).or(total) {
                 Some(avail) => {
-                    let total_text = total.map(|t| format!(" of {} total", gib(t))).unwrap_or_default();
-                    let line = format!("memory: the {vms} VMs need {}, {} is available{total_text}", gib(vm_mem), gib(avail));
+                    let total_text = total
+                        .map(|t| format!(" of {} total", gib(t)))
+                        .unwrap_or_default();
+                    let line = format!(
+                        "memory: the {vms} VMs need {}, {} is available{total_text}",
+                        gib(vm_mem),
+                        gib(avail)
+                    );
                     if vm_mem > avail {
                         status = status.max(Status::Fail);
                         parts.push(format!("{line}, which is not enough"));
-                        remedy.push("Lower memory_gb or count in cluster.yaml, or stop what uses the host's memory.".to_owned());
+                        remedy.push(
+                            "Lower memory_gb or count in cluster.yaml, or stop what uses the host's memory.".to_owned(),
+                        );
                     } else if vm_mem.saturating_mul(100) > avail.saturating_mul(MEM_WARN_PERCENT) {
                         status = status.max(Status::Warn);
-                        parts.push(format!("{line}, above {MEM_WARN_PERCENT}% of it, which leaves little for the host"));
-                        remedy.push("Lower memory_gb or count in cluster.yaml to leave the host some memory.".to_owned());
+                        parts
+                            .push(format!("{line}, above {MEM_WARN_PERCENT}% of it, which leaves little for the host"));
+                        remedy
+                            .push("Lower memory_gb or count in cluster.yaml to leave the host some memory.".to_owned());
                     } else {
                         parts.push(line);
                     }
                 }
                 None => {
                     status = status.max(Status::Warn);
-                    parts.push(format!("memory: {} has no MemTotal or MemAvailable", shown(host, &mem_path)));
+                    parts.push(format!(
+                        "memory: {} has no MemTotal or MemAvailable",
+                        shown(host, &mem_path)
+                    ));
                     remedy.push("Compare the VMs' memory_gb with `free -g` by hand.".to_owned());
                 }
             }
         }
         Ok(None) => {
             status = status.max(Status::Warn);
-            parts.push(format!("memory: {} does not exist, so the host's memory is unknown", shown(host, &mem_path)));
-            remedy.push("Make sure /proc is mounted, or compare memory_gb with `free -g` by hand.".to_owned());
+            parts.push(format!(
+                "memory: {} does not exist, so the host's memory is unknown",
+                shown(host, &mem_path)
+            ));
+            remedy.push(
+                "Make sure /proc is mounted, or compare memory_gb with `free -g` by hand."
+                    .to_owned(),
+            );
         }
         Err(e) => {
             status = status.max(Status::Warn);
-            parts.push(format!("memory: cannot read {}: {e}", shown(host, &mem_path)));
-            remedy.push("Make sure /proc is readable, or compare memory_gb with `free -g` by hand.".to_owned());
+            parts.push(format!(
+                "memory: cannot read {}: {e}",
+                shown(host, &mem_path)
+            ));
+            remedy.push(
+                "Make sure /proc is readable, or compare memory_gb with `free -g` by hand."
+                    .to_owned(),
+            );
         }
     }
 
@@ -905,16 +1200,30 @@ fn check_resources(host: &dyn Host, policy: &Policy, config: &ClusterConfig) -> 
     match read_cpuinfo(host) {
         Ok(c) if c.logical_cpus > 0 => {
             let cpus = c.logical_cpus as u64;
-            let biggest = groups.iter().map(|g| u64::from(g.cpu_cores)).max().unwrap_or(0);
+            let biggest = groups
+                .iter()
+                .map(|g| u64::from(g.cpu_cores))
+                .max()
+                .unwrap_or(0);
             let ratio10 = vm_cpus.saturating_mul(10) / cpus;
-            let line = format!("CPUs: {vm_cpus} vCPUs on {cpus} logical CPUs ({}.{} per CPU)", ratio10 / 10, ratio10 % 10);
+            let line = format!(
+                "CPUs: {vm_cpus} vCPUs on {cpus} logical CPUs ({}.{} per CPU)",
+                ratio10 / 10,
+                ratio10 % 10
+            );
             if vm_cpus > cpus.saturating_mul(VCPU_RATIO_WARN) {
                 status = status.max(Status::Warn);
-                parts.push(format!("{line}, above the {VCPU_RATIO_WARN}:1 overcommit hsw warns at"));
-                remedy.push("Lower cpu_cores or count in cluster.yaml; overcommit works, but the VMs will be slow.".to_owned());
+                parts.push(format!(
+                    "{line}, above the {VCPU_RATIO_WARN}:1 overcommit hsw warns at"
+                ));
+                remedy.push(
+                    "Lower cpu_cores or count in cluster.yaml; overcommit works, but the VMs will be slow.".to_owned(),
+                );
             } else if biggest > cpus {
                 status = status.max(Status::Warn);
-                parts.push(format!("{line}; one VM has {biggest} vCPUs, more than the host has"));
+                parts.push(format!(
+                    "{line}; one VM has {biggest} vCPUs, more than the host has"
+                ));
                 remedy.push(format!("Give no VM more than {cpus} cpu_cores."));
             } else {
                 parts.push(line);
@@ -928,7 +1237,9 @@ fn check_resources(host: &dyn Host, policy: &Policy, config: &ClusterConfig) -> 
         Err(e) => {
             status = status.max(Status::Warn);
             parts.push(format!("CPUs: {e}"));
-            remedy.push("Make sure /proc is mounted, or compare cpu_cores with `nproc` by hand.".to_owned());
+            remedy.push(
+                "Make sure /proc is mounted, or compare cpu_cores with `nproc` by hand.".to_owned(),
+            );
         }
     }
 
@@ -940,26 +1251,48 @@ fn check_resources(host: &dyn Host, policy: &Policy, config: &ClusterConfig) -> 
             } else {
                 format!("at {} ({} does not exist yet)", d.measured, policy.pool_dir)
             };
-            let line = format!("disk: the VM disks total {} (thin qcow2 overlays), {} is free {at}", gib(vm_disk), gib(d.free_bytes));
+            let line = format!(
+                "disk: the VM disks total {} (thin qcow2 overlays), {} is free {at}",
+                gib(vm_disk),
+                gib(d.free_bytes)
+            );
             if d.free_bytes.saturating_mul(100) < vm_disk.saturating_mul(DISK_FAIL_PERCENT) {
                 status = status.max(Status::Fail);
                 parts.push(format!("{line}, below {DISK_FAIL_PERCENT}% of the total"));
-                remedy.push("Free space on that filesystem, point host.pool_dir at a larger one, or lower disk_gb.".to_owned());
+                remedy.push(
+                    "Free space on that filesystem, point host.pool_dir at a larger one, or lower disk_gb.".to_owned(),
+                );
             } else if d.free_bytes < vm_disk {
                 status = status.max(Status::Warn);
-                parts.push(format!("{line}: enough to start, not for every disk to fill up"));
-                remedy.push("Watch the free space, or point host.pool_dir at a larger filesystem.".to_owned());
+                parts.push(format!(
+                    "{line}: enough to start, not for every disk to fill up"
+                ));
+                remedy.push(
+                    "Watch the free space, or point host.pool_dir at a larger filesystem."
+                        .to_owned(),
+                );
             } else {
                 parts.push(line);
             }
         }
         Err(e) => {
             status = status.max(Status::Warn);
-            parts.push(format!("disk: cannot measure the free space for {} ({e})", policy.pool_dir));
-            remedy.push(format!("Compare the VMs' disk_gb with `df -h {}` by hand.", policy.pool_dir));
+            parts.push(format!(
+                "disk: cannot measure the free space for {} ({e})",
+                policy.pool_dir
+            ));
+            remedy.push(format!(
+                "Compare the VMs' disk_gb with `df -h {}` by hand.",
+                policy.pool_dir
+            ));
         }
     }
-    Check::new(ID, status, format!("{}.", capitalize(&parts.join("; "))), remedy.join(" "))
+    Check::new(
+        ID,
+        status,
+        format!("{}.", capitalize(&parts.join("; "))),
+        remedy.join(" "),
+    )
 }
 
 fn check_conflicts(host: &dyn Host, config: &ClusterConfig) -> Check {
@@ -969,31 +1302,51 @@ fn check_conflicts(host: &dyn Host, config: &ClusterConfig) -> Check {
     let route_path = host.proc_net_route();
     let (routes, route_note) = match read_optional(&route_path) {
         Ok(Some(t)) => (parse::routes(&t), None),
-        Ok(None) => (Vec::new(), Some(format!("{} does not exist, so routes were not compared", shown(host, &route_path)))),
-        Err(e) => (Vec::new(), Some(format!("cannot read {}: {e}", shown(host, &route_path)))),
+        Ok(None) => (
+            Vec::new(),
+            Some(format!(
+                "{} does not exist, so routes were not compared",
+                shown(host, &route_path)
+            )),
+        ),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("cannot read {}: {e}", shown(host, &route_path))),
+        ),
     };
     for (name, net) in &config.global.networks {
         let bridge = net.bridge.as_str();
         let bridge_path = host.sys_class_net().join(bridge);
         let exists = !matches!(bridge, "." | "..") && fs::symlink_metadata(&bridge_path).is_ok();
         if exists {
-            problems.push(format!("network {name}: interface {bridge} already exists (/sys/class/net/{bridge})"));
+            problems.push(format!(
+                "network {name}: interface {bridge} already exists (/sys/class/net/{bridge})"
+            ));
         }
         if let Ok(subnet) = rules::parse_subnet(&net.subnet) {
             let hits: Vec<String> = routes
                 .iter()
-                .filter(|r| r.net.prefix_len() > 0 && (r.net.contains(&subnet.network()) || subnet.contains(&r.net.network())))
+                .filter(|r| {
+                    r.net.prefix_len() > 0
+                        && (r.net.contains(&subnet.network()) || subnet.contains(&r.net.network()))
+                })
                 .map(|r| format!("{} via {}", r.net, r.iface))
                 .collect();
             if hits.is_empty() {
                 fine.push(format!("{bridge} / {subnet}"));
             } else {
-                problems.push(format!("network {name}: {subnet} overlaps routes already on this host ({})", hits.join(", ")));
+                problems.push(format!(
+                    "network {name}: {subnet} overlaps routes already on this host ({})",
+                    hits.join(", ")
+                ));
             }
         }
     }
     let mut msg = if problems.is_empty() {
-        format!("No bridge of the config exists yet and no subnet is routed already ({}).", fine.join(", "))
+        format!(
+            "No bridge of the config exists yet and no subnet is routed already ({}).",
+            fine.join(", ")
+        )
     } else {
         format!("{}.", capitalize(&problems.join("; ")))
     };
@@ -1001,7 +1354,11 @@ fn check_conflicts(host: &dyn Host, config: &ClusterConfig) -> Check {
         msg.push_str(&format!(" Note: {n}."));
     }
     if problems.is_empty() {
-        let status = if route_note.is_some() { Status::Warn } else { Status::Pass };
+        let status = if route_note.is_some() {
+            Status::Warn
+        } else {
+            Status::Pass
+        };
         return Check::new(ID, status, msg, "Check the routes by hand with `ip route`.");
     }
     Check::new(
@@ -1026,7 +1383,11 @@ mod tests {
 
     #[test]
     fn status_order_is_worst_last() {
-        assert!(Status::Fail > Status::Warn && Status::Warn > Status::Skip && Status::Skip > Status::Pass);
+        assert!(
+            Status::Fail > Status::Warn
+                && Status::Warn > Status::Skip
+                && Status::Skip > Status::Pass
+        );
     }
 
     #[test]
@@ -1043,7 +1404,11 @@ mod tests {
         assert_eq!(r.get("gpu").unwrap().status, Status::Skip);
         for c in &r.checks {
             assert!(c.message.ends_with('.'), "{}: {}", c.id, c.message);
-            assert!(c.status == Status::Pass || !c.remedy.is_empty(), "{} has no remedy", c.id);
+            assert!(
+                c.status == Status::Pass || !c.remedy.is_empty(),
+                "{} has no remedy",
+                c.id
+            );
         }
     }
 }

@@ -24,7 +24,12 @@ pub fn unified(old: &str, new: &str, old_name: &str, new_name: &str, context: us
     let b: Vec<&str> = new.split_inclusive('\n').collect();
     let ops = script(&a, &b);
     let mut out = format!("--- {old_name}\n+++ {new_name}\n");
-    let changed: Vec<usize> = ops.iter().enumerate().filter(|(_, o)| !matches!(o, Op::Keep(..))).map(|(k, _)| k).collect();
+    let changed: Vec<usize> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !matches!(o, Op::Keep(..)))
+        .map(|(k, _)| k)
+        .collect();
     let mut k = 0;
     while k < changed.len() {
         let first = changed.get(k).copied().unwrap_or(0);
@@ -50,7 +55,9 @@ pub fn unified(old: &str, new: &str, old_name: &str, new_name: &str, context: us
         if new_len > 0 {
             new_start += 1;
         }
-        out.push_str(&format!("@@ -{old_start},{old_len} +{new_start},{new_len} @@\n"));
+        out.push_str(&format!(
+            "@@ -{old_start},{old_len} +{new_start},{new_len} @@\n"
+        ));
         for op in hunk {
             let (sign, line) = match *op {
                 Op::Keep(i, _) => (' ', a.get(i).copied().unwrap_or_default()),
@@ -76,13 +83,23 @@ pub fn unified(old: &str, new: &str, old_name: &str, new_name: &str, context: us
 /// Old and new line counts before op `at`.
 fn position(ops: &[Op], at: usize) -> (usize, usize) {
     let before = ops.get(..at).unwrap_or_default();
-    (before.iter().filter(|o| !matches!(o, Op::Add(_))).count(), before.iter().filter(|o| !matches!(o, Op::Del(_))).count())
+    (
+        before.iter().filter(|o| !matches!(o, Op::Add(_))).count(),
+        before.iter().filter(|o| !matches!(o, Op::Del(_))).count(),
+    )
 }
 
 /// A shortest edit script: common prefix and suffix, then an LCS table over the middle.
 fn script(a: &[&str], b: &[&str]) -> Vec<Op> {
     let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a.get(prefix..).unwrap_or_default().iter().rev().zip(b.get(prefix..).unwrap_or_default().iter().rev()).take_while(|(x, y)| x == y).count();
+    let suffix = a
+        .get(prefix..)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .zip(b.get(prefix..).unwrap_or_default().iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
     let (am, bm) = (a.len() - prefix - suffix, b.len() - prefix - suffix);
     let mut ops: Vec<Op> = (0..prefix).map(|i| Op::Keep(i, i)).collect();
     if am.saturating_mul(bm) > MAX_CELLS {
@@ -97,7 +114,10 @@ fn script(a: &[&str], b: &[&str]) -> Vec<Op> {
                 let v = if a.get(prefix + i) == b.get(prefix + j) {
                     lcs.get((i + 1) * w + j + 1).copied().unwrap_or(0) + 1
                 } else {
-                    lcs.get((i + 1) * w + j).copied().unwrap_or(0).max(lcs.get(i * w + j + 1).copied().unwrap_or(0))
+                    lcs.get((i + 1) * w + j)
+                        .copied()
+                        .unwrap_or(0)
+                        .max(lcs.get(i * w + j + 1).copied().unwrap_or(0))
                 };
                 if let Some(cell) = lcs.get_mut(i * w + j) {
                     *cell = v;
@@ -132,13 +152,22 @@ mod tests {
     fn one_changed_line_with_context() {
         let old = "a\nb\nc\nd\ne\nf\ng\nh\n";
         let new = "a\nb\nc\nd\nE\nf\ng\nh\n";
-        assert_eq!(unified(old, new, "x", "y", 3), "--- x\n+++ y\n@@ -2,7 +2,7 @@\n b\n c\n d\n-e\n+E\n f\n g\n h\n");
+        assert_eq!(
+            unified(old, new, "x", "y", 3),
+            "--- x\n+++ y\n@@ -2,7 +2,7 @@\n b\n c\n d\n-e\n+E\n f\n g\n h\n"
+        );
     }
 
     #[test]
     fn new_file_and_missing_newline() {
-        assert_eq!(unified("", "a\nb\n", "/dev/null", "f", 3), "--- /dev/null\n+++ f\n@@ -0,0 +1,2 @@\n+a\n+b\n");
-        assert_eq!(unified("a", "a,b", "f", "f", 3), "--- f\n+++ f\n@@ -1,1 +1,1 @@\n-a\n\\ No newline at end of file\n+a,b\n\\ No newline at end of file\n");
+        assert_eq!(
+            unified("", "a\nb\n", "/dev/null", "f", 3),
+            "--- /dev/null\n+++ f\n@@ -0,0 +1,2 @@\n+a\n+b\n"
+        );
+        assert_eq!(
+            unified("a", "a,b", "f", "f", 3),
+            "--- f\n+++ f\n@@ -1,1 +1,1 @@\n-a\n\\ No newline at end of file\n+a,b\n\\ No newline at end of file\n"
+        );
         assert_eq!(unified("same", "same", "f", "f", 3), "");
     }
 

@@ -17,7 +17,14 @@ use super::parse;
 use super::run::{CommandSpec, RunOutcome, Runner, SkipRunner, SystemRunner};
 
 /// Directories searched for tools, under the root (the process's `PATH` is added after these).
-pub const STANDARD_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+pub const STANDARD_PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
 
 /// The user whose access the checks judge (and whom `prepare` adds to groups).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +146,10 @@ pub trait Host: std::fmt::Debug {
     }
     /// `/usr/lib/modprobe.d` and `/lib/modprobe.d` (packages' modprobe configuration).
     fn lib_modprobe_d(&self) -> Vec<PathBuf> {
-        vec![self.path("/usr/lib/modprobe.d"), self.path("/lib/modprobe.d")]
+        vec![
+            self.path("/usr/lib/modprobe.d"),
+            self.path("/lib/modprobe.d"),
+        ]
     }
     /// `/etc/default/grub`.
     fn etc_default_grub(&self) -> PathBuf {
@@ -194,7 +204,10 @@ pub trait Host: std::fmt::Debug {
     fn disk_free(&self, abs: &str) -> io::Result<DiskFree> {
         let (measured, real) = nearest_existing(self, abs);
         let st = rustix::fs::statvfs(&real).map_err(io::Error::from)?;
-        Ok(DiskFree { measured, free_bytes: st.f_bavail.saturating_mul(st.f_frsize) })
+        Ok(DiskFree {
+            measured,
+            free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+        })
     }
 
     /// Opens `/dev/kvm` read-write and, when it is a character device, asks `KVM_GET_API_VERSION`.
@@ -241,15 +254,22 @@ pub struct SystemHost {
 impl SystemHost {
     /// A host rooted at `root` (canonicalized). Fails with a sentence when the root is not a directory.
     pub fn new(root: &Path) -> Result<SystemHost, String> {
-        let canonical = fs::canonicalize(root)
-            .map_err(|e| format!("the host root {} cannot be used ({e}): pass an existing directory to --root or HSW_ROOT", root.display()))?;
+        let canonical = fs::canonicalize(root).map_err(|e| {
+            format!(
+                "the host root {} cannot be used ({e}): pass an existing directory to --root or HSW_ROOT",
+                root.display()
+            )
+        })?;
         if !canonical.is_dir() {
             return Err(format!(
                 "the host root {} is not a directory: pass a directory to --root or HSW_ROOT",
                 root.display()
             ));
         }
-        Ok(SystemHost { root: canonical, user: None })
+        Ok(SystemHost {
+            root: canonical,
+            user: None,
+        })
     }
 
     /// Judge (and, in `prepare`, change) this user instead of the process's own.
@@ -288,7 +308,12 @@ pub struct FixtureHost {
 impl FixtureHost {
     /// A fixture host over `root`, judging `user`, with `free_bytes` free everywhere.
     pub fn new(root: &Path, user: &str, free_bytes: u64) -> FixtureHost {
-        FixtureHost { root: root.to_path_buf(), user: user.to_owned(), free_bytes, runner: RecordingRunner::default() }
+        FixtureHost {
+            root: root.to_path_buf(),
+            user: user.to_owned(),
+            free_bytes,
+            runner: RecordingRunner::default(),
+        }
     }
 }
 
@@ -303,7 +328,10 @@ impl Host for FixtureHost {
 
     fn disk_free(&self, abs: &str) -> io::Result<DiskFree> {
         let (measured, _) = nearest_existing(self, abs);
-        Ok(DiskFree { measured, free_bytes: self.free_bytes })
+        Ok(DiskFree {
+            measured,
+            free_bytes: self.free_bytes,
+        })
     }
 
     fn runner(&self) -> &dyn Runner {
@@ -384,19 +412,45 @@ pub fn read_optional(path: &Path) -> io::Result<Option<String>> {
 }
 
 fn user_by_uid<H: Host + ?Sized>(host: &H, uid: u32) -> User {
-    let passwd = read_optional(&host.etc_passwd()).ok().flatten().unwrap_or_default();
+    let passwd = read_optional(&host.etc_passwd())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     match parse::passwd(&passwd).into_iter().find(|e| e.uid == uid) {
-        Some(e) => User { name: e.name, uid: Some(uid), gid: Some(e.gid) },
-        None if uid == 0 => User { name: "root".into(), uid: Some(0), gid: Some(0) },
-        None => User { name: uid.to_string(), uid: Some(uid), gid: None },
+        Some(e) => User {
+            name: e.name,
+            uid: Some(uid),
+            gid: Some(e.gid),
+        },
+        None if uid == 0 => User {
+            name: "root".into(),
+            uid: Some(0),
+            gid: Some(0),
+        },
+        None => User {
+            name: uid.to_string(),
+            uid: Some(uid),
+            gid: None,
+        },
     }
 }
 
 fn user_by_name<H: Host + ?Sized>(host: &H, name: &str) -> User {
-    let passwd = read_optional(&host.etc_passwd()).ok().flatten().unwrap_or_default();
+    let passwd = read_optional(&host.etc_passwd())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     match parse::passwd(&passwd).into_iter().find(|e| e.name == name) {
-        Some(e) => User { name: e.name, uid: Some(e.uid), gid: Some(e.gid) },
-        None => User { name: name.to_owned(), uid: if name == "root" { Some(0) } else { None }, gid: None },
+        Some(e) => User {
+            name: e.name,
+            uid: Some(e.uid),
+            gid: Some(e.gid),
+        },
+        None => User {
+            name: name.to_owned(),
+            uid: if name == "root" { Some(0) } else { None },
+            gid: None,
+        },
     }
 }
 
@@ -419,21 +473,28 @@ fn kvm_api_version(file: &File) -> io::Result<i32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn paths_stay_under_the_root() {
         let root = Path::new("/tmp/r");
-        assert_eq!(under(root, "/proc/cpuinfo"), PathBuf::from("/tmp/r/proc/cpuinfo"));
-        assert_eq!(under(root, "/var/../../etc/./group"), PathBuf::from("/tmp/r/etc/group"));
+        assert_eq!(
+            under(root, "/proc/cpuinfo"),
+            PathBuf::from("/tmp/r/proc/cpuinfo")
+        );
+        assert_eq!(
+            under(root, "/var/../../etc/./group"),
+            PathBuf::from("/tmp/r/etc/group")
+        );
         assert_eq!(under(Path::new("/"), "/dev/kvm"), PathBuf::from("/dev/kvm"));
         assert_eq!(host_path(root, Path::new("/tmp/r/usr/bin/x")), "/usr/bin/x");
     }
 
     #[test]
     fn root_user_is_root_without_passwd() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let h = FixtureHost::new(dir.path(), "root", 1);
         assert!(h.current_user().is_root());
         let h = FixtureHost::new(dir.path(), "alice", 1);
@@ -444,11 +505,11 @@ mod tests {
 
     #[test]
     fn a_regular_file_kvm_reports_open_ability_only() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let h = FixtureHost::new(dir.path(), "root", 1);
         assert_eq!(h.kvm_probe(), KvmProbe::Missing);
-        fs::create_dir_all(dir.path().join("dev")).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(dir.path().join("dev/kvm"), b"").unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(dir.path().join("dev")).unwrap();
+        fs::write(dir.path().join("dev/kvm"), b"").unwrap();
         assert_eq!(h.kvm_probe(), KvmProbe::OpenedNotDevice);
     }
 }

@@ -28,7 +28,9 @@ pub struct CpuInfo {
 pub fn cpuinfo(text: &str) -> CpuInfo {
     let mut info = CpuInfo::default();
     for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         match key.trim() {
             "processor" => info.logical_cpus += 1,
@@ -63,8 +65,13 @@ pub struct MemInfo {
 pub fn meminfo(text: &str) -> MemInfo {
     let mut m = MemInfo::default();
     for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else { continue };
-        let kib = value.split_whitespace().next().and_then(|v| v.parse::<u64>().ok());
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let kib = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok());
         match key.trim() {
             "MemTotal" => m.total_kib = kib,
             "MemAvailable" => m.available_kib = kib,
@@ -76,12 +83,17 @@ pub fn meminfo(text: &str) -> MemInfo {
 
 /// Whether `/proc/modules` lists `module`.
 pub fn module_loaded(modules: &str, module: &str) -> bool {
-    modules.lines().any(|l| l.split_whitespace().next() == Some(module))
+    modules
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(module))
 }
 
 /// Kernel parameters of `/proc/cmdline` (what follows `--` belongs to init and is dropped).
 pub fn cmdline(text: &str) -> Vec<String> {
-    text.split_whitespace().take_while(|t| *t != "--").map(str::to_owned).collect()
+    text.split_whitespace()
+        .take_while(|t| *t != "--")
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether a modprobe.d file blacklists `module` (`blacklist nouveau`; comments ignored).
@@ -108,8 +120,13 @@ pub fn routes(text: &str) -> Vec<Route> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(iface), Some(dest), Some(mask)) = (f.first(), f.get(1), f.get(7)) else { continue };
-        let (Ok(dest), Ok(mask)) = (u32::from_str_radix(dest, 16), u32::from_str_radix(mask, 16)) else { continue };
+        let (Some(iface), Some(dest), Some(mask)) = (f.first(), f.get(1), f.get(7)) else {
+            continue;
+        };
+        let (Ok(dest), Ok(mask)) = (u32::from_str_radix(dest, 16), u32::from_str_radix(mask, 16))
+        else {
+            continue;
+        };
         let dest = Ipv4Addr::from(dest.to_le_bytes());
         let mask = u32::from(Ipv4Addr::from(mask.to_le_bytes()));
         let len = mask.leading_ones();
@@ -117,7 +134,10 @@ pub fn routes(text: &str) -> Vec<Route> {
             continue;
         }
         if let Ok(net) = Ipv4Net::new(dest, len as u8) {
-            out.push(Route { iface: (*iface).to_owned(), net: net.trunc() });
+            out.push(Route {
+                iface: (*iface).to_owned(),
+                net: net.trunc(),
+            });
         }
     }
     out
@@ -145,7 +165,13 @@ pub fn groups(text: &str) -> Vec<GroupEntry> {
                 gid: f.get(2).and_then(|g| g.trim().parse().ok()),
                 members: f
                     .get(3)
-                    .map(|m| m.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect())
+                    .map(|m| {
+                        m.split(',')
+                            .map(str::trim)
+                            .filter(|m| !m.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
@@ -201,7 +227,8 @@ pub fn dpkg_status(text: &str) -> BTreeMap<String, DpkgPackage> {
             }
         }
         let Some(name) = name else { continue };
-        let installed = status.split_whitespace().collect::<Vec<_>>() == ["install", "ok", "installed"];
+        let installed =
+            status.split_whitespace().collect::<Vec<_>>() == ["install", "ok", "installed"];
         let entry = DpkgPackage { version, installed };
         match out.get(name) {
             Some(existing) if existing.installed && !installed => {}
@@ -228,7 +255,9 @@ pub fn add_group_member(text: &str, group: &str, user: &str) -> Result<Option<St
         if !found && body.split(':').next() == Some(group) && body.contains(':') {
             found = true;
             if body.split(':').count() < 4 {
-                return Err(format!("the `{group}` line has fewer than 4 fields: `{body}`"));
+                return Err(format!(
+                    "the `{group}` line has fewer than 4 fields: `{body}`"
+                ));
             }
             let members = body.rsplit(':').next().unwrap_or_default();
             if members.split(',').map(str::trim).any(|m| m == user) {
@@ -256,7 +285,9 @@ pub fn add_group_member(text: &str, group: &str, user: &str) -> Result<Option<St
 /// The value of `GRUB_CMDLINE_LINUX_DEFAULT` in `/etc/default/grub` (the last assignment wins,
 /// as in a shell), without its quotes.
 pub fn grub_cmdline_default(text: &str) -> Option<String> {
-    text.lines().filter_map(|l| grub_assignment(l).map(|(_, v, _)| v.to_owned())).last()
+    text.lines()
+        .rev()
+        .find_map(|l| grub_assignment(l).map(|(_, v, _)| v.to_owned()))
 }
 
 /// Parses `GRUB_CMDLINE_LINUX_DEFAULT="..."`: (prefix up to the value, the value, the rest).
@@ -271,10 +302,16 @@ fn grub_assignment(line: &str) -> Option<(&str, &str, &str)> {
     match rest.chars().next() {
         Some(q @ ('"' | '\'')) => {
             let close = rest.get(1..)?.find(q)? + 1;
-            Some((line.get(..value_at + 1)?, rest.get(1..close)?, rest.get(close..)?))
+            Some((
+                line.get(..value_at + 1)?,
+                rest.get(1..close)?,
+                rest.get(close..)?,
+            ))
         }
         _ => {
-            let end = rest.find(|c: char| c.is_whitespace() || c == '#').unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '#')
+                .unwrap_or(rest.len());
             Some((line.get(..value_at)?, rest.get(..end)?, rest.get(end..)?))
         }
     }
@@ -285,17 +322,29 @@ fn grub_assignment(line: &str) -> Option<(&str, &str, &str)> {
 pub fn grub_add_tokens(text: &str, tokens: &[&str]) -> Option<String> {
     let current = grub_cmdline_default(text).unwrap_or_default();
     let have: Vec<&str> = current.split_whitespace().collect();
-    let missing: Vec<&str> = tokens.iter().copied().filter(|t| !have.contains(t)).collect();
+    let missing: Vec<&str> = tokens
+        .iter()
+        .copied()
+        .filter(|t| !have.contains(t))
+        .collect();
     if missing.is_empty() {
         return None;
     }
-    let last = text.split_inclusive('\n').enumerate().filter(|(_, l)| grub_assignment(l).is_some()).map(|(i, _)| i).last();
+    let last = text
+        .split_inclusive('\n')
+        .enumerate()
+        .filter(|(_, l)| grub_assignment(l).is_some())
+        .map(|(i, _)| i)
+        .last();
     let Some(last) = last else {
         let mut out = text.to_owned();
         if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
-        out.push_str(&format!("GRUB_CMDLINE_LINUX_DEFAULT=\"{}\"\n", missing.join(" ")));
+        out.push_str(&format!(
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"{}\"\n",
+            missing.join(" ")
+        ));
         return Some(out);
     };
     let mut out = String::with_capacity(text.len() + 40);
@@ -340,7 +389,8 @@ mod tests {
 
     #[test]
     fn routes_are_little_endian_hex() {
-        let t = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        let t =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
                  eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                  eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
                  br0\t0064A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
@@ -354,39 +404,70 @@ mod tests {
 
     #[test]
     fn cmdline_stops_at_init_arguments() {
-        assert_eq!(cmdline("quiet intel_iommu=on -- --init x\n"), vec!["quiet", "intel_iommu=on"]);
+        assert_eq!(
+            cmdline("quiet intel_iommu=on -- --init x\n"),
+            vec!["quiet", "intel_iommu=on"]
+        );
     }
 
     #[test]
     fn blacklist_ignores_comments() {
         assert!(modprobe_blacklists("# x\nblacklist nouveau\n", "nouveau"));
-        assert!(!modprobe_blacklists("# blacklist nouveau\noptions nouveau modeset=0\n", "nouveau"));
+        assert!(!modprobe_blacklists(
+            "# blacklist nouveau\noptions nouveau modeset=0\n",
+            "nouveau"
+        ));
     }
 
     #[test]
     fn group_member_edit_preserves_bytes() {
         let t = "root:x:0:\nkvm:x:107:\nlibvirt:x:110:bob\nlast:x:5:";
         let e = add_group_member(t, "kvm", "alice").unwrap().unwrap();
-        assert_eq!(e, "root:x:0:\nkvm:x:107:alice\nlibvirt:x:110:bob\nlast:x:5:");
+        assert_eq!(
+            e,
+            "root:x:0:\nkvm:x:107:alice\nlibvirt:x:110:bob\nlast:x:5:"
+        );
         let e = add_group_member(&e, "libvirt", "alice").unwrap().unwrap();
-        assert_eq!(e, "root:x:0:\nkvm:x:107:alice\nlibvirt:x:110:bob,alice\nlast:x:5:");
+        assert_eq!(
+            e,
+            "root:x:0:\nkvm:x:107:alice\nlibvirt:x:110:bob,alice\nlast:x:5:"
+        );
         assert_eq!(add_group_member(&e, "libvirt", "alice").unwrap(), None);
-        assert_eq!(add_group_member(t, "last", "a").unwrap().unwrap(), "root:x:0:\nkvm:x:107:\nlibvirt:x:110:bob\nlast:x:5:a");
+        assert_eq!(
+            add_group_member(t, "last", "a").unwrap().unwrap(),
+            "root:x:0:\nkvm:x:107:\nlibvirt:x:110:bob\nlast:x:5:a"
+        );
         assert!(add_group_member(t, "nope", "a").is_err());
         // gshadow: name:password:admins:members
-        assert_eq!(add_group_member("kvm:!::\n", "kvm", "a").unwrap().unwrap(), "kvm:!::a\n");
+        assert_eq!(
+            add_group_member("kvm:!::\n", "kvm", "a").unwrap().unwrap(),
+            "kvm:!::a\n"
+        );
     }
 
     #[test]
     fn grub_tokens_are_added_once() {
-        let t = "# c\nGRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"\"\n";
+        let t =
+            "# c\nGRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\nGRUB_CMDLINE_LINUX=\"\"\n";
         let e = grub_add_tokens(t, &["intel_iommu=on", "iommu=pt"]).unwrap();
         assert_eq!(e, "# c\nGRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=on iommu=pt\"\nGRUB_CMDLINE_LINUX=\"\"\n");
         assert_eq!(grub_add_tokens(&e, &["intel_iommu=on", "iommu=pt"]), None);
-        assert_eq!(grub_add_tokens("GRUB_CMDLINE_LINUX_DEFAULT=''", &["x"]).unwrap(), "GRUB_CMDLINE_LINUX_DEFAULT='x'");
-        assert_eq!(grub_add_tokens("GRUB_CMDLINE_LINUX_DEFAULT=quiet\n", &["x"]).unwrap(), "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet x\"\n");
-        assert_eq!(grub_add_tokens("A=1", &["x"]).unwrap(), "A=1\nGRUB_CMDLINE_LINUX_DEFAULT=\"x\"\n");
-        assert_eq!(grub_cmdline_default("GRUB_CMDLINE_LINUX_DEFAULT=\"a b\" # c").as_deref(), Some("a b"));
+        assert_eq!(
+            grub_add_tokens("GRUB_CMDLINE_LINUX_DEFAULT=''", &["x"]).unwrap(),
+            "GRUB_CMDLINE_LINUX_DEFAULT='x'"
+        );
+        assert_eq!(
+            grub_add_tokens("GRUB_CMDLINE_LINUX_DEFAULT=quiet\n", &["x"]).unwrap(),
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet x\"\n"
+        );
+        assert_eq!(
+            grub_add_tokens("A=1", &["x"]).unwrap(),
+            "A=1\nGRUB_CMDLINE_LINUX_DEFAULT=\"x\"\n"
+        );
+        assert_eq!(
+            grub_cmdline_default("GRUB_CMDLINE_LINUX_DEFAULT=\"a b\" # c").as_deref(),
+            Some("a b")
+        );
     }
 
     #[test]
@@ -401,7 +482,8 @@ mod tests {
     fn meminfo_and_passwd() {
         let m = meminfo("MemTotal:       24684084 kB\nMemAvailable:   24254268 kB\n");
         assert_eq!(m.available_kib, Some(24254268));
-        let p = passwd("root:x:0:0::/root:/bin/bash\nbad\nalice:x:1000:1000::/home/alice:/bin/sh\n");
+        let p =
+            passwd("root:x:0:0::/root:/bin/bash\nbad\nalice:x:1000:1000::/home/alice:/bin/sh\n");
         assert_eq!(p.len(), 2);
         assert_eq!(p[1].uid, 1000);
     }

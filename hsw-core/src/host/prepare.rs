@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::check::{
-    self, group_state, iommu_state, nouveau_state, package_state, Check, CheckReport, Found, Policy, Status,
-    NOUVEAU_BLACKLIST, NOUVEAU_BLACKLIST_FILE,
+    self, group_state, iommu_state, nouveau_state, package_state, Check, CheckReport, Found,
+    Policy, Status, NOUVEAU_BLACKLIST, NOUVEAU_BLACKLIST_FILE,
 };
 use super::diff;
 use super::env::{host_path, read_optional, Host};
@@ -84,26 +84,50 @@ impl Plan {
         if self.steps.is_empty() {
             out.push_str("Nothing to change.\n");
         } else {
-            out.push_str(&format!("{} change{}:\n", self.steps.len(), if self.steps.len() == 1 { "" } else { "s" }));
+            out.push_str(&format!(
+                "{} change{}:\n",
+                self.steps.len(),
+                if self.steps.len() == 1 { "" } else { "s" }
+            ));
         }
         for (n, step) in self.steps.iter().enumerate() {
             match step {
-                Step::Write { check, why, path, before, after, mode } => {
+                Step::Write {
+                    check,
+                    why,
+                    path,
+                    before,
+                    after,
+                    mode,
+                } => {
                     out.push_str(&format!("\n{}. [{check}] {why}\n", n + 1));
                     let (what, old_name) = match before {
-                        None => (format!("   create {path} (mode {mode:04o})\n"), "/dev/null".to_owned()),
+                        None => (
+                            format!("   create {path} (mode {mode:04o})\n"),
+                            "/dev/null".to_owned(),
+                        ),
                         Some(_) => (format!("   edit {path}\n"), path.clone()),
                     };
                     out.push_str(&what);
-                    let d = diff::unified(before.as_deref().unwrap_or(""), after, &old_name, path, 3);
+                    let d =
+                        diff::unified(before.as_deref().unwrap_or(""), after, &old_name, path, 3);
                     for line in d.lines() {
                         out.push_str("   ");
                         out.push_str(line);
                         out.push('\n');
                     }
                 }
-                Step::Run { check, why, command, .. } => {
-                    out.push_str(&format!("\n{}. [{check}] {why}\n   run: {}\n", n + 1, command.display()));
+                Step::Run {
+                    check,
+                    why,
+                    command,
+                    ..
+                } => {
+                    out.push_str(&format!(
+                        "\n{}. [{check}] {why}\n   run: {}\n",
+                        n + 1,
+                        command.display()
+                    ));
                 }
             }
         }
@@ -160,7 +184,11 @@ pub fn plan(host: &dyn Host, config: &ClusterConfig) -> Plan {
 /// Plans the changes for an already computed check report.
 pub fn plan_from(host: &dyn Host, config: &ClusterConfig, report: &CheckReport) -> Plan {
     let policy = Policy::from_config(config);
-    let mut plan = Plan { steps: Vec::new(), notes: Vec::new(), manual: Vec::new() };
+    let mut plan = Plan {
+        steps: Vec::new(),
+        notes: Vec::new(),
+        manual: Vec::new(),
+    };
     for c in &report.checks {
         if matches!(c.status, Status::Pass | Status::Skip) {
             continue;
@@ -190,7 +218,9 @@ fn tool_or_name(host: &dyn Host, name: &str) -> String {
 fn read_text(host: &dyn Host, abs: &str) -> Result<Option<String>, String> {
     let path = host.path(abs);
     match fs::read(&path) {
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| format!("{abs} is not UTF-8 text, so prepare leaves it alone")),
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| format!("{abs} is not UTF-8 text, so prepare leaves it alone")),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {abs}: {e}")),
     }
@@ -220,7 +250,9 @@ fn plan_nouveau(host: &dyn Host, plan: &mut Plan) -> bool {
                 });
             }
             Err(e) => {
-                plan.notes.push(format!("{e}: blacklist nouveau by hand (see `hsw-cli check`)."));
+                plan.notes.push(format!(
+                    "{e}: blacklist nouveau by hand (see `hsw-cli check`)."
+                ));
                 return true;
             }
         }
@@ -242,7 +274,7 @@ fn push_once(notes: &mut Vec<String>, note: &str) {
 
 fn plan_groups(host: &dyn Host, policy: &Policy, plan: &mut Plan) -> bool {
     let st = group_state(host, policy);
-    if st.error.is_some() || st.user.is_root() {
+    if st.error.is_some() || st.unknown_user || st.user.is_root() {
         return false;
     }
     if !st.absent.is_empty() {
@@ -263,7 +295,10 @@ fn plan_groups(host: &dyn Host, policy: &Policy, plan: &mut Plan) -> bool {
             Ok(Some(t)) => t,
             Ok(None) => continue,
             Err(e) => {
-                plan.notes.push(format!("{e}: run `sudo usermod -aG {} {user}` instead.", st.missing.join(",")));
+                plan.notes.push(format!(
+                    "{e}: run `sudo usermod -aG {} {user}` instead.",
+                    st.missing.join(",")
+                ));
                 return true;
             }
         };
@@ -274,10 +309,14 @@ fn plan_groups(host: &dyn Host, policy: &Policy, plan: &mut Plan) -> bool {
                 Ok(None) => {}
                 // gshadow may lack a group that /etc/group has; leave that file's line alone.
                 Err(e) if abs == "/etc/gshadow" => {
-                    plan.notes.push(format!("{abs}: {e}; `grpck` can add the missing line."));
+                    plan.notes
+                        .push(format!("{abs}: {e}; `grpck` can add the missing line."));
                 }
                 Err(e) => {
-                    plan.notes.push(format!("{abs}: {e}; run `sudo usermod -aG {} {user}` instead.", st.missing.join(",")));
+                    plan.notes.push(format!(
+                        "{abs}: {e}; run `sudo usermod -aG {} {user}` instead.",
+                        st.missing.join(",")
+                    ));
                     return true;
                 }
             }
@@ -285,7 +324,10 @@ fn plan_groups(host: &dyn Host, policy: &Policy, plan: &mut Plan) -> bool {
         if edited != text {
             plan.steps.push(Step::Write {
                 check: "groups".into(),
-                why: format!("Add {user} to the {groups_text} group{} ({abs}).", if st.missing.len() == 1 { "" } else { "s" }),
+                why: format!(
+                    "Add {user} to the {groups_text} group{} ({abs}).",
+                    if st.missing.len() == 1 { "" } else { "s" }
+                ),
                 path: abs.into(),
                 before: Some(text),
                 after: edited,
@@ -293,7 +335,9 @@ fn plan_groups(host: &dyn Host, policy: &Policy, plan: &mut Plan) -> bool {
             });
         }
     }
-    plan.notes.push(format!("{user} must log out and back in for the new group membership to take effect."));
+    plan.notes.push(format!(
+        "{user} must log out and back in for the new group membership to take effect."
+    ));
     true
 }
 
@@ -311,7 +355,10 @@ fn plan_iommu(host: &dyn Host, plan: &mut Plan) -> bool {
             return true;
         }
         Err(e) => {
-            plan.notes.push(format!("{e}: add `{}` to the kernel command line by hand.", params.join(" ")));
+            plan.notes.push(format!(
+                "{e}: add `{}` to the kernel command line by hand.",
+                params.join(" ")
+            ));
             return true;
         }
     };
@@ -345,14 +392,23 @@ fn plan_iommu(host: &dyn Host, plan: &mut Plan) -> bool {
 
 fn plan_packages(host: &dyn Host, plan: &mut Plan) -> bool {
     let st = package_state(host);
-    if st.tools.iter().any(|(t, f)| t.name == "Terraform" && *f == Found::Missing) {
+    if st
+        .tools
+        .iter()
+        .any(|(t, f)| t.name == "Terraform" && *f == Found::Missing)
+    {
         plan.notes.push(
             "Install Terraform >= 1.0 from HashiCorp (https://developer.hashicorp.com/terraform/install) into /usr/local/bin: it is not a Debian package."
                 .into(),
         );
     }
     if st.dpkg.is_none() {
-        let missing: Vec<&str> = st.tools.iter().filter(|(_, f)| *f == Found::Missing).map(|(t, _)| t.name).collect();
+        let missing: Vec<&str> = st
+            .tools
+            .iter()
+            .filter(|(_, f)| *f == Found::Missing)
+            .map(|(t, _)| t.name)
+            .collect();
         if !missing.is_empty() {
             plan.notes.push(format!(
                 "There is no dpkg database: install {} with this system's package manager.",
@@ -364,11 +420,20 @@ fn plan_packages(host: &dyn Host, plan: &mut Plan) -> bool {
     if st.missing_packages.is_empty() {
         return true;
     }
-    let mut pkgs: Vec<String> = st.missing_packages.iter().map(|p| (*p).to_owned()).collect();
+    let mut pkgs: Vec<String> = st
+        .missing_packages
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect();
     // Same caveat as scripts/install-deps.sh: qemu-utils must come in the same call as
     // qemu-system-x86, at its version (a backported qemu-utils Breaks Debian 12's qemu-system-common).
     if st.missing_packages.contains(&"qemu-system-x86") {
-        let installed = |p: &str| st.dpkg.as_ref().and_then(|d| d.get(p)).is_some_and(|e| e.installed);
+        let installed = |p: &str| {
+            st.dpkg
+                .as_ref()
+                .and_then(|d| d.get(p))
+                .is_some_and(|e| e.installed)
+        };
         match candidate_version(host, "qemu-system-x86") {
             Some(v) => {
                 pkgs.retain(|p| p != "qemu-utils");
@@ -381,25 +446,39 @@ fn plan_packages(host: &dyn Host, plan: &mut Plan) -> bool {
                 if !pkgs.iter().any(|p| p == "qemu-utils") {
                     pkgs.push("qemu-utils".into());
                 }
-                let why = if host.is_real_root() { "apt-cache madison did not answer" } else { ALTERNATE_ROOT };
+                let why = if host.is_real_root() {
+                    "apt-cache madison did not answer"
+                } else {
+                    ALTERNATE_ROOT
+                };
                 plan.notes.push(format!(
                     "qemu-utils is installed with qemu-system-x86 but not pinned to its version ({why}): if apt refuses, run `apt-cache madison qemu-system-x86` and add `qemu-utils=VERSION`."
                 ));
             }
         }
     }
-    let mut args: Vec<&str> = vec!["install", "-y", "-qq", "--no-install-recommends", "--allow-downgrades"];
+    let mut args: Vec<&str> = vec![
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "--allow-downgrades",
+    ];
     args.extend(pkgs.iter().map(String::as_str));
     plan.steps.push(Step::Run {
         check: "packages".into(),
         why: "Refresh the package lists.".into(),
-        command: CommandSpec::new("apt-get", &["update", "-qq"]).with_env("DEBIAN_FRONTEND", "noninteractive"),
+        command: CommandSpec::new("apt-get", &["update", "-qq"])
+            .with_env("DEBIAN_FRONTEND", "noninteractive"),
         timeout_s: 600,
         rerun_on_rollback: false,
     });
     plan.steps.push(Step::Run {
         check: "packages".into(),
-        why: format!("Install the missing packages of scripts/install-deps.sh full: {}.", st.missing_packages.join(", ")),
+        why: format!(
+            "Install the missing packages of scripts/install-deps.sh full: {}.",
+            st.missing_packages.join(", ")
+        ),
         command: CommandSpec::new("apt-get", &args).with_env("DEBIAN_FRONTEND", "noninteractive"),
         timeout_s: 1800,
         rerun_on_rollback: false,
@@ -412,10 +491,20 @@ fn candidate_version(host: &dyn Host, package: &str) -> Option<String> {
     if !host.is_real_root() {
         return None;
     }
-    match host.runner().run(&CommandSpec::new("apt-cache", &["madison", package]), Duration::from_secs(60)) {
-        RunOutcome::Ran { code: Some(0), stdout, .. } => {
-            stdout.lines().next().and_then(|l| l.split('|').nth(1)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-        }
+    match host.runner().run(
+        &CommandSpec::new("apt-cache", &["madison", package]),
+        Duration::from_secs(60),
+    ) {
+        RunOutcome::Ran {
+            code: Some(0),
+            stdout,
+            ..
+        } => stdout
+            .lines()
+            .next()
+            .and_then(|l| l.split('|').nth(1))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()),
         _ => None,
     }
 }
@@ -496,11 +585,17 @@ pub struct ApplyReport {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since the epoch (UTC).
@@ -517,11 +612,20 @@ pub fn utc_stamp(unix: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 fn io_err(what: &str, path: &str, e: io::Error) -> String {
-    let hint = if e.kind() == io::ErrorKind::PermissionDenied { " (run it as root: `sudo hsw-cli prepare ...`)" } else { "" };
+    let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+        " (run it as root: `sudo hsw-cli prepare ...`)"
+    } else {
+        ""
+    };
     format!("cannot {what} {path}: {e}{hint}")
 }
 
@@ -529,10 +633,16 @@ fn io_err(what: &str, path: &str, e: io::Error) -> String {
 /// `mode` and, when given and different, the owner.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.hsw-tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         if let Some((uid, gid)) = owner {
@@ -561,17 +671,39 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
     let state_shown = host_path(host.root(), &state);
     fs::create_dir_all(&state).map_err(|e| io_err("create", &state_shown, e))?;
     let unix = now_unix();
-    let seq = list_runs(host)?.iter().filter_map(|(id, _)| id.split('-').next()?.parse::<u32>().ok()).max().unwrap_or(0) + 1;
+    let seq = list_runs(host)?
+        .iter()
+        .filter_map(|(id, _)| id.split('-').next()?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
     let run_id = format!("{seq:04}-{}", utc_stamp(unix));
     let dir = state.join(&run_id);
     let dir_shown = host_path(host.root(), &dir);
     fs::create_dir_all(dir.join("files")).map_err(|e| io_err("create", &dir_shown, e))?;
 
     // Back up every file first, and check that none changed since the plan.
-    let mut manifest =
-        Manifest { format: 1, run_id: run_id.clone(), unix, state: "applying".into(), files: Vec::new(), created_dirs: Vec::new(), commands: Vec::new(), rolled_back: None };
+    let mut manifest = Manifest {
+        format: 1,
+        run_id: run_id.clone(),
+        unix,
+        state: "applying".into(),
+        files: Vec::new(),
+        created_dirs: Vec::new(),
+        commands: Vec::new(),
+        rolled_back: None,
+    };
     for (n, step) in plan.steps.iter().enumerate() {
-        let Step::Write { path, before, after, mode, .. } = step else { continue };
+        let Step::Write {
+            path,
+            before,
+            after,
+            mode,
+            ..
+        } = step
+        else {
+            continue;
+        };
         let real = host.path(path);
         let current = match fs::read(&real) {
             Ok(b) => Some(b),
@@ -579,7 +711,9 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
             Err(e) => return Err(io_err("read", path, e)),
         };
         if current.as_deref() != before.as_deref().map(str::as_bytes) {
-            return Err(format!("{path} changed since the plan was made: run `hsw-cli prepare` again to see the new plan"));
+            return Err(format!(
+                "{path} changed since the plan was made: run `hsw-cli prepare` again to see the new plan"
+            ));
         }
         let record = match &current {
             Some(bytes) => {
@@ -615,7 +749,12 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
     let mut error = None;
     // Files.
     for step in &plan.steps {
-        let Step::Write { path, after, mode, .. } = step else { continue };
+        let Step::Write {
+            path, after, mode, ..
+        } = step
+        else {
+            continue;
+        };
         let real = host.path(path);
         if let Some(parent) = real.parent() {
             if let Err(e) = create_dirs(host, parent, &mut manifest.created_dirs) {
@@ -624,7 +763,9 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
             }
         }
         let record = manifest.files.iter().find(|r| r.path == *path);
-        let mode = record.and_then(|r| u32::from_str_radix(&r.mode, 8).ok()).unwrap_or(*mode);
+        let mode = record
+            .and_then(|r| u32::from_str_radix(&r.mode, 8).ok())
+            .unwrap_or(*mode);
         let owner = record.and_then(|r| Some((r.uid?, r.gid?)));
         if let Err(e) = write_atomic(&real, after.as_bytes(), mode, owner) {
             error = Some(io_err("write", path, e));
@@ -635,19 +776,43 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
     // Commands, only when every file is in place.
     if error.is_none() {
         for step in &plan.steps {
-            let Step::Run { command, timeout_s, rerun_on_rollback, .. } = step else { continue };
+            let Step::Run {
+                command,
+                timeout_s,
+                rerun_on_rollback,
+                ..
+            } = step
+            else {
+                continue;
+            };
             let outcome = run_on(host, command, *timeout_s);
             let failed = !(outcome.success() || matches!(outcome, RunOutcome::Skipped(_)));
-            manifest.commands.push(CommandRecord { command: command.clone(), outcome: outcome.summary(), rerun_on_rollback: *rerun_on_rollback });
+            manifest.commands.push(CommandRecord {
+                command: command.clone(),
+                outcome: outcome.summary(),
+                rerun_on_rollback: *rerun_on_rollback,
+            });
             if failed {
-                error = Some(format!("`{}` did not succeed ({}); the steps after it were not run", command.display(), outcome.summary()));
+                error = Some(format!(
+                    "`{}` did not succeed ({}); the steps after it were not run",
+                    command.display(),
+                    outcome.summary()
+                ));
                 break;
             }
         }
     }
-    manifest.state = if error.is_none() { "applied".into() } else { "failed".into() };
+    manifest.state = if error.is_none() {
+        "applied".into()
+    } else {
+        "failed".into()
+    };
     save_manifest(&dir, &manifest)?;
-    Ok(Some(ApplyReport { manifest, dir: dir_shown, error }))
+    Ok(Some(ApplyReport {
+        manifest,
+        dir: dir_shown,
+        error,
+    }))
 }
 
 /// Runs a command on the real root; under any other root says it was skipped without running it.
@@ -678,7 +843,8 @@ fn create_dirs(host: &dyn Host, dir: &Path, created: &mut Vec<String>) -> io::Re
 }
 
 fn save_manifest(dir: &Path, m: &Manifest) -> Result<(), String> {
-    let mut text = serde_json::to_string_pretty(m).map_err(|e| format!("cannot encode the manifest: {e}"))?;
+    let mut text =
+        serde_json::to_string_pretty(m).map_err(|e| format!("cannot encode the manifest: {e}"))?;
     text.push('\n');
     write_atomic(&dir.join("manifest.json"), text.as_bytes(), 0o600, None)
         .map_err(|e| io_err("write", &dir.join("manifest.json").display().to_string(), e))
@@ -695,9 +861,14 @@ pub fn list_runs(host: &dyn Host) -> Result<Vec<(String, Manifest)>, String> {
     let mut runs = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path().join("manifest.json");
-        let Ok(Some(text)) = read_optional(&path) else { continue };
+        let Ok(Some(text)) = read_optional(&path) else {
+            continue;
+        };
         let m: Manifest = serde_json::from_str(&text).map_err(|e| {
-            format!("{} is not a manifest hsw can read ({e}): move that run directory away", host_path(host.root(), &path))
+            format!(
+                "{} is not a manifest hsw can read ({e}): move that run directory away",
+                host_path(host.root(), &path)
+            )
         })?;
         runs.push((entry.file_name().to_string_lossy().into_owned(), m));
     }
@@ -734,11 +905,16 @@ pub enum RollbackOutcome {
 /// overwritten too.
 pub fn rollback(host: &dyn Host, force: bool) -> Result<RollbackOutcome, String> {
     let runs = list_runs(host)?;
-    let pending: Vec<&(String, Manifest)> = runs.iter().filter(|(_, m)| m.rolled_back.is_none()).collect();
+    let pending: Vec<&(String, Manifest)> = runs
+        .iter()
+        .filter(|(_, m)| m.rolled_back.is_none())
+        .collect();
     let Some((id, manifest)) = pending.last().map(|(id, m)| (id.clone(), m.clone())) else {
         let why = match runs.last() {
             None => "nothing to roll back: prepare --apply has not changed this host".to_owned(),
-            Some((id, _)) => format!("nothing to roll back: the last run ({id}) was already rolled back"),
+            Some((id, _)) => {
+                format!("nothing to roll back: the last run ({id}) was already rolled back")
+            }
         };
         return Ok(RollbackOutcome::Nothing(why));
     };
@@ -757,24 +933,38 @@ pub fn rollback(host: &dyn Host, force: bool) -> Result<RollbackOutcome, String>
         } else if now == f.sha256_before {
             // Never written (the run stopped early) or already back: nothing to do.
         } else {
-            let state = if now.is_none() { "it was removed".to_owned() } else { "its content differs from what the run wrote".to_owned() };
+            let state = if now.is_none() {
+                "it was removed".to_owned()
+            } else {
+                "its content differs from what the run wrote".to_owned()
+            };
             changed.push(format!("{} changed since run {id}: {state}", f.path));
             to_restore.push(f);
         }
     }
     if !changed.is_empty() && !force {
-        return Ok(RollbackOutcome::Refused { run_id: id, changed });
+        return Ok(RollbackOutcome::Refused {
+            run_id: id,
+            changed,
+        });
     }
     let mut restored = Vec::new();
     for f in to_restore.iter().rev() {
         let real = host.path(&f.path);
         if f.existed {
             let Some(backup) = &f.backup else {
-                return Err(format!("the manifest of run {id} has no backup for {}: restore it by hand", f.path));
+                return Err(format!(
+                    "the manifest of run {id} has no backup for {}: restore it by hand",
+                    f.path
+                ));
             };
-            let bytes = fs::read(dir.join(backup)).map_err(|e| io_err("read the backup of", &f.path, e))?;
+            let bytes =
+                fs::read(dir.join(backup)).map_err(|e| io_err("read the backup of", &f.path, e))?;
             if Some(sha256_hex(&bytes)) != f.sha256_before {
-                return Err(format!("the backup of {} in run {id} does not match its recorded sha256: restore it by hand", f.path));
+                return Err(format!(
+                    "the backup of {} in run {id} does not match its recorded sha256: restore it by hand",
+                    f.path
+                ));
             }
             let mode = u32::from_str_radix(&f.mode, 8).unwrap_or(0o644);
             let owner = f.uid.zip(f.gid);
@@ -795,14 +985,27 @@ pub fn rollback(host: &dyn Host, force: bool) -> Result<RollbackOutcome, String>
     if !restored.is_empty() {
         for c in manifest.commands.iter().filter(|c| c.rerun_on_rollback) {
             let outcome = run_on(host, &c.command, 600);
-            commands.push(CommandRecord { command: c.command.clone(), outcome: outcome.summary(), rerun_on_rollback: true });
+            commands.push(CommandRecord {
+                command: c.command.clone(),
+                outcome: outcome.summary(),
+                rerun_on_rollback: true,
+            });
         }
     }
     let mut updated = manifest.clone();
-    updated.rolled_back = Some(RollbackRecord { unix: now_unix(), forced: force && !changed.is_empty(), commands: commands.clone() });
+    updated.rolled_back = Some(RollbackRecord {
+        unix: now_unix(),
+        forced: force && !changed.is_empty(),
+        commands: commands.clone(),
+    });
     save_manifest(&dir, &updated)?;
     restored.reverse();
-    Ok(RollbackOutcome::Restored { run_id: id, files: restored, commands, earlier: pending.len().saturating_sub(1) })
+    Ok(RollbackOutcome::Restored {
+        run_id: id,
+        files: restored,
+        commands,
+        earlier: pending.len().saturating_sub(1),
+    })
 }
 
 /// Where a run's files live, for messages.
@@ -811,6 +1014,7 @@ pub fn run_dir(host: &dyn Host, run_id: &str) -> PathBuf {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

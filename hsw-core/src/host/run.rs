@@ -27,7 +27,11 @@ pub struct CommandSpec {
 impl CommandSpec {
     /// `program args...`.
     pub fn new(program: &str, args: &[&str]) -> CommandSpec {
-        CommandSpec { program: program.to_owned(), args: args.iter().map(|a| (*a).to_owned()).collect(), env: Vec::new() }
+        CommandSpec {
+            program: program.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: Vec::new(),
+        }
     }
 
     /// Adds an environment variable.
@@ -38,7 +42,11 @@ impl CommandSpec {
 
     /// How a person would type it (quoted where needed). For display only: never executed.
     pub fn display(&self) -> String {
-        let mut words: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={}", quote(v))).collect();
+        let mut words: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .collect();
         words.push(quote(&self.program));
         words.extend(self.args.iter().map(|a| quote(a)));
         words.join(" ")
@@ -47,7 +55,13 @@ impl CommandSpec {
 
 fn quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@'));
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@'
+                )
+        });
     if plain {
         s.to_owned()
     } else {
@@ -83,8 +97,16 @@ impl RunOutcome {
     /// One line for people: `exit 0`, `skipped: alternate root`, `failed: ...`.
     pub fn summary(&self) -> String {
         match self {
-            RunOutcome::Ran { code: Some(c), stderr, .. } => {
-                let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            RunOutcome::Ran {
+                code: Some(c),
+                stderr,
+                ..
+            } => {
+                let last = stderr
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
                 if *c == 0 || last.is_empty() {
                     format!("exit {c}")
                 } else {
@@ -126,7 +148,11 @@ const KEEP: usize = 64 * 1024;
 impl Runner for SystemRunner {
     fn run(&self, cmd: &CommandSpec, timeout: Duration) -> RunOutcome {
         let mut command = Command::new(&cmd.program);
-        command.args(&cmd.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(&cmd.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, v) in &cmd.env {
             command.env(k, v);
         }
@@ -140,7 +166,11 @@ impl Runner for SystemRunner {
             Ok(code) => code,
             Err(why) => return RunOutcome::Failed(why),
         };
-        RunOutcome::Ran { code, stdout: join(out), stderr: join(err) }
+        RunOutcome::Ran {
+            code,
+            stdout: join(out),
+            stderr: join(err),
+        }
     }
 }
 
@@ -178,7 +208,10 @@ fn wait(child: &mut Child, timeout: Duration) -> Result<Option<i32>, String> {
             Ok(None) if start.elapsed() >= timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("still running after {} s, so it was killed", timeout.as_secs()));
+                return Err(format!(
+                    "still running after {} s, so it was killed",
+                    timeout.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(format!("cannot wait for it: {e}")),
@@ -193,22 +226,46 @@ mod tests {
 
     #[test]
     fn display_quotes_only_what_needs_it() {
-        let c = CommandSpec::new("apt-get", &["install", "-y", "qemu-utils=1:7.2+dfsg-7", "a b", "it's"])
-            .with_env("DEBIAN_FRONTEND", "noninteractive");
-        assert_eq!(c.display(), r"DEBIAN_FRONTEND=noninteractive apt-get install -y qemu-utils=1:7.2+dfsg-7 'a b' 'it'\''s'");
+        let c = CommandSpec::new(
+            "apt-get",
+            &["install", "-y", "qemu-utils=1:7.2+dfsg-7", "a b", "it's"],
+        )
+        .with_env("DEBIAN_FRONTEND", "noninteractive");
+        assert_eq!(
+            c.display(),
+            r"DEBIAN_FRONTEND=noninteractive apt-get install -y qemu-utils=1:7.2+dfsg-7 'a b' 'it'\''s'"
+        );
     }
 
     #[test]
     fn system_runner_runs_argv_without_a_shell() {
-        let out = SystemRunner.run(&CommandSpec::new("echo", &["$HOME", ";", "x"]), Duration::from_secs(10));
+        let out = SystemRunner.run(
+            &CommandSpec::new("echo", &["$HOME", ";", "x"]),
+            Duration::from_secs(10),
+        );
         match out {
-            RunOutcome::Ran { code: Some(0), stdout, .. } => assert_eq!(stdout, "$HOME ; x\n"),
+            RunOutcome::Ran {
+                code: Some(0),
+                stdout,
+                ..
+            } => assert_eq!(stdout, "$HOME ; x\n"),
             other => unreachable!("{other:?}"),
         }
-        let missing = SystemRunner.run(&CommandSpec::new("/nonexistent/tool", &[]), Duration::from_secs(1));
+        let missing = SystemRunner.run(
+            &CommandSpec::new("/nonexistent/tool", &[]),
+            Duration::from_secs(1),
+        );
         assert!(matches!(missing, RunOutcome::Failed(_)));
-        let slow = SystemRunner.run(&CommandSpec::new("sleep", &["5"]), Duration::from_millis(100));
+        let slow = SystemRunner.run(
+            &CommandSpec::new("sleep", &["5"]),
+            Duration::from_millis(100),
+        );
         assert!(slow.summary().contains("killed"), "{slow:?}");
-        assert_eq!(SkipRunner.run(&CommandSpec::new("true", &[]), Duration::from_secs(1)).summary(), "skipped: alternate root");
+        assert_eq!(
+            SkipRunner
+                .run(&CommandSpec::new("true", &[]), Duration::from_secs(1))
+                .summary(),
+            "skipped: alternate root"
+        );
     }
 }

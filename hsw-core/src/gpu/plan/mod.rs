@@ -1485,33 +1485,45 @@ fn assign_patterns(
         let Some(next_table) = tables.get(pos + 1) else {
             continue;
         };
+        // Need per group after taking `counts` (zero: none) from this device.
+        let rest_after = |counts: Option<&[u32]>| -> Vec<u32> {
+            prepared
+                .groups
+                .members
+                .iter()
+                .map(|members| {
+                    members
+                        .iter()
+                        .map(|&c| {
+                            remaining.get(c).copied().unwrap_or(0).saturating_sub(
+                                counts.and_then(|v| v.get(c)).copied().unwrap_or(0),
+                            )
+                        })
+                        .sum()
+                })
+                .collect()
+        };
         let chosen = patterns
             .get(device.class)
             .into_iter()
             .flatten()
             .find(|pattern| {
-                if pattern.counts.iter().zip(&remaining).any(|(v, r)| v > r) {
-                    return false;
-                }
-                let rest: Vec<u32> = prepared
-                    .groups
-                    .members
-                    .iter()
-                    .map(|members| {
-                        members
-                            .iter()
-                            .map(|&c| {
-                                remaining.get(c).copied().unwrap_or(0)
-                                    - pattern.counts.get(c).copied().unwrap_or(0)
-                            })
-                            .sum()
-                    })
-                    .collect();
-                space.meets(next_table, &space.reorder(&rest))
-            })
-            .ok_or_else(|| PlanError::Internal {
+                !pattern.counts.iter().zip(&remaining).any(|(v, r)| v > r)
+                    && space.meets(
+                        next_table,
+                        &space.reorder(&rest_after(Some(&pattern.counts))),
+                    )
+            });
+        let Some(chosen) = chosen else {
+            // Only reachable if this device is not needed (the used set is minimal, so this
+            // does not happen); leave it empty if the later devices can do without it.
+            if space.meets(next_table, &space.reorder(&rest_after(None))) {
+                continue;
+            }
+            return Err(PlanError::Internal {
                 detail: format!("no pattern fits device `{}`", device.id),
-            })?;
+            });
+        };
         for (r, v) in remaining.iter_mut().zip(&chosen.counts) {
             *r -= v;
         }

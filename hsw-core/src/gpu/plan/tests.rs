@@ -426,3 +426,41 @@ fn deterministic_output() {
     assert_eq!(ja, jb);
     assert!(ja.contains("\"placement_start\""));
 }
+
+#[test]
+fn lowest_device_set_not_just_any_fewest() {
+    // Fewest devices is 2, and {GPU-0, GPU-3} and {GPU-1, GPU-2} both work; the lowest set
+    // (lexicographically, by input position) is {GPU-0, GPU-3}.
+    let input = PlanInput {
+        devices: vec![
+            mig("GPU-0", &A100_80GB, Some(&["7g.80gb"])),
+            mig("GPU-1", &A30_24GB, Some(&["1g.6gb"])),
+            mig("GPU-2", &A30_24GB, Some(&["1g.6gb"])),
+            mig("GPU-3", &A100_80GB, Some(&["1g.10gb"])),
+        ],
+        clusters: vec![cluster(
+            "hpc",
+            8,
+            Some(&["7g.80gb", "1g.6gb", "1g.10gb"]),
+            0,
+        )],
+    };
+    let p = ok(&input);
+    let devices: Vec<&str> = p.instances.iter().map(|i| i.device.as_str()).collect();
+    assert_eq!(
+        devices,
+        ["GPU-0", "GPU-3", "GPU-3", "GPU-3", "GPU-3", "GPU-3", "GPU-3", "GPU-3"]
+    );
+    // The same with two clusters of different profiles (the general table).
+    let input = PlanInput {
+        devices: input.devices,
+        clusters: vec![
+            cluster("hpc", 7, Some(&["1g.6gb", "1g.10gb"]), 0),
+            cluster("cloud", 1, Some(&["7g.80gb"]), 0),
+        ],
+    };
+    let p = ok(&input);
+    let mut devices: Vec<&str> = p.instances.iter().map(|i| i.device.as_str()).collect();
+    devices.dedup();
+    assert_eq!(devices, ["GPU-0", "GPU-3"]);
+}

@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Builds a Debian 12 guest image for direct kernel boot, without an installer and without a network in the guest.
+#
+# Usage: scripts/build-image.sh [--out DIR] [--packages LIST] [--size SIZE] [--mirror URL] [--force] [--print-key]
+#   --out DIR        cache directory (default /var/cache/hsw/images, or $HSW_IMAGE_DIR)
+#   --packages LIST  extra packages, comma or space separated (default: the Slurm set below; '' for none)
+#   --size SIZE      size of the root file system (default 3G); grow it later with a larger qcow2 overlay
+#   --mirror URL     Debian mirror (default http://deb.debian.org/debian; security from .../debian-security)
+#   --force          rebuild even when the cache holds a complete image
+#   --print-key      print the cache key for these options and exit
+#
+# What it does: `mmdebstrap --mode=root --variant=apt` into a directory, a few settings (below), then
+# `mke2fs -t ext4 -d ROOTFS` (no mount) and `qemu-img convert -O qcow2`; the kernel and initrd are copied out.
+# Results go to DIR/<key>/ where <key> hashes the script version, the suite, the size and the sorted package list;
+# a build whose DIR/<key>/manifest.json exists (written last) is reused. On success it prints one line per file:
+#   base=DIR/<key>/base.qcow2  kernel=DIR/<key>/vmlinuz  initrd=DIR/<key>/initrd.img  manifest=DIR/<key>/manifest.json
+# Boot it with: kernel + initrd, cmdline `root=/dev/vda rw console=ttyS0 net.ifnames=0`, the qcow2 as virtio disk vda.
+#
+# The guest:
+# - networking: cloud-init renders ifupdown (ENI) config; without a network-config in the seed its fallback is DHCP
+#   on the first NIC, named eth0 (net.ifnames=0). A seed's network-config should match NICs by `macaddress` with
+#   `set-name: eth0` (matching by name under ifupdown failed in earlier tests).
+# - cloud-init: datasource_list [ NoCloud, None ]; the default user is `hsw` (sudo without password, no password,
+#   keys only); `ssh_authorized_keys` in user-data go to it.
+# - root: password locked; sshd takes keys only (PasswordAuthentication no, root only with a key).
+# - SSH host keys are not in the image: each guest makes its own on first boot (cloud-init, then `ssh-keygen -A`).
+# - munge: the key Debian makes at install time is removed (clones would share it); munge.service starts only once
+#   /etc/munge/munge.key exists. Slurm daemons need their config before they start (Debian's units check for it).
+# - no docs, man pages or locales; apt lists removed.
+set -euo pipefail
+
+SCRIPT_VERSION=3            # bump when the image content produced by this script changes
+SUITE=bookworm
+BASE_PACKAGES=(linux-image-cloud-amd64 systemd-sysv udev cloud-init openssh-server netbase ifupdown
+               isc-dhcp-client initramfs-tools iproute2 sudo python3)
+DEFAULT_EXTRA="slurm-wlm,slurmd,slurmctld,slurm-client,munge"
+
+out="${HSW_IMAGE_DIR:-/var/cache/hsw/images}"
+extra="$DEFAULT_EXTRA"
+size=3G
+mirror="http://deb.debian.org/debian"
+security=""
+force=0
+print_key=0
+
+die() { echo "build-image: $*" >&2; exit 1; }
+log() { printf 'build-image: %s\n' "$*" >&2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) [ $# -ge 2 ] || die "--out needs a directory"; out=$2; shift 2 ;;
+    --out=*) out=${1#*=}; shift ;;
+    --packages) [ $# -ge 2 ] || die "--packages needs a list"; extra=$2; shift 2 ;;
+    --packages=*) extra=${1#*=}; shift ;;
+    --size) [ $# -ge 2 ] || die "--size needs a value"; size=$2; shift 2 ;;
+    --size=*) size=${1#*=}; shift ;;
+    --mirror) [ $# -ge 2 ] || die "--mirror needs a URL"; mirror=$2; shift 2 ;;
+    --mirror=*) mirror=${1#*=}; shift ;;
+    --force) force=1; shift ;;
+    --print-key) print_key=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+
+[[ "$size" =~ ^[0-9]+[KMGT]?$ ]] || die "--size '$size' is not a size like 3G"
+[[ "$mirror" =~ ^https?://[A-Za-z0-9._:/-]+$ ]] || die "--mirror '$mirror' is not an http(s) URL"
+security=""
+case "$mirror" in */debian) security="${mirror%/debian}/debian-security" ;; esac
+
+# The package list: base + extra, validated, sorted, deduplicated.
+read -r -a extra_pkgs <<< "${extra//,/ }"
+pkgs=()
+for p in "${BASE_PACKAGES[@]}" "${extra_pkgs[@]}"; do
+  [[ "$p" =~ ^[a-z0-9][a-z0-9+.-]+$ ]] || die "'$p' is not a Debian package name"
+  pkgs+=("$p")
+done
+mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
+pkg_csv=$(IFS=,; echo "${pkgs[*]}")
+
+key=$(printf 'version=%s\nsuite=%s\nsize=%s\npackages=%s\n' "$SCRIPT_VERSION" "$SUITE" "$size" "$pkg_csv" \
+      | sha256sum | cut -c1-16)
+if [ "$print_key" = 1 ]; then echo "$key"; exit 0; fi
+
+dest="$out/$key"
+print_paths() {
+  printf 'base=%s\nkernel=%s\ninitrd=%s\nmanifest=%s\n' \
+    "$dest/base.qcow2" "$dest/vmlinuz" "$dest/initrd.img" "$dest/manifest.json"
+}
+
+# A cached image is complete when its manifest exists (written last) and every file it lists has its size.
+complete() {
+  local m="$dest/manifest.json" f want have
+  [ -f "$m" ] || return 1
+  command -v jq >/dev/null 2>&1 || return 1
+  while IFS=$'\t' read -r f want; do
+    [[ "$f" =~ ^[a-z0-9._-]+$ ]] || return 1
+    [ -f "$dest/$f" ] || return 1
+    have=$(stat -c %s "$dest/$f")
+    [ "$have" = "$want" ] || return 1
+  done < <(jq -r '.files[] | [.name, (.size|tostring)] | @tsv' "$m")
+}
+
+if [ "$force" = 0 ] && complete; then
+  log "cached image $key is complete (delete $dest or use --force to rebuild)"
+  print_paths
+  exit 0
+fi
+
+[ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap --mode=root)"
+for tool in mmdebstrap mke2fs qemu-img jq sha256sum flock; do
+  command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing: run scripts/install-deps.sh full"
+done
+
+mkdir -p "$out"
+# One build per key at a time; a second caller waits, then finds the finished image.
+exec 9>"$out/.lock-$key"
+if ! flock -n 9; then
+  log "another build of $key is running; waiting for it"
+  flock 9
+fi
+if [ "$force" = 0 ] && complete; then
+  log "cached image $key was built meanwhile"
+  print_paths
+  exit 0
+fi
+
+work=$(mktemp -d "$out/.build-$key.XXXXXX")
+cleanup() { rm -rf --one-file-system "$work"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "building image $key: Debian $SUITE, ${#pkgs[@]} packages ($pkg_csv), root fs $size"
+t0=$(date +%s)
+rootfs="$work/rootfs"
+mmdebstrap --mode=root --variant=apt --format=directory \
+  --include="$pkg_csv" \
+  --aptopt='Acquire::Languages "none"' \
+  --aptopt='APT::Install-Recommends "false"' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' \
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+  --dpkgopt='path-exclude=/usr/share/lintian/*' \
+  "$SUITE" "$rootfs" \
+  "deb $mirror $SUITE main" \
+  "deb $mirror $SUITE-updates main" \
+  ${security:+"deb $security $SUITE-security main"} >&2
+log "rootfs done in $(( $(date +%s) - t0 )) s"
+
+# --- settings inside the rootfs (plain files; no mount, no chroot needed except passwd) ---
+r="$rootfs"
+echo hsw-guest > "$r/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$r/etc/hosts"
+printf '/dev/vda\t/\text4\trw,relatime,errors=remount-ro\t0\t1\n' > "$r/etc/fstab"
+
+# ifupdown reads the files cloud-init writes to interfaces.d (its ENI renderer).
+mkdir -p "$r/etc/network/interfaces.d"
+cat > "$r/etc/network/interfaces" <<'EOF'
+# Loopback only; eth0 comes from cloud-init (its fallback is DHCP on the first NIC, or the seed's network-config).
+auto lo
+iface lo inet loopback
+
+source /etc/network/interfaces.d/*
+EOF
+
+mkdir -p "$r/etc/cloud/cloud.cfg.d"
+cat > "$r/etc/cloud/cloud.cfg.d/90-hsw.cfg" <<'EOF'
+# hsw guest image defaults (scripts/build-image.sh)
+datasource_list: [ NoCloud, None ]
+disable_root: true
+ssh_pwauth: false
+ssh_deletekeys: true
+ssh_genkeytypes: [ rsa, ecdsa, ed25519 ]
+growpart:
+  mode: "off"
+resize_rootfs: true
+system_info:
+  default_user:
+    name: hsw
+    gecos: hsw
+    groups: [ sudo ]
+    sudo: [ "ALL=(ALL) NOPASSWD:ALL" ]
+    shell: /bin/bash
+    lock_passwd: true
+  network:
+    renderers: [ eni ]
+EOF
+
+mkdir -p "$r/etc/ssh/sshd_config.d"
+cat > "$r/etc/ssh/sshd_config.d/10-hsw.conf" <<'EOF'
+# Keys only.
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+EOF
+rm -f "$r"/etc/ssh/ssh_host_*
+
+# Host keys: cloud-init makes them; this makes any that are still missing before sshd starts.
+cat > "$r/etc/systemd/system/hsw-ssh-hostkeys.service" <<'EOF'
+[Unit]
+Description=Generate missing SSH host keys
+After=cloud-init.service
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+EOF
+mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
+ln -sf /etc/systemd/system/hsw-ssh-hostkeys.service "$r/etc/systemd/system/multi-user.target.wants/"
+
+# munge: no shared key in the image.
+if [ -d "$r/etc/munge" ]; then
+  rm -f "$r/etc/munge/munge.key"
+  mkdir -p "$r/etc/systemd/system/munge.service.d"
+  printf '[Unit]\nConditionPathExists=/etc/munge/munge.key\n' > "$r/etc/systemd/system/munge.service.d/10-hsw.conf"
+fi
+
+# root: no password at all (locked).
+chroot "$r" /usr/sbin/usermod --lock --password '*' root
+# Identity that must differ per guest.
+: > "$r/etc/machine-id"
+rm -f "$r/var/lib/dbus/machine-id" "$r/var/lib/systemd/random-seed"
+rm -rf "$r/var/lib/cloud" "$r/var/log/cloud-init"*.log
+rm -rf "$r/var/cache/apt/"*.bin "$r/var/lib/apt/lists/"* "$r/tmp/"* "$r/var/tmp/"*
+
+# --- kernel, initrd, disk ---
+kernel=$(find "$r/boot" -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -n1)
+initrd=$(find "$r/boot" -maxdepth 1 -name 'initrd.img-*' | sort -V | tail -n1)
+{ [ -n "$kernel" ] && [ -n "$initrd" ]; } || die "no kernel or initrd in $r/boot (did linux-image-cloud-amd64 install?)"
+kver=${kernel##*/vmlinuz-}
+install -m 0644 "$kernel" "$work/vmlinuz"
+install -m 0644 "$initrd" "$work/initrd.img"
+
+dpkg-query --admindir="$r/var/lib/dpkg" -W -f='${Package}\t${Version}\n' | sort > "$work/packages.tsv"
+
+t1=$(date +%s)
+mke2fs -q -t ext4 -L root -d "$r" "$work/root.raw" "$size"
+qemu-img convert -O qcow2 "$work/root.raw" "$work/base.qcow2"
+rm -f "$work/root.raw"
+rm -rf --one-file-system "$rootfs"
+log "disk done in $(( $(date +%s) - t1 )) s"
+
+# --- manifest (last: its presence marks the image complete) ---
+files_json=$(for f in base.qcow2 vmlinuz initrd.img; do
+  jq -n --arg name "$f" --arg sha256 "$(sha256sum "$work/$f" | cut -d' ' -f1)" \
+        --argjson size "$(stat -c %s "$work/$f")" '{name: $name, size: $size, sha256: $sha256}'
+done | jq -s .)
+packages_json=$(jq -R -s 'split("\n") | map(select(length > 0) | split("\t") | {(.[0]): .[1]}) | add' \
+  < "$work/packages.tsv")
+rm -f "$work/packages.tsv"
+jq -n --arg key "$key" --argjson script_version "$SCRIPT_VERSION" --arg suite "$SUITE" --arg size "$size" \
+      --arg mirror "$mirror" --arg kernel_version "$kver" --arg built "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+      --arg cmdline "root=/dev/vda rw console=ttyS0 net.ifnames=0" \
+      --argjson requested "$(printf '%s\n' "${pkgs[@]}" | jq -R . | jq -s .)" \
+      --argjson files "$files_json" --argjson packages "$packages_json" \
+      '{key: $key, script_version: $script_version, suite: $suite, root_size: $size, mirror: $mirror,
+        built: $built, kernel_version: $kernel_version, cmdline: $cmdline, requested_packages: $requested,
+        files: $files, packages: $packages}' > "$work/manifest.json.tmp"
+
+# Publish: replace any incomplete previous attempt, then rename the finished directory into place.
+rm -rf --one-file-system "$dest"
+mv "$work/manifest.json.tmp" "$work/manifest.json"
+chmod 0755 "$work"
+mv "$work" "$dest"
+trap - EXIT
+log "image $key built in $(( $(date +%s) - t0 )) s ($(du -h "$dest/base.qcow2" | cut -f1) qcow2)"
+print_paths
