@@ -64,6 +64,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+[[ "$out" != *[[:space:]]* ]] || die "--out '$out' must not contain white space (mmdebstrap hooks split on it)"
 [[ "$size" =~ ^[0-9]+[KMGT]?$ ]] || die "--size '$size' is not a size like 3G"
 [[ "$mirror" =~ ^https?://[A-Za-z0-9._:/-]+$ ]] || die "--mirror '$mirror' is not an http(s) URL"
 security=""
@@ -134,6 +135,9 @@ trap 'exit 130' INT TERM
 log "building image $key: Debian $SUITE, ${#pkgs[@]} packages ($pkg_csv), root fs $size"
 t0=$(date +%s)
 rootfs="$work/rootfs"
+# The .debs of the last build are kept in DIR/.debs, so that a rebuild with another package list downloads less.
+mkdir -p "$out/.debs" "$work/debs"
+# shellcheck disable=SC2016  # "$1" is for the hook's shell
 mmdebstrap --mode=root --variant=apt --format=directory \
   --include="$pkg_csv" \
   --aptopt='Acquire::Languages "none"' \
@@ -145,11 +149,16 @@ mmdebstrap --mode=root --variant=apt --format=directory \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-include=/usr/share/locale/locale.alias' \
   --dpkgopt='path-exclude=/usr/share/lintian/*' \
+  --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
+  --setup-hook="sync-in $out/.debs /var/cache/apt/archives/" \
+  --customize-hook="sync-out /var/cache/apt/archives $work/debs" \
   "$SUITE" "$rootfs" \
   "deb $mirror $SUITE main" \
   "deb $mirror $SUITE-updates main" \
   ${security:+"deb $security $SUITE-security main"} >&2
 log "rootfs done in $(( $(date +%s) - t0 )) s"
+rm -rf --one-file-system "$out/.debs"
+mv "$work/debs" "$out/.debs"
 
 # --- settings inside the rootfs (plain files; no mount, no chroot needed except passwd) ---
 r="$rootfs"
@@ -224,7 +233,7 @@ if [ -d "$r/etc/munge" ]; then
 fi
 
 # root: no password at all (locked).
-chroot "$r" /usr/sbin/usermod --lock --password '*' root
+usermod --root "$r" --password '*' root
 # Identity that must differ per guest.
 : > "$r/etc/machine-id"
 rm -f "$r/var/lib/dbus/machine-id" "$r/var/lib/systemd/random-seed"

@@ -133,8 +133,11 @@ fn place_agrees_with_brute_force_on_every_multiset() {
                         .map(|(p, &s)| (model.profile_index(p).unwrap(), s))
                         .collect();
                     assert!(valid(model, &layout), "{} {:?}", model.key, layout);
-                    let pairs: Vec<(&Profile, u32)> =
-                        profiles.iter().copied().zip(starts.iter().copied()).collect();
+                    let pairs: Vec<(&Profile, u32)> = profiles
+                        .iter()
+                        .copied()
+                        .zip(starts.iter().copied())
+                        .collect();
                     assert_eq!(check_layout(model, &pairs), Ok(()));
                 }
                 checked += 1;
@@ -160,8 +163,10 @@ fn place_agrees_with_brute_force_on_every_multiset() {
         // check_layout agrees with the brute-force validator on every valid layout and on
         // every layout with one extra slot.
         for layout in &g.layouts {
-            let pairs: Vec<(&Profile, u32)> =
-                layout.iter().map(|&(p, s)| (&model.profiles[p], s)).collect();
+            let pairs: Vec<(&Profile, u32)> = layout
+                .iter()
+                .map(|&(p, s)| (&model.profiles[p], s))
+                .collect();
             assert_eq!(check_layout(model, &pairs), Ok(()));
         }
     }
@@ -184,7 +189,11 @@ fn check_layout_rejects_exactly_the_invalid_layouts() {
                     let l = [slots[a], slots[b], slots[c]];
                     let pairs: Vec<(&Profile, u32)> =
                         l.iter().map(|&(p, s)| (&model.profiles[p], s)).collect();
-                    assert_eq!(check_layout(model, &pairs).is_ok(), valid(model, &l), "{l:?}");
+                    assert_eq!(
+                        check_layout(model, &pairs).is_ok(),
+                        valid(model, &l),
+                        "{l:?}"
+                    );
                 }
             }
         }
@@ -332,7 +341,10 @@ fn validate(input: &PlanInput, plan: &GpuPlan) {
             .position(|c| c.name == inst.cluster)
             .unwrap();
         assert!(e.cluster[c][d].contains(&p), "{inst:?} not allowed");
-        per_device.entry(d).or_default().push((p, inst.placement_start));
+        per_device
+            .entry(d)
+            .or_default()
+            .push((p, inst.placement_start));
         *per_cluster.entry(inst.cluster.as_str()).or_default() += 1;
         // Ordered by device, then start.
         if let Some(prev) = last {
@@ -353,7 +365,12 @@ fn validate(input: &PlanInput, plan: &GpuPlan) {
     }
 }
 
-fn random_input(rng: &mut Rng, max_devices: u64, models: &[&'static GpuModel], max_demand: u64) -> PlanInput {
+fn random_input(
+    rng: &mut Rng,
+    max_devices: u64,
+    models: &[&'static GpuModel],
+    max_demand: u64,
+) -> PlanInput {
     let n = 1 + rng.below(max_devices) as usize;
     let mut devices = Vec::new();
     for i in 0..n {
@@ -425,7 +442,10 @@ fn plan_exists_exactly_when_brute_force_finds_one() {
         let want = brute_feasible(&input, &geo);
         match plan(&input) {
             Ok(p) => {
-                assert!(want, "case {case}: planned but brute force says no: {input:#?}");
+                assert!(
+                    want,
+                    "case {case}: planned but brute force says no: {input:#?}"
+                );
                 validate(&input, &p);
                 feasible += 1;
             }
@@ -449,7 +469,10 @@ fn plan_exists_exactly_when_brute_force_finds_one() {
         }
     }
     // Both outcomes are well represented.
-    assert!(feasible > 300 && infeasible > 300, "{feasible} / {infeasible}");
+    assert!(
+        feasible > 300 && infeasible > 300,
+        "{feasible} / {infeasible}"
+    );
 }
 
 #[test]
@@ -489,19 +512,42 @@ struct Pattern {
 /// (larger is better).
 fn pattern_key(model: &GpuModel, instances: &[(usize, usize)], k: usize) -> Vec<i64> {
     let p = |i: usize| &model.profiles[i];
-    let compute: i64 = instances.iter().map(|&(i, _)| i64::from(p(i).compute_slices)).sum();
-    let memory: i64 = instances.iter().map(|&(i, _)| i64::from(p(i).memory_slices)).sum();
+    let compute: i64 = instances
+        .iter()
+        .map(|&(i, _)| i64::from(p(i).compute_slices))
+        .sum();
+    let memory: i64 = instances
+        .iter()
+        .map(|&(i, _)| i64::from(p(i).memory_slices))
+        .sum();
     let mut key = vec![compute, memory];
     for c in 0..k {
         key.push(instances.iter().filter(|x| x.1 == c).count() as i64);
     }
     for c in 0..k {
-        key.push(instances.iter().filter(|x| x.1 == c).map(|&(i, _)| i64::from(p(i).compute_slices)).sum());
+        key.push(
+            instances
+                .iter()
+                .filter(|x| x.1 == c)
+                .map(|&(i, _)| i64::from(p(i).compute_slices))
+                .sum(),
+        );
     }
     for c in 0..k {
-        key.push(instances.iter().filter(|x| x.1 == c).map(|&(i, _)| i64::from(p(i).memory_slices)).sum());
+        key.push(
+            instances
+                .iter()
+                .filter(|x| x.1 == c)
+                .map(|&(i, _)| i64::from(p(i).memory_slices))
+                .sum(),
+        );
     }
-    key.push(-(instances.iter().filter(|&&(i, _)| p(i).media_extensions).count() as i64));
+    key.push(
+        -(instances
+            .iter()
+            .filter(|&&(i, _)| p(i).media_extensions)
+            .count() as i64),
+    );
     let mut sizes: Vec<(u32, u32)> = instances
         .iter()
         .map(|&(i, _)| (p(i).compute_slices, p(i).memory_slices))
@@ -618,9 +664,21 @@ fn plan_key(
     }
     let active: Vec<usize> = (0..k).filter(|&c| demand[c] > 0).collect();
     let mut head = Vec::new();
-    head.push(active.iter().map(|&c| i64::from(cmin[c])).min().unwrap_or(0));
+    head.push(
+        active
+            .iter()
+            .map(|&c| i64::from(cmin[c]))
+            .min()
+            .unwrap_or(0),
+    );
     head.extend(active.iter().map(|&c| i64::from(cmin[c])));
-    head.push(active.iter().map(|&c| i64::from(mmin[c])).min().unwrap_or(0));
+    head.push(
+        active
+            .iter()
+            .map(|&c| i64::from(mmin[c]))
+            .min()
+            .unwrap_or(0),
+    );
     head.extend(active.iter().map(|&c| i64::from(mmin[c])));
     let used: Vec<usize> = (0..choice.len()).filter(|&d| choice[d].is_some()).collect();
     head.push(-(used.len() as i64));
@@ -633,9 +691,15 @@ fn plan_key(
     (head, tail)
 }
 
+/// A plan's key and its per-device patterns.
+type Best = ((Vec<i64>, Vec<Vec<i64>>), Vec<Option<Pattern>>);
+
 /// The best plan by brute force: (device, profile name, cluster) lists, then the planner's
 /// placements are checked to be the canonical lowest ones.
-fn brute_best(input: &PlanInput, geo: &HashMap<&'static str, Geometry>) -> Option<Vec<Option<Pattern>>> {
+fn brute_best(
+    input: &PlanInput,
+    geo: &HashMap<&'static str, Geometry>,
+) -> Option<Vec<Option<Pattern>>> {
     let e = eligibility(input);
     let demand: Vec<u32> = input.clusters.iter().map(|c| c.mig_instances).collect();
     let k = demand.len();
@@ -648,7 +712,7 @@ fn brute_best(input: &PlanInput, geo: &HashMap<&'static str, Geometry>) -> Optio
             device_patterns(m, &geo[m.key], &elig, &demand)
         })
         .collect();
-    let mut best: Option<((Vec<i64>, Vec<Vec<i64>>), Vec<Option<Pattern>>)> = None;
+    let mut best: Option<Best> = None;
     let mut choice: Vec<Option<&Pattern>> = Vec::new();
     fn rec<'a>(
         d: usize,
@@ -657,7 +721,7 @@ fn brute_best(input: &PlanInput, geo: &HashMap<&'static str, Geometry>) -> Optio
         choice: &mut Vec<Option<&'a Pattern>>,
         models: &[&GpuModel],
         demand: &[u32],
-        best: &mut Option<((Vec<i64>, Vec<Vec<i64>>), Vec<Option<Pattern>>)>,
+        best: &mut Option<Best>,
     ) {
         if d == per_device.len() {
             if left.iter().any(|&x| x > 0) {
@@ -689,7 +753,15 @@ fn brute_best(input: &PlanInput, geo: &HashMap<&'static str, Geometry>) -> Optio
     }
     let mut left = demand.clone();
     let models: Vec<&GpuModel> = e.models.clone();
-    rec(0, &per_device, &mut left, &mut choice, &models, &demand, &mut best);
+    rec(
+        0,
+        &per_device,
+        &mut left,
+        &mut choice,
+        &models,
+        &demand,
+        &mut best,
+    );
     best.map(|(_, c)| c)
 }
 
@@ -764,8 +836,16 @@ fn objective_matches_brute_force_on_tiny_cases() {
                         .iter()
                         .filter(|i| i.device == id)
                         .map(|i| {
-                            let pi = e.models[d].profiles.iter().position(|x| x.name == i.profile).unwrap();
-                            let c = input.clusters.iter().position(|c| c.name == i.cluster).unwrap();
+                            let pi = e.models[d]
+                                .profiles
+                                .iter()
+                                .position(|x| x.name == i.profile)
+                                .unwrap();
+                            let c = input
+                                .clusters
+                                .iter()
+                                .position(|c| c.name == i.cluster)
+                                .unwrap();
                             (pi, c, i.placement_start)
                         })
                         .collect();
@@ -774,7 +854,8 @@ fn objective_matches_brute_force_on_tiny_cases() {
                         .map(|x| x.instances.clone())
                         .unwrap_or_default();
                     want.sort();
-                    let mut got_pc: Vec<(usize, usize)> = got.iter().map(|&(p, c, _)| (p, c)).collect();
+                    let mut got_pc: Vec<(usize, usize)> =
+                        got.iter().map(|&(p, c, _)| (p, c)).collect();
                     got_pc.sort();
                     assert_eq!(got_pc, want, "case {case} device {d}\n{input:#?}\n{p:#?}");
                     // Placements: the lowest starts in size order, lower clusters first within
@@ -849,7 +930,13 @@ fn objective_matches_brute_force_on_four_devices() {
             c.allowed_profiles = if rng.below(3) == 0 {
                 None
             } else {
-                Some(names.iter().filter(|_| rng.below(2) == 0).cloned().collect())
+                Some(
+                    names
+                        .iter()
+                        .filter(|_| rng.below(2) == 0)
+                        .cloned()
+                        .collect(),
+                )
             };
             if c.allowed_profiles.as_ref().is_some_and(Vec::is_empty) {
                 c.allowed_profiles = None;
@@ -857,7 +944,11 @@ fn objective_matches_brute_force_on_four_devices() {
         }
         let best = brute_best(&input, &geo);
         let got = plan(&input);
-        assert_eq!(best.is_some(), got.is_ok(), "case {case}: {got:?}\n{input:#?}");
+        assert_eq!(
+            best.is_some(),
+            got.is_ok(),
+            "case {case}: {got:?}\n{input:#?}"
+        );
         if let (Some(best), Ok(p)) = (best, got) {
             validate(&input, &p);
             let e = eligibility(&input);
@@ -869,13 +960,24 @@ fn objective_matches_brute_force_on_four_devices() {
                     .filter(|i| i.device == id)
                     .map(|i| {
                         (
-                            e.models[d].profiles.iter().position(|x| x.name == i.profile).unwrap(),
-                            input.clusters.iter().position(|c| c.name == i.cluster).unwrap(),
+                            e.models[d]
+                                .profiles
+                                .iter()
+                                .position(|x| x.name == i.profile)
+                                .unwrap(),
+                            input
+                                .clusters
+                                .iter()
+                                .position(|c| c.name == i.cluster)
+                                .unwrap(),
                         )
                     })
                     .collect();
                 got.sort();
-                let mut want = pat.as_ref().map(|x| x.instances.clone()).unwrap_or_default();
+                let mut want = pat
+                    .as_ref()
+                    .map(|x| x.instances.clone())
+                    .unwrap_or_default();
                 want.sort();
                 assert_eq!(got, want, "case {case} device {d}\n{input:#?}\n{p:#?}");
             }
@@ -897,10 +999,13 @@ fn three_clusters_agree_with_brute_force() {
         let mut input = random_input(&mut rng, 2, &models, 3);
         for d in &mut input.devices {
             let m = d.model.unwrap();
-            let mut names: Vec<String> = d
-                .allowed_profiles
-                .clone()
-                .unwrap_or_else(|| m.profiles.iter().filter(|p| !p.media_extensions).map(|p| p.name.to_owned()).collect());
+            let mut names: Vec<String> = d.allowed_profiles.clone().unwrap_or_else(|| {
+                m.profiles
+                    .iter()
+                    .filter(|p| !p.media_extensions)
+                    .map(|p| p.name.to_owned())
+                    .collect()
+            });
             while names.len() > 3 {
                 names.remove(rng.below(names.len() as u64) as usize);
             }
@@ -916,7 +1021,11 @@ fn three_clusters_agree_with_brute_force() {
         input.clusters.push(third);
         let best = brute_best(&input, &geo);
         let got = plan(&input);
-        assert_eq!(best.is_some(), got.is_ok(), "case {case}: {got:?}\n{input:#?}");
+        assert_eq!(
+            best.is_some(),
+            got.is_ok(),
+            "case {case}: {got:?}\n{input:#?}"
+        );
         if let (Some(best), Ok(p)) = (best, got) {
             validate(&input, &p);
             // Same per-device contents as the brute-force optimum.
@@ -929,13 +1038,24 @@ fn three_clusters_agree_with_brute_force() {
                     .filter(|i| i.device == id)
                     .map(|i| {
                         (
-                            e.models[d].profiles.iter().position(|x| x.name == i.profile).unwrap(),
-                            input.clusters.iter().position(|c| c.name == i.cluster).unwrap(),
+                            e.models[d]
+                                .profiles
+                                .iter()
+                                .position(|x| x.name == i.profile)
+                                .unwrap(),
+                            input
+                                .clusters
+                                .iter()
+                                .position(|c| c.name == i.cluster)
+                                .unwrap(),
                         )
                     })
                     .collect();
                 got.sort();
-                let mut want = pat.as_ref().map(|x| x.instances.clone()).unwrap_or_default();
+                let mut want = pat
+                    .as_ref()
+                    .map(|x| x.instances.clone())
+                    .unwrap_or_default();
                 want.sort();
                 assert_eq!(got, want, "case {case} device {d}\n{input:#?}");
             }
@@ -953,7 +1073,10 @@ fn same_input_same_plan() {
         let b = plan(&input.clone());
         assert_eq!(a, b);
         if let (Ok(a), Ok(b)) = (a, b) {
-            assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                serde_json::to_string(&b).unwrap()
+            );
         }
     }
 }

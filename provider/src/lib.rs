@@ -9,6 +9,7 @@
 //!
 //! [`logging`] writes the hclog JSON lines Terraform reads from stderr.
 
+pub mod backend;
 pub mod framework;
 pub mod hsw;
 pub mod logging;

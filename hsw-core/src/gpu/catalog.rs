@@ -470,7 +470,9 @@ pub fn model_by_key(key: &str) -> Option<&'static GpuModel> {
 
 /// The model a PCI device id (vendor 0x10de) identifies.
 pub fn model_by_pci_device_id(device_id: u16) -> Option<&'static GpuModel> {
-    MODELS.iter().find(|m| m.pci_device_ids.contains(&device_id))
+    MODELS
+        .iter()
+        .find(|m| m.pci_device_ids.contains(&device_id))
 }
 
 /// Forgiving model lookup.
@@ -744,7 +746,12 @@ mod tests {
         }
         for m in MODELS {
             assert_eq!(key(m.key), Some(m.key), "key {}", m.key);
-            assert_eq!(key(m.display_name), Some(m.key), "display {}", m.display_name);
+            assert_eq!(
+                key(m.display_name),
+                Some(m.key),
+                "display {}",
+                m.display_name
+            );
         }
     }
 
@@ -790,7 +797,10 @@ mod tests {
         assert_eq!(key("0x233510DE"), Some("h200-141gb"));
         assert_eq!(key("0x233510DF"), None);
         // Every id belongs to one model only.
-        let mut all: Vec<u16> = MODELS.iter().flat_map(|m| m.pci_device_ids.iter().copied()).collect();
+        let mut all: Vec<u16> = MODELS
+            .iter()
+            .flat_map(|m| m.pci_device_ids.iter().copied())
+            .collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();
@@ -809,7 +819,12 @@ mod tests {
                 assert!(p.compute_slices <= m.compute_slices);
                 assert!(p.max_count >= 1);
                 for s in p.placement_starts {
-                    assert!(s + p.placement_size <= m.memory_slices, "{} {}", m.key, p.name);
+                    assert!(
+                        s + p.placement_size <= m.memory_slices,
+                        "{} {}",
+                        m.key,
+                        p.name
+                    );
                 }
                 let parsed = parse_profile_name(p.name);
                 assert_eq!(parsed.map(|x| x.compute), Some(p.compute_slices));
@@ -825,7 +840,10 @@ mod tests {
         let p = A100_80GB.profile("1G.10GB");
         assert_eq!(p.map(|p| p.id), Some(19));
         assert_eq!(A100_80GB.profile("MIG 1g.20gb").map(|p| p.id), Some(15));
-        assert_eq!(A100_80GB.profile("nvidia.com/mig-3g.40gb").map(|p| p.id), Some(9));
+        assert_eq!(
+            A100_80GB.profile("nvidia.com/mig-3g.40gb").map(|p| p.id),
+            Some(9)
+        );
         assert_eq!(A100_80GB.profile(" 7g.80gb ").map(|p| p.id), Some(0));
         assert_eq!(A100_80GB.profile("1g.5gb"), None);
     }

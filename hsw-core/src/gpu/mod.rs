@@ -3,7 +3,7 @@
 //! - [`catalog`]: MIG profile tables per GPU model, forgiving model lookup, profile
 //!   suggestions.
 //! - [`placement`]: the geometry rules of one GPU (which sets of GPU instances fit where).
-//! - [`plan`]: the exact, deterministic planner that spreads the clusters' MIG instances and
+//! - [`plan`](mod@plan): the exact, deterministic planner that spreads the clusters' MIG instances and
 //!   whole GPUs over the devices.
 //!
 //! Everything here is pure: no IO, no NVML.

@@ -74,10 +74,12 @@ pub fn check_layout(model: &GpuModel, layout: &[(&Profile, u32)]) -> Result<(), 
     let mut media = 0u32;
     let mut compute = 0u32;
     for &(p, start) in layout {
-        let idx = model.profile_index(p).ok_or_else(|| LayoutError::UnknownProfile {
-            profile: p.name.to_owned(),
-            model: model.display_name.to_owned(),
-        })?;
+        let idx = model
+            .profile_index(p)
+            .ok_or_else(|| LayoutError::UnknownProfile {
+                profile: p.name.to_owned(),
+                model: model.display_name.to_owned(),
+            })?;
         if !p.placement_starts.contains(&start) || start + p.placement_size > model.memory_slices {
             return Err(LayoutError::IllegalStart {
                 profile: p.name.to_owned(),
@@ -143,11 +145,15 @@ pub fn place(model: &GpuModel, profiles: &[&Profile]) -> Option<Vec<u32>> {
         *c = c.checked_add(1)?;
         mask |= 1 << idx;
     }
-    let multiset = multisets(model, mask).into_iter().find(|m| m.counts == counts)?;
+    let multiset = multisets(model, mask)
+        .into_iter()
+        .find(|m| m.counts == counts)?;
     // Hand out each profile's starts (ascending) to its occurrences in input order.
     let mut per_profile: Vec<Vec<u32>> = vec![Vec::new(); model.profiles.len()];
     for &(pidx, start) in &multiset.layout {
-        per_profile.get_mut(usize::from(pidx))?.push(u32::from(start));
+        per_profile
+            .get_mut(usize::from(pidx))?
+            .push(u32::from(start));
     }
     for starts in &mut per_profile {
         starts.sort_unstable();
@@ -227,12 +233,15 @@ fn sort_canonical(model: &GpuModel, layout: &mut [(u8, u8)]) {
     });
 }
 
+/// A layout found by the search: counts per profile and (profile index, start) pairs.
+type Found = ([u8; MAX_PROFILES], Vec<(u8, u8)>);
+
 struct Search<'a> {
     model: &'a GpuModel,
     profiles: &'a [(usize, &'a Profile)],
     current: Vec<(u8, u8)>,
     counts: [u8; MAX_PROFILES],
-    found: Vec<([u8; MAX_PROFILES], Vec<(u8, u8)>)>,
+    found: Vec<Found>,
 }
 
 impl Search<'_> {
@@ -345,10 +354,17 @@ mod tests {
             check_layout(m, &[(p(m, "2g.20gb"), 6)]),
             Err(LayoutError::IllegalStart { .. })
         ));
-        assert_eq!(fits(m, &["4g.40gb", "2g.20gb", "1g.10gb"]), Some(vec![0, 4, 6]));
+        assert_eq!(
+            fits(m, &["4g.40gb", "2g.20gb", "1g.10gb"]),
+            Some(vec![0, 4, 6])
+        );
         assert!(check_layout(
             m,
-            &[(p(m, "4g.40gb"), 0), (p(m, "2g.20gb"), 4), (p(m, "1g.10gb"), 6)]
+            &[
+                (p(m, "4g.40gb"), 0),
+                (p(m, "2g.20gb"), 4),
+                (p(m, "1g.10gb"), 6)
+            ]
         )
         .is_ok());
         // 3 × 2g + a REV2 1g at 6.
@@ -392,7 +408,10 @@ mod tests {
                     .layout
                     .iter()
                     .filter_map(|&(i, s)| {
-                        model.profiles.get(usize::from(i)).map(|p| (p, u32::from(s)))
+                        model
+                            .profiles
+                            .get(usize::from(i))
+                            .map(|p| (p, u32::from(s)))
                     })
                     .collect();
                 assert_eq!(check_layout(model, &layout), Ok(()), "{}", model.key);

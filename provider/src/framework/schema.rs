@@ -219,6 +219,16 @@ impl Block {
                     .at(path.clone()),
                 );
             }
+            if matches!(b.nesting, Nesting::Single | Nesting::Group) && b.min_items != b.max_items {
+                // Terraform refuses such a schema ("MinItems and MaxItems must match in NestingSingle mode").
+                diags.push(
+                    Diagnostic::error(
+                        "Invalid block limits",
+                        "A single or group block must have equal min_items and max_items (0 and 0, or 1 and 1).",
+                    )
+                    .at(path.clone()),
+                );
+            }
             b.block.check(&path, diags);
         }
     }
@@ -435,6 +445,17 @@ mod tests {
         );
         let diags = bad.check().unwrap_err();
         assert_eq!(diags.0.len(), 3, "{diags}");
+    }
+
+    #[test]
+    fn single_blocks_need_equal_limits() {
+        let bad = Schema::new(
+            Block::new().block(NestedBlock::new("dhcp", Nesting::Single, Block::new()).items(0, 1)),
+        );
+        assert_eq!(
+            bad.check().unwrap_err().0[0].summary,
+            "Invalid block limits"
+        );
     }
 
     #[test]

@@ -1,37 +1,252 @@
-//! The hsw provider: its configuration block and the list of its resources and data sources.
+//! The hsw provider: its configuration block (`uri`, `pool_dir`, `gpu_backend`), and its resources
+//! (`hsw_network`, `hsw_vm`) and data source (`hsw_host`).
 //!
-//! The provider arguments are not settled yet (`uri`, `pool_dir`, `gpu_backend` are planned): [`HswProvider`]
-//! accepts an empty `provider "hsw" {}` block and keeps the configuration it receives, so that resources added
-//! to [`HswProvider::resources`] can read it through [`HswProvider::config`].
+//! Layout: [`validate`] and [`model`] are pure (checks, XML rendering and reading); [`network`], [`vm`] and
+//! [`host`] turn Terraform values into model values and drive a [`Backend`]; [`docs`] renders the registry
+//! documentation from the schemas.
+//!
+//! The backend is made when Terraform configures the provider, by a [`BackendFactory`]: the real one opens one
+//! libvirt connection for the provider's lifetime; tests inject fakes with [`HswProvider::with_factory`].
 
+pub mod docs;
+pub mod host;
+pub mod model;
+pub mod network;
+pub mod validate;
+pub mod vm;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
+use crate::backend::libvirt::real::VirtLibvirt;
+use crate::backend::storage::LocalStorage;
+use crate::backend::Backend;
 use crate::framework::{
-    async_trait, Block, Context, DataSource, Diagnostics, Provider, Resource, Schema, Value,
+    async_trait, AttrPath, Attribute, Block, Context, DataSource, Diagnostic, Diagnostics,
+    Provider, Resource, Schema, Type, Value,
 };
 
-/// The configuration received from Terraform, shared between the provider and its resources.
-pub type SharedConfig = Arc<OnceLock<Value>>;
+/// The default libvirt URI.
+pub const DEFAULT_URI: &str = "qemu:///system";
+/// The default pool directory.
+pub const DEFAULT_POOL_DIR: &str = "/var/lib/hsw/images";
+/// The GPU backends `gpu_backend` accepts.
+pub const GPU_BACKENDS: [&str; 3] = ["auto", "nvml", "simulated"];
+
+/// The provider configuration after defaults and environment variables are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    /// The libvirt URI.
+    pub uri: String,
+    /// Where disks and seed ISOs live; base images, kernels and initrds must be inside it.
+    pub pool_dir: PathBuf,
+    /// How GPUs are managed (`auto`, `nvml`, `simulated`); used by the GPU resources.
+    pub gpu_backend: String,
+}
+
+/// The configured provider: its configuration and backend.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    /// The configuration.
+    pub config: ProviderConfig,
+    /// The backend.
+    pub backend: Backend,
+}
+
+/// What resources keep to reach the configured provider.
+pub type Shared = Arc<OnceLock<Configured>>;
+
+/// Makes the backend for a configuration.
+pub type BackendFactory = Arc<
+    dyn Fn(ProviderConfig) -> Pin<Box<dyn Future<Output = Result<Backend, Diagnostics>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The configured provider, or an error saying the provider was not configured.
+pub fn configured(shared: &Shared) -> Result<&Configured, Diagnostics> {
+    shared.get().ok_or_else(|| {
+        Diagnostics::error(
+            "Provider not configured",
+            "Terraform did not configure the hsw provider before using it. This is a bug in Terraform or the provider.",
+        )
+    })
+}
 
 /// The hsw provider.
-#[derive(Debug, Default)]
 pub struct HswProvider {
-    config: SharedConfig,
+    shared: Shared,
+    factory: BackendFactory,
+}
+
+impl std::fmt::Debug for HswProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HswProvider")
+            .field("configured", &self.shared.get().map(|c| &c.config))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for HswProvider {
+    /// The provider with the real backend: libvirt through the `virt` crate, files through `qemu-img` and
+    /// `genisoimage`.
+    fn default() -> HswProvider {
+        HswProvider::with_factory(Arc::new(|config: ProviderConfig| {
+            Box::pin(async move {
+                let libvirt = VirtLibvirt::open(&config.uri).await.map_err(|e| {
+                    Diagnostics::from(
+                        Diagnostic::error("Cannot connect to libvirt", e.message)
+                            .at(AttrPath::attr("uri")),
+                    )
+                })?;
+                Ok(Backend {
+                    libvirt: Arc::new(libvirt),
+                    storage: Arc::new(LocalStorage),
+                })
+            })
+        }))
+    }
 }
 
 impl HswProvider {
-    /// The configuration handle resources keep (empty until Terraform calls `ConfigureProvider`).
-    pub fn config(&self) -> SharedConfig {
-        self.config.clone()
+    /// A provider whose backend comes from `factory` (tests pass fakes).
+    pub fn with_factory(factory: BackendFactory) -> HswProvider {
+        HswProvider {
+            shared: Arc::new(OnceLock::new()),
+            factory,
+        }
     }
+
+    /// The handle resources keep.
+    pub fn shared(&self) -> Shared {
+        self.shared.clone()
+    }
+}
+
+/// The provider block's schema.
+pub fn provider_schema() -> Schema {
+    Schema::new(
+        Block::new()
+            .describe(
+                "The hsw provider manages libvirt networks and virtual machines on one host: isolated or NAT networks \
+                 with DHCP and DNS, and VMs booted from copy-on-write overlays of a base image with cloud-init.",
+            )
+            .attribute(Attribute::optional("uri", Type::String).describe(format!(
+                "The libvirt connection URI. Defaults to the `HSW_LIBVIRT_URI` environment variable, else \
+                 `{DEFAULT_URI}`. Examples: `qemu+unix:///system?socket=/run/hsw-sandbox/libvirt-sock` (a libvirtd \
+                 in a sandbox), `test:///default` (libvirt's in-memory test driver). Shell metacharacters \
+                 (including `&`) are refused."
+            )))
+            .attribute(Attribute::optional("pool_dir", Type::String).describe(format!(
+                "The absolute directory holding base images, kernels and initrds (every path given to `hsw_vm` \
+                 must be inside it, symbolic links included) and the VMs' disks and cloud-init seeds, which are \
+                 written to `<pool_dir>/vms/<name>/`. Defaults to the `HSW_POOL_DIR` environment variable, else \
+                 `{DEFAULT_POOL_DIR}`. libvirt's QEMU processes must be able to read it."
+            )))
+            .attribute(Attribute::optional("gpu_backend", Type::String).describe(
+                "How GPU resources reach the GPUs: `auto` (NVML when an NVIDIA driver is present, else simulated), \
+                 `nvml` or `simulated`. Defaults to the `HSW_GPU_BACKEND` environment variable, else `auto`.",
+            )),
+    )
+}
+
+fn env_or(value: Option<&str>, var: &str, default: &str) -> String {
+    value
+        .map(str::to_owned)
+        .or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// Checks the provider arguments that are known; unknown ones are checked at configure time.
+pub fn check_config(
+    uri: Option<&str>,
+    pool_dir: Option<&str>,
+    gpu_backend: Option<&str>,
+) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    if let Some(u) = uri {
+        if let Err(m) = validate::uri(u) {
+            d.push(Diagnostic::error("Invalid libvirt URI", m).at(AttrPath::attr("uri")));
+        }
+    }
+    if let Some(p) = pool_dir {
+        if let Err(m) = validate::absolute_path(p) {
+            d.push(Diagnostic::error("Invalid pool directory", m).at(AttrPath::attr("pool_dir")));
+        } else if p == "/" {
+            d.push(
+                Diagnostic::error(
+                    "Invalid pool directory",
+                    "The pool directory cannot be '/': choose a directory for hsw's images.",
+                )
+                .at(AttrPath::attr("pool_dir")),
+            );
+        }
+    }
+    if let Some(g) = gpu_backend {
+        if !GPU_BACKENDS.contains(&g) {
+            d.push(
+                Diagnostic::error(
+                    "Invalid GPU backend",
+                    format!(
+                        "{} is not a GPU backend: use one of auto, nvml, simulated.",
+                        validate::quote(g)
+                    ),
+                )
+                .at(AttrPath::attr("gpu_backend")),
+            );
+        }
+    }
+    d
+}
+
+/// Resolves the provider configuration: configured values, else environment variables, else defaults; checked.
+pub fn resolve_config(config: &Value) -> Result<ProviderConfig, Diagnostics> {
+    for name in ["uri", "pool_dir", "gpu_backend"] {
+        if config.get(name).is_unknown() {
+            return Err(Diagnostics::error_at(
+                AttrPath::attr(name),
+                "Provider argument not known yet",
+                format!("The hsw provider's {name} depends on a value known only after apply. Set it to a value known at plan time."),
+            ));
+        }
+    }
+    let resolved = ProviderConfig {
+        uri: env_or(config.get("uri").as_str(), "HSW_LIBVIRT_URI", DEFAULT_URI),
+        pool_dir: PathBuf::from(env_or(
+            config.get("pool_dir").as_str(),
+            "HSW_POOL_DIR",
+            DEFAULT_POOL_DIR,
+        )),
+        gpu_backend: env_or(
+            config.get("gpu_backend").as_str(),
+            "HSW_GPU_BACKEND",
+            "auto",
+        ),
+    };
+    let d = check_config(
+        Some(&resolved.uri),
+        Some(&resolved.pool_dir.to_string_lossy()),
+        Some(&resolved.gpu_backend),
+    );
+    if d.has_errors() {
+        return Err(d);
+    }
+    Ok(resolved)
 }
 
 #[async_trait]
 impl Provider for HswProvider {
     fn schema(&self) -> Schema {
-        Schema::new(
-            Block::new()
-                .describe("The hsw provider manages libvirt networks and VMs on the local host."),
+        provider_schema()
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        check_config(
+            config.get("uri").as_str(),
+            config.get("pool_dir").as_str(),
+            config.get("gpu_backend").as_str(),
         )
     }
 
@@ -41,16 +256,130 @@ impl Provider for HswProvider {
         _terraform_version: &str,
         config: &Value,
     ) -> Result<(), Diagnostics> {
-        // Terraform configures a provider once per process; a second call keeps the first configuration.
-        let _ = self.config.set(config.clone());
+        if self.shared.get().is_some() {
+            // Terraform configures a provider once per process; a second call keeps the first configuration.
+            return Ok(());
+        }
+        let config = resolve_config(config)?;
+        tracing::info!(uri = %config.uri, pool_dir = %config.pool_dir.display(), "configuring the hsw provider");
+        let backend = (self.factory)(config.clone()).await?;
+        let _ = self.shared.set(Configured { config, backend });
         Ok(())
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        Vec::new()
+        vec![
+            Arc::new(network::NetworkResource::new(self.shared.clone())),
+            Arc::new(vm::VmResource::new(self.shared.clone())),
+        ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        Vec::new()
+        vec![Arc::new(host::HostDataSource::new(self.shared.clone()))]
+    }
+}
+
+/// Small helpers for reading Terraform values in resources.
+pub(crate) mod values {
+    use crate::framework::{AttrPath, Diagnostic, Diagnostics, Value};
+
+    /// A known string attribute, `None` when null.
+    pub fn opt_str(v: &Value, name: &str) -> Option<String> {
+        v.get(name).as_str().map(str::to_owned)
+    }
+
+    /// A known, non-null string attribute, or an error naming it.
+    pub fn req_str(v: &Value, name: &str, at: &AttrPath) -> Result<String, Diagnostics> {
+        opt_str(v, name).ok_or_else(|| missing(at.then_attr(name)))
+    }
+
+    /// A known whole number attribute in `range`, `None` when null.
+    pub fn opt_u64(
+        v: &Value,
+        name: &str,
+        at: &AttrPath,
+        min: u64,
+        max: u64,
+    ) -> Result<Option<u64>, Diagnostics> {
+        match v.get(name) {
+            Value::Null => Ok(None),
+            Value::Number(n) => match n.as_u64().filter(|x| (min..=max).contains(x)) {
+                Some(x) => Ok(Some(x)),
+                None => Err(Diagnostic::error(
+                    "Value out of range",
+                    format!("{n} is not a whole number from {min} to {max}."),
+                )
+                .at(at.then_attr(name))
+                .into()),
+            },
+            _ => Err(missing(at.then_attr(name))),
+        }
+    }
+
+    /// A list of known strings (empty when null).
+    pub fn str_list(v: &Value, name: &str) -> Vec<String> {
+        v.get(name)
+            .as_slice()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The error for a value that had to be known.
+    pub fn missing(path: AttrPath) -> Diagnostics {
+        Diagnostics::error_at(
+            path.clone(),
+            "Value not known",
+            format!("{path} must be set to a value known at this point. This is a bug in the provider if the configuration sets it."),
+        )
+    }
+
+    /// Error diagnostics from `(attribute, message)` problems under `at`.
+    pub fn problems(summary: &str, at: &AttrPath, problems: Vec<(String, String)>) -> Diagnostics {
+        Diagnostics(
+            problems
+                .into_iter()
+                .map(|(attr, m)| Diagnostic::error(summary, m).at(at.then_attr(attr)))
+                .collect(),
+        )
+    }
+}
+
+/// Planning with defaults: static defaults for optional+computed attributes the configuration leaves null.
+pub(crate) mod planning {
+    use crate::framework::{PlanOutcome, PlanRequest, Value};
+
+    /// Runs the default plan after `fill` put defaults into both the proposal and (so that the default plan keeps
+    /// them instead of marking them unknown) a copy of the configuration. A default changes the plan like a
+    /// configured value would: removing `mode = "nat"` from a configuration plans the default, `isolated`.
+    pub fn plan_with(
+        req: &PlanRequest<'_>,
+        fill: impl FnOnce(&mut Value, &mut Value),
+    ) -> PlanOutcome {
+        let mut proposed = req.proposed.clone();
+        let mut config = req.config.clone();
+        fill(&mut proposed, &mut config);
+        PlanRequest {
+            schema: req.schema,
+            prior: req.prior,
+            proposed: &proposed,
+            config: &config,
+        }
+        .default_plan()
+    }
+
+    /// Sets `name` to `value` in both when the configuration leaves it null.
+    pub fn default_attr(
+        proposed: &mut Value,
+        config: &mut Value,
+        name: &str,
+        value: impl Into<Value>,
+    ) {
+        if config.get(name).is_null() {
+            let v = value.into();
+            proposed.set(name, v.clone());
+            config.set(name, v);
+        }
     }
 }

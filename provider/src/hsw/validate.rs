@@ -12,8 +12,8 @@ pub const MAX_NAME: usize = 64;
 
 /// Characters a shell gives meaning to. None of them is accepted in names, paths or URIs.
 pub const SHELL_METACHARACTERS: &[char] = &[
-    '|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', ' ', '\t', '\n', '\r', '*', '?', '[',
-    ']', '#', '~', '!', '{', '}', '^',
+    '|', '&', ';', '<', '>', '(', ')', '$', '`', '\\', '"', '\'', ' ', '\t', '\n', '\r', '*', '?',
+    '[', ']', '#', '~', '!', '{', '}', '^',
 ];
 
 /// Checks a libvirt object name: `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`.
@@ -56,7 +56,11 @@ pub fn uri(value: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '+');
     let rest_ok = rest.chars().all(|c| {
-        c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '+' | '.' | '_' | '-' | '=' | '%' | ',' | '@' | '?')
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                ':' | '/' | '+' | '.' | '_' | '-' | '=' | '%' | ',' | '@' | '?'
+            )
     }) && rest.matches('?').count() <= 1;
     if !scheme_ok || !rest_ok {
         return Err(format!(
@@ -72,7 +76,10 @@ pub fn uri(value: &str) -> Result<(), String> {
 /// and uses only `A-Z a-z 0-9 _ . + / -` (no shell metacharacters, no `:` or `,` that QEMU would read as options).
 pub fn absolute_path(value: &str) -> Result<(), String> {
     if !value.starts_with('/') {
-        return Err(format!("{} is not an absolute path: start it with '/'.", quote(value)));
+        return Err(format!(
+            "{} is not an absolute path: start it with '/'.",
+            quote(value)
+        ));
     }
     if let Some(c) = value
         .chars()
@@ -84,7 +91,10 @@ pub fn absolute_path(value: &str) -> Result<(), String> {
         ));
     }
     if (value.len() > 1 && value.ends_with('/')) || value.contains("//") {
-        return Err(format!("{} has an empty path component: remove the extra '/'.", quote(value)));
+        return Err(format!(
+            "{} has an empty path component: remove the extra '/'.",
+            quote(value)
+        ));
     }
     let p = Path::new(value);
     if p.components()
@@ -116,7 +126,11 @@ pub fn inside_pool(path: &str, pool_dir: &Path) -> Result<(), String> {
 }
 
 /// Checks that the canonical form of a path (symbolic links resolved) is inside the canonical pool directory.
-pub fn inside_canonical(original: &str, canonical: &Path, canonical_pool: &Path) -> Result<(), String> {
+pub fn inside_canonical(
+    original: &str,
+    canonical: &Path,
+    canonical_pool: &Path,
+) -> Result<(), String> {
     if !canonical.starts_with(canonical_pool) || canonical == canonical_pool {
         return Err(format!(
             "{} resolves to {}, outside the pool directory {} (through a symbolic link): \
@@ -185,7 +199,9 @@ pub fn pci_address(value: &str) -> Result<(u16, u8, u8, u8), String> {
             .then(|| u32::from_str_radix(s, 16).ok())
             .flatten()
     };
-    let (Some(d), Some(b), Some(s), Some(f)) = (hex(dom, 4), hex(bus, 2), hex(slot, 2), hex(func, 1)) else {
+    let (Some(d), Some(b), Some(s), Some(f)) =
+        (hex(dom, 4), hex(bus, 2), hex(slot, 2), hex(func, 1))
+    else {
         return Err(err());
     };
     if s > 0x1f || f > 7 {
@@ -229,10 +245,13 @@ pub fn cmdline(value: &str) -> Result<(), String> {
     if value.len() > 4096 {
         return Err("The kernel command line is longer than 4096 characters.".into());
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(' '..='~').contains(c) || matches!(c, '"' | '\'' | '`' | '$' | ';' | '&' | '|' | '<' | '>' | '\\'))
-    {
+    if let Some(c) = value.chars().find(|c| {
+        !(' '..='~').contains(c)
+            || matches!(
+                c,
+                '"' | '\'' | '`' | '$' | ';' | '&' | '|' | '<' | '>' | '\\'
+            )
+    }) {
         return Err(format!(
             "The kernel command line contains {c:?}: use printable characters other than \" ' ` $ ; & | < > \\."
         ));
@@ -242,6 +261,9 @@ pub fn cmdline(value: &str) -> Result<(), String> {
 
 /// Checks an SSH public key line: one line of printable characters starting with a key type.
 pub fn ssh_key(value: &str) -> Result<(), String> {
+    // `file("key.pub")` keeps the final newline: accept it (the key is written trimmed).
+    let value = value.strip_suffix('\n').unwrap_or(value);
+    let value = value.strip_suffix('\r').unwrap_or(value);
     let known = ["ssh-", "ecdsa-", "sk-"];
     if value.len() > 16384
         || !known.iter().any(|k| value.starts_with(k))
@@ -298,7 +320,18 @@ mod tests {
         for ok in ["a", "web-1", "A.b_c", &"x".repeat(64)] {
             assert!(name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", ".a", "a b", "a<b", "a'b", "a&b", "a/b", &"x".repeat(65), "é"] {
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "a b",
+            "a<b",
+            "a'b",
+            "a&b",
+            "a/b",
+            &"x".repeat(65),
+            "é",
+        ] {
             assert!(name(bad).is_err(), "{bad}");
         }
         assert!(bridge("hswbr0").is_ok());
@@ -315,7 +348,14 @@ mod tests {
         ] {
             assert!(uri(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "system", "qemu:///system; rm -rf /", "qemu:///s$(x)", "qemu:///a?b=1&c=2", "qemu:///a b"] {
+        for bad in [
+            "",
+            "system",
+            "qemu:///system; rm -rf /",
+            "qemu:///s$(x)",
+            "qemu:///a?b=1&c=2",
+            "qemu:///a b",
+        ] {
             assert!(uri(bad).is_err(), "{bad}");
         }
     }
@@ -363,5 +403,6 @@ mod tests {
         assert!(cmdline("root=/dev/vda; reboot").is_err());
         assert!(ssh_key("ssh-ed25519 AAAA user@host").is_ok());
         assert!(ssh_key("ssh-ed25519 AAAA\nuser").is_err());
+        assert!(ssh_key("ssh-ed25519 AAAA user@host\n").is_ok());
     }
 }

@@ -41,17 +41,13 @@ pub(super) struct Space {
 impl Space {
     /// Builds the space for group demands (each ≥ 1; at least one group).
     pub fn new(demands: &[u32]) -> Result<Space, TooLarge> {
-        let value_group = demands
-            .iter()
-            .enumerate()
-            .max_by_key(|&(i, d)| (*d, std::cmp::Reverse(i)))
-            .map_or(0, |(i, _)| i);
-        let mut order: Vec<usize> = (0..demands.len()).filter(|&g| g != value_group).collect();
+        let order = order(demands);
         let dims: Vec<u32> = order
             .iter()
+            .take(order.len().saturating_sub(1))
             .map(|&g| demands.get(g).copied().unwrap_or(0))
             .collect();
-        order.push(value_group);
+        let value_group = order.last().copied().unwrap_or(0);
         let mut strides = Vec::with_capacity(dims.len());
         let mut size: usize = 1;
         for &d in &dims {
@@ -66,8 +62,11 @@ impl Space {
                     ),
                 })?;
         }
+        // Values stay far from i32::MAX so that adding an option's count never wraps.
         let value_cap = i32::try_from(demands.get(value_group).copied().unwrap_or(0))
-            .map_err(|_| TooLarge {
+            .ok()
+            .filter(|&v| v <= i32::MAX / 4)
+            .ok_or_else(|| TooLarge {
                 detail: "a cluster asks for more MIG instances than can be counted".to_owned(),
             })?;
         Ok(Space {
@@ -135,6 +134,19 @@ impl Space {
     }
 }
 
+/// The DP order of groups for these demands: all but the largest in input order, then the
+/// largest (the value group; the first of equal ones).
+pub(super) fn order(demands: &[u32]) -> Vec<usize> {
+    let value_group = demands
+        .iter()
+        .enumerate()
+        .max_by_key(|&(i, d)| (*d, std::cmp::Reverse(i)))
+        .map_or(0, |(i, _)| i);
+    let mut order: Vec<usize> = (0..demands.len()).filter(|&g| g != value_group).collect();
+    order.push(value_group);
+    order
+}
+
 /// One device for a program: its options (flat, `order.len()` numbers each, DP order) and
 /// whether it must be used.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +163,9 @@ fn pull(space: &Space, old: &[i32], new: &mut [i32], options: &[u32]) {
     }
     for o in options.chunks_exact(width) {
         let (shift, value) = o.split_at(width - 1);
-        let add = value.first().map_or(0, |&v| i32::try_from(v).unwrap_or(i32::MAX / 4));
+        let add = value
+            .first()
+            .map_or(0, |&v| i32::try_from(v).unwrap_or(i32::MAX / 4));
         pull_one(space, old, new, shift, add);
     }
     let cap = space.value_cap;
@@ -214,9 +228,9 @@ pub(super) fn feasible<'a>(
     devices: impl Iterator<Item = &'a [u32]> + Clone,
 ) -> Result<bool, TooLarge> {
     let width = space.order.len().max(1);
-    let (n, opts) = devices
-        .clone()
-        .fold((0usize, 0usize), |(n, o), d| (n + 1, o.max(d.len() / width)));
+    let (n, opts) = devices.clone().fold((0usize, 0usize), |(n, o), d| {
+        (n + 1, o.max(d.len() / width))
+    });
     space.check_work(n, 1, opts)?;
     let mut table = space.initial();
     let mut next = vec![NEG; space.size];
@@ -292,7 +306,11 @@ pub(super) fn layered(
 ) -> Result<Layered, TooLarge> {
     let layers = limit as usize + 1;
     let width = space.order.len().max(1);
-    let opts = devices.iter().map(|d| d.options.len() / width).max().unwrap_or(0);
+    let opts = devices
+        .iter()
+        .map(|d| d.options.len() / width)
+        .max()
+        .unwrap_or(0);
     space.check_work(devices.len(), layers, opts + 1)?;
     let per = layers.saturating_mul(space.size);
     if keep && (devices.len() + 1).saturating_mul(per) > MAX_KEPT_ENTRIES {
@@ -457,7 +475,9 @@ fn reconstruct(
         if !found {
             return None;
         }
-        used[i] = true;
+        if let Some(u) = used.get_mut(i) {
+            *u = true;
+        }
         layer = from;
     }
     Some(used)

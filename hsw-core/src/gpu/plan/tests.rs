@@ -35,7 +35,12 @@ fn cluster(name: &str, n: u32, allowed: Option<&[&str]>, whole: u32) -> ClusterD
 fn lines(p: &GpuPlan) -> Vec<String> {
     p.instances
         .iter()
-        .map(|i| format!("{} {}@{} {}", i.device, i.profile, i.placement_start, i.cluster))
+        .map(|i| {
+            format!(
+                "{} {}@{} {}",
+                i.device, i.profile, i.placement_start, i.cluster
+            )
+        })
         .collect()
 }
 
@@ -82,7 +87,10 @@ fn seed_case() {
             "GPU-0 1g.10gb@6 cloud",
         ]
     );
-    assert!(p.instances.iter().all(|i| i.profile_id == 19 && i.placement_size == 1));
+    assert!(p
+        .instances
+        .iter()
+        .all(|i| i.profile_id == 19 && i.placement_size == 1));
     assert_eq!(
         p.whole_gpus,
         [WholeGpu {
@@ -135,7 +143,11 @@ fn largest_profiles_first() {
     let seven = ok(&one(7));
     assert_eq!(seven.instances.len(), 7);
     assert_eq!(
-        seven.instances.iter().filter(|i| i.profile == "1g.20gb").count(),
+        seven
+            .instances
+            .iter()
+            .filter(|i| i.profile == "1g.20gb")
+            .count(),
         1
     );
     assert!(seven
@@ -203,7 +215,11 @@ fn fewest_devices_then_lowest() {
         clusters: vec![cluster("hpc", 5, Some(&["1g.6gb", "1g.10gb"]), 0)],
     };
     let p = ok(&input);
-    assert!(p.instances.iter().all(|i| i.device == "GPU-1"), "{:?}", lines(&p));
+    assert!(
+        p.instances.iter().all(|i| i.device == "GPU-1"),
+        "{:?}",
+        lines(&p)
+    );
     assert_eq!(p.instances.len(), 5);
 }
 
@@ -240,7 +256,10 @@ fn media_extensions_only_when_named() {
         clusters: vec![cluster("hpc", 2, Some(&["1g.5gb+me"]), 0)],
     };
     // Only one +me instance per GPU.
-    assert!(matches!(err(&input), PlanError::ClusterCapacity { max: 1, .. }));
+    assert!(matches!(
+        err(&input),
+        PlanError::ClusterCapacity { max: 1, .. }
+    ));
 }
 
 #[test]
@@ -310,7 +329,10 @@ fn input_errors() {
         }],
         clusters: vec![],
     };
-    assert!(matches!(err(&no_model), PlanError::MigDeviceWithoutModel { .. }));
+    assert!(matches!(
+        err(&no_model),
+        PlanError::MigDeviceWithoutModel { .. }
+    ));
 
     let no_mig = PlanInput {
         devices: vec![whole("GPU-1")],
@@ -463,4 +485,129 @@ fn lowest_device_set_not_just_any_fewest() {
     let mut devices: Vec<&str> = p.instances.iter().map(|i| i.device.as_str()).collect();
     devices.dedup();
     assert_eq!(devices, ["GPU-0", "GPU-3"]);
+}
+
+/// The selection shortcuts (capacity bounds for "no", candidate selections for "yes") agree
+/// with the layered program alone, and their witnesses are valid.
+#[test]
+fn selection_shortcuts_agree_with_the_layered_program() {
+    let models: [&'static GpuModel; 4] = [&A100_80GB, &A30_24GB, &A100_40GB, &H100_80GB];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n.max(1)
+    };
+    let mut checks = 0;
+    for _ in 0..300 {
+        let n = 2 + rnd(4) as usize;
+        let devices: Vec<PlanDevice> = (0..n)
+            .map(|i| {
+                let m = models[rnd(4) as usize];
+                let names: Vec<&str> = m
+                    .profiles
+                    .iter()
+                    .filter(|p| !p.media_extensions && rnd(2) == 0)
+                    .map(|p| p.name)
+                    .collect();
+                let allowed = if names.is_empty() { None } else { Some(names) };
+                mig(&format!("GPU-{i}"), m, allowed.as_deref())
+            })
+            .collect();
+        let pool: Vec<&str> = devices
+            .iter()
+            .flat_map(|d| {
+                d.model
+                    .into_iter()
+                    .flat_map(|m| m.profiles.iter().map(|p| p.name))
+            })
+            .filter(|_| rnd(3) == 0)
+            .collect();
+        let hpc: Option<Vec<&str>> = if pool.is_empty() { None } else { Some(pool) };
+        let input = PlanInput {
+            devices,
+            clusters: vec![
+                cluster("hpc", rnd(9) as u32, hpc.as_deref(), 0),
+                cluster("cloud", 1 + rnd(8) as u32, None, 0),
+            ],
+        };
+        let Ok(problem) = build_problem(&input) else {
+            continue;
+        };
+        let floors = Floors {
+            compute: vec![0; 2],
+            memory: vec![0; 2],
+        };
+        let prepared = Prepared::new(&problem, &floors);
+        let Ok(Some(space)) = prepared.space() else {
+            continue;
+        };
+        let sel = Selection {
+            prepared: &prepared,
+            space,
+            classes: problem.devices.iter().map(|d| d.class).collect(),
+            weights: prepared.weights(),
+        };
+        let all: Vec<usize> = (0..problem.devices.len()).collect();
+        for t in 0..=all.len() as u32 {
+            for first_forced in [None, Some(0usize), Some(1)] {
+                let forced: Vec<usize> = first_forced.into_iter().collect();
+                let free: Vec<usize> = all
+                    .iter()
+                    .copied()
+                    .filter(|p| !forced.contains(p))
+                    .collect();
+                let fast = match sel.exists(&forced, &free, t) {
+                    Ok(w) => w,
+                    Err(e) => panic!("{e}"),
+                };
+                let devs: Vec<dp::Dev<'_>> = all
+                    .iter()
+                    .map(|&p| dp::Dev {
+                        options: sel.options(p),
+                        forced: forced.contains(&p),
+                    })
+                    .collect();
+                let exact = match dp::layered(space, &devs, dp::Mode::Used, t, false) {
+                    Ok(r) => r.answer.is_some_and(|a| a <= t),
+                    Err(e) => panic!("{}", e.detail),
+                };
+                assert_eq!(fast.is_some(), exact, "t {t} forced {forced:?}\n{input:#?}");
+                if let Some(w) = fast {
+                    assert!(forced.iter().all(|p| w.contains(p)));
+                    assert!(w.len() <= t as usize);
+                    let classes: Vec<usize> = w.iter().map(|&p| sel.class(p)).collect();
+                    assert_eq!(prepared.feasible(&classes), Ok(true));
+                }
+                checks += 1;
+            }
+        }
+    }
+    assert!(checks > 1000, "{checks}");
+}
+
+#[test]
+fn huge_demands_get_capacity_errors_not_size_errors() {
+    let input = PlanInput {
+        devices: vec![mig("GPU-0", &A100_80GB, None)],
+        clusters: vec![
+            cluster("a", u32::MAX, Some(&["1g.10gb"]), 0),
+            cluster("b", 5000, Some(&["2g.20gb"]), 0),
+            cluster("c", 5000, Some(&["3g.40gb"]), 0),
+        ],
+    };
+    assert!(matches!(
+        err(&input),
+        PlanError::ClusterCapacity { max: 7, .. }
+    ));
+    let input = PlanInput {
+        devices: vec![mig("GPU-0", &A100_80GB, None)],
+        clusters: vec![
+            cluster("a", 3000, Some(&["1g.10gb"]), 0),
+            cluster("b", 3000, Some(&["2g.20gb"]), 0),
+            cluster("c", 3000, Some(&["3g.40gb"]), 0),
+        ],
+    };
+    assert!(matches!(err(&input), PlanError::ClusterCapacity { .. }));
 }

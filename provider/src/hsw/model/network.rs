@@ -131,7 +131,10 @@ pub fn first_usable(subnet: Ipv4Net) -> Ipv4Addr {
 /// Reads a subnet in CIDR form; it must be the network address (no host bits) with a prefix from 8 to 30.
 pub fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
     let net: Ipv4Net = s.parse().map_err(|_| {
-        format!("{} is not an IPv4 subnet in CIDR form such as 10.20.0.0/24.", validate::quote(s))
+        format!(
+            "{} is not an IPv4 subnet in CIDR form such as 10.20.0.0/24.",
+            validate::quote(s)
+        )
     })?;
     if net.trunc() != net {
         return Err(format!(
@@ -141,7 +144,10 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
         ));
     }
     if !(8..=30).contains(&net.prefix_len()) {
-        return Err(format!("{} needs a prefix length from 8 to 30.", validate::quote(s)));
+        return Err(format!(
+            "{} needs a prefix length from 8 to 30.",
+            validate::quote(s)
+        ));
     }
     Ok(net)
 }
@@ -151,12 +157,17 @@ impl NetworkSpec {
     pub fn check(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         let usable = |ip: Ipv4Addr| {
-            self.subnet.contains(&ip) && ip != self.subnet.network() && ip != self.subnet.broadcast()
+            self.subnet.contains(&ip)
+                && ip != self.subnet.network()
+                && ip != self.subnet.broadcast()
         };
         if !usable(self.gateway) {
             out.push((
                 "gateway".into(),
-                format!("The gateway {} is not a usable address of the subnet {}.", self.gateway, self.subnet),
+                format!(
+                    "The gateway {} is not a usable address of the subnet {}.",
+                    self.gateway, self.subnet
+                ),
             ));
         }
         if let Some((start, end)) = self.dhcp_range {
@@ -171,7 +182,10 @@ impl NetworkSpec {
             } else if (start..=end).contains(&self.gateway) {
                 out.push((
                     "dhcp".into(),
-                    format!("The DHCP range {start} to {end} contains the gateway {}: leave it out.", self.gateway),
+                    format!(
+                        "The DHCP range {start} to {end} contains the gateway {}: leave it out.",
+                        self.gateway
+                    ),
                 ));
             }
         }
@@ -199,7 +213,10 @@ impl NetworkSpec {
         }
         if let Some(mtu) = self.mtu {
             if !(68..=65535).contains(&mtu) {
-                out.push(("mtu".into(), format!("The MTU {mtu} is outside 68 to 65535.")));
+                out.push((
+                    "mtu".into(),
+                    format!("The MTU {mtu} is outside 68 to 65535."),
+                ));
             }
         }
         out
@@ -237,10 +254,16 @@ impl NetworkSpec {
             w.close();
         }
         let prefix = self.subnet.prefix_len().to_string();
-        w.open("ip", &[("address", &self.gateway.to_string()), ("prefix", &prefix)]);
+        w.open(
+            "ip",
+            &[("address", &self.gateway.to_string()), ("prefix", &prefix)],
+        );
         if let Some((start, end)) = self.dhcp_range {
             w.open("dhcp", &[]);
-            w.empty("range", &[("start", &start.to_string()), ("end", &end.to_string())]);
+            w.empty(
+                "range",
+                &[("start", &start.to_string()), ("end", &end.to_string())],
+            );
             for h in &self.dhcp_hosts {
                 let ip = h.ip.to_string();
                 match &h.hostname {
@@ -256,14 +279,19 @@ impl NetworkSpec {
     /// Reads a network back from libvirt's XML (`virNetworkGetXMLDesc`). Fails, with a sentence, on networks this
     /// provider could not have made (no IPv4 address, another forward mode).
     pub fn from_xml(xml: &str) -> Result<NetworkSpec, String> {
-        let doc = roxmltree::Document::parse(xml).map_err(|e| format!("The network XML cannot be read: {e}."))?;
+        let doc = roxmltree::Document::parse(xml)
+            .map_err(|e| format!("The network XML cannot be read: {e}."))?;
         let root = doc.root_element();
         let name = read::child_text(root, "name").ok_or("The network XML has no name.")?;
         let uuid = read::child_text(root, "uuid");
-        let mode = match read::child(root, "forward").and_then(|f| f.attribute("mode").map(str::to_owned)) {
+        let mode = match read::child(root, "forward")
+            .and_then(|f| f.attribute("mode").map(str::to_owned))
+        {
             None => NetMode::Isolated,
             Some(m) => NetMode::parse(&m).ok_or_else(|| {
-                format!("Network {name} uses forward mode {m:?}, which hsw_network does not manage.")
+                format!(
+                    "Network {name} uses forward mode {m:?}, which hsw_network does not manage."
+                )
             })?,
         };
         // libvirt writes `<forward/>` without a mode for NAT.
@@ -291,15 +319,23 @@ impl NetworkSpec {
         }
         let ip = read::children(root, "ip")
             .find(|i| i.attribute("family").is_none_or(|f| f == "ipv4"))
-            .ok_or_else(|| format!("Network {name} has no IPv4 address, so hsw_network cannot manage it."))?;
+            .ok_or_else(|| {
+                format!("Network {name} has no IPv4 address, so hsw_network cannot manage it.")
+            })?;
         let gateway: Ipv4Addr = ip
             .attribute("address")
             .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("Network {name} has an IPv4 element without a valid address."))?;
+            .ok_or_else(|| {
+                format!("Network {name} has an IPv4 element without a valid address.")
+            })?;
         let prefix: u8 = match (ip.attribute("prefix"), ip.attribute("netmask")) {
-            (Some(p), _) => p.parse().map_err(|_| format!("Network {name} has an invalid prefix {p:?}."))?,
+            (Some(p), _) => p
+                .parse()
+                .map_err(|_| format!("Network {name} has an invalid prefix {p:?}."))?,
             (None, Some(m)) => {
-                let m: Ipv4Addr = m.parse().map_err(|_| format!("Network {name} has an invalid netmask {m:?}."))?;
+                let m: Ipv4Addr = m
+                    .parse()
+                    .map_err(|_| format!("Network {name} has an invalid netmask {m:?}."))?;
                 u8::try_from(u32::from(m).count_ones()).unwrap_or(32)
             }
             (None, None) => 24,
@@ -318,7 +354,10 @@ impl NetworkSpec {
                 }
             }
             for h in read::children(dhcp, "host") {
-                let (Some(mac), Some(ip)) = (h.attribute("mac"), h.attribute("ip").and_then(|i| i.parse().ok())) else {
+                let (Some(mac), Some(ip)) = (
+                    h.attribute("mac"),
+                    h.attribute("ip").and_then(|i| i.parse().ok()),
+                ) else {
                     continue;
                 };
                 dhcp_hosts.push(DhcpHost {
@@ -356,7 +395,10 @@ mod tests {
             bridge: Some("hswbr0".into()),
             subnet: "10.20.0.0/24".parse().unwrap(),
             gateway: "10.20.0.1".parse().unwrap(),
-            dhcp_range: Some(("10.20.0.100".parse().unwrap(), "10.20.0.200".parse().unwrap())),
+            dhcp_range: Some((
+                "10.20.0.100".parse().unwrap(),
+                "10.20.0.200".parse().unwrap(),
+            )),
             dhcp_hosts: vec![DhcpHost {
                 mac: "52:54:00:00:00:01".into(),
                 ip: "10.20.0.10".parse().unwrap(),
@@ -425,7 +467,10 @@ mod tests {
                    <range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>";
         let s = NetworkSpec::from_xml(xml).unwrap();
         assert_eq!(s.subnet.to_string(), "192.168.122.0/24");
-        assert_eq!(s.uuid.as_deref(), Some("dd8fe884-6c02-601e-7551-cca97df1c5df"));
+        assert_eq!(
+            s.uuid.as_deref(),
+            Some("dd8fe884-6c02-601e-7551-cca97df1c5df")
+        );
     }
 
     #[test]
@@ -443,13 +488,19 @@ mod tests {
         assert_eq!(bad.check()[0].0, "gateway");
         assert!(parse_subnet("10.20.0.1/24").is_err());
         assert!(parse_subnet("10.20.0.0/31").is_err());
-        assert_eq!(first_usable(parse_subnet("10.20.0.0/24").unwrap()).to_string(), "10.20.0.1");
+        assert_eq!(
+            first_usable(parse_subnet("10.20.0.0/24").unwrap()).to_string(),
+            "10.20.0.1"
+        );
     }
 
     #[test]
     fn fragments() {
         let h = &sample().dhcp_hosts[0];
-        assert_eq!(h.to_xml(), "<host mac='52:54:00:00:00:01' name='node1' ip='10.20.0.10'/>");
+        assert_eq!(
+            h.to_xml(),
+            "<host mac='52:54:00:00:00:01' name='node1' ip='10.20.0.10'/>"
+        );
         assert_eq!(
             sample().dns_hosts[0].to_xml(),
             "<host ip='10.20.0.5'>\n  <hostname>api</hostname>\n  <hostname>api.lab.internal</hostname>\n</host>"

@@ -65,7 +65,12 @@ impl XmlWriter {
     }
 
     /// Writes an element holding text.
-    pub fn text(&mut self, tag: &'static str, attrs: &[(&'static str, &str)], text: &str) -> &mut Self {
+    pub fn text(
+        &mut self,
+        tag: &'static str,
+        attrs: &[(&'static str, &str)],
+        text: &str,
+    ) -> &mut Self {
         self.start_tag(tag, attrs);
         let _ = writeln!(self.out, ">{}</{tag}>", escape(text));
         self
@@ -95,12 +100,17 @@ pub mod read {
 
     /// The first child element called `tag`.
     pub fn child<'a, 'i>(node: Node<'a, 'i>, tag: &str) -> Option<Node<'a, 'i>> {
-        node.children().find(|n| n.is_element() && n.has_tag_name(tag))
+        node.children()
+            .find(|n| n.is_element() && n.has_tag_name(tag))
     }
 
     /// All child elements called `tag`.
-    pub fn children<'a, 'i: 'a>(node: Node<'a, 'i>, tag: &'a str) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
-        node.children().filter(move |n| n.is_element() && n.has_tag_name(tag))
+    pub fn children<'a, 'i: 'a>(
+        node: Node<'a, 'i>,
+        tag: &'a str,
+    ) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
+        node.children()
+            .filter(move |n| n.is_element() && n.has_tag_name(tag))
     }
 
     /// The text of the child element `tag`, trimmed.
@@ -132,7 +142,10 @@ mod tests {
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let root = doc.root_element();
         assert_eq!(read::child_text(root, "name").unwrap(), "a</name><evil/>");
-        assert_eq!(read::child(root, "bridge").unwrap().attribute("name"), Some("x' onload='y"));
+        assert_eq!(
+            read::child(root, "bridge").unwrap().attribute("name"),
+            Some("x' onload='y")
+        );
         assert_eq!(root.children().filter(|n| n.is_element()).count(), 2);
     }
 }

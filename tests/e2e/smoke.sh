@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Smoke test of the end-to-end harness, with plain virsh (no Terraform, no provider):
+#   sandbox (netns + private libvirtd) -> guest image (built or cached) -> isolated network with DHCP ->
+#   a TCG guest (direct kernel boot, qcow2 overlay, NoCloud seed from cloud-localds) -> DHCP lease ->
+#   ssh from inside the netns -> hostname check -> teardown -> nothing left.
+#
+# Usage: tests/e2e/smoke.sh [--keep] [--netconfig mac|none]
+#   --keep            leave the sandbox running at the end (or on failure) for debugging; `scripts/sandbox.sh
+#                     --name hsw-e2e-smoke stop` removes it
+#   --netconfig mac   (default) the seed has a network-config matching the NIC by MAC with set-name eth0
+#   --netconfig none  no network-config: the guest relies on cloud-init's fallback (DHCP on eth0)
+# Environment: HSW_E2E_SANDBOX (sandbox name, default hsw-e2e-smoke), HSW_IMAGE_DIR (image cache),
+#   HSW_E2E_BOOT_TIMEOUT (seconds to wait for the lease and for ssh, default 240).
+# Needs root and `scripts/install-deps.sh full`. All guest traffic stays inside the sandbox's netns.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+sandbox_name="${HSW_E2E_SANDBOX:-hsw-e2e-smoke}"
+boot_timeout="${HSW_E2E_BOOT_TIMEOUT:-240}"
+keep=0
+netconfig=mac
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --keep) keep=1; shift ;;
+    --netconfig) [ $# -ge 2 ] || { echo "smoke: --netconfig needs mac|none" >&2; exit 2; }; netconfig=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "smoke: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+case "$netconfig" in mac|none) ;; *) echo "smoke: --netconfig must be mac or none" >&2; exit 2 ;; esac
+[[ "$boot_timeout" =~ ^[0-9]+$ ]] || { echo "smoke: HSW_E2E_BOOT_TIMEOUT must be a number" >&2; exit 2; }
+
+sandbox() { "$root/scripts/sandbox.sh" --name "$sandbox_name" "$@"; }
+step() { printf '\n==> [smoke %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+info() { printf '    %s\n' "$*" >&2; }
+fail() { printf 'smoke: FAILED: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || fail "run as root (network namespaces, libvirtd)"
+for tool in virsh qemu-img cloud-localds ssh ssh-keygen ip; do
+  command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is missing: run scripts/install-deps.sh full"
+done
+
+net=hswe2e
+bridge=hswe2e0
+dom=hsw-smoke
+mac=52:54:00:e2:e0:01
+guest_hostname=hsw-smoke-guest
+t_all=$(date +%s)
+
+started=0
+work=""
+on_exit() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ "$started" = 1 ]; then
+    echo "--- smoke failed (exit $rc); diagnostics:" >&2
+    [ -n "$work" ] && [ -f "$work/console.log" ] && { echo "--- guest console (last 40 lines)" >&2; tail -n 40 "$work/console.log" >&2; }
+    echo "--- libvirtd log (last 20 lines)" >&2
+    tail -n 20 "$(sandbox env LOG)" >&2 2>/dev/null || true
+  fi
+  if [ "$started" = 1 ]; then
+    if [ "$keep" = 1 ]; then
+      echo "smoke: --keep: sandbox '$sandbox_name' left running ($(sandbox env URI))" >&2
+    else
+      sandbox stop || true
+    fi
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+step "image (built once, then cached)"
+t0=$(date +%s)
+image_out=$("$root/scripts/build-image.sh")
+base=$(sed -n 's/^base=//p' <<< "$image_out")
+kernel=$(sed -n 's/^kernel=//p' <<< "$image_out")
+initrd=$(sed -n 's/^initrd=//p' <<< "$image_out")
+{ [ -f "$base" ] && [ -f "$kernel" ] && [ -f "$initrd" ]; } || fail "build-image.sh did not print the image paths"
+info "image ready in $(( $(date +%s) - t0 )) s: $base"
+
+step "sandbox '$sandbox_name'"
+sandbox stop >/dev/null 2>&1 || true   # whatever a crashed earlier run left
+started=1
+uri=$(sandbox start)
+pool=$(sandbox env POOL_DIR)
+ns=$(sandbox env NETNS)
+info "uri $uri"
+v() { timeout 60 virsh -q -c "$uri" "$@"; }
+
+work="$pool/smoke"
+mkdir -p "$work"
+ssh-keygen -q -t ed25519 -N '' -C hsw-smoke -f "$work/id_ed25519"
+
+step "network $net (isolated, DHCP, bridge $bridge, 192.168.150.0/24)"
+cat > "$work/net.xml" <<EOF
+<network>
+  <name>$net</name>
+  <bridge name='$bridge' stp='off' delay='0'/>
+  <ip address='192.168.150.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.150.10' end='192.168.150.99'/>
+    </dhcp>
+  </ip>
+</network>
+EOF
+v net-define "$work/net.xml" >/dev/null
+v net-start "$net" >/dev/null
+
+step "guest disk and NoCloud seed"
+qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$work/root.qcow2"
+cat > "$work/user-data" <<EOF
+#cloud-config
+hostname: $guest_hostname
+ssh_authorized_keys:
+  - $(cat "$work/id_ed25519.pub")
+EOF
+printf 'instance-id: %s-%s\nlocal-hostname: %s\n' "$dom" "$(date +%s)" "$guest_hostname" > "$work/meta-data"
+seed_args=("$work/seed.iso" "$work/user-data" "$work/meta-data")
+if [ "$netconfig" = mac ]; then
+  cat > "$work/network-config" <<EOF
+version: 2
+ethernets:
+  eth0:
+    match:
+      macaddress: "$mac"
+    set-name: eth0
+    dhcp4: true
+EOF
+  seed_args=(--network-config="$work/network-config" "${seed_args[@]}")
+fi
+cloud-localds "${seed_args[@]}"
+info "seed: hostname $guest_hostname, key $work/id_ed25519.pub, network-config: $netconfig"
+
+cat > "$work/domain.xml" <<EOF
+<domain type='qemu'>
+  <name>$dom</name>
+  <memory unit='MiB'>1024</memory>
+  <vcpu>2</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <kernel>$kernel</kernel>
+    <initrd>$initrd</initrd>
+    <cmdline>root=/dev/vda rw console=ttyS0 net.ifnames=0</cmdline>
+  </os>
+  <features><acpi/><apic/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$work/root.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='$work/seed.iso'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+    <interface type='network'>
+      <source network='$net'/>
+      <mac address='$mac'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'>
+      <source path='$work/console.log'/>
+      <target port='0'/>
+    </serial>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+v define "$work/domain.xml" >/dev/null
+
+step "booting $dom (TCG, 2 vCPU, 1 GiB; console log $work/console.log)"
+t_boot=$(date +%s)
+v start "$dom" >/dev/null
+info "domain started in $(( $(date +%s) - t_boot )) s; waiting up to ${boot_timeout} s for a DHCP lease on $net for $mac"
+ip_addr=""
+while [ -z "$ip_addr" ]; do
+  ip_addr=$(v net-dhcp-leases "$net" --mac "$mac" 2>/dev/null \
+            | awk '{ for (i = 1; i < NF; i++) if ($i == "ipv4") { ip = $(i + 1); sub(/\/.*/, "", ip); print ip; exit } }' \
+            || true)
+  [ -n "$ip_addr" ] && break
+  [ "$(v domstate "$dom" 2>/dev/null)" = running ] || fail "$dom is no longer running"
+  [ $(( $(date +%s) - t_boot )) -lt "$boot_timeout" ] || fail "no DHCP lease for $dom after ${boot_timeout} s"
+  sleep 1
+done
+t_lease=$(( $(date +%s) - t_boot ))
+info "lease $ip_addr after ${t_lease} s"
+
+ssh_opts=(-i "$work/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
+          -o ConnectTimeout=5 -o LogLevel=ERROR)
+gssh() { ip netns exec "$ns" ssh "${ssh_opts[@]}" "hsw@$ip_addr" "$@"; }
+info "waiting for sshd on $ip_addr (inside netns $ns)"
+got=""
+while :; do
+  got=$(gssh hostname 2>/dev/null || true)
+  [ -n "$got" ] && break
+  [ $(( $(date +%s) - t_boot )) -lt "$boot_timeout" ] || fail "ssh hsw@$ip_addr did not answer after ${boot_timeout} s"
+  sleep 2
+done
+t_ssh=$(( $(date +%s) - t_boot ))
+info "ssh answered after ${t_ssh} s: hostname '$got'"
+[ "$got" = "$guest_hostname" ] || fail "guest hostname is '$got', expected '$guest_hostname'"
+
+step "guest checks"
+checks=$(gssh 'sudo -n id -u; sudo -n passwd -S root | cut -d" " -f2; ip -4 -o addr show eth0 | wc -l' 2>&1) \
+  || fail "guest checks did not run: $checks"
+mapfile -t c <<< "$checks"
+[ "${c[0]:-}" = 0 ] || fail "passwordless sudo for hsw does not work: $checks"
+[ "${c[1]:-}" = L ] || fail "root's password is not locked (passwd -S says '${c[1]:-}')"
+[ "${c[2]:-}" = 1 ] || fail "eth0 has no IPv4 address: $checks"
+info "sudo works, root password locked, eth0 configured"
+
+step "teardown"
+v destroy "$dom" >/dev/null
+v undefine "$dom" >/dev/null
+v net-destroy "$net" >/dev/null
+v net-undefine "$net" >/dev/null
+rm -rf --one-file-system "$work"
+[ -z "$(v list --all --name)" ] || fail "domains left: $(v list --all --name)"
+[ -z "$(v net-list --all --name)" ] || fail "networks left: $(v net-list --all --name)"
+[ -z "$(find "$pool" -mindepth 1 -print -quit)" ] || fail "files left in $pool"
+if ip netns exec "$ns" ip link show "$bridge" >/dev/null 2>&1; then fail "bridge $bridge left in netns $ns"; fi
+run_dir=$(sandbox env RUN_DIR)
+state_dir=$(sandbox env STATE_DIR)
+mapfile -t ns_pids < <(ip netns pids "$ns")
+info "processes in the sandbox before stop: ${#ns_pids[@]}"
+started=0
+sandbox stop
+if ip netns list | awk '{print $1}' | grep -qxF -- "$ns"; then fail "netns $ns left"; fi
+[ ! -e "$run_dir" ] || fail "$run_dir left"
+[ ! -e "$state_dir" ] || fail "$state_dir left"
+for p in "${ns_pids[@]}"; do
+  [ ! -d "/proc/$p" ] || fail "process $p ($(cat "/proc/$p/comm" 2>/dev/null)) outlived the sandbox"
+done
+
+step "PASSED: boot to DHCP lease ${t_lease} s, to ssh ${t_ssh} s; whole smoke test $(( $(date +%s) - t_all )) s"
