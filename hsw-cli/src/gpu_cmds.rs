@@ -61,7 +61,11 @@ fn plan(args: &PlanArgs, out: &mut dyn Write) -> u8 {
                 })).collect::<Vec<_>>(),
                 "whole_gpus": plan.whole_gpus,
             });
-            writeln!(out, "{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            )
         }
         (Ok(plan), Format::Text) => {
             let mut s = format!("GPU plan for {name}\n");
@@ -79,14 +83,20 @@ fn plan(args: &PlanArgs, out: &mut dyn Write) -> u8 {
                 ));
             }
             for w in &plan.whole_gpus {
-                s.push_str(&format!("  {:<6} GPU  {:<10} (whole, passthrough)\n", w.cluster, w.device));
+                s.push_str(&format!(
+                    "  {:<6} GPU  {:<10} (whole, passthrough)\n",
+                    w.cluster, w.device
+                ));
             }
             out.write_all(s.as_bytes())
         }
         (Err(e), Format::Json) => writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"config": name, "error": e.to_string()})).unwrap_or_default()
+            serde_json::to_string_pretty(
+                &serde_json::json!({"config": name, "error": e.to_string()})
+            )
+            .unwrap_or_default()
         ),
         (Err(e), Format::Text) => writeln!(out, "no GPU plan exists for {name}: {e}"),
     };

@@ -38,10 +38,16 @@ pub fn run(file: Option<&Path>, format: Format, out: &mut dyn Write) -> u8 {
     let written = match format {
         Format::Text => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            out.write_all(validated.report.render_text(&name, &source, color).as_bytes())
+            out.write_all(
+                validated
+                    .report
+                    .render_text(&name, &source, color)
+                    .as_bytes(),
+            )
         }
         Format::Json => {
-            let mut s = serde_json::to_string_pretty(&validated.report.to_json()).unwrap_or_default();
+            let mut s =
+                serde_json::to_string_pretty(&validated.report.to_json()).unwrap_or_default();
             s.push('\n');
             out.write_all(s.as_bytes())
         }

@@ -24,8 +24,12 @@ fn check_golden(expected: &Path, actual: &str) {
         std::fs::write(expected, actual).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(expected)
-        .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", expected.display()));
+    let want = std::fs::read_to_string(expected).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run with UPDATE_EXPECT=1",
+            expected.display()
+        )
+    });
     assert!(
         want == actual,
         "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{actual}",
@@ -42,15 +46,28 @@ fn golden_text_and_json() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let rel = format!("tests/validate/{}", path.file_name().unwrap().to_string_lossy());
+        let rel = format!(
+            "tests/validate/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
         let text = hsw(&["validate", &rel]);
         let json = hsw(&["validate", &rel, "--format", "json"]);
         assert_eq!(text.status.code(), json.status.code(), "{rel}");
         let code = text.status.code().unwrap();
-        assert!(code == 0 || code == 1, "{rel}: exit {code}: {}", String::from_utf8_lossy(&text.stderr));
+        assert!(
+            code == 0 || code == 1,
+            "{rel}: exit {code}: {}",
+            String::from_utf8_lossy(&text.stderr)
+        );
         let stem = path.with_extension("");
-        check_golden(&stem.with_extension("txt"), &format!("exit: {code}\n{}", String::from_utf8_lossy(&text.stdout)));
-        check_golden(&stem.with_extension("json"), &String::from_utf8_lossy(&json.stdout));
+        check_golden(
+            &stem.with_extension("txt"),
+            &format!("exit: {code}\n{}", String::from_utf8_lossy(&text.stdout)),
+        );
+        check_golden(
+            &stem.with_extension("json"),
+            &String::from_utf8_lossy(&json.stdout),
+        );
         let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
         assert_eq!(parsed["valid"], code == 0, "{rel}");
         cases += 1;
@@ -60,9 +77,23 @@ fn golden_text_and_json() {
 
 #[test]
 fn exit_codes() {
-    assert_eq!(hsw(&["validate"]).status.code(), Some(0), "embedded default");
-    assert_eq!(hsw(&["validate", "examples/production-like.yaml"]).status.code(), Some(0));
-    assert_eq!(hsw(&["validate", "tests/validate/seed-example.yaml"]).status.code(), Some(1));
+    assert_eq!(
+        hsw(&["validate"]).status.code(),
+        Some(0),
+        "embedded default"
+    );
+    assert_eq!(
+        hsw(&["validate", "examples/production-like.yaml"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        hsw(&["validate", "tests/validate/seed-example.yaml"])
+            .status
+            .code(),
+        Some(1)
+    );
     let missing = hsw(&["validate", "no/such/file.yaml"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read no/such/file.yaml"));
@@ -72,10 +103,18 @@ fn exit_codes() {
 
 #[test]
 fn json_positions_are_one_based_and_point_at_the_node() {
-    let out = hsw(&["validate", "tests/validate/typo-and-friends.yaml", "--format", "json"]);
+    let out = hsw(&[
+        "validate",
+        "tests/validate/typo-and-friends.yaml",
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let errors = v["errors"].as_array().unwrap();
-    let unknown = errors.iter().find(|e| e["rule"] == "schema.unknown-key").unwrap();
+    let unknown = errors
+        .iter()
+        .find(|e| e["rule"] == "schema.unknown-key")
+        .unwrap();
     assert_eq!(unknown["path"], "/clusters/hpc");
     assert_eq!(unknown["line"], 15);
     assert_eq!(unknown["column"], 5);

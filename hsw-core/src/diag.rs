@@ -44,7 +44,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at `path`.
-    pub fn error(rule: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn error(
+        rule: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Error,
             path: path.into(),
@@ -58,8 +62,15 @@ impl Diagnostic {
     }
 
     /// A warning at `path`.
-    pub fn warning(rule: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(rule, path, message) }
+    pub fn warning(
+        rule: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(rule, path, message)
+        }
     }
 
     /// Adds a hint.
@@ -95,31 +106,45 @@ pub struct Report {
 impl Report {
     /// Whether any finding is an error.
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 
     /// The errors.
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
     }
 
     /// The warnings.
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning)
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
     }
 
     /// Orders findings by position (those without one last), then by path and rule,
     /// and drops exact duplicates.
     pub fn sort(&mut self) {
         self.diagnostics.sort_by(|a, b| {
-            (a.line.is_none(), a.line, a.column, &a.path, &a.rule, &a.message).cmp(&(
-                b.line.is_none(),
-                b.line,
-                b.column,
-                &b.path,
-                &b.rule,
-                &b.message,
-            ))
+            (
+                a.line.is_none(),
+                a.line,
+                a.column,
+                &a.path,
+                &a.rule,
+                &a.message,
+            )
+                .cmp(&(
+                    b.line.is_none(),
+                    b.line,
+                    b.column,
+                    &b.path,
+                    &b.rule,
+                    &b.message,
+                ))
         });
         self.diagnostics.dedup();
     }
@@ -136,7 +161,11 @@ impl Report {
     /// rustc-style text: one block per finding with `file:line:col`, the source line, a caret
     /// under the node, the rule id and the hint; then a summary line.
     pub fn render_text(&self, file: &str, source: &str, color: bool) -> String {
-        let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+        let renderer = if color {
+            Renderer::styled()
+        } else {
+            Renderer::plain()
+        };
         let index = LineIndex::new(source);
         let mut out = String::new();
         for d in &self.diagnostics {
@@ -171,7 +200,11 @@ impl Report {
             (0, 0) => format!("{file}: valid"),
             (0, w) => format!("{file}: valid, with {w} warning{}", plural(w)),
             (e, 0) => format!("{file}: invalid: {e} error{}", plural(e)),
-            (e, w) => format!("{file}: invalid: {e} error{}, {w} warning{}", plural(e), plural(w)),
+            (e, w) => format!(
+                "{file}: invalid: {e} error{}, {w} warning{}",
+                plural(e),
+                plural(w)
+            ),
         };
         out.push_str(&summary);
         out.push('\n');
@@ -193,7 +226,9 @@ fn label_for(d: &Diagnostic) -> String {
     }
     match d.path.rsplit('/').next() {
         Some(last) if last.bytes().all(|b| b.is_ascii_digit()) => "here".to_owned(),
-        Some(last) if !last.is_empty() => format!("`{}`", last.replace("~1", "/").replace("~0", "~")),
+        Some(last) if !last.is_empty() => {
+            format!("`{}`", last.replace("~1", "/").replace("~0", "~"))
+        }
         _ => String::new(),
     }
 }
@@ -221,7 +256,9 @@ impl<'a> LineIndex<'a> {
         let Some(&line_start) = self.starts.get(line.saturating_sub(1)) else {
             return self.source.len()..self.source.len();
         };
-        let line_end = self.source[line_start..].find('\n').map_or(self.source.len(), |i| line_start + i);
+        let line_end = self.source[line_start..]
+            .find('\n')
+            .map_or(self.source.len(), |i| line_start + i);
         let text = &self.source[line_start..line_end];
         let start = text
             .char_indices()
@@ -231,7 +268,10 @@ impl<'a> LineIndex<'a> {
         let len = match rest.chars().next() {
             Some('"') | Some('\'') => {
                 let q = rest.as_bytes()[0];
-                rest[1..].bytes().position(|b| b == q).map_or(rest.len(), |i| i + 2)
+                rest[1..]
+                    .bytes()
+                    .position(|b| b == q)
+                    .map_or(rest.len(), |i| i + 2)
             }
             _ => {
                 let bytes = rest.as_bytes();
@@ -239,12 +279,17 @@ impl<'a> LineIndex<'a> {
                     .find(|&(i, c)| {
                         matches!(c, ',' | ']' | '}' | '#')
                             || c.is_whitespace()
-                            || (c == ':' && bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace()))
+                            || (c == ':'
+                                && bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace()))
                     })
                     .map_or(rest.len(), |(i, _)| i)
             }
         };
-        let len = if len == 0 { rest.chars().next().map_or(0, char::len_utf8) } else { len };
+        let len = if len == 0 {
+            rest.chars().next().map_or(0, char::len_utf8)
+        } else {
+            len
+        };
         start..start + len
     }
 }
@@ -273,7 +318,8 @@ mod tests {
     #[test]
     fn json_form() {
         let mut r = Report::default();
-        r.diagnostics.push(Diagnostic::error("r.x", "/a", "bad").at(1, 2));
+        r.diagnostics
+            .push(Diagnostic::error("r.x", "/a", "bad").at(1, 2));
         r.diagnostics.push(Diagnostic::warning("r.y", "/b", "meh"));
         let j = r.to_json();
         assert_eq!(j["valid"], false);

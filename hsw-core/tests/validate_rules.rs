@@ -9,7 +9,10 @@ use hsw_core::diag::{Diagnostic, Severity};
 fn edit(pairs: &[(&str, &str)]) -> String {
     let mut s = DEFAULT_CONFIG.to_owned();
     for (from, to) in pairs {
-        assert!(s.contains(from), "the default config no longer contains {from:?}");
+        assert!(
+            s.contains(from),
+            "the default config no longer contains {from:?}"
+        );
         s = s.replacen(from, to, 1);
     }
     s
@@ -51,8 +54,17 @@ fn every_example_is_valid() {
         if path.extension().is_some_and(|e| e == "yaml") {
             let src = std::fs::read_to_string(&path).unwrap();
             let v = validate_str(&src);
-            assert!(!v.report.has_errors(), "{}: {:#?}", path.display(), v.report);
-            assert!(src.starts_with("# yaml-language-server: $schema="), "{} lacks the modeline", path.display());
+            assert!(
+                !v.report.has_errors(),
+                "{}: {:#?}",
+                path.display(),
+                v.report
+            );
+            assert!(
+                src.starts_with("# yaml-language-server: $schema="),
+                "{} lacks the modeline",
+                path.display()
+            );
             n += 1;
         }
     }
@@ -71,7 +83,10 @@ fn yaml_syntax_error_has_a_line() {
 
 #[test]
 fn yaml_duplicate_key() {
-    let src = edit(&[("  description: Minimal", "  name: again\n  description: Minimal")]);
+    let src = edit(&[(
+        "  description: Minimal",
+        "  name: again\n  description: Minimal",
+    )]);
     let d = expect_error(&src, "yaml.duplicate-key", "/metadata/name");
     assert_eq!(d.line, Some(9));
 }
@@ -93,10 +108,17 @@ fn unknown_key_points_at_the_key_with_a_suggestion() {
     assert_eq!(d.path, "/clusters/hpc");
     assert_eq!(d.hint.as_deref(), Some("did you mean `compute_nodes`?"));
     // line of `computenodes:` in the default file, column of the key
-    let line = src.lines().position(|l| l.trim_start().starts_with("computenodes:")).unwrap() + 1;
+    let line = src
+        .lines()
+        .position(|l| l.trim_start().starts_with("computenodes:"))
+        .unwrap()
+        + 1;
     assert_eq!((d.line, d.column), (Some(line), Some(5)));
     // the typo is reported once: not again as the missing `compute_nodes`
-    assert!(!all.iter().any(|d| d.rule == "schema.missing-key"), "{all:#?}");
+    assert!(
+        !all.iter().any(|d| d.rule == "schema.missing-key"),
+        "{all:#?}"
+    );
     // a key with no close match is removed for the semantic pass and the missing key is reported
     let src = edit(&[("    compute_nodes:", "    xyzzy:")]);
     expect_error(&src, "schema.missing-key", "/clusters/hpc");
@@ -112,88 +134,177 @@ fn all_errors_at_once() {
     let all = findings(&src);
     assert!(all.iter().any(|d| d.rule == "schema.minimum"), "{all:#?}");
     assert!(all.iter().any(|d| d.rule == "schema.enum"), "{all:#?}");
-    assert!(all.iter().any(|d| d.rule == "slurm.default-partition"), "{all:#?}");
+    assert!(
+        all.iter().any(|d| d.rule == "slurm.default-partition"),
+        "{all:#?}"
+    );
 }
 
 #[test]
 fn resources_within_bounds() {
-    expect_error(&edit(&[("memory_gb: 1\n      disk_gb: 8\n      ip_address", "memory_gb: 100000\n      disk_gb: 8\n      ip_address")]), "schema.maximum", "/clusters/hpc/controller/memory_gb");
-    expect_error(&edit(&[("count: 2", "count: 0")]), "schema.minimum", "/clusters/hpc/compute_nodes/count");
-    expect_error(&edit(&[("disk_gb: 8\n      ip_address", "disk_gb: -3\n      ip_address")]), "schema.minimum", "/clusters/hpc/controller/disk_gb");
+    expect_error(
+        &edit(&[(
+            "memory_gb: 1\n      disk_gb: 8\n      ip_address",
+            "memory_gb: 100000\n      disk_gb: 8\n      ip_address",
+        )]),
+        "schema.maximum",
+        "/clusters/hpc/controller/memory_gb",
+    );
+    expect_error(
+        &edit(&[("count: 2", "count: 0")]),
+        "schema.minimum",
+        "/clusters/hpc/compute_nodes/count",
+    );
+    expect_error(
+        &edit(&[(
+            "disk_gb: 8\n      ip_address",
+            "disk_gb: -3\n      ip_address",
+        )]),
+        "schema.minimum",
+        "/clusters/hpc/controller/disk_gb",
+    );
 }
 
 #[test]
 fn enums_for_kubernetes() {
-    let d = expect_error(&edit(&[("cni: calico", "cni: calicoo")]), "schema.enum", "/clusters/cloud/kubernetes_config/cni");
+    let d = expect_error(
+        &edit(&[("cni: calico", "cni: calicoo")]),
+        "schema.enum",
+        "/clusters/cloud/kubernetes_config/cni",
+    );
     assert_eq!(d.hint.as_deref(), Some("did you mean `calico`?"));
-    expect_error(&edit(&[("ingress: nginx", "ingress: haproxy")]), "schema.enum", "/clusters/cloud/kubernetes_config/ingress");
-    expect_error(&edit(&[("storage_class: local-path", "storage_class: ceph")]), "schema.enum", "/clusters/cloud/kubernetes_config/storage_class");
+    expect_error(
+        &edit(&[("ingress: nginx", "ingress: haproxy")]),
+        "schema.enum",
+        "/clusters/cloud/kubernetes_config/ingress",
+    );
+    expect_error(
+        &edit(&[("storage_class: local-path", "storage_class: ceph")]),
+        "schema.enum",
+        "/clusters/cloud/kubernetes_config/storage_class",
+    );
 }
 
 #[test]
 fn version_must_be_1_0() {
-    expect_error(&edit(&[("version: \"1.0\"", "version: \"2.0\"")]), "schema.pattern", "/version");
+    expect_error(
+        &edit(&[("version: \"1.0\"", "version: \"2.0\"")]),
+        "schema.pattern",
+        "/version",
+    );
     // an unquoted 1.0 is a number
-    expect_error(&edit(&[("version: \"1.0\"", "version: 1.0")]), "schema.type", "/version");
+    expect_error(
+        &edit(&[("version: \"1.0\"", "version: 1.0")]),
+        "schema.type",
+        "/version",
+    );
 }
 
 #[test]
 fn bridge_name_at_most_15_characters() {
-    let d = expect_error(&edit(&[("bridge: hswbr-hpc", "bridge: a-very-long-bridge-name")]), "schema.pattern", "/global/networks/hpc_network/bridge");
+    let d = expect_error(
+        &edit(&[("bridge: hswbr-hpc", "bridge: a-very-long-bridge-name")]),
+        "schema.pattern",
+        "/global/networks/hpc_network/bridge",
+    );
     assert!(d.hint.unwrap().contains("15"));
 }
 
 #[test]
 fn pci_address_format() {
-    expect_error(&edit(&[("\"0000:65:00.0\"", "\"65:00.0\"")]), "schema.pattern", "/global/gpu_allocation/devices/0/pci_address");
+    expect_error(
+        &edit(&[("\"0000:65:00.0\"", "\"65:00.0\"")]),
+        "schema.pattern",
+        "/global/gpu_allocation/devices/0/pci_address",
+    );
 }
 
 // ---------------------------------------------------------------- networks
 
 #[test]
 fn subnet_must_be_a_network_address() {
-    let d = expect_error(&edit(&[("subnet: 192.168.100.0/24", "subnet: 192.168.100.5/24")]), "network.subnet-invalid", "/global/networks/hpc_network/subnet");
+    let d = expect_error(
+        &edit(&[("subnet: 192.168.100.0/24", "subnet: 192.168.100.5/24")]),
+        "network.subnet-invalid",
+        "/global/networks/hpc_network/subnet",
+    );
     assert!(d.message.contains("192.168.100.0/24"), "{}", d.message);
 }
 
 #[test]
 fn subnets_must_not_overlap() {
-    expect_error(&edit(&[("subnet: 192.168.200.0/24", "subnet: 192.168.0.0/16")]), "network.subnet-overlap", "/global/networks/hpc_network/subnet");
+    expect_error(
+        &edit(&[("subnet: 192.168.200.0/24", "subnet: 192.168.0.0/16")]),
+        "network.subnet-overlap",
+        "/global/networks/hpc_network/subnet",
+    );
 }
 
 #[test]
 fn bridges_unique() {
-    expect_error(&edit(&[("bridge: hswbr-cloud", "bridge: hswbr-hpc")]), "network.bridge-duplicate", "/global/networks/hpc_network/bridge");
+    expect_error(
+        &edit(&[("bridge: hswbr-cloud", "bridge: hswbr-hpc")]),
+        "network.bridge-duplicate",
+        "/global/networks/hpc_network/bridge",
+    );
 }
 
 #[test]
 fn gateway_defaults_to_first_usable_and_nodes_may_not_take_it() {
-    let d = expect_error(&edit(&[("ip_address: 192.168.100.10", "ip_address: 192.168.100.1")]), "ip.gateway", "/clusters/hpc/controller/ip_address");
+    let d = expect_error(
+        &edit(&[("ip_address: 192.168.100.10", "ip_address: 192.168.100.1")]),
+        "ip.gateway",
+        "/clusters/hpc/controller/ip_address",
+    );
     assert!(d.message.contains("192.168.100.1"));
 }
 
 #[test]
 fn explicit_gateway_frees_the_first_address() {
     let src = edit(&[
-        ("      bridge: hswbr-hpc", "      bridge: hswbr-hpc\n      gateway: 192.168.100.254"),
+        (
+            "      bridge: hswbr-hpc",
+            "      bridge: hswbr-hpc\n      gateway: 192.168.100.254",
+        ),
         ("ip_address: 192.168.100.10", "ip_address: 192.168.100.1"),
     ]);
-    assert!(!findings(&src).iter().any(|d| d.rule == "ip.gateway"), "{:#?}", findings(&src));
+    assert!(
+        !findings(&src).iter().any(|d| d.rule == "ip.gateway"),
+        "{:#?}",
+        findings(&src)
+    );
     let src = edit(&[
-        ("      bridge: hswbr-hpc", "      bridge: hswbr-hpc\n      gateway: 192.168.100.254"),
-        ("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.253-254"),
+        (
+            "      bridge: hswbr-hpc",
+            "      bridge: hswbr-hpc\n      gateway: 192.168.100.254",
+        ),
+        (
+            "ip_range: 192.168.100.11-12",
+            "ip_range: 192.168.100.253-254",
+        ),
     ]);
     expect_error(&src, "ip.gateway", "/clusters/hpc/compute_nodes/ip_range");
 }
 
 #[test]
 fn gateway_must_be_inside_the_subnet() {
-    expect_error(&edit(&[("      bridge: hswbr-hpc", "      bridge: hswbr-hpc\n      gateway: 10.0.0.1")]), "network.gateway", "/global/networks/hpc_network/gateway");
+    expect_error(
+        &edit(&[(
+            "      bridge: hswbr-hpc",
+            "      bridge: hswbr-hpc\n      gateway: 10.0.0.1",
+        )]),
+        "network.gateway",
+        "/global/networks/hpc_network/gateway",
+    );
 }
 
 #[test]
 fn cluster_network_must_exist() {
-    let d = expect_error(&edit(&[("    hpc_network:", "    hpc_net:")]), "network.unknown", "/clusters/hpc");
+    let d = expect_error(
+        &edit(&[("    hpc_network:", "    hpc_net:")]),
+        "network.unknown",
+        "/clusters/hpc",
+    );
     assert!(d.hint.unwrap().contains("hpc_net"));
 }
 
@@ -201,25 +312,55 @@ fn cluster_network_must_exist() {
 
 #[test]
 fn node_ips_inside_the_cluster_subnet() {
-    expect_error(&edit(&[("ip_address: 192.168.100.10", "ip_address: 192.168.200.50")]), "ip.outside-subnet", "/clusters/hpc/controller/ip_address");
-    expect_error(&edit(&[("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.254-255")]), "ip.reserved", "/clusters/hpc/compute_nodes/ip_range");
+    expect_error(
+        &edit(&[("ip_address: 192.168.100.10", "ip_address: 192.168.200.50")]),
+        "ip.outside-subnet",
+        "/clusters/hpc/controller/ip_address",
+    );
+    expect_error(
+        &edit(&[(
+            "ip_range: 192.168.100.11-12",
+            "ip_range: 192.168.100.254-255",
+        )]),
+        "ip.reserved",
+        "/clusters/hpc/compute_nodes/ip_range",
+    );
 }
 
 #[test]
 fn node_ips_unique() {
-    let d = expect_error(&edit(&[("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.10-11")]), "ip.duplicate", "/clusters/hpc/compute_nodes/ip_range");
+    let d = expect_error(
+        &edit(&[("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.10-11")]),
+        "ip.duplicate",
+        "/clusters/hpc/compute_nodes/ip_range",
+    );
     assert!(d.message.contains("192.168.100.10"));
 }
 
 #[test]
 fn ranges_ascending() {
-    expect_error(&edit(&[("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.12-11")]), "ip.range-invalid", "/clusters/hpc/compute_nodes/ip_range");
-    expect_error(&edit(&[("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.20-192.168.100.11")]), "ip.range-invalid", "/clusters/hpc/compute_nodes/ip_range");
+    expect_error(
+        &edit(&[("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.12-11")]),
+        "ip.range-invalid",
+        "/clusters/hpc/compute_nodes/ip_range",
+    );
+    expect_error(
+        &edit(&[(
+            "ip_range: 192.168.100.11-12",
+            "ip_range: 192.168.100.20-192.168.100.11",
+        )]),
+        "ip.range-invalid",
+        "/clusters/hpc/compute_nodes/ip_range",
+    );
 }
 
 #[test]
 fn ranges_as_large_as_count() {
-    let d = expect_error(&edit(&[("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.11")]), "ip.range-size", "/clusters/hpc/compute_nodes/ip_range");
+    let d = expect_error(
+        &edit(&[("ip_range: 192.168.100.11-12", "ip_range: 192.168.100.11")]),
+        "ip.range-size",
+        "/clusters/hpc/compute_nodes/ip_range",
+    );
     assert!(d.message.contains("count` is 2"), "{}", d.message);
 }
 
@@ -228,7 +369,10 @@ fn full_ranges_are_understood() {
     let src = edit(&[
         ("subnet: 192.168.100.0/24", "subnet: 172.20.0.0/16"),
         ("ip_address: 192.168.100.10", "ip_address: 172.20.0.10"),
-        ("ip_range: 192.168.100.11-12", "ip_range: 172.20.1.1-172.20.4.250"),
+        (
+            "ip_range: 192.168.100.11-12",
+            "ip_range: 172.20.1.1-172.20.4.250",
+        ),
     ]);
     let all = findings(&src);
     assert!(all.is_empty(), "{all:#?}");
@@ -239,32 +383,78 @@ fn full_ranges_are_understood() {
 #[test]
 fn slurm_time_format() {
     for bad in ["24h", "25:61:00", "1-25:00", "abc", "0"] {
-        expect_error(&edit(&[("max_job_time: \"24:00:00\"", &format!("max_job_time: \"{bad}\""))]), "slurm.time-format", "/clusters/hpc/slurm_config/max_job_time");
+        expect_error(
+            &edit(&[(
+                "max_job_time: \"24:00:00\"",
+                &format!("max_job_time: \"{bad}\""),
+            )]),
+            "slurm.time-format",
+            "/clusters/hpc/slurm_config/max_job_time",
+        );
     }
-    for good in ["30", "30:00", "100:00:00", "2-00", "2-12:30", "7-00:00:00", "UNLIMITED"] {
-        let src = edit(&[("max_job_time: \"24:00:00\"", &format!("max_job_time: \"{good}\""))]);
-        assert!(!findings(&src).iter().any(|d| d.rule == "slurm.time-format"), "{good} refused");
+    for good in [
+        "30",
+        "30:00",
+        "100:00:00",
+        "2-00",
+        "2-12:30",
+        "7-00:00:00",
+        "UNLIMITED",
+    ] {
+        let src = edit(&[(
+            "max_job_time: \"24:00:00\"",
+            &format!("max_job_time: \"{good}\""),
+        )]);
+        assert!(
+            !findings(&src).iter().any(|d| d.rule == "slurm.time-format"),
+            "{good} refused"
+        );
     }
 }
 
 #[test]
 fn default_partition_listed() {
-    let d = expect_error(&edit(&[("default_partition: gpu", "default_partition: gpus")]), "slurm.default-partition", "/clusters/hpc/slurm_config/default_partition");
+    let d = expect_error(
+        &edit(&[("default_partition: gpu", "default_partition: gpus")]),
+        "slurm.default-partition",
+        "/clusters/hpc/slurm_config/default_partition",
+    );
     assert_eq!(d.hint.as_deref(), Some("did you mean `gpu`?"));
 }
 
 #[test]
 fn partitions_unique_and_well_named() {
-    expect_error(&edit(&[("partitions: [\"gpu\", \"debug\"]", "partitions: [\"gpu\", \"gpu\"]")]), "slurm.partition-duplicate", "/clusters/hpc/slurm_config/partitions/1");
-    expect_error(&edit(&[("partitions: [\"gpu\", \"debug\"]", "partitions: [\"gpu\", \"de bug\"]")]), "slurm.partition-name", "/clusters/hpc/slurm_config/partitions/1");
+    expect_error(
+        &edit(&[(
+            "partitions: [\"gpu\", \"debug\"]",
+            "partitions: [\"gpu\", \"gpu\"]",
+        )]),
+        "slurm.partition-duplicate",
+        "/clusters/hpc/slurm_config/partitions/1",
+    );
+    expect_error(
+        &edit(&[(
+            "partitions: [\"gpu\", \"debug\"]",
+            "partitions: [\"gpu\", \"de bug\"]",
+        )]),
+        "slurm.partition-name",
+        "/clusters/hpc/slurm_config/partitions/1",
+    );
 }
 
 // ---------------------------------------------------------------- kubernetes
 
 #[test]
 fn kubernetes_cidrs_do_not_overlap_networks() {
-    let src = edit(&[("storage_class: local-path", "storage_class: local-path\n      pod_subnet: 192.168.0.0/16")]);
-    expect_error(&src, "kubernetes.cidr-overlap", "/clusters/cloud/kubernetes_config/pod_subnet");
+    let src = edit(&[(
+        "storage_class: local-path",
+        "storage_class: local-path\n      pod_subnet: 192.168.0.0/16",
+    )]);
+    expect_error(
+        &src,
+        "kubernetes.cidr-overlap",
+        "/clusters/cloud/kubernetes_config/pod_subnet",
+    );
 }
 
 // ---------------------------------------------------------------- GPUs
@@ -273,36 +463,69 @@ fn kubernetes_cidrs_do_not_overlap_networks() {
 fn gpu_ids_and_pci_addresses_unique() {
     let second = "      - id: GPU-0\n        pci_address: \"0000:65:00.0\"\n        model: NVIDIA A100-SXM4-80GB\n        mig_capable: true\n";
     let src = edit(&[("    strategy: mig", &format!("{second}    strategy: mig"))]);
-    expect_error(&src, "gpu.id-duplicate", "/global/gpu_allocation/devices/1/id");
-    expect_error(&src, "gpu.pci-duplicate", "/global/gpu_allocation/devices/1/pci_address");
+    expect_error(
+        &src,
+        "gpu.id-duplicate",
+        "/global/gpu_allocation/devices/1/id",
+    );
+    expect_error(
+        &src,
+        "gpu.pci-duplicate",
+        "/global/gpu_allocation/devices/1/pci_address",
+    );
 }
 
 #[test]
 fn mig_profiles_only_on_mig_capable_devices() {
-    expect_error(&edit(&[("mig_capable: true", "mig_capable: false")]), "gpu.not-mig-capable", "/global/gpu_allocation/devices/0/allowed_mig_profiles");
+    expect_error(
+        &edit(&[("mig_capable: true", "mig_capable: false")]),
+        "gpu.not-mig-capable",
+        "/global/gpu_allocation/devices/0/allowed_mig_profiles",
+    );
 }
 
 #[test]
 fn profiles_checked_against_the_model_table() {
-    let d = expect_error(&edit(&[("\"1g.10gb\", \"2g.20gb\"", "\"1g.5gb\", \"2g.20gb\"")]), "gpu.unknown-profile", "/global/gpu_allocation/devices/0/allowed_mig_profiles/0");
-    assert!(d.hint.as_deref().unwrap().starts_with("did you mean `1g.10gb`?"), "{d:?}");
+    let d = expect_error(
+        &edit(&[("\"1g.10gb\", \"2g.20gb\"", "\"1g.5gb\", \"2g.20gb\"")]),
+        "gpu.unknown-profile",
+        "/global/gpu_allocation/devices/0/allowed_mig_profiles/0",
+    );
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap()
+            .starts_with("did you mean `1g.10gb`?"),
+        "{d:?}"
+    );
 }
 
 #[test]
 fn unknown_models_warn() {
-    let d = expect(&edit(&[("model: NVIDIA A100-SXM4-80GB", "model: NVIDIA Q9000")]), "gpu.unknown-model", "/global/gpu_allocation/devices/0/model");
+    let d = expect(
+        &edit(&[("model: NVIDIA A100-SXM4-80GB", "model: NVIDIA Q9000")]),
+        "gpu.unknown-model",
+        "/global/gpu_allocation/devices/0/model",
+    );
     assert_eq!(d.severity, Severity::Warning);
 }
 
 #[test]
 fn strategy_mig_allows_no_whole_gpus() {
-    let src = edit(&[("      cloud: 1\n", "      cloud: 1\n    whole_gpus:\n      hpc: 1\n")]);
+    let src = edit(&[(
+        "      cloud: 1\n",
+        "      cloud: 1\n    whole_gpus:\n      hpc: 1\n",
+    )]);
     expect_error(&src, "gpu.strategy", "/global/gpu_allocation/whole_gpus");
 }
 
 #[test]
 fn strategy_whole_allows_no_mig_slices() {
-    expect_error(&edit(&[("strategy: mig", "strategy: whole")]), "gpu.strategy", "/global/gpu_allocation/mig_slices");
+    expect_error(
+        &edit(&[("strategy: mig", "strategy: whole")]),
+        "gpu.strategy",
+        "/global/gpu_allocation/mig_slices",
+    );
 }
 
 #[test]
@@ -311,41 +534,82 @@ fn oversubscription_is_refused() {
     let src = edit(&[("[\"1g.10gb\", \"2g.20gb\", \"3g.40gb\"]", "[\"3g.40gb\"]")]);
     expect_error(&src, "gpu.infeasible", "/global/gpu_allocation");
     // 8 × 1g on a 7-slice GPU
-    let src = edit(&[("      hpc: 2\n      cloud: 1", "      hpc: 7\n      cloud: 1")]);
+    let src = edit(&[(
+        "      hpc: 2\n      cloud: 1",
+        "      hpc: 7\n      cloud: 1",
+    )]);
     expect_error(&src, "gpu.infeasible", "/global/gpu_allocation");
 }
 
 #[test]
 fn per_cluster_profile_choice_must_exist() {
-    let src = edit(&[("    mig_slices:", "    mig_profiles:\n      hpc: [\"1g.5gb\"]\n    mig_slices:")]);
-    expect_error(&src, "gpu.unknown-profile", "/global/gpu_allocation/mig_profiles/hpc/0");
+    let src = edit(&[(
+        "    mig_slices:",
+        "    mig_profiles:\n      hpc: [\"1g.5gb\"]\n    mig_slices:",
+    )]);
+    expect_error(
+        &src,
+        "gpu.unknown-profile",
+        "/global/gpu_allocation/mig_profiles/hpc/0",
+    );
 }
 
 #[test]
 fn whole_gpus_within_non_mig_devices() {
-    let src = edit(&[("strategy: mig", "strategy: hybrid"), ("      cloud: 1\n", "      cloud: 1\n    whole_gpus:\n      cloud: 1\n")]);
+    let src = edit(&[
+        ("strategy: mig", "strategy: hybrid"),
+        (
+            "      cloud: 1\n",
+            "      cloud: 1\n    whole_gpus:\n      cloud: 1\n",
+        ),
+    ]);
     expect_error(&src, "gpu.infeasible", "/global/gpu_allocation");
 }
 
 #[test]
 fn gpu_enabled_groups_get_a_unit_per_node() {
-    let d = expect_error(&edit(&[("      hpc: 2\n      cloud: 1", "      hpc: 1\n      cloud: 1")]), "gpu.units", "/clusters/hpc/compute_nodes/gpu_enabled");
+    let d = expect_error(
+        &edit(&[(
+            "      hpc: 2\n      cloud: 1",
+            "      hpc: 1\n      cloud: 1",
+        )]),
+        "gpu.units",
+        "/clusters/hpc/compute_nodes/gpu_enabled",
+    );
     assert!(d.message.contains("needing 2"), "{}", d.message);
 }
 
 #[test]
 fn gpu_allocation_may_be_omitted_without_gpu_nodes() {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cpu-only.yaml")).unwrap();
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/cpu-only.yaml"
+    ))
+    .unwrap();
     assert!(findings(&src).is_empty());
-    let src = src.replace("ip_range: 192.168.120.11-13}", "ip_range: 192.168.120.11-13, gpu_enabled: true}");
-    expect_error(&src, "gpu.missing-allocation", "/clusters/hpc/compute_nodes/gpu_enabled");
+    let src = src.replace(
+        "ip_range: 192.168.120.11-13}",
+        "ip_range: 192.168.120.11-13, gpu_enabled: true}",
+    );
+    expect_error(
+        &src,
+        "gpu.missing-allocation",
+        "/clusters/hpc/compute_nodes/gpu_enabled",
+    );
 }
 
 #[test]
 fn the_seed_example_is_caught() {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/validate/seed-example.yaml")).unwrap();
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/validate/seed-example.yaml"
+    ))
+    .unwrap();
     let all = findings(&src);
-    let bad: Vec<_> = all.iter().filter(|d| d.rule == "gpu.unknown-profile").collect();
+    let bad: Vec<_> = all
+        .iter()
+        .filter(|d| d.rule == "gpu.unknown-profile")
+        .collect();
     assert_eq!(bad.len(), 3, "{all:#?}");
     assert!(bad[0].message.contains("1g.5gb"));
 }

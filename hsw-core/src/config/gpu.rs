@@ -20,7 +20,10 @@ pub fn device_use(strategy: Strategy, mig_capable: bool, mode: Option<DeviceMode
 /// The planner's input for a configuration (empty when there is no `gpu_allocation`).
 pub fn plan_input(config: &ClusterConfig) -> PlanInput {
     let Some(alloc) = &config.global.gpu_allocation else {
-        return PlanInput { devices: Vec::new(), clusters: Vec::new() };
+        return PlanInput {
+            devices: Vec::new(),
+            clusters: Vec::new(),
+        };
     };
     let devices = alloc
         .devices
@@ -34,15 +37,29 @@ pub fn plan_input(config: &ClusterConfig) -> PlanInput {
         .collect();
     let mut clusters = Vec::new();
     for name in ["hpc", "cloud"] {
-        let mig = alloc.mig_slices.as_ref().and_then(|m| m.get(name)).copied().unwrap_or(0);
-        let whole = alloc.whole_gpus.as_ref().and_then(|m| m.get(name)).copied().unwrap_or(0);
+        let mig = alloc
+            .mig_slices
+            .as_ref()
+            .and_then(|m| m.get(name))
+            .copied()
+            .unwrap_or(0);
+        let whole = alloc
+            .whole_gpus
+            .as_ref()
+            .and_then(|m| m.get(name))
+            .copied()
+            .unwrap_or(0);
         if mig == 0 && whole == 0 {
             continue;
         }
         clusters.push(ClusterDemand {
             name: name.to_owned(),
             mig_instances: mig,
-            allowed_profiles: alloc.mig_profiles.as_ref().and_then(|m| m.get(name)).cloned(),
+            allowed_profiles: alloc
+                .mig_profiles
+                .as_ref()
+                .and_then(|m| m.get(name))
+                .cloned(),
             whole_gpus: whole,
         });
     }

@@ -54,7 +54,11 @@ pub fn validate_str(source: &str) -> Validated {
                 d = d.at(p.line, p.column);
             }
             report.diagnostics.push(d);
-            return Validated { config: None, report, positions: Positions::default() };
+            return Validated {
+                config: None,
+                report,
+                positions: Positions::default(),
+            };
         }
     };
     let (schema_findings, repairs) = schema::check(&value, &positions);
@@ -67,7 +71,9 @@ pub fn validate_str(source: &str) -> Validated {
                 // The schema is generated from the model, so this should not happen; say so plainly.
                 let pointer = path_to_pointer(&e.path().to_string());
                 let d = Diagnostic::error("schema.type", pointer.clone(), e.inner().to_string());
-                report.diagnostics.push(schema::place(d, &positions, &pointer, false));
+                report
+                    .diagnostics
+                    .push(schema::place(d, &positions, &pointer, false));
             }
             None
         }
@@ -83,18 +89,28 @@ pub fn validate_str(source: &str) -> Validated {
         None
     };
     let masked: Vec<String> = repairs.iter().map(schema::Repair::pointer).collect();
-    let under_repair = |p: &str| masked.iter().any(|m| p == m || p.starts_with(&format!("{m}/")));
+    let under_repair = |p: &str| {
+        masked
+            .iter()
+            .any(|m| p == m || p.starts_with(&format!("{m}/")))
+    };
     if let Some(c) = config.as_ref().or(repaired_config.as_ref()) {
         for d in rules::check(c) {
             if config.is_none() && under_repair(&d.path) {
                 continue;
             }
             let pointer = d.path.clone();
-            report.diagnostics.push(schema::place(d, &positions, &pointer, false));
+            report
+                .diagnostics
+                .push(schema::place(d, &positions, &pointer, false));
         }
     }
     report.sort();
-    Validated { config, report, positions }
+    Validated {
+        config,
+        report,
+        positions,
+    }
 }
 
 /// `a.b[0].c` (serde_path_to_error's form) → `/a/b/0/c`.
@@ -131,7 +147,10 @@ mod tests {
     #[test]
     fn serde_paths_become_pointers() {
         assert_eq!(path_to_pointer("."), "");
-        assert_eq!(path_to_pointer("global.gpu_allocation.devices[1].id"), "/global/gpu_allocation/devices/1/id");
+        assert_eq!(
+            path_to_pointer("global.gpu_allocation.devices[1].id"),
+            "/global/gpu_allocation/devices/1/id"
+        );
     }
 
     #[test]

@@ -146,7 +146,9 @@ pub struct Network {
     pub mode: Option<NetworkMode>,
     /// DNS domain of the VMs on this network (default `<cluster>.<metadata.name>.internal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"))]
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+    ))]
     pub domain: Option<String>,
     /// Interface MTU in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -389,7 +391,9 @@ pub struct NodeGroup {
     #[schemars(range(min = 1, max = 16))]
     pub gpus_per_node: Option<u32>,
     /// Addresses of the VMs: one address (`192.168.100.11`), a last-octet range (`192.168.100.11-14`) or a full range (`172.20.1.1-172.20.4.250`). Ascending, at least `count` addresses.
-    #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}(-([0-9]{1,3}|[0-9]{1,3}(\.[0-9]{1,3}){3}))?$"))]
+    #[schemars(regex(
+        pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}(-([0-9]{1,3}|[0-9]{1,3}(\.[0-9]{1,3}){3}))?$"
+    ))]
     pub ip_range: String,
 }
 

@@ -25,7 +25,9 @@ pub struct ResolvedNetwork {
 
 /// Parses `a.b.c.d/len` as a network address (host bits must be zero).
 pub fn parse_subnet(text: &str) -> Result<Ipv4Net, String> {
-    let net: Ipv4Net = text.parse().map_err(|_| format!("`{text}` is not an IPv4 network in CIDR form"))?;
+    let net: Ipv4Net = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not an IPv4 network in CIDR form"))?;
     if net.network() != net.addr() {
         return Err(format!(
             "`{text}` is not a network address: its host bits are set (did you mean {}/{}?)",
@@ -34,7 +36,10 @@ pub fn parse_subnet(text: &str) -> Result<Ipv4Net, String> {
         ));
     }
     if net.prefix_len() > 30 {
-        return Err(format!("`{text}` is too small: a /{} has no room for a host and VMs", net.prefix_len()));
+        return Err(format!(
+            "`{text}` is too small: a /{} has no room for a host and VMs",
+            net.prefix_len()
+        ));
     }
     Ok(net)
 }
@@ -58,7 +63,9 @@ pub fn parse_ip_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
             let b: Ipv4Addr = if b.contains('.') {
                 b.parse().map_err(|_| bad())?
             } else {
-                let octet: u8 = b.parse().map_err(|_| format!("`{text}`: `{b}` is not a last octet (0-255)"))?;
+                let octet: u8 = b
+                    .parse()
+                    .map_err(|_| format!("`{text}`: `{b}` is not a last octet (0-255)"))?;
                 let [x, y, z, _] = a.octets();
                 Ipv4Addr::new(x, y, z, octet)
             };
@@ -66,7 +73,9 @@ pub fn parse_ip_range(text: &str) -> Result<(Ipv4Addr, Ipv4Addr), String> {
         }
     };
     if u32::from(last) < u32::from(first) {
-        return Err(format!("`{text}` is descending: write the lower address first"));
+        return Err(format!(
+            "`{text}` is descending: write the lower address first"
+        ));
     }
     Ok((first, last))
 }
@@ -90,7 +99,13 @@ pub fn is_slurm_time(text: &str) -> bool {
         return match parts.as_slice() {
             [h] => num(h) && h.len() <= 2 && h.parse::<u32>().is_ok_and(|v| v < 24),
             [h, m] => num(h) && h.len() <= 2 && h.parse::<u32>().is_ok_and(|v| v < 24) && lt60(m),
-            [h, m, s] => num(h) && h.len() <= 2 && h.parse::<u32>().is_ok_and(|v| v < 24) && lt60(m) && lt60(s),
+            [h, m, s] => {
+                num(h)
+                    && h.len() <= 2
+                    && h.parse::<u32>().is_ok_and(|v| v < 24)
+                    && lt60(m)
+                    && lt60(s)
+            }
             _ => false,
         };
     }
@@ -142,7 +157,12 @@ pub fn groups(config: &ClusterConfig) -> Vec<GroupRef<'_>> {
             gpu_units: 0,
             addresses: (&c.ip_address, "ip_address"),
         });
-        out.push(group("hpc", "compute", "/clusters/hpc/compute_nodes", &hpc.compute_nodes));
+        out.push(group(
+            "hpc",
+            "compute",
+            "/clusters/hpc/compute_nodes",
+            &hpc.compute_nodes,
+        ));
     }
     if let Some(cloud) = &config.clusters.cloud {
         let c = &cloud.control_plane;
@@ -158,16 +178,31 @@ pub fn groups(config: &ClusterConfig) -> Vec<GroupRef<'_>> {
             addresses: (&c.ip_address, "ip_address"),
         });
         if let Some(g) = &cloud.worker_nodes.cpu_workers {
-            out.push(group("cloud", "cpu_worker", "/clusters/cloud/worker_nodes/cpu_workers", g));
+            out.push(group(
+                "cloud",
+                "cpu_worker",
+                "/clusters/cloud/worker_nodes/cpu_workers",
+                g,
+            ));
         }
         if let Some(g) = &cloud.worker_nodes.gpu_workers {
-            out.push(group("cloud", "gpu_worker", "/clusters/cloud/worker_nodes/gpu_workers", g));
+            out.push(group(
+                "cloud",
+                "gpu_worker",
+                "/clusters/cloud/worker_nodes/gpu_workers",
+                g,
+            ));
         }
     }
     out
 }
 
-fn group<'a>(cluster: &'static str, role: &'static str, pointer: &str, g: &'a NodeGroup) -> GroupRef<'a> {
+fn group<'a>(
+    cluster: &'static str,
+    role: &'static str,
+    pointer: &str,
+    g: &'a NodeGroup,
+) -> GroupRef<'a> {
     GroupRef {
         cluster,
         role,
@@ -201,7 +236,10 @@ pub fn check(config: &ClusterConfig) -> Vec<Diagnostic> {
     out
 }
 
-fn check_networks(config: &ClusterConfig, out: &mut Vec<Diagnostic>) -> BTreeMap<String, ResolvedNetwork> {
+fn check_networks(
+    config: &ClusterConfig,
+    out: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, ResolvedNetwork> {
     let mut resolved = BTreeMap::new();
     let mut bridges: HashMap<&str, &str> = HashMap::new();
     for (name, net) in &config.global.networks {
@@ -211,7 +249,10 @@ fn check_networks(config: &ClusterConfig, out: &mut Vec<Diagnostic>) -> BTreeMap
                 Diagnostic::error(
                     "network.bridge-duplicate",
                     format!("{at}/bridge"),
-                    format!("bridge `{}` is used by networks `{other}` and `{name}`", net.bridge),
+                    format!(
+                        "bridge `{}` is used by networks `{other}` and `{name}`",
+                        net.bridge
+                    ),
                 )
                 .with_hint("give each network its own bridge name"),
             );
@@ -219,7 +260,11 @@ fn check_networks(config: &ClusterConfig, out: &mut Vec<Diagnostic>) -> BTreeMap
         let subnet = match parse_subnet(&net.subnet) {
             Ok(s) => s,
             Err(e) => {
-                out.push(Diagnostic::error("network.subnet-invalid", format!("{at}/subnet"), e));
+                out.push(Diagnostic::error(
+                    "network.subnet-invalid",
+                    format!("{at}/subnet"),
+                    e,
+                ));
                 continue;
             }
         };
@@ -255,23 +300,46 @@ fn check_networks(config: &ClusterConfig, out: &mut Vec<Diagnostic>) -> BTreeMap
                     Diagnostic::error(
                         "network.subnet-overlap",
                         format!("{at}/subnet"),
-                        format!("subnet {subnet} of `{name}` overlaps {} of `{other_name}`", other.net),
+                        format!(
+                            "subnet {subnet} of `{name}` overlaps {} of `{other_name}`",
+                            other.net
+                        ),
                     )
                     .with_hint("networks must not share addresses: pick disjoint subnets"),
                 );
             }
         }
-        resolved.insert(name.clone(), ResolvedNetwork { net: subnet, gateway });
+        resolved.insert(
+            name.clone(),
+            ResolvedNetwork {
+                net: subnet,
+                gateway,
+            },
+        );
     }
     for cluster in ["hpc", "cloud"] {
-        let Some(net_name) = cluster_network(config, cluster) else { continue };
+        let Some(net_name) = cluster_network(config, cluster) else {
+            continue;
+        };
         if !config.global.networks.contains_key(net_name) {
             let names: Vec<String> = config.global.networks.keys().cloned().collect();
             let explicit = match cluster {
-                "hpc" => config.clusters.hpc.as_ref().is_some_and(|c| c.network.is_some()),
-                _ => config.clusters.cloud.as_ref().is_some_and(|c| c.network.is_some()),
+                "hpc" => config
+                    .clusters
+                    .hpc
+                    .as_ref()
+                    .is_some_and(|c| c.network.is_some()),
+                _ => config
+                    .clusters
+                    .cloud
+                    .as_ref()
+                    .is_some_and(|c| c.network.is_some()),
             };
-            let path = if explicit { format!("/clusters/{cluster}/network") } else { format!("/clusters/{cluster}") };
+            let path = if explicit {
+                format!("/clusters/{cluster}/network")
+            } else {
+                format!("/clusters/{cluster}")
+            };
             let mut d = Diagnostic::error(
                 "network.unknown",
                 path,
@@ -287,13 +355,18 @@ fn check_networks(config: &ClusterConfig, out: &mut Vec<Diagnostic>) -> BTreeMap
             out.push(d);
         }
     }
-    if let (Some(h), Some(c)) = (cluster_network(config, "hpc"), cluster_network(config, "cloud")) {
+    if let (Some(h), Some(c)) = (
+        cluster_network(config, "hpc"),
+        cluster_network(config, "cloud"),
+    ) {
         if h == c {
             out.push(
                 Diagnostic::warning(
                     "network.shared",
                     "/clusters/cloud",
-                    format!("both clusters use network `{h}`: they cannot be segmented from each other"),
+                    format!(
+                        "both clusters use network `{h}`: they cannot be segmented from each other"
+                    ),
                 )
                 .with_hint("give each cluster its own network"),
             );
@@ -306,11 +379,18 @@ fn usable(net: &Ipv4Net, ip: Ipv4Addr) -> bool {
     net.contains(&ip) && ip != net.network() && ip != net.broadcast()
 }
 
-fn check_addresses(config: &ClusterConfig, networks: &BTreeMap<String, ResolvedNetwork>, out: &mut Vec<Diagnostic>) {
+fn check_addresses(
+    config: &ClusterConfig,
+    networks: &BTreeMap<String, ResolvedNetwork>,
+    out: &mut Vec<Diagnostic>,
+) {
     // Every address in use, with who uses it: node addresses must be unique across clusters.
     let mut seen: HashMap<u32, String> = HashMap::new();
     for (name, net) in networks {
-        seen.insert(u32::from(net.gateway), format!("the host (gateway of `{name}`)"));
+        seen.insert(
+            u32::from(net.gateway),
+            format!("the host (gateway of `{name}`)"),
+        );
     }
     for g in groups(config) {
         let (text, key) = g.addresses;
@@ -328,13 +408,24 @@ fn check_addresses(config: &ClusterConfig, networks: &BTreeMap<String, ResolvedN
                 Diagnostic::error(
                     "ip.range-size",
                     at.clone(),
-                    format!("`{text}` holds {size} address{} but `count` is {}", if size == 1 { "" } else { "es" }, g.count),
+                    format!(
+                        "`{text}` holds {size} address{} but `count` is {}",
+                        if size == 1 { "" } else { "es" },
+                        g.count
+                    ),
                 )
-                .with_hint(format!("widen the range to {} addresses or lower `count`", g.count)),
+                .with_hint(format!(
+                    "widen the range to {} addresses or lower `count`",
+                    g.count
+                )),
             );
         }
-        let Some(net_name) = cluster_network(config, g.cluster) else { continue };
-        let Some(net) = networks.get(net_name) else { continue };
+        let Some(net_name) = cluster_network(config, g.cluster) else {
+            continue;
+        };
+        let Some(net) = networks.get(net_name) else {
+            continue;
+        };
         let used = size.min(u64::from(g.count)) as u32;
         let mut reported_outside = false;
         for i in 0..used {
@@ -347,7 +438,11 @@ fn check_addresses(config: &ClusterConfig, networks: &BTreeMap<String, ResolvedN
                             at.clone(),
                             format!("{ip} is outside subnet {} of network `{net_name}`", net.net),
                         )
-                        .with_hint(format!("use addresses between {} and {}", first_usable(&net.net), last_usable(&net.net))),
+                        .with_hint(format!(
+                            "use addresses between {} and {}",
+                            first_usable(&net.net),
+                            last_usable(&net.net)
+                        )),
                     );
                     reported_outside = true;
                 }
@@ -359,7 +454,11 @@ fn check_addresses(config: &ClusterConfig, networks: &BTreeMap<String, ResolvedN
                     at.clone(),
                     format!(
                         "{ip} is the {} address of {}",
-                        if ip == net.net.network() { "network" } else { "broadcast" },
+                        if ip == net.net.network() {
+                            "network"
+                        } else {
+                            "broadcast"
+                        },
                         net.net
                     ),
                 ));
@@ -376,7 +475,10 @@ fn check_addresses(config: &ClusterConfig, networks: &BTreeMap<String, ResolvedN
                 );
                 continue;
             }
-            let owner = format!("`{}`", crate::config::schema::describe(&g.pointer).trim_matches('`'));
+            let owner = format!(
+                "`{}`",
+                crate::config::schema::describe(&g.pointer).trim_matches('`')
+            );
             if let Some(prev) = seen.insert(u32::from(ip), owner.clone()) {
                 if prev != owner {
                     out.push(Diagnostic::error(
@@ -395,13 +497,16 @@ fn last_usable(net: &Ipv4Net) -> Ipv4Addr {
 }
 
 fn check_slurm(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
-    let Some(hpc) = &config.clusters.hpc else { return };
+    let Some(hpc) = &config.clusters.hpc else {
+        return;
+    };
     let s = &hpc.slurm_config;
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, p) in s.partitions.iter().enumerate() {
         let valid = !p.is_empty()
             && p.len() <= 40
-            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             && p.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
         if !valid {
             out.push(
@@ -425,7 +530,11 @@ fn check_slurm(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
         let mut d = Diagnostic::error(
             "slurm.default-partition",
             "/clusters/hpc/slurm_config/default_partition",
-            format!("default partition `{}` is not in `partitions` ({})", s.default_partition, s.partitions.join(", ")),
+            format!(
+                "default partition `{}` is not in `partitions` ({})",
+                s.default_partition,
+                s.partitions.join(", ")
+            ),
         );
         d = match suggest(&s.default_partition, &s.partitions) {
             Some(x) => d.with_hint(format!("did you mean `{x}`?")),
@@ -445,13 +554,23 @@ fn check_slurm(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn check_kubernetes(config: &ClusterConfig, networks: &BTreeMap<String, ResolvedNetwork>, out: &mut Vec<Diagnostic>) {
-    let Some(cloud) = &config.clusters.cloud else { return };
+fn check_kubernetes(
+    config: &ClusterConfig,
+    networks: &BTreeMap<String, ResolvedNetwork>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(cloud) = &config.clusters.cloud else {
+        return;
+    };
     let k = &cloud.kubernetes_config;
     let mut cidrs: Vec<(&str, Ipv4Net)> = Vec::new();
     for (key, text, default) in [
         ("pod_subnet", k.pod_subnet.as_deref(), "10.244.0.0/16"),
-        ("service_subnet", k.service_subnet.as_deref(), "10.96.0.0/12"),
+        (
+            "service_subnet",
+            k.service_subnet.as_deref(),
+            "10.96.0.0/12",
+        ),
     ] {
         let at = format!("/clusters/cloud/kubernetes_config/{key}");
         match parse_subnet(text.unwrap_or(default)) {
@@ -460,8 +579,15 @@ fn check_kubernetes(config: &ClusterConfig, networks: &BTreeMap<String, Resolved
                     if net.contains(&n.net) || n.net.contains(&net) {
                         out.push(Diagnostic::error(
                             "kubernetes.cidr-overlap",
-                            if text.is_some() { at.clone() } else { "/clusters/cloud/kubernetes_config".into() },
-                            format!("Kubernetes {key} {net} overlaps network `{name}` ({})", n.net),
+                            if text.is_some() {
+                                at.clone()
+                            } else {
+                                "/clusters/cloud/kubernetes_config".into()
+                            },
+                            format!(
+                                "Kubernetes {key} {net} overlaps network `{name}` ({})",
+                                n.net
+                            ),
                         ));
                     }
                 }
@@ -515,8 +641,18 @@ fn check_gpus(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
     check_gpu_strategy(alloc, out);
     // Units per cluster against what GPU-enabled nodes need.
     for cluster in ["hpc", "cloud"] {
-        let mig = alloc.mig_slices.as_ref().and_then(|m| m.get(cluster)).copied().unwrap_or(0);
-        let whole = alloc.whole_gpus.as_ref().and_then(|m| m.get(cluster)).copied().unwrap_or(0);
+        let mig = alloc
+            .mig_slices
+            .as_ref()
+            .and_then(|m| m.get(cluster))
+            .copied()
+            .unwrap_or(0);
+        let whole = alloc
+            .whole_gpus
+            .as_ref()
+            .and_then(|m| m.get(cluster))
+            .copied()
+            .unwrap_or(0);
         let units = mig.saturating_add(whole);
         let exists = match cluster {
             "hpc" => config.clusters.hpc.is_some(),
@@ -561,7 +697,10 @@ fn check_gpus(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
             ));
         }
     }
-    if !out.iter().any(|d| d.rule.starts_with("gpu.") && d.severity == crate::diag::Severity::Error) {
+    if !out
+        .iter()
+        .any(|d| d.rule.starts_with("gpu.") && d.severity == crate::diag::Severity::Error)
+    {
         if let Err(e) = crate::config::gpu::plan(config) {
             out.push(
                 Diagnostic::error("gpu.infeasible", "/global/gpu_allocation", format!("the GPU request cannot be placed: {e}"))
@@ -587,7 +726,10 @@ fn check_gpu_devices(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
             out.push(Diagnostic::error(
                 "gpu.pci-duplicate",
                 format!("{at}/pci_address"),
-                format!("PCI address {} is used by devices {first} and {i}", dev.pci_address),
+                format!(
+                    "PCI address {} is used by devices {first} and {i}",
+                    dev.pci_address
+                ),
             ));
         }
         let model = catalog::lookup_model(&dev.model);
@@ -612,7 +754,10 @@ fn check_gpu_devices(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
                         let mut d = Diagnostic::error(
                             "gpu.unknown-profile",
                             format!("{at}/allowed_mig_profiles/{j}"),
-                            format!("MIG profile `{name}` does not exist on {}{named}", model.display_name),
+                            format!(
+                                "MIG profile `{name}` does not exist on {}{named}",
+                                model.display_name
+                            ),
                         )
                         .with_label("not a profile of this model");
                         d = match catalog::suggest_profile(model, name) {
@@ -622,7 +767,11 @@ fn check_gpu_devices(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
                                 model.display_name,
                                 profile_names(model)
                             )),
-                            None => d.with_hint(format!("{} profiles: {}", model.display_name, profile_names(model))),
+                            None => d.with_hint(format!(
+                                "{} profiles: {}",
+                                model.display_name,
+                                profile_names(model)
+                            )),
                         };
                         out.push(d);
                     }
@@ -643,18 +792,29 @@ fn check_gpu_devices(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
 }
 
 fn profile_names(model: &catalog::GpuModel) -> String {
-    model.profiles.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+    model
+        .profiles
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_gpu_strategy(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
-    let mig_total: u32 = alloc.mig_slices.as_ref().map_or(0, |m| m.hpc.unwrap_or(0).saturating_add(m.cloud.unwrap_or(0)));
-    let whole_total: u32 = alloc.whole_gpus.as_ref().map_or(0, |m| m.hpc.unwrap_or(0).saturating_add(m.cloud.unwrap_or(0)));
+    let mig_total: u32 = alloc.mig_slices.as_ref().map_or(0, |m| {
+        m.hpc.unwrap_or(0).saturating_add(m.cloud.unwrap_or(0))
+    });
+    let whole_total: u32 = alloc.whole_gpus.as_ref().map_or(0, |m| {
+        m.hpc.unwrap_or(0).saturating_add(m.cloud.unwrap_or(0))
+    });
     match alloc.strategy {
         Strategy::Mig if whole_total > 0 => out.push(
             Diagnostic::error(
                 "gpu.strategy",
                 "/global/gpu_allocation/whole_gpus",
-                format!("strategy `mig` allows no whole GPUs, but `whole_gpus` asks for {whole_total}"),
+                format!(
+                    "strategy `mig` allows no whole GPUs, but `whole_gpus` asks for {whole_total}"
+                ),
             )
             .with_hint("use strategy `hybrid` to mix MIG slices and whole GPUs"),
         ),
@@ -662,7 +822,9 @@ fn check_gpu_strategy(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
             Diagnostic::error(
                 "gpu.strategy",
                 "/global/gpu_allocation/mig_slices",
-                format!("strategy `whole` allows no MIG slices, but `mig_slices` asks for {mig_total}"),
+                format!(
+                    "strategy `whole` allows no MIG slices, but `mig_slices` asks for {mig_total}"
+                ),
             )
             .with_hint("use strategy `hybrid` to mix MIG slices and whole GPUs"),
         ),
@@ -675,18 +837,18 @@ fn check_gpu_strategy(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
                 "/global/gpu_allocation/mig_slices",
                 format!("{mig_total} MIG slices are requested but no device is `mig_capable`"),
             )
-            .with_hint("mark a MIG-capable GPU with `mig_capable: true`, or request whole GPUs instead"),
+            .with_hint(
+                "mark a MIG-capable GPU with `mig_capable: true`, or request whole GPUs instead",
+            ),
         );
     }
     if let Some(per) = &alloc.mig_profiles {
         for (cluster, list) in [("hpc", &per.hpc), ("cloud", &per.cloud)] {
             let Some(list) = list else { continue };
             for (j, name) in list.iter().enumerate() {
-                let known = alloc
-                    .devices
-                    .iter()
-                    .filter(|d| d.mig_capable)
-                    .any(|d| catalog::lookup_model(&d.model).is_none_or(|m| m.profile(name).is_some()));
+                let known = alloc.devices.iter().filter(|d| d.mig_capable).any(|d| {
+                    catalog::lookup_model(&d.model).is_none_or(|m| m.profile(name).is_some())
+                });
                 if !known {
                     out.push(Diagnostic::error(
                         "gpu.unknown-profile",

@@ -47,7 +47,11 @@ fn strip_null(value: &mut Value) {
                 }
             }
             if let Some(Value::Array(alts)) = map.get("anyOf") {
-                let rest: Vec<Value> = alts.iter().filter(|a| a.get("type") != Some(&Value::from("null"))).cloned().collect();
+                let rest: Vec<Value> = alts
+                    .iter()
+                    .filter(|a| a.get("type") != Some(&Value::from("null")))
+                    .cloned()
+                    .collect();
                 if rest.len() == 1 && rest.len() < alts.len() {
                     map.remove("anyOf");
                     if let Some(Value::Object(inner)) = rest.into_iter().next() {
@@ -76,8 +80,8 @@ pub fn generate_text() -> String {
 fn embedded_schema() -> Result<&'static (Value, jsonschema::Validator), String> {
     static CELL: OnceLock<Result<(Value, jsonschema::Validator), String>> = OnceLock::new();
     CELL.get_or_init(|| {
-        let schema: Value =
-            serde_json::from_str(EMBEDDED).map_err(|e| format!("the embedded schema is not JSON: {e}"))?;
+        let schema: Value = serde_json::from_str(EMBEDDED)
+            .map_err(|e| format!("the embedded schema is not JSON: {e}"))?;
         let validator = jsonschema::draft202012::options()
             .should_validate_formats(true)
             .build(&schema)
@@ -121,8 +125,12 @@ impl Repair {
     /// The pointer under which semantic findings are not trustworthy after this repair.
     pub fn pointer(&self) -> String {
         match self {
-            Repair::Rename { object, to, .. } => format!("{object}/{}", crate::config::yaml::escape_token(to)),
-            Repair::Remove { object, key } => format!("{object}/{}", crate::config::yaml::escape_token(key)),
+            Repair::Rename { object, to, .. } => {
+                format!("{object}/{}", crate::config::yaml::escape_token(to))
+            }
+            Repair::Remove { object, key } => {
+                format!("{object}/{}", crate::config::yaml::escape_token(key))
+            }
             Repair::Set { pointer, .. } => pointer.clone(),
         }
     }
@@ -158,7 +166,12 @@ impl Repair {
 pub fn check(instance: &Value, positions: &Positions) -> (Vec<Diagnostic>, Vec<Repair>) {
     let (schema, validator) = match embedded_schema() {
         Ok(pair) => pair,
-        Err(e) => return (vec![Diagnostic::error("schema.internal", "", e)], Vec::new()),
+        Err(e) => {
+            return (
+                vec![Diagnostic::error("schema.internal", "", e)],
+                Vec::new(),
+            )
+        }
     };
     let mut out = Vec::new();
     let mut repairs = Vec::new();
@@ -179,14 +192,21 @@ pub fn check(instance: &Value, positions: &Positions) -> (Vec<Diagnostic>, Vec<R
                     let suggestion = suggest(key, &known);
                     let present = instance.pointer(&path).and_then(Value::as_object);
                     repairs.push(match &suggestion {
-                        Some(s) if present.is_some_and(|m| !m.contains_key(s)) => {
-                            Repair::Rename { object: path.clone(), from: key.clone(), to: s.clone() }
-                        }
-                        _ => Repair::Remove { object: path.clone(), key: key.clone() },
+                        Some(s) if present.is_some_and(|m| !m.contains_key(s)) => Repair::Rename {
+                            object: path.clone(),
+                            from: key.clone(),
+                            to: s.clone(),
+                        },
+                        _ => Repair::Remove {
+                            object: path.clone(),
+                            key: key.clone(),
+                        },
                     });
                     d = match suggestion {
                         Some(s) => d.with_hint(format!("did you mean `{s}`?")),
-                        None if !known.is_empty() => d.with_hint(format!("expected one of: {}", known.join(", "))),
+                        None if !known.is_empty() => {
+                            d.with_hint(format!("expected one of: {}", known.join(", ")))
+                        }
                         None => d,
                     };
                     out.push(place(d, positions, &key_ptr, true));
@@ -208,17 +228,28 @@ pub fn check(instance: &Value, positions: &Positions) -> (Vec<Diagnostic>, Vec<R
                 if enum_values(kind, schema, &schema_path).is_some() =>
             {
                 let allowed = enum_values(kind, schema, &schema_path).unwrap_or_default();
-                let got = error.instance().as_str().map(str::to_owned).unwrap_or_else(|| error.instance().to_string());
+                let got = error
+                    .instance()
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| error.instance().to_string());
                 let mut d = Diagnostic::error(
                     "schema.enum",
                     path.clone(),
-                    format!("`{got}` is not allowed for {}; expected one of: {}", describe(&path), allowed.join(", ")),
+                    format!(
+                        "`{got}` is not allowed for {}; expected one of: {}",
+                        describe(&path),
+                        allowed.join(", ")
+                    ),
                 );
                 if let Some(s) = suggest(&got, &allowed) {
                     d = d.with_hint(format!("did you mean `{s}`?"));
                 }
                 if let Some(first) = allowed.first() {
-                    repairs.push(Repair::Set { pointer: path.clone(), value: Value::String(first.clone()) });
+                    repairs.push(Repair::Set {
+                        pointer: path.clone(),
+                        value: Value::String(first.clone()),
+                    });
                 }
                 out.push(place(d, positions, &path, false));
             }
@@ -226,15 +257,24 @@ pub fn check(instance: &Value, positions: &Positions) -> (Vec<Diagnostic>, Vec<R
                 if let jsonschema::error::ValidationErrorKind::Minimum { limit }
                 | jsonschema::error::ValidationErrorKind::Maximum { limit } = kind
                 {
-                    repairs.push(Repair::Set { pointer: path.clone(), value: limit.clone() });
+                    repairs.push(Repair::Set {
+                        pointer: path.clone(),
+                        value: limit.clone(),
+                    });
                 }
                 let rule = format!("schema.{}", kind.keyword());
-                let d = Diagnostic::error(rule, path.clone(), format!("{} {error}", describe_cap(&path)));
+                let d = Diagnostic::error(
+                    rule,
+                    path.clone(),
+                    format!("{} {error}", describe_cap(&path)),
+                );
                 let d = match kind {
-                    jsonschema::error::ValidationErrorKind::Pattern { .. } => match pattern_hint(&path) {
-                        Some(h) => d.with_hint(h),
-                        None => d,
-                    },
+                    jsonschema::error::ValidationErrorKind::Pattern { .. } => {
+                        match pattern_hint(&path) {
+                            Some(h) => d.with_hint(h),
+                            None => d,
+                        }
+                    }
                     _ => d,
                 };
                 out.push(place(d, positions, &path, false));
@@ -247,7 +287,9 @@ pub fn check(instance: &Value, positions: &Positions) -> (Vec<Diagnostic>, Vec<R
         d.rule != "schema.missing-key"
             || !repairs.iter().any(|r| match r {
                 Repair::Rename { object, to, .. } => {
-                    *object == d.path && d.message.starts_with(&format!("missing required key `{to}`"))
+                    *object == d.path
+                        && d.message
+                            .starts_with(&format!("missing required key `{to}`"))
                 }
                 _ => false,
             })
@@ -256,12 +298,20 @@ pub fn check(instance: &Value, positions: &Positions) -> (Vec<Diagnostic>, Vec<R
 }
 
 /// The allowed values of an `enum`, or of a `oneOf` made of constants.
-fn enum_values(kind: &jsonschema::error::ValidationErrorKind, schema: &Value, schema_path: &str) -> Option<Vec<String>> {
+fn enum_values(
+    kind: &jsonschema::error::ValidationErrorKind,
+    schema: &Value,
+    schema_path: &str,
+) -> Option<Vec<String>> {
     match kind {
-        jsonschema::error::ValidationErrorKind::Enum { options } => {
-            options.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        jsonschema::error::ValidationErrorKind::Enum { options } => options.as_array().map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        }),
+        jsonschema::error::ValidationErrorKind::OneOfNotValid { .. } => {
+            const_alternatives(schema, schema_path)
         }
-        jsonschema::error::ValidationErrorKind::OneOfNotValid { .. } => const_alternatives(schema, schema_path),
         _ => None,
     }
 }
@@ -270,7 +320,11 @@ fn enum_values(kind: &jsonschema::error::ValidationErrorKind, schema: &Value, sc
 pub fn place(d: Diagnostic, positions: &Positions, pointer: &str, prefer_key: bool) -> Diagnostic {
     match positions.nearest(pointer) {
         Some(pos) => {
-            let p = if prefer_key { pos.key.unwrap_or(pos.value) } else { pos.value };
+            let p = if prefer_key {
+                pos.key.unwrap_or(pos.value)
+            } else {
+                pos.value
+            };
             d.at(p.line, p.column)
         }
         None => d,
@@ -282,8 +336,11 @@ pub fn describe(pointer: &str) -> String {
     if pointer.is_empty() {
         "the document".to_owned()
     } else {
-        let dotted: Vec<String> =
-            pointer.trim_start_matches('/').split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
+        let dotted: Vec<String> = pointer
+            .trim_start_matches('/')
+            .split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect();
         let mut s = String::new();
         for t in dotted {
             if t.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
@@ -328,14 +385,20 @@ fn pattern_hint(path: &str) -> Option<String> {
 /// The schema node a validation error's schema path leads to, following `$ref` steps.
 fn schema_node<'s>(schema: &'s Value, schema_path: &str) -> Option<&'s Value> {
     let mut node = schema;
-    for token in schema_path.trim_start_matches('/').split('/').filter(|t| !t.is_empty()) {
+    for token in schema_path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|t| !t.is_empty())
+    {
         let token = token.replace("~1", "/").replace("~0", "~");
         if token == "$ref" {
             let target = node.get("$ref").and_then(Value::as_str)?;
             node = target.strip_prefix('#').and_then(|p| schema.pointer(p))?;
             continue;
         }
-        node = node.get(&token).or_else(|| token.parse::<usize>().ok().and_then(|i| node.get(i)))?;
+        node = node
+            .get(&token)
+            .or_else(|| token.parse::<usize>().ok().and_then(|i| node.get(i)))?;
     }
     if let Some(target) = node.get("$ref").and_then(Value::as_str) {
         if let Some(resolved) = target.strip_prefix('#').and_then(|p| schema.pointer(p)) {
@@ -347,7 +410,9 @@ fn schema_node<'s>(schema: &'s Value, schema_path: &str) -> Option<&'s Value> {
 
 /// The property names the schema allows at the object whose `additionalProperties` failed.
 fn known_properties(schema: &Value, schema_path: &str) -> Vec<String> {
-    let parent = schema_path.strip_suffix("/additionalProperties").unwrap_or(schema_path);
+    let parent = schema_path
+        .strip_suffix("/additionalProperties")
+        .unwrap_or(schema_path);
     schema_node(schema, parent)
         .and_then(|n| n.get("properties"))
         .and_then(Value::as_object)
@@ -359,7 +424,9 @@ fn known_properties(schema: &Value, schema_path: &str) -> Vec<String> {
 /// variants are written), else `None`.
 fn const_alternatives(schema: &Value, schema_path: &str) -> Option<Vec<String>> {
     let alts = schema_node(schema, schema_path)?.as_array()?;
-    alts.iter().map(|a| a.get("const").and_then(Value::as_str).map(str::to_owned)).collect()
+    alts.iter()
+        .map(|a| a.get("const").and_then(Value::as_str).map(str::to_owned))
+        .collect()
 }
 
 /// The closest candidate to `word`, if close enough to be a likely typo.
@@ -380,7 +447,10 @@ mod tests {
     #[test]
     fn committed_schema_is_generated_from_the_model() {
         let generated = generate_text();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/cluster.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/cluster.schema.json"
+        );
         if std::env::var_os("UPDATE_EXPECT").is_some() {
             std::fs::write(path, &generated).unwrap();
         }
@@ -393,7 +463,10 @@ mod tests {
 
     #[test]
     fn embedded_schema_equals_the_file() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/cluster.schema.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../schemas/cluster.schema.json"
+        );
         assert_eq!(EMBEDDED, std::fs::read_to_string(path).unwrap());
     }
 
@@ -424,7 +497,10 @@ mod tests {
         }
         let mut missing = Vec::new();
         walk(&generate(), "", &mut missing);
-        assert!(missing.is_empty(), "properties without description: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "properties without description: {missing:?}"
+        );
     }
 
     /// Unknown keys are rejected at every object level.
@@ -434,7 +510,10 @@ mod tests {
         let defs = v["$defs"].as_object().unwrap();
         for (name, d) in defs {
             if d.get("properties").is_some() {
-                assert_eq!(d["additionalProperties"], false, "{name} accepts unknown keys");
+                assert_eq!(
+                    d["additionalProperties"], false,
+                    "{name} accepts unknown keys"
+                );
             }
         }
         assert_eq!(v["additionalProperties"], false);
@@ -442,9 +521,19 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        let c = vec!["compute_nodes".to_owned(), "controller".to_owned(), "slurm_config".to_owned()];
-        assert_eq!(suggest("compute_node", &c).as_deref(), Some("compute_nodes"));
-        assert_eq!(suggest("computenodes", &c).as_deref(), Some("compute_nodes"));
+        let c = vec![
+            "compute_nodes".to_owned(),
+            "controller".to_owned(),
+            "slurm_config".to_owned(),
+        ];
+        assert_eq!(
+            suggest("compute_node", &c).as_deref(),
+            Some("compute_nodes")
+        );
+        assert_eq!(
+            suggest("computenodes", &c).as_deref(),
+            Some("compute_nodes")
+        );
         assert_eq!(suggest("zzz", &c), None);
     }
 }

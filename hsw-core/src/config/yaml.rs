@@ -32,7 +32,10 @@ pub struct Pos {
 
 impl Pos {
     fn from_span(span: &Span) -> Pos {
-        Pos { line: span.start.line(), column: span.start.col() + 1 }
+        Pos {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+        }
     }
 }
 
@@ -126,8 +129,17 @@ impl Node {
 }
 
 enum Frame {
-    Seq { items: Vec<Node>, pos: Pos, anchor: usize },
-    Map { entries: Vec<(String, Pos, Node)>, pending_key: Option<(String, Pos)>, pos: Pos, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        pos: Pos,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(String, Pos, Node)>,
+        pending_key: Option<(String, Pos)>,
+        pos: Pos,
+        anchor: usize,
+    },
 }
 
 struct Builder<'a> {
@@ -141,7 +153,14 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn new(source: &'a str) -> Self {
-        Builder { source, stack: Vec::new(), anchors: HashMap::new(), nodes: 0, root: None, documents: 0 }
+        Builder {
+            source,
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            nodes: 0,
+            root: None,
+            documents: 0,
+        }
     }
 
     fn run(mut self) -> Result<(Value, Positions), YamlError> {
@@ -149,7 +168,10 @@ impl<'a> Builder<'a> {
         while let Some(next) = parser.next_event() {
             let (event, span) = next.map_err(|e| YamlError {
                 message: format!("YAML syntax error: {}", e.info()),
-                pos: Some(Pos { line: e.marker().line(), column: e.marker().col() + 1 }),
+                pos: Some(Pos {
+                    line: e.marker().line(),
+                    column: e.marker().col() + 1,
+                }),
                 rule: "yaml.syntax",
                 path: String::new(),
             })?;
@@ -195,7 +217,10 @@ impl<'a> Builder<'a> {
                     path.push('/');
                     path.push_str(&items.len().to_string());
                 }
-                Frame::Map { pending_key: Some((k, _)), .. } => {
+                Frame::Map {
+                    pending_key: Some((k, _)),
+                    ..
+                } => {
                     path.push('/');
                     path.push_str(&escape_token(k));
                 }
@@ -242,36 +267,64 @@ impl<'a> Builder<'a> {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, pos)?;
-                let value = resolve_scalar(&text, style, tag.as_deref()).map_err(|message| YamlError {
-                    message,
-                    pos: Some(pos),
-                    rule: "yaml.tag",
-                    path: self.current_path(),
-                })?;
+                let value =
+                    resolve_scalar(&text, style, tag.as_deref()).map_err(|message| YamlError {
+                        message,
+                        pos: Some(pos),
+                        rule: "yaml.tag",
+                        path: self.current_path(),
+                    })?;
                 self.finish(Node::Scalar(value, pos), anchor)
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "seq", pos)?;
                 self.count(1, pos)?;
-                self.push(Frame::Seq { items: Vec::new(), pos, anchor }, pos)
+                self.push(
+                    Frame::Seq {
+                        items: Vec::new(),
+                        pos,
+                        anchor,
+                    },
+                    pos,
+                )
             }
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "map", pos)?;
                 self.count(1, pos)?;
-                self.push(Frame::Map { entries: Vec::new(), pending_key: None, pos, anchor }, pos)
+                self.push(
+                    Frame::Map {
+                        entries: Vec::new(),
+                        pending_key: None,
+                        pos,
+                        anchor,
+                    },
+                    pos,
+                )
             }
             Event::SequenceEnd => match self.stack.pop() {
-                Some(Frame::Seq { items, pos, anchor }) => self.finish(Node::Seq(items, pos), anchor),
+                Some(Frame::Seq { items, pos, anchor }) => {
+                    self.finish(Node::Seq(items, pos), anchor)
+                }
                 _ => Err(internal(pos)),
             },
             Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Map { entries, pos, anchor, .. }) => self.finish(Node::Map(entries, pos), anchor),
+                Some(Frame::Map {
+                    entries,
+                    pos,
+                    anchor,
+                    ..
+                }) => self.finish(Node::Map(entries, pos), anchor),
                 _ => Err(internal(pos)),
             },
         }
     }
 
-    fn check_collection_tag(&self, tag: Option<&Tag>, expected: &str, pos: Pos) -> Result<(), YamlError> {
+    fn check_collection_tag(
+        &self,
+        tag: Option<&Tag>,
+        expected: &str,
+        pos: Pos,
+    ) -> Result<(), YamlError> {
         match tag {
             None => Ok(()),
             Some(t) if t.is_yaml_core_schema() && t.suffix == expected => Ok(()),
@@ -313,7 +366,11 @@ impl<'a> Builder<'a> {
                 items.push(node);
                 Ok(())
             }
-            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
                 Some((key, key_pos)) => {
                     entries.push((key, key_pos, node));
                     Ok(())
@@ -332,7 +389,8 @@ impl<'a> Builder<'a> {
                         Node::Scalar(other, _) => other.to_string(),
                         Node::Seq(..) | Node::Map(..) => {
                             return Err(YamlError {
-                                message: "a mapping key is a collection; keys must be plain names".into(),
+                                message: "a mapping key is a collection; keys must be plain names"
+                                    .into(),
                                 pos: Some(pos),
                                 rule: "yaml.key",
                                 path: String::new(),
@@ -373,8 +431,19 @@ fn internal(pos: Pos) -> YamlError {
     }
 }
 
-fn to_value(node: Node, key: Option<Pos>, pointer: &mut String, positions: &mut Positions) -> Value {
-    positions.map.insert(pointer.clone(), NodePos { value: node.pos(), key });
+fn to_value(
+    node: Node,
+    key: Option<Pos>,
+    pointer: &mut String,
+    positions: &mut Positions,
+) -> Value {
+    positions.map.insert(
+        pointer.clone(),
+        NodePos {
+            value: node.pos(),
+            key,
+        },
+    );
     match node {
         Node::Scalar(v, _) => v,
         Node::Seq(items, _) => {
@@ -407,13 +476,19 @@ fn to_value(node: Node, key: Option<Pos>, pointer: &mut String, positions: &mut 
 fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
     if let Some(tag) = tag {
         if !tag.is_yaml_core_schema() {
-            return Err(format!("unsupported YAML tag `{}{}`; remove it", tag.handle, tag.suffix));
+            return Err(format!(
+                "unsupported YAML tag `{}{}`; remove it",
+                tag.handle, tag.suffix
+            ));
         }
         return match tag.suffix.as_str() {
             "str" => Ok(Value::String(text.to_owned())),
-            "int" => parse_int(text).ok_or_else(|| format!("`{text}` is tagged !!int but is not an integer")),
-            "float" => parse_float(text).ok_or_else(|| format!("`{text}` is tagged !!float but is not a number")),
-            "bool" => parse_bool(text).ok_or_else(|| format!("`{text}` is tagged !!bool but is not true or false")),
+            "int" => parse_int(text)
+                .ok_or_else(|| format!("`{text}` is tagged !!int but is not an integer")),
+            "float" => parse_float(text)
+                .ok_or_else(|| format!("`{text}` is tagged !!float but is not a number")),
+            "bool" => parse_bool(text)
+                .ok_or_else(|| format!("`{text}` is tagged !!bool but is not true or false")),
             "null" => Ok(Value::Null),
             other => Err(format!("unsupported YAML tag `!!{other}`; remove it")),
         };
@@ -528,7 +603,9 @@ mod tests {
 
     #[test]
     fn core_schema_scalars() {
-        let (v, _) = parse("a: 1\nb: 24:00:00\nc: yes\nd: ~\ne: '1'\nf: 1.5\ng: true\nh: 0x1f\ni: -3\n").unwrap();
+        let (v, _) =
+            parse("a: 1\nb: 24:00:00\nc: yes\nd: ~\ne: '1'\nf: 1.5\ng: true\nh: 0x1f\ni: -3\n")
+                .unwrap();
         assert_eq!(
             v,
             json!({"a":1,"b":"24:00:00","c":"yes","d":null,"e":"1","f":1.5,"g":true,"h":31,"i":-3})
@@ -540,9 +617,27 @@ mod tests {
         let (_, p) = parse("top:\n  inner: [1, 2]\n  other: x\n").unwrap();
         let inner = p.get("/top/inner").unwrap();
         assert_eq!(inner.key, Some(Pos { line: 2, column: 3 }));
-        assert_eq!(inner.value, Pos { line: 2, column: 10 });
-        assert_eq!(p.get("/top/inner/1").unwrap().value, Pos { line: 2, column: 14 });
-        assert_eq!(p.nearest("/top/inner/7/x").unwrap().value, Pos { line: 2, column: 10 });
+        assert_eq!(
+            inner.value,
+            Pos {
+                line: 2,
+                column: 10
+            }
+        );
+        assert_eq!(
+            p.get("/top/inner/1").unwrap().value,
+            Pos {
+                line: 2,
+                column: 14
+            }
+        );
+        assert_eq!(
+            p.nearest("/top/inner/7/x").unwrap().value,
+            Pos {
+                line: 2,
+                column: 10
+            }
+        );
     }
 
     #[test]
@@ -551,7 +646,11 @@ mod tests {
         assert_eq!(e.rule, "yaml.duplicate-key");
         assert_eq!(e.pos, Some(Pos { line: 3, column: 1 }));
         assert_eq!(e.path, "/a");
-        assert!(e.message.contains("first defined at line 1"), "{}", e.message);
+        assert!(
+            e.message.contains("first defined at line 1"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -597,7 +696,10 @@ mod tests {
 
     #[test]
     fn multiple_documents_are_refused() {
-        assert_eq!(parse("a: 1\n---\nb: 2\n").unwrap_err().rule, "yaml.multiple-documents");
+        assert_eq!(
+            parse("a: 1\n---\nb: 2\n").unwrap_err().rule,
+            "yaml.multiple-documents"
+        );
     }
 
     #[test]
