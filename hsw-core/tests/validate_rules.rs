@@ -613,3 +613,91 @@ fn the_seed_example_is_caught() {
     assert_eq!(bad.len(), 3, "{all:#?}");
     assert!(bad[0].message.contains("1g.5gb"));
 }
+
+#[test]
+fn clusters_sharing_a_network_warn() {
+    let src = edit(&[(
+        "  cloud:\n    control_plane:",
+        "  cloud:\n    network: hpc_network\n    control_plane:",
+    )]);
+    let d = expect(&src, "network.shared", "/clusters/cloud");
+    assert_eq!(d.severity, Severity::Warning);
+}
+
+#[test]
+fn units_for_a_missing_cluster_are_refused() {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/h100-all-mig.yaml"
+    ))
+    .unwrap();
+    let start = src.find("  cloud:\n    control_plane").unwrap();
+    let without_cloud = &src[..start];
+    expect_error(
+        without_cloud,
+        "gpu.unknown-cluster",
+        "/global/gpu_allocation",
+    );
+}
+
+#[test]
+fn unused_units_warn() {
+    let d = expect(
+        &edit(&[(
+            "      hpc: 2\n      cloud: 1",
+            "      hpc: 3\n      cloud: 1",
+        )]),
+        "gpu.units-unused",
+        "/global/gpu_allocation",
+    );
+    assert_eq!(d.severity, Severity::Warning);
+    assert!(
+        d.message.contains("1 will stay unassigned"),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn mig_slices_need_a_mig_capable_device() {
+    let src = edit(&[("        mig_capable: true\n        allowed_mig_profiles: [\"1g.10gb\", \"2g.20gb\", \"3g.40gb\"]\n", "")]);
+    expect_error(
+        &src,
+        "gpu.no-mig-device",
+        "/global/gpu_allocation/mig_slices",
+    );
+}
+
+#[test]
+fn kubernetes_cidrs_must_be_networks() {
+    let src = edit(&[(
+        "storage_class: local-path",
+        "storage_class: local-path\n      service_subnet: 10.96.0.1/12",
+    )]);
+    expect_error(
+        &src,
+        "kubernetes.cidr-invalid",
+        "/clusters/cloud/kubernetes_config/service_subnet",
+    );
+}
+
+#[test]
+fn yaml_tags_and_documents() {
+    let d = findings("version: !custom \"1.0\"\n");
+    assert_eq!(d[0].rule, "yaml.tag");
+    assert_eq!(d[0].line, Some(1));
+    let d = findings("a: 1\n---\nb: 2\n");
+    assert_eq!(d[0].rule, "yaml.multiple-documents");
+}
+
+#[test]
+fn alias_bombs_fail_fast_in_bounded_memory() {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/validate/billion-laughs.yaml"
+    ))
+    .unwrap();
+    let d = findings(&src);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].rule, "yaml.too-large");
+}
