@@ -8,6 +8,7 @@
 #   --mirror URL     Debian mirror (default http://deb.debian.org/debian; security from .../debian-security)
 #   --force          rebuild even when the cache holds a complete image
 #   --print-key      print the cache key for these options and exit
+#   --prune          remove the other images in DIR (older keys), keeping this one
 #
 # What it does: `mmdebstrap --mode=root --variant=apt` into a directory, a few settings (below), then
 # `mke2fs -t ext4 -d ROOTFS` (no mount) and `qemu-img convert -O qcow2`; the kernel and initrd are copied out.
@@ -29,10 +30,11 @@
 # - no docs, man pages or locales; apt lists removed.
 set -euo pipefail
 
-SCRIPT_VERSION=3            # bump when the image content produced by this script changes
+SCRIPT_VERSION=5            # bump when the image content produced by this script changes
 SUITE=bookworm
+# e2fsprogs: fsck and resize2fs for the ext4 root (not in --variant=apt); dbus: hostnamectl, logind, systemctl --user.
 BASE_PACKAGES=(linux-image-cloud-amd64 systemd-sysv udev cloud-init openssh-server netbase ifupdown
-               isc-dhcp-client initramfs-tools iproute2 sudo python3)
+               isc-dhcp-client initramfs-tools iproute2 sudo python3 e2fsprogs dbus)
 DEFAULT_EXTRA="slurm-wlm,slurmd,slurmctld,slurm-client,munge"
 
 out="${HSW_IMAGE_DIR:-/var/cache/hsw/images}"
@@ -42,6 +44,7 @@ mirror="http://deb.debian.org/debian"
 security=""
 force=0
 print_key=0
+prune=0
 
 die() { echo "build-image: $*" >&2; exit 1; }
 log() { printf 'build-image: %s\n' "$*" >&2; }
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
     --mirror=*) mirror=${1#*=}; shift ;;
     --force) force=1; shift ;;
     --print-key) print_key=1; shift ;;
+    --prune) prune=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -103,7 +107,19 @@ complete() {
   done < <(jq -r '.files[] | [.name, (.size|tostring)] | @tsv' "$m")
 }
 
-if [ "$force" = 0 ] && complete; then
+# Removes other keys' images; called with the lock held.
+prune_others() {
+  local d
+  for d in "$out"/*/; do
+    d=${d%/}
+    [ "$d" = "$dest" ] && continue
+    [[ "${d##*/}" =~ ^[0-9a-f]{16}$ ]] || continue
+    log "pruning $d"
+    rm -rf --one-file-system "$d"
+  done
+}
+
+if [ "$force" = 0 ] && [ "$prune" = 0 ] && complete; then
   log "cached image $key is complete (delete $dest or use --force to rebuild)"
   print_paths
   exit 0
@@ -115,14 +131,17 @@ for tool in mmdebstrap mke2fs qemu-img jq sha256sum flock; do
 done
 
 mkdir -p "$out"
-# One build per key at a time; a second caller waits, then finds the finished image.
-exec 9>"$out/.lock-$key"
+# One build at a time per cache directory; a second caller waits, then finds the finished image.
+exec 9>"$out/.lock"
 if ! flock -n 9; then
-  log "another build of $key is running; waiting for it"
+  log "another build is running in $out; waiting for it"
   flock 9
 fi
+# Holding the lock: any build directory is a crashed build's.
+rm -rf --one-file-system "$out"/.build-*
+if [ "$prune" = 1 ]; then prune_others; fi
 if [ "$force" = 0 ] && complete; then
-  log "cached image $key was built meanwhile"
+  log "cached image $key is complete"
   print_paths
   exit 0
 fi
@@ -187,6 +206,8 @@ ssh_genkeytypes: [ rsa, ecdsa, ed25519 ]
 growpart:
   mode: "off"
 resize_rootfs: true
+# No locales are installed (C.UTF-8 is built in); any other locale makes cc_locale fail.
+locale: C.UTF-8
 system_info:
   default_user:
     name: hsw

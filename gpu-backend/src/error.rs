@@ -139,7 +139,9 @@ impl GpuError {
     /// An IO error on `path` while doing `what` ("read the simulated GPU state").
     pub fn io(what: &str, path: &std::path::Path, e: &std::io::Error) -> GpuError {
         let hint = match e.kind() {
-            std::io::ErrorKind::PermissionDenied => " Run as root, or point hsw at a directory you can write.",
+            std::io::ErrorKind::PermissionDenied => {
+                " Run as root, or point hsw at a directory you can write."
+            }
             std::io::ErrorKind::NotFound => " Check that the path exists.",
             _ => "",
         };
@@ -203,7 +205,11 @@ mod tests {
     #[test]
     fn nvml_codes_map_to_kinds_and_sentences() {
         let cases = [
-            (23, ErrorKind::InsufficientResources, "INSUFFICIENT_RESOURCES"),
+            (
+                23,
+                ErrorKind::InsufficientResources,
+                "INSUFFICIENT_RESOURCES",
+            ),
             (19, ErrorKind::InUse, "IN_USE"),
             (16, ErrorKind::ResetRequired, "nvidia-smi -i <index> -r"),
             (4, ErrorKind::NoPermission, "root"),
@@ -228,7 +234,10 @@ mod tests {
             let k = ErrorKind::from_nvml_code(c);
             assert_eq!(ErrorKind::parse(k.as_str()), Some(k));
         }
-        assert_eq!(ErrorKind::parse("mig_disabled"), Some(ErrorKind::MigDisabled));
+        assert_eq!(
+            ErrorKind::parse("mig_disabled"),
+            Some(ErrorKind::MigDisabled)
+        );
         assert_eq!(ErrorKind::parse("nope"), None);
     }
 }

@@ -1,1 +1,32 @@
-//! placeholder
+//! GPU backends for hsw: MIG through NVML or a faithful simulation, vGPUs through sysfs, and host-level locks.
+//!
+//! Why a crate of its own: both `hsw-cli` (`gpu discover`, `gpu cleanup`) and `terraform-provider-hsw`
+//! (`hsw_mig_instance`, `hsw_mdev`, `hsw_gpus`) drive the GPUs, and `hsw-core` does no IO. The MIG catalog and
+//! placement rules stay in `hsw-core` (`hsw_core::gpu`); this crate only applies them.
+//!
+//! - [`mig`]: the [`GpuBackend`] trait and its values;
+//! - [`nvml`]: the NVIDIA driver (`nvml-wrapper` 0.13 to load, raw `nvml-wrapper-sys` calls for the rest);
+//! - [`simulated`]: GPUs in a JSON file with the catalog's rules and NVML's error kinds, shared across processes;
+//! - [`ops`]: choosing a backend (`auto` | `nvml` | `simulated`), and MIG instances (one GPU instance + one
+//!   compute instance) created under the GPU's host-level lock with rollback;
+//! - [`mdev`]: the [`MdevBackend`] trait over a rooted sysfs (classic mdev and NVIDIA vendor VFIO), mdevctl
+//!   persistence, and fake trees with a fake kernel for tests;
+//! - [`lock`]: `flock` locks (per GPU: `<lock dir>/gpu-<pci>.lock`);
+//! - [`inventory`]: the discovery report;
+//! - [`error`]: [`GpuError`] (kind + sentence).
+//!
+//! Invariants: only this crate (and nothing in `hsw-core`) touches NVML or vGPU sysfs; every path under sysfs or
+//! /etc comes from a [`mdev::SysfsRoot`]; nothing here changes MIG mode or resets a GPU.
+
+pub mod error;
+pub mod inventory;
+pub mod lock;
+pub mod mdev;
+pub mod mig;
+pub mod nvml;
+pub mod ops;
+pub mod simulated;
+
+pub use error::{ErrorKind, GpuError};
+pub use mdev::MdevBackend;
+pub use mig::GpuBackend;

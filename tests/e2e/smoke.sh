@@ -5,8 +5,8 @@
 #   ssh from inside the netns -> hostname check -> teardown -> nothing left.
 #
 # Usage: tests/e2e/smoke.sh [--keep] [--netconfig mac|none]
-#   --keep            leave the sandbox running at the end (or on failure) for debugging; `scripts/sandbox.sh
-#                     --name hsw-e2e-smoke stop` removes it
+#   --keep            on failure, leave the sandbox (and the guest) running for debugging;
+#                     `scripts/sandbox.sh --name hsw-e2e-smoke stop` removes it
 #   --netconfig mac   (default) the seed has a network-config matching the NIC by MAC with set-name eth0
 #   --netconfig none  no network-config: the guest relies on cloud-init's fallback (DHCP on eth0)
 # Environment: HSW_E2E_SANDBOX (sandbox name, default hsw-e2e-smoke), HSW_IMAGE_DIR (image cache),
@@ -58,7 +58,7 @@ on_exit() {
     tail -n 20 "$(sandbox env LOG)" >&2 2>/dev/null || true
   fi
   if [ "$started" = 1 ]; then
-    if [ "$keep" = 1 ]; then
+    if [ "$keep" = 1 ] && [ "$rc" -ne 0 ]; then
       echo "smoke: --keep: sandbox '$sandbox_name' left running ($(sandbox env URI))" >&2
     else
       sandbox stop || true
@@ -208,13 +208,17 @@ info "ssh answered after ${t_ssh} s: hostname '$got'"
 [ "$got" = "$guest_hostname" ] || fail "guest hostname is '$got', expected '$guest_hostname'"
 
 step "guest checks"
-checks=$(gssh 'sudo -n id -u; sudo -n passwd -S root | cut -d" " -f2; ip -4 -o addr show eth0 | wc -l' 2>&1) \
-  || fail "guest checks did not run: $checks"
+# shellcheck disable=SC2016  # runs in the guest
+checks=$(gssh 'sudo -n id -u; sudo -n passwd -S root | cut -d" " -f2; ip -4 -o addr show eth0 | wc -l;
+               cloud-init status --wait | sed -n "s/^status: //p"; sudo -n systemctl --failed --plain --no-legend | wc -l' \
+         2>&1) || fail "guest checks did not run: $checks"
 mapfile -t c <<< "$checks"
 [ "${c[0]:-}" = 0 ] || fail "passwordless sudo for hsw does not work: $checks"
 [ "${c[1]:-}" = L ] || fail "root's password is not locked (passwd -S says '${c[1]:-}')"
 [ "${c[2]:-}" = 1 ] || fail "eth0 has no IPv4 address: $checks"
-info "sudo works, root password locked, eth0 configured"
+[ "${c[3]:-}" = "done" ] || fail "cloud-init status is '${c[3]:-}' (see: cloud-init status --long)"
+[ "${c[4]:-}" = 0 ] || fail "failed units in the guest: $(gssh sudo -n systemctl --failed --plain --no-legend 2>&1)"
+info "sudo works, root password locked, eth0 configured, cloud-init done, no failed units ($(( $(date +%s) - t_boot )) s)"
 
 step "teardown"
 v destroy "$dom" >/dev/null
@@ -232,7 +236,7 @@ mapfile -t ns_pids < <(ip netns pids "$ns")
 info "processes in the sandbox before stop: ${#ns_pids[@]}"
 started=0
 sandbox stop
-if ip netns list | awk '{print $1}' | grep -qxF -- "$ns"; then fail "netns $ns left"; fi
+[ ! -e "/run/netns/$ns" ] || fail "netns $ns left"
 [ ! -e "$run_dir" ] || fail "$run_dir left"
 [ ! -e "$state_dir" ] || fail "$state_dir left"
 for p in "${ns_pids[@]}"; do

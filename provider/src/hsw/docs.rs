@@ -197,6 +197,8 @@ pub fn render_all(examples: Examples<'_>) -> Vec<Page> {
     for (type_name, schema) in [
         ("hsw_network", super::network::schema()),
         ("hsw_vm", super::vm::schema()),
+        ("hsw_mig_instance", super::mig_instance::schema()),
+        ("hsw_mdev", super::mdev::schema()),
     ] {
         let short = type_name.trim_start_matches("hsw_");
         pages.push((
@@ -217,6 +219,16 @@ pub fn render_all(examples: Examples<'_>) -> Vec<Page> {
             "hsw_host",
             &super::host::schema(),
             examples("examples/data-sources/hsw_host/data-source.tf").as_deref(),
+            None,
+        ),
+    ));
+    pages.push((
+        "data-sources/gpus.md".to_owned(),
+        render_page(
+            "data source",
+            "hsw_gpus",
+            &super::gpus::schema(),
+            examples("examples/data-sources/hsw_gpus/data-source.tf").as_deref(),
             None,
         ),
     ));

@@ -1,5 +1,6 @@
-//! The hsw provider: its configuration block (`uri`, `pool_dir`, `gpu_backend`), and its resources
-//! (`hsw_network`, `hsw_vm`) and data source (`hsw_host`).
+//! The hsw provider: its configuration block (`uri`, `pool_dir`, `gpu_backend`, `gpu_state_dir`, `sysfs_root`),
+//! and its resources (`hsw_network`, `hsw_vm`, `hsw_mig_instance`, `hsw_mdev`) and data sources (`hsw_host`,
+//! `hsw_gpus`). The GPU ones go through `hsw-gpu-backend` ([`gpu`]).
 //!
 //! Layout: [`validate`] and [`model`] are pure (checks, XML rendering and reading); [`network`], [`vm`] and
 //! [`host`] turn Terraform values into model values and drive a [`Backend`]; [`docs`] renders the registry
@@ -9,7 +10,11 @@
 //! libvirt connection for the provider's lifetime; tests inject fakes with [`HswProvider::with_factory`].
 
 pub mod docs;
+pub mod gpu;
+pub mod gpus;
 pub mod host;
+pub mod mdev;
+pub mod mig_instance;
 pub mod model;
 pub mod network;
 pub mod validate;
@@ -44,6 +49,10 @@ pub struct ProviderConfig {
     pub pool_dir: PathBuf,
     /// How GPUs are managed (`auto`, `nvml`, `simulated`); used by the GPU resources.
     pub gpu_backend: String,
+    /// Where the simulated GPU backend keeps its state (and the per-GPU locks when simulated).
+    pub gpu_state_dir: PathBuf,
+    /// The root that sysfs and /etc paths of `hsw_mdev` are built from (`/` on a real host).
+    pub sysfs_root: PathBuf,
 }
 
 /// The configured provider: its configuration and backend.
@@ -148,6 +157,16 @@ pub fn provider_schema() -> Schema {
             .attribute(Attribute::optional("gpu_backend", Type::String).describe(
                 "How GPU resources reach the GPUs: `auto` (NVML when an NVIDIA driver is present, else simulated), \
                  `nvml` or `simulated`. Defaults to the `HSW_GPU_BACKEND` environment variable, else `auto`.",
+            ))
+            .attribute(Attribute::optional("gpu_state_dir", Type::String).describe(
+                "The absolute directory where the simulated GPU backend keeps its GPUs (`gpu-sim.json`, shared by \
+                 every Terraform run and `hsw-cli` on the host, under a file lock) and its per-GPU lock files. \
+                 Defaults to the `HSW_GPU_STATE_DIR` environment variable, else `<pool_dir>/../state` \
+                 (`/var/lib/hsw/state` with the default pool directory).",
+            ))
+            .attribute(Attribute::optional("sysfs_root", Type::String).describe(
+                "The absolute directory `hsw_mdev` and `hsw_gpus` read sysfs and `/etc/mdevctl.d` under (like \
+                 mdevctl's `MDEVCTL_ENV_ROOT`). Defaults to the `HSW_SYSFS_ROOT` environment variable, else `/`.",
             )),
     )
 }
@@ -203,7 +222,13 @@ pub fn check_config(
 
 /// Resolves the provider configuration: configured values, else environment variables, else defaults; checked.
 pub fn resolve_config(config: &Value) -> Result<ProviderConfig, Diagnostics> {
-    for name in ["uri", "pool_dir", "gpu_backend"] {
+    for name in [
+        "uri",
+        "pool_dir",
+        "gpu_backend",
+        "gpu_state_dir",
+        "sysfs_root",
+    ] {
         if config.get(name).is_unknown() {
             return Err(Diagnostics::error_at(
                 AttrPath::attr(name),
@@ -212,24 +237,45 @@ pub fn resolve_config(config: &Value) -> Result<ProviderConfig, Diagnostics> {
             ));
         }
     }
+    let pool_dir = PathBuf::from(env_or(
+        config.get("pool_dir").as_str(),
+        "HSW_POOL_DIR",
+        DEFAULT_POOL_DIR,
+    ));
+    let default_state = pool_dir
+        .parent()
+        .unwrap_or(&pool_dir)
+        .join("state")
+        .to_string_lossy()
+        .into_owned();
     let resolved = ProviderConfig {
         uri: env_or(config.get("uri").as_str(), "HSW_LIBVIRT_URI", DEFAULT_URI),
-        pool_dir: PathBuf::from(env_or(
-            config.get("pool_dir").as_str(),
-            "HSW_POOL_DIR",
-            DEFAULT_POOL_DIR,
-        )),
         gpu_backend: env_or(
             config.get("gpu_backend").as_str(),
             "HSW_GPU_BACKEND",
             "auto",
         ),
+        gpu_state_dir: PathBuf::from(env_or(
+            config.get("gpu_state_dir").as_str(),
+            "HSW_GPU_STATE_DIR",
+            &default_state,
+        )),
+        sysfs_root: PathBuf::from(env_or(
+            config.get("sysfs_root").as_str(),
+            "HSW_SYSFS_ROOT",
+            "/",
+        )),
+        pool_dir,
     };
-    let d = check_config(
+    let mut d = check_config(
         Some(&resolved.uri),
         Some(&resolved.pool_dir.to_string_lossy()),
         Some(&resolved.gpu_backend),
     );
+    d.extend(gpu::check_paths(
+        Some(&resolved.gpu_state_dir.to_string_lossy()),
+        Some(&resolved.sysfs_root.to_string_lossy()),
+    ));
     if d.has_errors() {
         return Err(d);
     }
@@ -243,11 +289,16 @@ impl Provider for HswProvider {
     }
 
     fn validate(&self, config: &Value) -> Diagnostics {
-        check_config(
+        let mut d = check_config(
             config.get("uri").as_str(),
             config.get("pool_dir").as_str(),
             config.get("gpu_backend").as_str(),
-        )
+        );
+        d.extend(gpu::check_paths(
+            config.get("gpu_state_dir").as_str(),
+            config.get("sysfs_root").as_str(),
+        ));
+        d
     }
 
     async fn configure(
@@ -271,11 +322,16 @@ impl Provider for HswProvider {
         vec![
             Arc::new(network::NetworkResource::new(self.shared.clone())),
             Arc::new(vm::VmResource::new(self.shared.clone())),
+            Arc::new(mig_instance::MigInstanceResource::new(self.shared.clone())),
+            Arc::new(mdev::MdevResource::new(self.shared.clone())),
         ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {
-        vec![Arc::new(host::HostDataSource::new(self.shared.clone()))]
+        vec![
+            Arc::new(host::HostDataSource::new(self.shared.clone())),
+            Arc::new(gpus::GpusDataSource::new(self.shared.clone())),
+        ]
     }
 }
 

@@ -1,0 +1,253 @@
+//! `hsw-cli gpu discover`, `gpu cleanup` and `gpu plan --write-map` as a user runs them, on the simulated GPU
+//! backend (a temporary state directory seeded from `examples/minimal-dev.yaml`) and a copy of the fake sysfs
+//! tree in `tests/fixtures/sysfs/a100-vgpu`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hsw_gpu_backend::mdev::{MdevBackend, SysfsMdev, SysfsRoot};
+use hsw_gpu_backend::mig::GpuBackend;
+use hsw_gpu_backend::ops::{self, CreateRequest};
+use hsw_gpu_backend::simulated::SimulatedBackend;
+
+const GPU: &str = "0000:65:00.0";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(
+            &repo().join("tests/fixtures/sysfs/a100-vgpu"),
+            &dir.path().join("sysfs"),
+        );
+        World { dir }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn sysfs(&self) -> PathBuf {
+        self.dir.path().join("sysfs")
+    }
+
+    fn hsw(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
+            .args(args)
+            .args(["--backend", "simulated", "--state-dir"])
+            .arg(self.state())
+            .arg("--sysfs-root")
+            .arg(self.sysfs())
+            .current_dir(self.dir.path())
+            .env_remove("HSW_GPU_STATE_DIR")
+            .env_remove("HSW_SYSFS_ROOT")
+            .output()
+            .unwrap()
+    }
+
+    fn seed(&self) {
+        let o = self.hsw(&[
+            "gpu",
+            "discover",
+            "--config",
+            repo().join("examples/minimal-dev.yaml").to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn discover_prints_the_inventory_and_the_backend() {
+    let w = World::new();
+    let cfg = repo().join("examples/minimal-dev.yaml");
+    let o = w.hsw(&[
+        "gpu",
+        "discover",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["backend"], "simulated");
+    let d = &v["devices"][0];
+    assert_eq!(d["pci_address"], GPU);
+    assert_eq!(d["model"], "a100-80gb");
+    assert_eq!(d["mig_current"], true);
+    assert_eq!(d["profiles"].as_array().unwrap().len(), 7);
+    let names: Vec<&str> = v["vgpu_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"GRID A100-2-10C") && names.contains(&"NVIDIA H200X-1-18C"));
+
+    let o = w.hsw(&["gpu", "discover"]);
+    let text = out(&o);
+    assert!(text.starts_with("GPU backend: simulated"), "{text}");
+    assert!(
+        text.contains("profile 3g.40gb") && text.contains("placements 0:4,4:4"),
+        "{text}"
+    );
+
+    // NVML is not on this machine: asked for explicitly, it fails with a clear message.
+    if !Path::new("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1").exists() {
+        let o = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
+            .args(["gpu", "discover", "--backend", "nvml"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("libnvidia-ml.so.1"), "{err}");
+    }
+}
+
+#[test]
+fn plan_writes_the_mdev_map_with_metadata() {
+    let w = World::new();
+    w.seed();
+    let sim = SimulatedBackend::open(&w.state(), None).unwrap();
+    let cfg = repo().join("examples/minimal-dev.yaml");
+    let map = w.dir.path().join("out/mdev_map.json");
+    let o = w.hsw(&[
+        "gpu",
+        "plan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--write-map",
+        map.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&map).unwrap()).unwrap();
+    let m = &v["metadata"];
+    assert_eq!(m["config_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(m["backend"], "simulated");
+    assert!(m["generated_at"].as_str().unwrap().ends_with('Z'));
+    let uuid = sim.devices().unwrap()[0].uuid.clone();
+    assert_eq!(m["devices"][0]["uuid"], uuid.as_str());
+    assert_eq!(v["instances"].as_array().unwrap().len(), 3);
+    assert!(v["instances"][0]["gi_id"].is_null(), "not created yet");
+
+    // The default path.
+    let o = w.hsw(&[
+        "gpu",
+        "plan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--write-map",
+    ]);
+    assert!(o.status.success());
+    assert!(w.dir.path().join("output/mdev_map.json").is_file());
+}
+
+#[test]
+fn cleanup_lists_saves_and_removes_only_what_no_state_holds() {
+    let w = World::new();
+    w.seed();
+    let sim = SimulatedBackend::open(&w.state(), None).unwrap();
+    let locks = w.state().join("locks");
+    let mk = |profile: &str| {
+        ops::create(
+            &sim,
+            &locks,
+            &CreateRequest {
+                gpu: GPU.into(),
+                profile: profile.into(),
+                placement_start: None,
+                compute_slices: None,
+            },
+        )
+        .unwrap()
+    };
+    let kept = mk("3g.40gb");
+    let stray = mk("1g.10gb");
+    let mdev = SysfsMdev::new(SysfsRoot::new(w.sysfs()));
+    let kept_vgpu = mdev
+        .create("0000:65:00.4", "GRID A100-1-5C", None, false)
+        .unwrap();
+    let stray_vgpu = mdev
+        .create("0000:65:00.4", "GRID A100-2-10C", None, false)
+        .unwrap();
+    // A terraform.tfstate (v4) holding the kept ones.
+    let tfstate = serde_json::json!({
+        "version": 4,
+        "resources": [
+            {"mode": "managed", "type": "hsw_mig_instance", "name": "hpc", "instances": [
+                {"attributes": {"gpu_pci": GPU, "gi_id": kept.gi_id, "id": format!("{GPU}/{}", kept.gi_id)}}
+            ]},
+            {"mode": "managed", "type": "hsw_mdev", "name": "w", "instances": [
+                {"attributes": {"id": kept_vgpu.id()}}
+            ]}
+        ]
+    });
+    let state_file = w.dir.path().join("terraform.tfstate");
+    std::fs::write(&state_file, tfstate.to_string()).unwrap();
+
+    // --yes without a state is refused.
+    let o = w.hsw(&["gpu", "cleanup", "--yes"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // Listing changes nothing and saves the description.
+    let o = w.hsw(&["gpu", "cleanup", "--state", state_file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = out(&o);
+    assert!(text.contains("1 MIG instance(s) and 1 vGPU(s)"), "{text}");
+    assert!(
+        text.contains(&format!("gi {} 1g.10gb", stray.gi_id)),
+        "{text}"
+    );
+    assert!(text.contains(&stray_vgpu.id()), "{text}");
+    assert_eq!(sim.gpu_instances(0).unwrap().len(), 2);
+    let saved: Vec<PathBuf> = std::fs::read_dir(w.dir.path().join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(saved.len(), 1);
+    let desc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved[0]).unwrap()).unwrap();
+    assert_eq!(desc["mig_instances"][0]["instance"]["gi_id"], stray.gi_id);
+
+    // --yes removes exactly the strays.
+    let o = w.hsw(&[
+        "gpu",
+        "cleanup",
+        "--state",
+        state_file.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let left = sim.gpu_instances(0).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, kept.gi_id);
+    let vgpus = mdev.vgpus().unwrap();
+    assert_eq!(vgpus.len(), 1);
+    assert_eq!(vgpus[0].id(), kept_vgpu.id());
+}
