@@ -11,13 +11,20 @@ cd "$(dirname "$0")/.."
 
 section() { printf '\n===== %s =====\n' "$*"; }
 
-section "build hsw-cli (release)"
-if ! cargo build --release -p hsw-cli; then
-    echo "build failed" >&2
-    exit 1
+# HSW_CLI=path uses a prebuilt binary (a GPU machine without a Rust toolchain); else build one.
+if [ -n "${HSW_CLI:-}" ]; then
+    BIN=$HSW_CLI
+else
+    section "build hsw-cli (release)"
+    if ! cargo build --release -p hsw-cli; then
+        echo "build failed" >&2
+        exit 1
+    fi
+    BIN=target/release/hsw-cli
+    [ -n "${CARGO_TARGET_DIR:-}" ] && BIN="$CARGO_TARGET_DIR/release/hsw-cli"
 fi
-BIN=target/release/hsw-cli
-[ -n "${CARGO_TARGET_DIR:-}" ] && BIN="$CARGO_TARGET_DIR/release/hsw-cli"
+section "hsw-cli version"
+"$BIN" --version
 
 section "hsw-cli gpu discover --backend nvml --format json"
 # The sysfs root is the real one (read only); the simulated backend is not involved (--backend nvml).

@@ -412,7 +412,10 @@ pub const H200_141GB: GpuModel = GpuModel {
     // "H200 141GB, H200 NVL" filter).
     pci_device_ids: &[0x2335, 0x233B],
     profiles: &H200_141GB_PROFILES,
-    placements_verified: false,
+    // Seen on an H200 SXM (PCI id 0x2335, driver's `nvidia-smi mig -lgip`/`-lgipp`, 2026-11-28):
+    // names, IDs, max counts and placements all as in this table. The output is kept in
+    // tests/fixtures/gpu/h200-discover.txt and checked by hsw-core/tests/gpu_catalog_hw.rs.
+    placements_verified: true,
 };
 
 /// GH200 144GB HBM3e.
