@@ -20,6 +20,7 @@
 #   /var/lib/hsw-sandbox/NAME/pool                  a directory for disks, seeds and kernels (same path everywhere)
 # libvirtd runs in a private mount namespace (inside the netns) where /run is a fresh tmpfs and those directories
 # are bind-mounted over /run/libvirt, /etc/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt.
+# QEMU's probed capabilities are kept in /var/cache/hsw/libvirt-qemu-capabilities between sandboxes (a cache).
 # Its qemu.conf runs guests as root with no security driver, no cgroups, no per-domain mount namespace and
 # file-based console logs (no virtlogd). `exec` enters the same mount view, so paths under /var/lib/libvirt mean
 # the same to a client run through `exec` as to libvirtd; from outside, use paths under the pool directory.
@@ -27,6 +28,7 @@ set -euo pipefail
 
 RUN_ROOT=/run/hsw-sandbox
 STATE_ROOT=/var/lib/hsw-sandbox
+CAPS_CACHE="${HSW_SANDBOX_CAPS_CACHE:-/var/cache/hsw/libvirt-qemu-capabilities}"
 
 die() { echo "sandbox: $*" >&2; exit 1; }
 say() { printf 'sandbox: %s\n' "$*" >&2; }
@@ -63,7 +65,10 @@ libvirtd_pid() {
   pid=$(tr -dc '0-9' < "$pidfile")
   [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
   [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = libvirtd ] || return 1
-  netns_exists && [ "$(stat -L -c %i "/proc/$pid/ns/net")" = "$(stat -L -c %i "/run/netns/$name")" ] || return 1
+  # (A killed libvirtd may linger as a zombie, whose namespaces cannot be read.)
+  local ns_ino
+  ns_ino=$(stat -L -c %i "/proc/$pid/ns/net" 2>/dev/null) || return 1
+  netns_exists && [ "$ns_ino" = "$(stat -L -c %i "/run/netns/$name")" ] || return 1
   echo "$pid"
 }
 
@@ -104,6 +109,10 @@ namespaces = [ ]
 stdio_handler = "file"
 EOF
   : > "$state_dir/etc/network.conf"
+  # libvirtd probes QEMU's capabilities at start (~8 s); reuse what an earlier sandbox found (libvirt checks
+  # that the cached files still match the qemu and libvirtd binaries, and probes again when not).
+  mkdir -p "$state_dir/cache/qemu/capabilities"
+  if [ -d "$CAPS_CACHE" ]; then cp -a "$CAPS_CACHE/." "$state_dir/cache/qemu/capabilities/" 2>/dev/null || true; fi
 }
 
 # Runs inside the netns, in a new private mount namespace; becomes libvirtd. Arguments: RUN_DIR STATE_DIR.
@@ -173,6 +182,20 @@ kill_all() {
   kill "-$sig" $pids 2>/dev/null || true
 }
 
+# Keeps the QEMU capabilities libvirtd probed, for the next sandbox (a cache; safe to delete).
+save_caps() {
+  local src="$state_dir/cache/qemu/capabilities" tmp
+  compgen -G "$src/*.xml" >/dev/null || return 0
+  mkdir -p "$(dirname "$CAPS_CACHE")"
+  tmp=$(mktemp -d "$CAPS_CACHE.XXXXXX") || return 0
+  if cp -a "$src/." "$tmp/"; then
+    rm -rf --one-file-system "$CAPS_CACHE"
+    mv "$tmp" "$CAPS_CACHE" || rm -rf --one-file-system "$tmp"
+  else
+    rm -rf --one-file-system "$tmp"
+  fi
+}
+
 do_stop() {
   need_root
   local d n pid i
@@ -199,6 +222,7 @@ do_stop() {
   kill_all KILL
   for i in $(seq 1 50); do [ -z "$(netns_pids)" ] && break; sleep 0.1; done
   [ -z "$(netns_pids)" ] || die "processes still in netns $name: $(netns_pids | tr '\n' ' ')"
+  save_caps
   if netns_exists; then ip netns delete "$name"; fi
   for d in "$run_dir" "$state_dir"; do
     [ -e "$d" ] || continue

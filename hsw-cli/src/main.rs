@@ -7,8 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod ansible_cmd;
+mod generate;
 mod gpu_cmds;
 mod host_cmds;
+mod inventory;
 mod validate;
 
 /// Output format.
@@ -47,6 +50,13 @@ enum Command {
     Gpu(gpu_cmds::GpuCommand),
     /// Print the JSON Schema of cluster.yaml.
     Schema,
+    /// Write the Terraform root module of a cluster definition (default directory `terraform/`).
+    Generate(generate::GenerateArgs),
+    /// Print the Ansible inventory of both clusters (from Terraform's outputs and cluster.yaml).
+    Inventory(inventory::InventoryArgs),
+    /// Configure the clusters' VMs with Ansible.
+    #[command(subcommand)]
+    Ansible(ansible_cmd::AnsibleCommand),
 }
 
 /// Exit codes shared by every command.
@@ -60,6 +70,9 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = inventory::run_as_script() {
+        return ExitCode::from(code);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -79,10 +92,13 @@ fn main() -> ExitCode {
         Command::Check(args) => host_cmds::check(&args, &mut out),
         Command::Prepare(args) => host_cmds::prepare(&args, &mut out),
         Command::Gpu(cmd) => gpu_cmds::run(&cmd, &mut out),
+        Command::Generate(args) => generate::run(&args, &mut out),
         Command::Schema => {
             let _ = out.write_all(hsw_core::config::schema::EMBEDDED.as_bytes());
             exit::OK
         }
+        Command::Inventory(args) => inventory::run(&args, &mut out),
+        Command::Ansible(cmd) => ansible_cmd::run(&cmd, &mut out),
     };
     let _ = out.flush();
     ExitCode::from(code)

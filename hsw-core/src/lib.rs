@@ -1,4 +1,7 @@
+pub mod ansible;
 pub mod config;
 pub mod diag;
 pub mod gpu;
 pub mod host;
+pub mod render;
+pub mod slurm;

@@ -12,8 +12,8 @@
 #   HSW_PROVIDER_BIN                   the provider binary (default: cargo build, debug)
 #   HSW_E2E_SANDBOX                    sandbox name (default hsw-e2e)
 #   HSW_E2E_BOOT_TIMEOUT               seconds a guest may take to get its address / answer ssh (default 300)
-#   HSW_E2E_FULL_ALL=1                 run every scenario on every Terraform (default: the boot-heavy ones,
-#                                      update of a running VM, stop drift and SIGKILL, on the primary only)
+#   HSW_E2E_FULL_ALL=1                 run every scenario on every Terraform (default: update-node and
+#                                      sigkill, which boot a VM each, on the primary Terraform only)
 #
 # Scenarios (per Terraform; [full] = primary only unless HSW_E2E_FULL_ALL=1):
 #   create        apply: two networks, a VM that boots and reports its DHCP address (output node_ip, checked
@@ -23,7 +23,7 @@
 #   update-idle   vcpu/memory of the stopped VM change in place (same UUID)
 #   update-node   [full] vcpu/memory of the running VM change in place: shutdown, redefine, boot, address again
 #   drift-delete  a VM and a network removed with virsh are recreated by the next apply
-#   drift-stop    [full] a VM stopped with virsh shows as a change; apply starts it again
+#   drift-stop    a VM stopped with virsh shows as a change; apply starts it again
 #   sigkill       [full] the provider is killed (SIGKILL, by pid) while it waits for a new VM's address; the
 #                 next apply converges, with no orphan domain, directory or DHCP reservation
 #   destroy       nothing is left: no domain, network, disk, seed ISO or dnsmasq
@@ -256,8 +256,18 @@ ssh_hostname() {   # ssh_hostname IP: the guest's hostname, retried until the bo
             -o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR "hsw@$ip" hostname 2>/dev/null || true)
     [ -n "$got" ] && { echo "$got"; return 0; }
     [ $(( $(date +%s) - t0 )) -lt "$boot_timeout" ] || return 1
+    # The image's own hostname in the DHCP lease means cloud-init found no seed: ssh keys will never arrive.
+    if [ $(( $(date +%s) - t0 )) -ge 60 ] && [ "$(lease_hostname "$ip")" = hsw-guest ]; then
+      fail "hsw@$ip refuses the key and its DHCP lease names the image's default hostname 'hsw-guest': the guest" \
+           "did not read its cloud-init seed (is the seed's device visible to the guest kernel?)"
+    fi
     sleep 2
   done
+}
+
+lease_hostname() {  # lease_hostname IP: the hostname the guest sent with its DHCP request on hswe2e
+  v net-dhcp-leases hswe2e | awk -v ip="$1" '{ for (i = 1; i < NF; i++) if ($i == "ipv4") {
+    a = $(i + 1); sub(/\/.*/, "", a); if (a == ip) print $(i + 2) } }'
 }
 
 check_node() {     # check_node DIR: the node runs, reports its address and answers ssh with its hostname
@@ -322,7 +332,7 @@ s_create() {
 }
 
 s_import() {
-  local d=$1 i idle_uuid a b
+  local d=$1 i idle_uuid a b got
   new_dir import
   i=$newdir
   idle_uuid=$(uuid_of hsw-e2e-idle)
@@ -338,7 +348,10 @@ s_import() {
     fail "terraform show -json differs between the created and the imported state (above: - created, + imported)"
   fi
   info "terraform show -json: created and imported states are equal"
-  assert_plan_empty "$i" import
+  # Resource changes only: Terraform 1.0's import leaves outputs out of the state, so its plan adds them.
+  got=$(plan_actions "$i" | paste -sd' ' -)
+  [ -z "$got" ] || fail "plan after import would change resources: $got"
+  info "plan after import changes no resource"
   rm -rf --one-file-system "$i"   # never destroy from here: the same objects belong to $d
 }
 
@@ -461,10 +474,8 @@ for entry in "${terraforms[@]}"; do
   scenario update-idle s_update_idle "$dir"
   if [ "$full" = 1 ]; then scenario update-node s_update_node "$dir"; fi
   scenario drift-delete s_drift_delete "$dir"
-  if [ "$full" = 1 ]; then
-    scenario drift-stop s_drift_stop "$dir"
-    scenario sigkill s_sigkill "$dir"
-  fi
+  scenario drift-stop s_drift_stop "$dir"
+  if [ "$full" = 1 ]; then scenario sigkill s_sigkill "$dir"; fi
   scenario destroy s_destroy "$dir"
   rm -rf --one-file-system "$dir"
 done

@@ -1,0 +1,303 @@
+//! `hsw-cli generate`: the Terraform root module of a cluster definition (see
+//! `hsw_core::render::terraform` for what is in it).
+//!
+//! The command validates the configuration (and refuses an invalid one with its diagnostics), plans the GPUs,
+//! renders the files, writes the ones whose text changed, and removes files it wrote before that are no longer
+//! generated: only files in the output directory whose first line is the generated-file header. Nothing else in
+//! the directory (`.terraform/`, state, lock file, files of your own) is touched.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use clap::Args;
+use hsw_core::config;
+use hsw_core::render::terraform::{self, Options, HEADER_PREFIX};
+
+use crate::{exit, validate::read_config};
+
+/// `hsw-cli generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The cluster definition (the embedded default when absent).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The directory of the root module.
+    #[arg(long, default_value = "terraform")]
+    out: PathBuf,
+    /// The directory of the hsw modules (`network`, `vm-group`, ...); the generated `source`s are relative to
+    /// the output directory.
+    #[arg(long, default_value = "modules")]
+    modules: PathBuf,
+    /// The state directory holding the per-cluster SSH keys (`ssh/<cluster>/id_ed25519.pub`); default `.hsw`
+    /// beside the output directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// The base image of every VM (default: `host.images`, else `<pool_dir>/base/debian-12.qcow2`).
+    #[arg(long)]
+    base_image: Option<String>,
+    /// The kernel for direct kernel boot (default `<pool_dir>/base/vmlinuz`).
+    #[arg(long, conflicts_with = "no_kernel_boot")]
+    kernel: Option<String>,
+    /// The initrd for direct kernel boot (default `<pool_dir>/base/initrd.img`).
+    #[arg(long, conflicts_with = "no_kernel_boot")]
+    initrd: Option<String>,
+    /// The kernel command line for direct kernel boot.
+    #[arg(long, conflicts_with = "no_kernel_boot")]
+    cmdline: Option<String>,
+    /// Boot the images with their own boot loader instead of a kernel and initrd.
+    #[arg(long)]
+    no_kernel_boot: bool,
+    /// Change nothing; exit 1 when the directory is not up to date.
+    #[arg(long)]
+    check: bool,
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Created,
+    Updated,
+    Removed,
+    Unchanged,
+}
+
+/// Runs `generate`; returns the exit code.
+pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
+    let (name, source) = match read_config(args.config.as_deref()) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let validated = config::validate_str(&source);
+    let Some(cfg) = validated.valid_config() else {
+        eprint!("{}", validated.report.render_text(&name, &source, false));
+        eprintln!("error: {name} is not valid; nothing was generated");
+        return exit::INVALID;
+    };
+    if !validated.report.diagnostics.is_empty() {
+        eprint!("{}", validated.report.render_text(&name, &source, false));
+    }
+    let plan = match config::gpu::plan(cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: no GPU plan exists for {name}: {e}");
+            return exit::INVALID;
+        }
+    };
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot read the current directory: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let out_dir = normalize(&cwd.join(&args.out));
+    let modules_dir = normalize(&cwd.join(&args.modules));
+    if !modules_dir.join("hpc-cluster").is_dir() {
+        eprintln!(
+            "warning: {} does not hold the hsw modules (no hpc-cluster/); the generated sources point there anyway",
+            modules_dir.display()
+        );
+    }
+    let ssh_dir = match &args.state_dir {
+        Some(d) if d.is_absolute() => d.join("ssh").display().to_string(),
+        Some(d) => relative_source(&out_dir, &normalize(&cwd.join(d).join("ssh"))),
+        None => "../.hsw/ssh".to_owned(),
+    };
+    let mut options = Options::new(
+        cfg,
+        &name,
+        &source,
+        &relative_source(&out_dir, &modules_dir),
+        &ssh_dir,
+    );
+    if let Some(image) = &args.base_image {
+        for v in options.base_images.values_mut() {
+            v.clone_from(image);
+        }
+    }
+    if args.no_kernel_boot {
+        options.kernel = None;
+        options.initrd = None;
+        options.cmdline = None;
+    } else {
+        if args.kernel.is_some() {
+            options.kernel.clone_from(&args.kernel);
+        }
+        if args.initrd.is_some() {
+            options.initrd.clone_from(&args.initrd);
+        }
+        if args.cmdline.is_some() {
+            options.cmdline.clone_from(&args.cmdline);
+        }
+    }
+    let files = match terraform::render(cfg, &plan, &options) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot generate the Terraform files of {name}: {e}");
+            return exit::INVALID;
+        }
+    };
+    let changes = match sync(&out_dir, &files, args.check) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let mut text = String::new();
+    let shown = args.out.display();
+    let mut changed = 0;
+    for (file, change) in &changes {
+        let verb = match (change, args.check) {
+            (Change::Unchanged, _) => continue,
+            (Change::Created, false) => "created",
+            (Change::Updated, false) => "updated",
+            (Change::Removed, false) => "removed",
+            (Change::Created, true) => "would create",
+            (Change::Updated, true) => "would update",
+            (Change::Removed, true) => "would remove",
+        };
+        changed += 1;
+        text.push_str(&format!(
+            "{verb} {}\n",
+            Path::new(&*shown.to_string()).join(file).display()
+        ));
+    }
+    if changed == 0 {
+        text.push_str(&format!(
+            "{shown} is up to date ({} files generated from {name})\n",
+            files.len()
+        ));
+    }
+    if out.write_all(text.as_bytes()).is_err() {
+        return exit::CANNOT_RUN;
+    }
+    if args.check && changed > 0 {
+        exit::INVALID
+    } else {
+        exit::OK
+    }
+}
+
+/// Writes the files whose text differs and removes stale generated files (those with the header). With
+/// `dry_run`, only says what it would do.
+fn sync(
+    dir: &Path,
+    files: &[terraform::File],
+    dry_run: bool,
+) -> Result<Vec<(String, Change)>, String> {
+    if !dry_run {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut changes = Vec::new();
+    for f in files {
+        let path = dir.join(&f.name);
+        let change = match std::fs::read(&path) {
+            Ok(old) if old == f.contents.as_bytes() => Change::Unchanged,
+            Ok(_) => Change::Updated,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Change::Created,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        if change != Change::Unchanged && !dry_run {
+            let tmp = dir.join(format!(".{}.tmp", f.name));
+            std::fs::write(&tmp, &f.contents)
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+        }
+        changes.push((f.name.clone(), change));
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dry_run => return Ok(changes),
+        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+    };
+    let mut stale = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if files.iter().any(|f| f.name == name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if is_generated(&entry.path()) {
+            stale.push(name);
+        }
+    }
+    stale.sort();
+    for name in stale {
+        if !dry_run {
+            let path = dir.join(&name);
+            std::fs::remove_file(&path)
+                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+        changes.push((name, Change::Removed));
+    }
+    Ok(changes)
+}
+
+/// Whether a file starts with the generated-file header.
+fn is_generated(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = vec![0u8; HEADER_PREFIX.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == HEADER_PREFIX.as_bytes()
+}
+
+/// A path without `.` and `..` components (lexically; `..` above the root stays at the root).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// A Terraform local module source for `target` as seen from `from` (both absolute and normalized):
+/// `./x` or `../x`, with `/` separators.
+fn relative_source(from: &Path, target: &Path) -> String {
+    let a: Vec<Component> = from.components().collect();
+    let b: Vec<Component> = target.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".to_owned(); a.len() - common];
+    parts.extend(
+        b.iter()
+            .skip(common)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.first().is_none_or(|p| p != "..") {
+        parts.insert(0, ".".to_owned());
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_relative_to_the_output_directory() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            relative_source(&p("/r/terraform"), &p("/r/modules")),
+            "../modules"
+        );
+        assert_eq!(relative_source(&p("/r"), &p("/r/modules")), "./modules");
+        assert_eq!(
+            relative_source(&p("/r/a/b"), &p("/r/modules")),
+            "../../modules"
+        );
+        assert_eq!(relative_source(&p("/r/x"), &p("/r/x")), ".");
+        assert_eq!(normalize(&p("/r/./a/../b")), p("/r/b"));
+    }
+}

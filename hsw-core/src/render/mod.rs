@@ -1,0 +1,6 @@
+//! Rendering: pure functions from a validated [`ClusterConfig`](crate::config::ClusterConfig) and its
+//! [`GpuPlan`](crate::gpu::GpuPlan) to the text of generated files. Nothing here reads or writes files; the
+//! binaries do (`hsw-cli generate`).
+
+pub mod hcl;
+pub mod terraform;

@@ -1,0 +1,394 @@
+//! `slurm.conf`, `gres.conf` and `cgroup.conf` for the HPC cluster, rendered from `cluster.yaml` and the
+//! hosts (with their GPU units: from Terraform, or planned, see [`crate::ansible::hosts`]), then checked by
+//! our own checker ([`check`]) since Slurm barely validates its configuration.
+//!
+//! # Choices
+//!
+//! - **Every node line has `NodeAddr`** (a NodeName Slurm cannot resolve is dropped silently), and
+//!   `SlurmctldHost=<controller>(<address>)`.
+//! - **`RealMemory` = the VM's memory − a reserve** of 256 MiB + 5 % (rounded up), see [`real_memory_mib`].
+//!   The guest kernel keeps part of the VM's memory for itself, so `slurmd -C` reports less than the VM
+//!   was given (a 1 GiB guest shows about 960 MiB); a node whose `RealMemory` exceeds what slurmd finds is
+//!   drained ("Low RealMemory"). The reserve covers that and leaves room for the OS's own daemons (munged,
+//!   sshd, journald), which jobs must not be scheduled into. A 1 GiB VM gets 716 MiB, 16 GiB gets 15 308 MiB.
+//! - **`CPUs` = the VM's vCPUs.** `SelectType=select/cons_tres` with `CR_Core_Memory` (the 22.05 default
+//!   `select/linear` cannot track GPUs); cgroup process tracking and task plugins (real VMs, not containers).
+//! - **Gres types**: a MIG instance's type is its profile (`1g.10gb`; a `+` as in `1g.10gb+me` becomes `_`,
+//!   since Slurm names are `[A-Za-z0-9_.-]`), a whole GPU's is its model without `NVIDIA` in lowercase
+//!   (`NVIDIA A100-SXM4-80GB` → `a100-sxm4-80gb`, spaces → `_`), a time-sliced vGPU's is its vGPU type.
+//!   `Gres=gpu:<type>:<n>` per type; `GresTypes=gpu` whenever a node has a GPU.
+//! - **Simulated GPUs**: the simulated backend creates no device files in the VMs, and `slurmd` waits
+//!   forever ("Waiting for gres.conf file") for a `File=` that does not exist. So with simulated GPUs
+//!   gres.conf gives each node's units as `NodeName=n Name=gpu Type=<profile> Count=<n>` without `File=`,
+//!   under a comment naming the simulated device and placement; `ConstrainDevices=no` in cgroup.conf (there is
+//!   nothing to constrain). Slurm schedules them exactly like real ones (`--gres=gpu:1g.10gb:1`). With real
+//!   GPUs (NVML), each unit is one line with `File=/dev/nvidia<i>`, `i` its order in the VM, and
+//!   `ConstrainDevices=yes`. Which one applies: [`crate::ansible::Deployment::gpus_simulated`]. A unit on real
+//!   GPUs that reaches the VM as no device (a MIG instance Terraform reports without a vGPU `mdev_uuid`: a
+//!   MIG instance enters a VM only as a MIG-backed vGPU) is counted the simulated way, so slurmd never waits.
+//! - Nothing is auto-detected: Debian's Slurm has no NVML plugin, so gres.conf is explicit.
+
+pub mod check;
+pub mod model;
+
+use crate::ansible::hosts::{Deployment, GpuUnit, Host, Role, UnitKind};
+use crate::config::model::ClusterConfig;
+use model::{CgroupConf, Gres, GresConf, GresLine, Key, NodeDef, PartitionDef, SlurmConf};
+
+/// Where the controller keeps its state.
+pub const STATE_SAVE_LOCATION: &str = "/var/lib/slurm/slurmctld";
+/// Where slurmd keeps its spool.
+pub const SLURMD_SPOOL_DIR: &str = "/var/lib/slurm/slurmd";
+/// Where the daemons log.
+pub const LOG_DIR: &str = "/var/log/slurm";
+
+/// The three files, as typed models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlurmFiles {
+    /// `slurm.conf`.
+    pub slurm_conf: SlurmConf,
+    /// `gres.conf`.
+    pub gres_conf: GresConf,
+    /// `cgroup.conf`.
+    pub cgroup_conf: CgroupConf,
+}
+
+/// The three files' text, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFiles {
+    /// `slurm.conf`.
+    pub slurm_conf: String,
+    /// `gres.conf`.
+    pub gres_conf: String,
+    /// `cgroup.conf`.
+    pub cgroup_conf: String,
+}
+
+/// Why the files cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlurmError {
+    /// No `clusters.hpc`.
+    #[error("cluster.yaml defines no hpc cluster, so there is no Slurm configuration to render")]
+    NoHpcCluster,
+    /// No controller host.
+    #[error("the host list has no hpc controller: Slurm needs one for SlurmctldHost")]
+    NoController,
+    /// The checker found mistakes (every finding, one per line).
+    #[error("the rendered Slurm configuration is not valid:\n{}", .0.iter().map(|l| format!("  - {l}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// `RealMemory` for a VM of `memory_gb` GiB: the memory in MiB less a reserve of 256 MiB + 5 % (rounded
+/// up), at least 1. See the module documentation for why.
+pub fn real_memory_mib(memory_gb: u32) -> u64 {
+    let total = u64::from(memory_gb) * 1024;
+    let reserve = 256 + total.div_ceil(20);
+    total.saturating_sub(reserve).max(1)
+}
+
+/// The Slurm `ClusterName`: `slurm_config.cluster_name`, else `metadata.name` with `-` as `_`.
+pub fn cluster_name(config: &ClusterConfig) -> String {
+    config
+        .clusters
+        .hpc
+        .as_ref()
+        .and_then(|h| h.slurm_config.cluster_name.clone())
+        .unwrap_or_else(|| config.metadata.name.replace('-', "_"))
+}
+
+/// The gres type of a GPU unit (see the module documentation).
+pub fn gres_type(config: &ClusterConfig, unit: &GpuUnit) -> String {
+    let from_profile = unit.profile.as_deref().map(sanitize).filter(|s| !s.is_empty());
+    match (unit.kind, from_profile) {
+        (UnitKind::Mig | UnitKind::Mdev, Some(p)) => p,
+        _ => model_type(config, &unit.device),
+    }
+}
+
+fn model_type(config: &ClusterConfig, device: &str) -> String {
+    let model = config
+        .global
+        .gpu_allocation
+        .as_ref()
+        .and_then(|a| a.devices.iter().find(|d| d.id == device))
+        .map(|d| d.model.to_lowercase())
+        .unwrap_or_default();
+    let model = model.trim();
+    let model = model.strip_prefix("nvidia").unwrap_or(model);
+    let t = sanitize(model.trim());
+    if t.is_empty() {
+        "gpu".into()
+    } else {
+        t
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+            c
+        } else {
+            '_'
+        };
+        if c == '_' && out.ends_with('_') {
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim_matches('_').to_owned()
+}
+
+/// A host's gres, one entry per type in the order the types first appear.
+pub fn node_gres(config: &ClusterConfig, host: &Host) -> Vec<Gres> {
+    let mut out: Vec<Gres> = Vec::new();
+    for u in &host.gpu_units {
+        let kind = gres_type(config, u);
+        match out.iter_mut().find(|g| g.kind == kind) {
+            Some(g) => g.count += 1,
+            None => out.push(Gres {
+                name: "gpu".into(),
+                kind,
+                count: 1,
+            }),
+        }
+    }
+    out
+}
+
+/// Builds the typed files from `cluster.yaml` and the hosts.
+pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFiles, SlurmError> {
+    let hpc = config
+        .clusters
+        .hpc
+        .as_ref()
+        .ok_or(SlurmError::NoHpcCluster)?;
+    let controller = deployment
+        .with_role(Role::Controller)
+        .next()
+        .ok_or(SlurmError::NoController)?;
+    let simulated = deployment.gpus_simulated(config);
+    let group = &hpc.compute_nodes;
+    let compute: Vec<&Host> = deployment.with_role(Role::Compute).collect();
+
+    let nodes: Vec<NodeDef> = compute
+        .iter()
+        .map(|h| NodeDef {
+            name: h.name.clone(),
+            addr: h.ip.to_string(),
+            cpus: group.cpu_cores,
+            real_memory: real_memory_mib(group.memory_gb),
+            gres: node_gres(config, h),
+        })
+        .collect();
+    let any_gpu = nodes.iter().any(|n| !n.gres.is_empty());
+
+    let mut settings: Vec<(Key, String)> = vec![
+        (Key::ClusterName, cluster_name(config)),
+        (
+            Key::SlurmctldHost,
+            format!("{}({})", controller.name, controller.ip),
+        ),
+        (Key::AuthType, "auth/munge".into()),
+        (Key::SlurmUser, "slurm".into()),
+        (Key::SlurmdUser, "root".into()),
+        (Key::SlurmctldPort, "6817".into()),
+        (Key::SlurmdPort, "6818".into()),
+        (Key::StateSaveLocation, STATE_SAVE_LOCATION.into()),
+        (Key::SlurmdSpoolDir, SLURMD_SPOOL_DIR.into()),
+        (Key::SlurmctldPidFile, "/run/slurmctld.pid".into()),
+        (Key::SlurmdPidFile, "/run/slurmd.pid".into()),
+        (Key::SlurmctldLogFile, format!("{LOG_DIR}/slurmctld.log")),
+        (Key::SlurmdLogFile, format!("{LOG_DIR}/slurmd.log")),
+        (Key::SchedulerType, "sched/backfill".into()),
+        (Key::SelectType, "select/cons_tres".into()),
+        (Key::SelectTypeParameters, "CR_Core_Memory".into()),
+        (Key::ProctrackType, "proctrack/cgroup".into()),
+        (Key::TaskPlugin, "task/cgroup".into()),
+        (Key::ReturnToService, "2".into()),
+        (Key::MpiDefault, "none".into()),
+    ];
+    if any_gpu {
+        settings.push((Key::GresTypes, "gpu".into()));
+    }
+    let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let s = &hpc.slurm_config;
+    let partitions = s
+        .partitions
+        .iter()
+        .map(|p| PartitionDef {
+            name: p.clone(),
+            nodes: node_names.clone(),
+            default: *p == s.default_partition,
+            max_time: s.max_job_time.clone(),
+        })
+        .collect();
+    let header = |file: &str| {
+        vec![
+            format!(
+                "{file} of the `{}` Slurm cluster, generated by hsw-cli from cluster.yaml (`{}`).",
+                cluster_name(config),
+                config.metadata.name
+            ),
+            "Do not edit: `hsw-cli ansible hpc` overwrites it.".to_owned(),
+        ]
+    };
+
+    let mut gres_comments = header("gres.conf");
+    let mut lines = Vec::new();
+    if !any_gpu {
+        gres_comments.push("No compute node has a GPU.".into());
+    } else if simulated {
+        gres_comments.extend([
+            String::new(),
+            "The GPUs are SIMULATED (host.gpu_backend): no device file exists in the VMs, and slurmd".into(),
+            "waits forever for a File= that is missing, so each line gives a Count and no File.".into(),
+            "Slurm schedules these units like real ones (--gres=gpu:<type>:<n>).".into(),
+        ]);
+    } else {
+        gres_comments.extend([
+            String::new(),
+            "One line per GPU unit the VM holds as a device (/dev/nvidia<i>, i its order in the VM); units".into(),
+            "Terraform reports without a device in the VM (a MIG instance with no vGPU) are counted without File.".into(),
+        ]);
+    }
+    for h in &compute {
+        // Units with a device file in the VM: a passed-through GPU, or a vGPU (mdev), on real GPUs only.
+        let attached = |u: &GpuUnit| {
+            !simulated && (u.kind == UnitKind::Whole || u.mdev_uuid.is_some())
+        };
+        for (i, u) in h.gpu_units.iter().filter(|u| attached(u)).enumerate() {
+            lines.push(GresLine {
+                comment: Some(format!("{}: {}", h.name, describe_unit(u))),
+                node: h.name.clone(),
+                name: "gpu".into(),
+                kind: gres_type(config, u),
+                file: Some(format!("/dev/nvidia{i}")),
+                count: None,
+            });
+        }
+        let counted: Vec<&GpuUnit> = h.gpu_units.iter().filter(|u| !attached(u)).collect();
+        let mut kinds: Vec<String> = Vec::new();
+        for u in &counted {
+            let k = gres_type(config, u);
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        for kind in kinds {
+            let units: Vec<&&GpuUnit> = counted
+                .iter()
+                .filter(|u| gres_type(config, u) == kind)
+                .collect();
+            let why = if simulated {
+                "simulated"
+            } else {
+                "not attached to the VM: no vGPU reported, so no device file"
+            };
+            lines.push(GresLine {
+                comment: Some(format!(
+                    "{}: {} ({why})",
+                    h.name,
+                    units
+                        .iter()
+                        .map(|u| describe_unit(u))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                node: h.name.clone(),
+                name: "gpu".into(),
+                kind,
+                file: None,
+                count: Some(u32::try_from(units.len()).unwrap_or(u32::MAX)),
+            });
+        }
+    }
+    let any_file = lines.iter().any(|l| l.file.is_some());
+
+    let cgroup = CgroupConf {
+        comments: header("cgroup.conf"),
+        settings: vec![
+            ("CgroupPlugin", "autodetect".into()),
+            ("ConstrainCores", "yes".into()),
+            ("ConstrainRAMSpace", "yes".into()),
+            (
+                "ConstrainDevices",
+                if any_file { "yes" } else { "no" }.into(),
+            ),
+        ],
+    };
+    let mut slurm_comments = header("slurm.conf");
+    slurm_comments.push(format!(
+        "RealMemory = the VM's memory less 256 MiB + 5 % for the guest kernel and the OS ({} GiB -> {} MiB).",
+        group.memory_gb,
+        real_memory_mib(group.memory_gb)
+    ));
+    Ok(SlurmFiles {
+        slurm_conf: SlurmConf {
+            comments: slurm_comments,
+            settings,
+            nodes,
+            partitions,
+        },
+        gres_conf: GresConf {
+            comments: gres_comments,
+            lines,
+        },
+        cgroup_conf: cgroup,
+    })
+}
+
+fn describe_unit(u: &GpuUnit) -> String {
+    let mut s = match (u.kind, &u.profile) {
+        (UnitKind::Mig, Some(p)) => format!("MIG {p} on {}", u.device),
+        (UnitKind::Mdev, Some(p)) => format!("vGPU {p} on {}", u.device),
+        (UnitKind::Mdev, None) => format!("vGPU on {}", u.device),
+        _ => format!("whole GPU {}", u.device),
+    };
+    if let Some(uuid) = &u.mdev_uuid {
+        s.push_str(&format!(" (mdev {uuid})"));
+    }
+    s
+}
+
+impl SlurmFiles {
+    /// Runs the checker over the model and over the text; the text when both find nothing.
+    pub fn render(&self) -> Result<RenderedFiles, SlurmError> {
+        let mut problems = check::check(&self.slurm_conf, &self.gres_conf, &self.cgroup_conf);
+        let files = RenderedFiles {
+            slurm_conf: self.slurm_conf.to_text(),
+            gres_conf: self.gres_conf.to_text(),
+            cgroup_conf: self.cgroup_conf.to_text(),
+        };
+        problems.extend(check::check_text(&files.slurm_conf));
+        problems.extend(check::check_gres_text(&files.gres_conf));
+        if problems.is_empty() {
+            Ok(files)
+        } else {
+            Err(SlurmError::Invalid(problems))
+        }
+    }
+}
+
+/// Builds, checks and renders the three files.
+pub fn render(config: &ClusterConfig, deployment: &Deployment) -> Result<RenderedFiles, SlurmError> {
+    build(config, deployment)?.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_reserve() {
+        assert_eq!(real_memory_mib(1), 716);
+        assert_eq!(real_memory_mib(16), 15308);
+        assert_eq!(real_memory_mib(0), 1);
+    }
+
+    #[test]
+    fn sanitized_types() {
+        assert_eq!(sanitize("1g.10gb+me"), "1g.10gb_me");
+        assert_eq!(sanitize(" rtx 6000 "), "rtx_6000");
+    }
+}

@@ -1,0 +1,168 @@
+//! The Terraform root module renderer: golden files for two examples (production-like: MIG + a whole GPU on
+//! NVML; cpu-only: no GPUs), determinism, headers, and the GPU unit assignment rule.
+//! Regenerate the expectations with `UPDATE_EXPECT=1 cargo test -p hsw-core --test render_terraform`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use hsw_core::config::{self, ClusterConfig};
+use hsw_core::gpu::GpuPlan;
+use hsw_core::render::terraform::{self, Options, HEADER_PREFIX};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn load(example: &str) -> (String, ClusterConfig, GpuPlan) {
+    let name = format!("examples/{example}.yaml");
+    let source = std::fs::read_to_string(repo().join(&name)).unwrap();
+    let validated = config::validate_str(&source);
+    let cfg = validated
+        .valid_config()
+        .unwrap_or_else(|| panic!("{name} is not valid"))
+        .clone();
+    let plan = config::gpu::plan(&cfg).unwrap();
+    (source, cfg, plan)
+}
+
+fn render(example: &str) -> Vec<terraform::File> {
+    let (source, cfg, plan) = load(example);
+    let options = Options::new(
+        &cfg,
+        &format!("examples/{example}.yaml"),
+        &source,
+        "../modules",
+        "../.hsw/ssh",
+    );
+    terraform::render(&cfg, &plan, &options).unwrap()
+}
+
+fn golden(example: &str) {
+    let files = render(example);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/render_expected")
+        .join(example);
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in &files {
+            std::fs::write(dir.join(&f.name), &f.contents).unwrap();
+        }
+        return;
+    }
+    let mut expected: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(
+        names, expected,
+        "the set of files changed (UPDATE_EXPECT=1 regenerates them)"
+    );
+    for f in &files {
+        let want = std::fs::read_to_string(dir.join(&f.name)).unwrap();
+        assert!(
+            want == f.contents,
+            "{}/{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{}",
+            dir.display(),
+            f.name,
+            f.contents
+        );
+    }
+}
+
+#[test]
+fn production_like_matches_golden_files() {
+    golden("production-like");
+}
+
+#[test]
+fn cpu_only_matches_golden_files() {
+    golden("cpu-only");
+}
+
+#[test]
+fn rendering_is_deterministic_and_every_file_has_the_header() {
+    for example in [
+        "minimal-dev",
+        "production-like",
+        "cpu-only",
+        "h100-all-mig",
+        "whole-gpu",
+    ] {
+        let a = render(example);
+        let b = render(example);
+        assert_eq!(a, b, "{example}: two renderings differ");
+        let (source, _, _) = load(example);
+        let sha = terraform::sha256_hex(&source);
+        for f in &a {
+            let first = f.contents.lines().next().unwrap_or_default();
+            assert_eq!(
+                first,
+                format!("{HEADER_PREFIX}examples/{example}.yaml (sha256 {sha}); do not edit"),
+                "{example}/{}",
+                f.name
+            );
+            assert!(!f.contents.contains("null_resource") && !f.contents.contains("local-exec"));
+        }
+    }
+}
+
+#[test]
+fn units_are_dealt_to_gpu_nodes_in_order_mig_before_whole() {
+    let (_, cfg, plan) = load("production-like");
+    let nodes = terraform::nodes(&cfg, &plan).unwrap();
+    let units = |name: &str| -> Vec<String> {
+        nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+            .units
+            .clone()
+    };
+    // HPC: 4 MIG slices to 4 compute nodes, in plan order.
+    let hpc_mig: Vec<String> = plan
+        .instances_of("hpc")
+        .map(|i| format!("{}-mig-{}", i.device, i.placement_start))
+        .collect();
+    for (i, id) in hpc_mig.iter().enumerate() {
+        assert_eq!(
+            units(&format!("hyperscaler-emulation-compute-{}", i + 1)),
+            vec![id.clone()]
+        );
+    }
+    // Cloud: 2 MIG slices, then the whole RTX 6000, to the 3 GPU workers; the CPU worker gets nothing.
+    assert_eq!(
+        units("hyperscaler-emulation-gpu-worker-3"),
+        vec!["GPU-1-whole".to_owned()]
+    );
+    assert!(units("hyperscaler-emulation-gpu-worker-1")[0].starts_with("GPU-0-mig-"));
+    assert!(units("hyperscaler-emulation-cpu-worker-1").is_empty());
+    assert!(units("hyperscaler-emulation-controller-1").is_empty());
+    assert_eq!(nodes.len(), 1 + 4 + 1 + 1 + 3);
+}
+
+#[test]
+fn a_network_both_clusters_use_is_created_once() {
+    let (source, mut cfg, _) = load("cpu-only");
+    cfg.clusters.cloud.as_mut().unwrap().network = Some("hpc_network".into());
+    let cloud = cfg.clusters.cloud.as_mut().unwrap();
+    cloud.control_plane.ip_address = "192.168.120.50".into();
+    cloud.worker_nodes.cpu_workers.as_mut().unwrap().ip_range = "192.168.120.51-52".into();
+    let plan = config::gpu::plan(&cfg).unwrap();
+    let options = Options::new(&cfg, "shared", &source, "../modules", "../.hsw/ssh");
+    let files = terraform::render(&cfg, &plan, &options).unwrap();
+    let main = &files.iter().find(|f| f.name == "main.tf").unwrap().contents;
+    assert_eq!(
+        main.matches("subnet       = \"192.168.120.0/24\"").count(),
+        1,
+        "{main}"
+    );
+    assert!(main.contains("create_network = false"), "{main}");
+    assert!(
+        main.contains("network_name   = module.hpc.network.name"),
+        "{main}"
+    );
+}
