@@ -42,7 +42,12 @@ pub struct HpcArgs {
     #[arg(long, value_name = "FILE", default_value = "ansible/playbook-hpc.yml")]
     pub playbook: PathBuf,
     /// The ansible-playbook binary.
-    #[arg(long, value_name = "PATH", env = "HSW_ANSIBLE_PLAYBOOK", default_value = "ansible-playbook")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "HSW_ANSIBLE_PLAYBOOK",
+        default_value = "ansible-playbook"
+    )]
     pub ansible_playbook: PathBuf,
     /// Write the files and print the command, but run nothing.
     #[arg(long)]
@@ -131,7 +136,9 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
     match status {
         Ok(s) if s.success() => exit::OK,
         Ok(s) => {
-            eprintln!("error: ansible-playbook failed ({s}); its output above says which task and host");
+            eprintln!(
+                "error: ansible-playbook failed ({s}); its output above says which task and host"
+            );
             exit::INVALID
         }
         Err(e) => {
@@ -162,13 +169,22 @@ pub fn write_hpc_files(
     let inventory = Inventory::build(&loaded.config, &loaded.deployment, state);
     make_private_dir(&state.ansible_dir())?;
     let inventory_path = state.inventory();
-    write_file(&inventory_path, inventory.to_yaml(&header(loaded)).as_bytes())?;
+    write_file(
+        &inventory_path,
+        inventory.to_yaml(&header(loaded)).as_bytes(),
+    )?;
 
     let slurm_dir = state.slurm_dir("hpc");
     make_private_dir(&slurm_dir)?;
-    write_file(&slurm_dir.join("slurm.conf"), rendered.slurm_conf.as_bytes())?;
+    write_file(
+        &slurm_dir.join("slurm.conf"),
+        rendered.slurm_conf.as_bytes(),
+    )?;
     write_file(&slurm_dir.join("gres.conf"), rendered.gres_conf.as_bytes())?;
-    write_file(&slurm_dir.join("cgroup.conf"), rendered.cgroup_conf.as_bytes())?;
+    write_file(
+        &slurm_dir.join("cgroup.conf"),
+        rendered.cgroup_conf.as_bytes(),
+    )?;
 
     let vars = json!({
         "hsw_munge_key_file": munge_key.display().to_string(),
@@ -192,15 +208,17 @@ pub fn write_hpc_files(
     })
 }
 
-/// Creates a directory (and its parents) readable by its owner only, or tightens an existing one.
+/// Creates a directory (and its missing parents) readable by its owner only. An existing directory is left
+/// as it is: `--state-dir` may name a directory that is not ours to restrict.
 fn make_private_dir(dir: &Path) -> Result<(), String> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot restrict {} to its owner: {e}", dir.display()))
+        .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))
 }
 
 /// Writes a file through a temporary file and a rename, so a reader never sees half of it.

@@ -30,7 +30,12 @@ pub struct SourceArgs {
     pub tf_output: Option<PathBuf>,
     /// The Terraform root module whose outputs list the VMs (`terraform output -json` runs there; the binary
     /// is `HSW_TERRAFORM` or `terraform`).
-    #[arg(long, value_name = "DIR", env = "HSW_TERRAFORM_DIR", default_value = "terraform")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "HSW_TERRAFORM_DIR",
+        default_value = "terraform"
+    )]
     pub terraform_dir: PathBuf,
     /// Use the hosts cluster.yaml plans (names, addresses, GPU units) instead of Terraform's outputs: for a
     /// look before `terraform apply`.
@@ -159,9 +164,8 @@ pub fn load(source: &SourceArgs) -> Result<Loaded, LoadError> {
             message: validated.report.render_text(&name, &text, false),
         });
     };
-    let plan = config::gpu::plan(&cfg).map_err(|e| {
-        LoadError::invalid(format!("the GPUs of {name} cannot be planned: {e}"))
-    })?;
+    let plan = config::gpu::plan(&cfg)
+        .map_err(|e| LoadError::invalid(format!("the GPUs of {name} cannot be planned: {e}")))?;
     let (deployment, hosts_from) = if source.planned {
         (
             hosts::planned_hosts(&cfg, &plan),

@@ -26,7 +26,8 @@ fn example(name: &str) -> (ClusterConfig, GpuPlan) {
 }
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(repo().join(format!("tests/fixtures/terraform-output/{name}.json"))).unwrap()
+    std::fs::read_to_string(repo().join(format!("tests/fixtures/terraform-output/{name}.json")))
+        .unwrap()
 }
 
 fn shape_error(value: Value) -> String {
@@ -113,20 +114,41 @@ fn shape_errors_say_where() {
     assert!(e.contains("has no `value`"), "{e}");
     let e = shape_error(json!({"clusters": {"hpc": [{"name": "a", "ip": "1.2.3.4"}]}}));
     assert!(e.contains("clusters.hpc[0]") && e.contains("role"), "{e}");
-    let e = shape_error(one_host(json!({"name": "a", "role": "gpu_worker", "ip": "1.2.3.4"})));
-    assert!(e.contains("`gpu_worker` is not a role of the hpc cluster (controller, compute)"), "{e}");
-    let e = shape_error(one_host(json!({"name": "A_b", "role": "compute", "ip": "1.2.3.4"})));
-    assert!(e.contains("clusters.hpc[0].name") && e.contains("not a host name"), "{e}");
-    let e = shape_error(one_host(json!({"name": "a", "role": "compute", "ip": "1.2.3"})));
+    let e = shape_error(one_host(
+        json!({"name": "a", "role": "gpu_worker", "ip": "1.2.3.4"}),
+    ));
+    assert!(
+        e.contains("`gpu_worker` is not a role of the hpc cluster (controller, compute)"),
+        "{e}"
+    );
+    let e = shape_error(one_host(
+        json!({"name": "A_b", "role": "compute", "ip": "1.2.3.4"}),
+    ));
+    assert!(
+        e.contains("clusters.hpc[0].name") && e.contains("not a host name"),
+        "{e}"
+    );
+    let e = shape_error(one_host(
+        json!({"name": "a", "role": "compute", "ip": "1.2.3"}),
+    ));
     assert!(e.contains("`1.2.3` is not an IPv4 address"), "{e}");
-    let e = shape_error(one_host(json!({"name": "a", "role": "compute", "ip": "1.2.3.4",
-        "gpu_units": [{"kind": "mig", "device": "GPU-0"}]})));
-    assert!(e.contains("clusters.hpc[0].gpu_units[0]") && e.contains("needs its `profile`"), "{e}");
-    let e = shape_error(one_host(json!({"name": "a", "role": "compute", "ip": "1.2.3.4",
-        "gpu_units": [{"kind": "slice", "device": "GPU-0"}]})));
+    let e = shape_error(one_host(
+        json!({"name": "a", "role": "compute", "ip": "1.2.3.4",
+        "gpu_units": [{"kind": "mig", "device": "GPU-0"}]}),
+    ));
+    assert!(
+        e.contains("clusters.hpc[0].gpu_units[0]") && e.contains("needs its `profile`"),
+        "{e}"
+    );
+    let e = shape_error(one_host(
+        json!({"name": "a", "role": "compute", "ip": "1.2.3.4",
+        "gpu_units": [{"kind": "slice", "device": "GPU-0"}]}),
+    ));
     assert!(e.contains("`slice` is not a GPU unit kind"), "{e}");
-    let e = shape_error(one_host(json!({"name": "a", "role": "compute", "ip": "1.2.3.4",
-        "gpu_units": [{"kind": "mig", "device": "GPU-0", "profile": "1g.10gb", "mdev_uuid": "nope"}]})));
+    let e = shape_error(one_host(
+        json!({"name": "a", "role": "compute", "ip": "1.2.3.4",
+        "gpu_units": [{"kind": "mig", "device": "GPU-0", "profile": "1g.10gb", "mdev_uuid": "nope"}]}),
+    ));
     assert!(e.contains("`nope` is not a UUID"), "{e}");
     let e = shape_error(json!({"clusters": {"grid": []}}));
     assert!(e.contains("`hpc` and `cloud`"), "{e}");
@@ -142,9 +164,8 @@ fn hosts_that_contradict_the_config_are_all_reported() {
         panic!("expected a mismatch")
     };
     assert_eq!(problems.len(), 2, "{problems:#?}");
-    assert!(problems[0].contains(
-        "Terraform reports 1 compute VM but `clusters.hpc.compute_nodes` asks for 2"
-    ));
+    assert!(problems[0]
+        .contains("Terraform reports 1 compute VM but `clusters.hpc.compute_nodes` asks for 2"));
     assert!(problems[1].contains("192.168.100.99 outside `clusters.hpc.compute_nodes.ip_range`"));
 }
 
@@ -178,7 +199,12 @@ fn a_cluster_the_config_lacks_is_reported() {
     cfg.clusters.cloud = None;
     let d = hosts::parse_terraform_output_str(&fixture("cpu-only")).unwrap();
     let e = hosts::resolve(&cfg, &plan, d).unwrap_err().to_string();
-    assert!(e.contains("Terraform reports 3 VMs of the cloud cluster, which cluster.yaml does not define"), "{e}");
+    assert!(
+        e.contains(
+            "Terraform reports 3 VMs of the cloud cluster, which cluster.yaml does not define"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -236,19 +262,30 @@ fn inventory_groups_and_host_variables() {
     .unwrap();
     let inv = Inventory::build(&cfg, &d, &StateLayout::new("/state"));
     let ident = |s: &str| {
-        s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     };
     for g in &inv.groups {
         assert!(ident(g.name), "{}", g.name);
     }
     let group = |n: &str| inv.groups.iter().find(|g| g.name == n).unwrap();
-    assert_eq!(group("k8s_cluster").children, ["kube_control_plane", "kube_node"]);
-    assert_eq!(group("etcd").hosts, ["hyperscaler-emulation-control-plane-1"]);
+    assert_eq!(
+        group("k8s_cluster").children,
+        ["kube_control_plane", "kube_node"]
+    );
+    assert_eq!(
+        group("etcd").hosts,
+        ["hyperscaler-emulation-control-plane-1"]
+    );
     assert_eq!(group("kube_node").hosts.len(), 4);
     assert_eq!(group("slurm_compute").hosts.len(), 4);
     let c = inv.host("hyperscaler-emulation-compute-1").unwrap();
-    assert_eq!(c["ansible_ssh_private_key_file"], "/state/ssh/hpc/id_ed25519");
+    assert_eq!(
+        c["ansible_ssh_private_key_file"],
+        "/state/ssh/hpc/id_ed25519"
+    );
     assert_eq!(
         c["ansible_ssh_common_args"],
         "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/state/ssh/hpc/known_hosts"
@@ -257,7 +294,10 @@ fn inventory_groups_and_host_variables() {
     assert_eq!(c["node_labels"], json!({"compute": "gpu"}));
     let w = inv.host("hyperscaler-emulation-cpu-worker-1").unwrap();
     assert_eq!(w["node_labels"], json!({"compute": "cpu"}));
-    assert_eq!(w["ansible_ssh_private_key_file"], "/state/ssh/cloud/id_ed25519");
+    assert_eq!(
+        w["ansible_ssh_private_key_file"],
+        "/state/ssh/cloud/id_ed25519"
+    );
     assert!(w.get("slurm_gres").is_none());
     let ctl = inv.host("hyperscaler-emulation-controller-1").unwrap();
     assert!(ctl.get("node_labels").is_none());

@@ -78,10 +78,7 @@ fn partitions_name_only_existing_nodes() {
         |f| f.slurm_conf.partitions[0].nodes.push("ghost".into()),
         "lists node `ghost`, which slurm.conf does not define",
     );
-    rejects(
-        |f| f.slurm_conf.partitions[0].nodes.clear(),
-        "has no nodes",
-    );
+    rejects(|f| f.slurm_conf.partitions[0].nodes.clear(), "has no nodes");
     rejects(|f| f.slurm_conf.partitions.clear(), "defines no partition");
 }
 
@@ -196,7 +193,11 @@ fn settings_are_checked() {
         "AuthType is set more than once",
     );
     rejects(
-        |f| f.slurm_conf.settings.push((Key::MpiDefault, "pmi 2".into())),
+        |f| {
+            f.slurm_conf
+                .settings
+                .push((Key::MpiDefault, "pmi 2".into()))
+        },
         "holds spaces",
     );
 }
@@ -242,7 +243,11 @@ fn gres_conf_must_agree_with_slurm_conf() {
 #[test]
 fn cgroup_conf_values_are_checked() {
     rejects(
-        |f| f.cgroup_conf.settings.push(("ConstrainSwapSpace", "yes".into())),
+        |f| {
+            f.cgroup_conf
+                .settings
+                .push(("ConstrainSwapSpace", "yes".into()))
+        },
         "not one hsw knows",
     );
     rejects(
@@ -254,11 +259,21 @@ fn cgroup_conf_values_are_checked() {
 #[test]
 fn text_with_unknown_keys_is_rejected() {
     let found = check_text("ClusterName=a\nSlurmctldHots=x(1.2.3.4)\n");
-    assert!(found[0].contains("line 2: `SlurmctldHots` is not a key hsw writes"), "{found:?}");
+    assert!(
+        found[0].contains("line 2: `SlurmctldHots` is not a key hsw writes"),
+        "{found:?}"
+    );
     let found = check_text("NodeName=n1 NodeAddr=1.2.3.4 Weight=3\n");
-    assert!(found[0].contains("`Weight` is not a NodeName attribute"), "{found:?}");
+    assert!(
+        found[0].contains("`Weight` is not a NodeName attribute"),
+        "{found:?}"
+    );
     let found = check_text("ClusterName=a\nclustername=b\n");
-    assert!(found[0].contains("ClusterName is set again") || found[0].contains("clustername is set again"), "{found:?}");
+    assert!(
+        found[0].contains("ClusterName is set again")
+            || found[0].contains("clustername is set again"),
+        "{found:?}"
+    );
     let found = check_text("AuthType\n");
     assert!(found[0].contains("is not `Key=value`"), "{found:?}");
 }

@@ -39,7 +39,9 @@ fn render(example: &str, tf_output: &str) -> RenderedFiles {
 }
 
 fn golden(case: &str, files: &RenderedFiles) {
-    let dir = repo().join("tests/fixtures/terraform-output/expected").join(case);
+    let dir = repo()
+        .join("tests/fixtures/terraform-output/expected")
+        .join(case);
     for (name, text) in [
         ("slurm.conf", &files.slurm_conf),
         ("gres.conf", &files.gres_conf),
@@ -51,9 +53,8 @@ fn golden(case: &str, files: &RenderedFiles) {
             std::fs::write(&path, text).unwrap();
             continue;
         }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-            panic!("{} is missing: run with UPDATE_EXPECT=1", path.display())
-        });
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", path.display()));
         assert!(
             want == *text,
             "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{text}",
@@ -81,7 +82,9 @@ fn default_config_with_simulated_mig_matches_golden_files() {
         .any(|l| !l.starts_with('#') && l.contains("File=")));
     assert!(files.gres_conf.contains("SIMULATED"));
     assert!(files.slurm_conf.contains("\nGresTypes=gpu\n"));
-    assert!(files.slurm_conf.contains("Gres=gpu:2g.20gb:1 State=UNKNOWN"));
+    assert!(files
+        .slurm_conf
+        .contains("Gres=gpu:2g.20gb:1 State=UNKNOWN"));
     assert!(files
         .slurm_conf
         .contains("SlurmctldHost=hsw-dev-controller-1(192.168.100.10)\n"));
@@ -100,7 +103,9 @@ fn production_like_on_nvml_matches_golden_files() {
         "PartitionName=gpu Nodes=hyperscaler-emulation-compute-1,hyperscaler-emulation-compute-2,\
          hyperscaler-emulation-compute-3,hyperscaler-emulation-compute-4 Default=YES MaxTime=24:00:00 State=UP\n"
     ));
-    assert!(files.slurm_conf.contains(" Default=NO MaxTime=24:00:00 State=UP\n"));
+    assert!(files
+        .slurm_conf
+        .contains(" Default=NO MaxTime=24:00:00 State=UP\n"));
     assert!(files.cgroup_conf.contains("ConstrainDevices=yes\n"));
 }
 
@@ -139,7 +144,11 @@ fn required_settings_are_always_there() {
             );
         }
         // Every node line has its address.
-        for l in files.slurm_conf.lines().filter(|l| l.starts_with("NodeName=")) {
+        for l in files
+            .slurm_conf
+            .lines()
+            .filter(|l| l.starts_with("NodeName="))
+        {
             assert!(l.contains(" NodeAddr="), "{l}");
         }
         assert!(slurm::check::check_text(&files.slurm_conf).is_empty());
@@ -190,10 +199,7 @@ fn whole_gpus_are_typed_by_model() {
     let worker = deployment
         .host("hyperscaler-emulation-gpu-worker-3")
         .unwrap();
-    assert_eq!(
-        slurm::gres_type(&cfg, &worker.gpu_units[0]),
-        "rtx_6000"
-    );
+    assert_eq!(slurm::gres_type(&cfg, &worker.gpu_units[0]), "rtx_6000");
     let mig = deployment.host("hyperscaler-emulation-compute-2").unwrap();
     assert_eq!(slurm::gres_type(&cfg, &mig.gpu_units[0]), "1g.10gb");
 }
@@ -258,8 +264,16 @@ fn slurmctld_accepts_the_rendered_config_when_installed() {
     if out.status.code() == Some(124) {
         return; // still running after 10 s: the configuration was accepted
     }
-    for bad in ["Parse error", "parse_", "Invalid", "Unable to process configuration file"] {
-        assert!(!text.contains(bad), "slurmctld rejected the configuration:\n{text}");
+    for bad in [
+        "Parse error",
+        "parse_",
+        "Invalid",
+        "Unable to process configuration file",
+    ] {
+        assert!(
+            !text.contains(bad),
+            "slurmctld rejected the configuration:\n{text}"
+        );
     }
     eprintln!("slurmctld stopped for a reason other than the configuration (munge?):\n{text}");
 }

@@ -248,14 +248,14 @@ state_values() {
   jq -S '[.values.root_module.resources[] | {address, values}] | sort_by(.address)' "$last_log"
 }
 
-ssh_hostname() {   # ssh_hostname IP: the guest's hostname, retried until the boot timeout
+ssh_hostname() {   # ssh_hostname IP: the guest's hostname, retried until the boot timeout (then it fails)
   local ip=$1 t0 got
   t0=$(date +%s)
   while :; do
     got=$(ip netns exec "$ns" ssh -i "$work/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
             -o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR "hsw@$ip" hostname 2>/dev/null || true)
     [ -n "$got" ] && { echo "$got"; return 0; }
-    [ $(( $(date +%s) - t0 )) -lt "$boot_timeout" ] || return 1
+    [ $(( $(date +%s) - t0 )) -lt "$boot_timeout" ] || fail "ssh hsw@$ip did not answer within ${boot_timeout} s"
     # The image's own hostname in the DHCP lease means cloud-init found no seed: ssh keys will never arrive.
     if [ $(( $(date +%s) - t0 )) -ge 60 ] && [ "$(lease_hostname "$ip")" = hsw-guest ]; then
       fail "hsw@$ip refuses the key and its DHCP lease names the image's default hostname 'hsw-guest': the guest" \
@@ -278,7 +278,7 @@ check_node() {     # check_node DIR: the node runs, reports its address and answ
   want_ip=$(jq -r '.node_ip // "192.168.150.50"' "$dir/terraform.tfvars.json")
   [ -z "$want_ip" ] || [ "$ip" = "$want_ip" ] || fail "node_ip is $ip, expected the reservation $want_ip"
   t0=$(date +%s)
-  got=$(ssh_hostname "$ip") || fail "ssh hsw@$ip did not answer within ${boot_timeout} s"
+  got=$(ssh_hostname "$ip") || exit 1   # ssh_hostname said why
   [ "$got" = hsw-e2e-node ] || fail "the node's hostname is '$got', expected hsw-e2e-node"
   info "node_ip $ip; ssh answered (hostname $got) $(( $(date +%s) - t0 )) s after apply returned"
 }

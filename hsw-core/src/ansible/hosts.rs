@@ -224,7 +224,9 @@ pub enum HostsError {
         found: String,
     },
     /// The output's value has the wrong shape.
-    #[error("the `{TERRAFORM_OUTPUT}` output does not have the expected shape at `{path}`: {message}")]
+    #[error(
+        "the `{TERRAFORM_OUTPUT}` output does not have the expected shape at `{path}`: {message}"
+    )]
     Shape {
         /// Where (a path like `clusters.hpc[1].ip`).
         path: String,
@@ -385,7 +387,11 @@ fn parse_unit(u: RawUnit) -> Result<GpuUnit, String> {
         "mig" => UnitKind::Mig,
         "whole" => UnitKind::Whole,
         "mdev" => UnitKind::Mdev,
-        other => return Err(format!("`{other}` is not a GPU unit kind (mig, whole, mdev)")),
+        other => {
+            return Err(format!(
+                "`{other}` is not a GPU unit kind (mig, whole, mdev)"
+            ))
+        }
     };
     if !is_token(&u.device) {
         return Err(format!("`{}` is not a device id", u.device));
@@ -413,9 +419,7 @@ fn parse_unit(u: RawUnit) -> Result<GpuUnit, String> {
     let pci_address = u.pci_address.filter(|s| !s.is_empty());
     if let Some(pci) = &pci_address {
         if !is_pci_address(pci) {
-            return Err(format!(
-                "`{pci}` is not a PCI address (DDDD:BB:DD.F)"
-            ));
+            return Err(format!("`{pci}` is not a PCI address (DDDD:BB:DD.F)"));
         }
     }
     Ok(GpuUnit {
@@ -490,7 +494,10 @@ fn natural_key(name: &str) -> Vec<(String, u64)> {
             digits.push(c);
         } else {
             if !digits.is_empty() {
-                out.push((std::mem::take(&mut text), digits.parse().unwrap_or(u64::MAX)));
+                out.push((
+                    std::mem::take(&mut text),
+                    digits.parse().unwrap_or(u64::MAX),
+                ));
                 digits.clear();
             }
             text.push(c);
@@ -625,7 +632,10 @@ pub fn resolve(
     let mut ips: HashMap<Ipv4Addr, &str> = HashMap::new();
     for h in &deployment.hosts {
         if !names.insert(h.name.as_str()) {
-            problems.push(format!("host name `{}` is used by more than one VM", h.name));
+            problems.push(format!(
+                "host name `{}` is used by more than one VM",
+                h.name
+            ));
         }
         if let Some(other) = ips.insert(h.ip, &h.name) {
             problems.push(format!(

@@ -71,7 +71,11 @@ fn sh_word(s: &str) -> String {
 
 impl Inventory {
     /// Builds the inventory. `state` should be absolute: Ansible may run from another directory.
-    pub fn build(config: &ClusterConfig, deployment: &Deployment, state: &StateLayout) -> Inventory {
+    pub fn build(
+        config: &ClusterConfig,
+        deployment: &Deployment,
+        state: &StateLayout,
+    ) -> Inventory {
         let user = config
             .global
             .ssh
@@ -138,7 +142,10 @@ impl Inventory {
 
     /// A host's variables; `None` for an unknown host.
     pub fn host(&self, name: &str) -> Option<&Map<String, Value>> {
-        self.hostvars.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.hostvars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// `--host NAME`: the host's variables, `{}` for an unknown host.
@@ -189,11 +196,7 @@ impl Inventory {
         json!({ "all": { "children": children } })
     }
 
-    fn group_value(
-        &self,
-        g: &Group,
-        placed: &mut std::collections::HashSet<String>,
-    ) -> Value {
+    fn group_value(&self, g: &Group, placed: &mut std::collections::HashSet<String>) -> Value {
         let mut v = Map::new();
         if !g.hosts.is_empty() {
             let mut hosts = Map::new();

@@ -230,9 +230,9 @@ fn check_gres_conf(
             (Some(f), None) => {
                 let ok = f.strip_prefix("/dev/").is_some_and(|rest| {
                     !rest.is_empty()
-                        && rest
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'))
+                        && rest.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/')
+                        })
                 });
                 if !ok {
                     out.push(format!(
@@ -241,10 +241,7 @@ fn check_gres_conf(
                     ));
                 }
                 if !files.insert((l.node.as_str(), f.as_str())) {
-                    out.push(format!(
-                        "gres.conf gives device {f} of `{}` twice",
-                        l.node
-                    ));
+                    out.push(format!("gres.conf gives device {f} of `{}` twice", l.node));
                 }
             }
             (None, Some(0)) | (None, None) => out.push(format!(
@@ -420,8 +417,8 @@ fn check_lines(
         if bad {
             continue;
         }
-        let single = !first.eq_ignore_ascii_case("NodeName")
-            && !first.eq_ignore_ascii_case("PartitionName");
+        let single =
+            !first.eq_ignore_ascii_case("NodeName") && !first.eq_ignore_ascii_case("PartitionName");
         if single && !settings.insert(first.to_ascii_lowercase()) {
             out.push(format!("{file} line {line_no}: {first} is set again"));
         }

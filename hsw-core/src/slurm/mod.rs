@@ -98,7 +98,11 @@ pub fn cluster_name(config: &ClusterConfig) -> String {
 
 /// The gres type of a GPU unit (see the module documentation).
 pub fn gres_type(config: &ClusterConfig, unit: &GpuUnit) -> String {
-    let from_profile = unit.profile.as_deref().map(sanitize).filter(|s| !s.is_empty());
+    let from_profile = unit
+        .profile
+        .as_deref()
+        .map(sanitize)
+        .filter(|s| !s.is_empty());
     match (unit.kind, from_profile) {
         (UnitKind::Mig | UnitKind::Mdev, Some(p)) => p,
         _ => model_type(config, &unit.device),
@@ -254,9 +258,8 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
     }
     for h in &compute {
         // Units with a device file in the VM: a passed-through GPU, or a vGPU (mdev), on real GPUs only.
-        let attached = |u: &GpuUnit| {
-            !simulated && (u.kind == UnitKind::Whole || u.mdev_uuid.is_some())
-        };
+        let attached =
+            |u: &GpuUnit| !simulated && (u.kind == UnitKind::Whole || u.mdev_uuid.is_some());
         for (i, u) in h.gpu_units.iter().filter(|u| attached(u)).enumerate() {
             lines.push(GresLine {
                 comment: Some(format!("{}: {}", h.name, describe_unit(u))),
@@ -371,7 +374,10 @@ impl SlurmFiles {
 }
 
 /// Builds, checks and renders the three files.
-pub fn render(config: &ClusterConfig, deployment: &Deployment) -> Result<RenderedFiles, SlurmError> {
+pub fn render(
+    config: &ClusterConfig,
+    deployment: &Deployment,
+) -> Result<RenderedFiles, SlurmError> {
     build(config, deployment)?.render()
 }
 

@@ -112,9 +112,17 @@ impl Key {
 }
 
 /// The attributes of a `NodeName=` line hsw writes.
-pub const NODE_ATTRIBUTES: [&str; 6] = ["NodeName", "NodeAddr", "CPUs", "RealMemory", "Gres", "State"];
+pub const NODE_ATTRIBUTES: [&str; 6] = [
+    "NodeName",
+    "NodeAddr",
+    "CPUs",
+    "RealMemory",
+    "Gres",
+    "State",
+];
 /// The attributes of a `PartitionName=` line hsw writes.
-pub const PARTITION_ATTRIBUTES: [&str; 5] = ["PartitionName", "Nodes", "Default", "MaxTime", "State"];
+pub const PARTITION_ATTRIBUTES: [&str; 5] =
+    ["PartitionName", "Nodes", "Default", "MaxTime", "State"];
 /// The attributes of a `gres.conf` line hsw writes.
 pub const GRES_ATTRIBUTES: [&str; 5] = ["NodeName", "Name", "Type", "File", "Count"];
 /// The `cgroup.conf` keys hsw writes.

@@ -1,0 +1,224 @@
+//! `hsw-cli ansible hpc` without a cluster: the files it writes to the state directory (inventory, Slurm
+//! files, playbook variables), the per-cluster SSH key pair and Munge key with their modes (kept across runs),
+//! and the `ansible-playbook` argument vector (a fake ansible-playbook records it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn have_ssh_keygen() -> bool {
+    let ok = Command::new("ssh-keygen").arg("-?").output().is_ok();
+    if !ok {
+        eprintln!("ssh-keygen is not installed: test skipped");
+    }
+    ok
+}
+
+fn hpc(state: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hsw-cli"));
+    c.args([
+        "ansible",
+        "hpc",
+        "--config",
+        "examples/minimal-dev.yaml",
+        "--tf-output",
+        "tests/fixtures/terraform-output/minimal-dev.json",
+        "--state-dir",
+    ])
+    .arg(state)
+    .args(extra)
+    .env_remove("HSW_CONFIG")
+    .env_remove("HSW_TF_OUTPUT")
+    .env_remove("HSW_STATE_DIR")
+    .env_remove("HSW_ANSIBLE_PLAYBOOK")
+    .current_dir(repo());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn keys_and_files_are_written_with_their_modes() {
+    if !have_ssh_keygen() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join(".hsw");
+    let o = hpc(&state, &["--dry-run"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+
+    let private = state.join("ssh/hpc/id_ed25519");
+    let public = state.join("ssh/hpc/id_ed25519.pub");
+    let munge = state.join("munge/hpc/munge.key");
+    assert_eq!(mode(&private), 0o600);
+    assert_eq!(mode(&munge), 0o400);
+    assert_eq!(std::fs::metadata(&munge).unwrap().len(), 1024);
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("ssh/hpc")), 0o700);
+    assert!(std::fs::read_to_string(&public)
+        .unwrap()
+        .starts_with("ssh-ed25519 "));
+    // The cloud cluster's key pair exists too (the inventory names it; generate hands it to cloud-init).
+    assert_eq!(mode(&state.join("ssh/cloud/id_ed25519")), 0o600);
+    // The private key is never printed.
+    let secret = std::fs::read_to_string(&private).unwrap();
+    let body = secret.lines().nth(1).unwrap();
+    assert!(!out.contains(body) && !String::from_utf8_lossy(&o.stderr).contains(body));
+    assert!(out.contains(&format!(
+        "SSH public key for cloud-init: {}",
+        public.display()
+    )));
+
+    // The rendered files and the variables the playbook reads.
+    let slurm_conf = std::fs::read_to_string(state.join("slurm/hpc/slurm.conf")).unwrap();
+    assert!(slurm_conf.contains("ClusterName=hsw_dev\n"));
+    let vars: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("ansible/hpc-vars.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(vars["hsw_slurm_conf"], slurm_conf.as_str());
+    assert_eq!(vars["hsw_munge_key_file"], munge.to_str().unwrap());
+    assert_eq!(
+        vars["hsw_slurm_state_save_location"],
+        "/var/lib/slurm/slurmctld"
+    );
+    for key in [
+        "hsw_gres_conf",
+        "hsw_cgroup_conf",
+        "hsw_slurm_spool_dir",
+        "hsw_slurm_log_dir",
+    ] {
+        assert!(vars[key].is_string(), "{key}");
+    }
+    let inventory = std::fs::read_to_string(state.join("ansible/inventory.yml")).unwrap();
+    assert!(inventory.contains(&format!(
+        "ansible_ssh_private_key_file: \"{}\"",
+        private.display()
+    )));
+
+    // A second run keeps the keys.
+    let munge_before = std::fs::read(&munge).unwrap();
+    let public_before = std::fs::read_to_string(&public).unwrap();
+    let o = hpc(&state, &["--dry-run"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&munge).unwrap(), munge_before);
+    assert_eq!(std::fs::read_to_string(&public).unwrap(), public_before);
+
+    // A lost public half is derived again from the private key; loose modes are tightened.
+    std::fs::remove_file(&public).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = hpc(&state, &["--dry-run"], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&public)
+            .unwrap()
+            .split_whitespace()
+            .nth(1),
+        public_before.split_whitespace().nth(1)
+    );
+    assert_eq!(mode(&private), 0o600);
+}
+
+#[test]
+fn ansible_playbook_gets_an_argument_vector() {
+    if !have_ssh_keygen() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state dir");
+    let log = dir.path().join("argv");
+    let fake = dir.path().join("ansible-playbook");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > '{}'\necho PLAY RECAP\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = hpc(
+        &state,
+        &["--", "--check", "--diff"],
+        &[("HSW_ANSIBLE_PLAYBOOK", &fake)],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Its output streams through.
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PLAY RECAP"));
+    let argv: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "-i".to_owned(),
+            state.join("ansible/inventory.yml").display().to_string(),
+            "-e".to_owned(),
+            format!("@{}", state.join("ansible/hpc-vars.json").display()),
+            "ansible/playbook-hpc.yml".to_owned(),
+            "--check".to_owned(),
+            "--diff".to_owned(),
+        ]
+    );
+
+    // A failing playbook fails the command.
+    std::fs::write(&fake, "#!/bin/sh\nexit 2\n").unwrap();
+    let o = hpc(&state, &[], &[("HSW_ANSIBLE_PLAYBOOK", &fake)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ansible-playbook failed"));
+
+    // A missing ansible-playbook is a sentence.
+    let o = hpc(
+        &state,
+        &[],
+        &[(
+            "HSW_ANSIBLE_PLAYBOOK",
+            Path::new("/nonexistent/ansible-playbook"),
+        )],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("install Ansible"));
+}
+
+#[test]
+fn a_config_without_hpc_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cloud-only.yaml");
+    let source = std::fs::read_to_string(repo().join("examples/cpu-only.yaml")).unwrap();
+    let start = source.find("  hpc:\n    controller").unwrap();
+    let end = source.find("  cloud:\n    control_plane").unwrap();
+    let cloud_only = format!("{}{}", &source[..start], &source[end..]);
+    std::fs::write(&cfg, cloud_only).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
+        .args(["ansible", "hpc", "--planned", "--dry-run", "--config"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("defines no hpc cluster"));
+    assert!(!dir.path().join("state").exists());
+}
