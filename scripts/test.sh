@@ -10,13 +10,16 @@ step() { printf '\n==> %s\n' "$*"; }
 step "dependencies"
 scripts/install-deps.sh full
 scripts/install-tools.sh
-export HSW_REQUIRE_TERRAFORM=1 CHECKPOINT_DISABLE=1
+export HSW_REQUIRE_TERRAFORM=1 HSW_REQUIRE_ANSIBLE=1 HSW_REQUIRE_ANSIBLE_LINT=1 CHECKPOINT_DISABLE=1
 
 step "format"
 cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Ansible lint (production profile)"
+ansible/lint.sh --install
 
 step "unit, fixture and integration tests"
 cargo test --workspace --locked

@@ -6,7 +6,7 @@
 //! - `providers.tf`: the provider's `uri`, `pool_dir` and `gpu_backend` from `host`;
 //! - `variables.tf`: `ssh_public_key_files`, the per-cluster public key files (defaults from [`Options`]);
 //! - `main.tf`: plain calls of the modules in `modules/` (`gpu-partition`, `hpc-cluster`, `cloud-cluster`);
-//! - `outputs.tf`: the `inventory` output (below).
+//! - `outputs.tf`: the `hsw_inventory` output (below).
 //!
 //! Every file starts with [`HEADER_PREFIX`]`<config name> (sha256 <hex of the config text>); do not edit`.
 //! The output is deterministic: the same configuration, plan and options give byte-identical files.
@@ -31,7 +31,7 @@
 //! created and reported but not attached. With the simulated backend no device is attached at all (nothing
 //! real exists); the assignment is still reported.
 //!
-//! # The `inventory` output (the contract `hsw-cli inventory` reads)
+//! # The `hsw_inventory` output (the contract `hsw-cli inventory` reads)
 //!
 //! `terraform output -json` gives `{"inventory": {"value": V, ...}}` where `V` is:
 //!
