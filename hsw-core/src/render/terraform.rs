@@ -33,7 +33,7 @@
 //!
 //! # The `hsw_inventory` output (the contract `hsw-cli inventory` reads)
 //!
-//! `terraform output -json` gives `{"inventory": {"value": V, ...}}` where `V` is:
+//! `terraform output -json` gives `{"hsw_inventory": {"value": V, ...}}` where `V` is:
 //!
 //! ```text
 //! format               "hsw-inventory/1"; a change that breaks readers changes the number
