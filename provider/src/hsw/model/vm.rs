@@ -200,10 +200,19 @@ impl VmSpec {
             w.close();
         }
         if let Some(iso) = &self.seed_iso {
-            w.open("disk", &[("type", "file"), ("device", "cdrom")]);
+            // The NoCloud seed is a read-only virtio disk after the data disks, not a CD-ROM:
+            // cloud kernels (Debian's linux-image-cloud-amd64) have no AHCI driver for a SATA
+            // CD-ROM, and q35 machines have no IDE. cloud-init finds it by its `cidata` label.
+            w.open("disk", &[("type", "file"), ("device", "disk")]);
             w.empty("driver", &[("name", "qemu"), ("type", "raw")]);
             w.empty("source", &[("file", iso)]);
-            w.empty("target", &[("dev", "sda"), ("bus", "sata")]);
+            w.empty(
+                "target",
+                &[
+                    ("dev", &disk_target(1 + self.data_disks.len())),
+                    ("bus", "virtio"),
+                ],
+            );
             w.empty("readonly", &[]);
             w.close();
         }
@@ -316,8 +325,11 @@ impl VmSpec {
                 else {
                     continue;
                 };
+                let read_only = read::child(d, "readonly").is_some();
                 match d.attribute("device") {
+                    // A read-only disk is the seed (older hsw versions used a CD-ROM).
                     Some("cdrom") => seed_iso = Some(file),
+                    _ if read_only => seed_iso = Some(file),
                     _ if root_disk.is_none() => root_disk = Some(file),
                     _ => data_disks.push(file),
                 }
