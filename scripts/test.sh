@@ -10,7 +10,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "dependencies"
 scripts/install-deps.sh full
 scripts/install-tools.sh
-export HSW_REQUIRE_TERRAFORM=1 HSW_REQUIRE_ANSIBLE=1 HSW_REQUIRE_ANSIBLE_LINT=1 CHECKPOINT_DISABLE=1
+export HSW_REQUIRE_TERRAFORM=1 HSW_REQUIRE_ANSIBLE=1 HSW_REQUIRE_ANSIBLE_LINT=1 HSW_REQUIRE_PACKER=1 CHECKPOINT_DISABLE=1
 
 step "format"
 cargo fmt --all -- --check
@@ -23,6 +23,12 @@ ansible/lint.sh --install
 
 step "unit, fixture and integration tests"
 cargo test --workspace --locked
+
+step "Packer templates and preseeds (validate offline, fmt, debconf)"
+packer/check.sh
+
+step "end to end: the provider on real libvirt in a sandbox netns, Terraform 1.11 and 1.0"
+tests/e2e/run.sh
 
 step "fuzz target (build, then a bounded run over the examples)"
 # cargo-fuzz needs nightly flags; the machine's only toolchain is stable, so unlock them.

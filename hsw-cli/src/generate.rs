@@ -20,36 +20,44 @@ use crate::{exit, validate::read_config};
 pub struct GenerateArgs {
     /// The cluster definition (the embedded default when absent).
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// The directory of the root module.
     #[arg(long, default_value = "terraform")]
-    out: PathBuf,
+    pub out: PathBuf,
     /// The directory of the hsw modules (`network`, `vm-group`, ...); the generated `source`s are relative to
     /// the output directory.
     #[arg(long, default_value = "modules")]
-    modules: PathBuf,
+    pub modules: PathBuf,
     /// The state directory holding the per-cluster SSH keys (`ssh/<cluster>/id_ed25519.pub`); default `.hsw`
     /// beside the output directory.
     #[arg(long)]
-    state_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
     /// The base image of every VM (default: `host.images`, else `<pool_dir>/base/debian-12.qcow2`).
     #[arg(long)]
-    base_image: Option<String>,
+    pub base_image: Option<String>,
     /// The kernel for direct kernel boot (default `<pool_dir>/base/vmlinuz`).
     #[arg(long, conflicts_with = "no_kernel_boot")]
-    kernel: Option<String>,
+    pub kernel: Option<String>,
     /// The initrd for direct kernel boot (default `<pool_dir>/base/initrd.img`).
     #[arg(long, conflicts_with = "no_kernel_boot")]
-    initrd: Option<String>,
+    pub initrd: Option<String>,
     /// The kernel command line for direct kernel boot.
     #[arg(long, conflicts_with = "no_kernel_boot")]
-    cmdline: Option<String>,
+    pub cmdline: Option<String>,
     /// Boot the images with their own boot loader instead of a kernel and initrd.
     #[arg(long)]
-    no_kernel_boot: bool,
+    pub no_kernel_boot: bool,
+    /// The provider's libvirt URI (default `host.libvirt_uri`), e.g. a sandbox's
+    /// `qemu+unix:///system?socket=...`.
+    #[arg(long, value_name = "URI")]
+    pub libvirt_uri: Option<String>,
+    /// The provider's pool directory (default `host.pool_dir`); the default image, kernel and initrd paths are
+    /// under it.
+    #[arg(long, value_name = "DIR")]
+    pub pool_dir: Option<String>,
     /// Change nothing; exit 1 when the directory is not up to date.
     #[arg(long)]
-    check: bool,
+    pub check: bool,
 }
 
 /// What happened to one file.
@@ -71,7 +79,7 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
         }
     };
     let validated = config::validate_str(&source);
-    let Some(cfg) = validated.valid_config() else {
+    let Some(valid) = validated.valid_config() else {
         eprint!("{}", validated.report.render_text(&name, &source, false));
         eprintln!("error: {name} is not valid; nothing was generated");
         return exit::INVALID;
@@ -79,6 +87,24 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
     if !validated.report.diagnostics.is_empty() {
         eprint!("{}", validated.report.render_text(&name, &source, false));
     }
+    // Where the provider connects and keeps its files is the host's business, not the clusters': a sandbox
+    // (`hsw-cli up`) overrides them without touching the configuration (its sha256 stays that of the file).
+    let mut owned = valid.clone();
+    if args.libvirt_uri.is_some() || args.pool_dir.is_some() {
+        if owned.host.is_none() {
+            // Every field of `host` is optional: an empty object is the default.
+            owned.host = serde_json::from_value(serde_json::json!({})).ok();
+        }
+        if let Some(host) = owned.host.as_mut() {
+            if let Some(uri) = &args.libvirt_uri {
+                host.libvirt_uri = Some(uri.clone());
+            }
+            if let Some(dir) = &args.pool_dir {
+                host.pool_dir = Some(dir.clone());
+            }
+        }
+    }
+    let cfg = &owned;
     let plan = match config::gpu::plan(cfg) {
         Ok(p) => p,
         Err(e) => {

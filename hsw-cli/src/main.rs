@@ -11,7 +11,9 @@ mod ansible_cmd;
 mod generate;
 mod gpu_cmds;
 mod host_cmds;
+mod image;
 mod inventory;
+mod up;
 mod validate;
 
 /// Output format.
@@ -57,6 +59,13 @@ enum Command {
     /// Configure the clusters' VMs with Ansible.
     #[command(subcommand)]
     Ansible(ansible_cmd::AnsibleCommand),
+    /// Build the guest image (cached by content).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Bring the clusters up: checks, image, sandbox, Terraform, inventory, playbook, and a Slurm test.
+    Up(up::UpArgs),
+    /// Remove everything `up` made: `terraform destroy`, then the sandbox; checks that nothing is left.
+    Down(up::DownArgs),
 }
 
 /// Exit codes shared by every command.
@@ -99,6 +108,9 @@ fn main() -> ExitCode {
         }
         Command::Inventory(args) => inventory::run(&args, &mut out),
         Command::Ansible(cmd) => ansible_cmd::run(&cmd, &mut out),
+        Command::Image(cmd) => image::run(&cmd, &mut out),
+        Command::Up(args) => up::up(&args, &mut out),
+        Command::Down(args) => up::down(&args, &mut out),
     };
     let _ = out.flush();
     ExitCode::from(code)

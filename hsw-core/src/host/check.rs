@@ -614,6 +614,7 @@ pub const FULL_PACKAGES: &[&str] = &[
     "mmdebstrap",
     "e2fsprogs",
     "cloud-image-utils",
+    "genisoimage",
     "openssh-client",
     "packer",
     "ansible",

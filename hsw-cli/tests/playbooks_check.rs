@@ -1,0 +1,379 @@
+//! The Kubernetes, MLOps, monitoring and security playbooks as Ansible reads them: `ansible-playbook
+//! --syntax-check` on each with the inventory `hsw-cli inventory --planned` builds from the examples; ansible-lint
+//! (production profile) on them; the templates that carry logic (the MIG configurations the GPU Operator gets from
+//! the GPU plan, the nftables segmentation, Prometheus' scrape targets) rendered by Ansible with generated
+//! inventories; the download steps carry the tag `online`. Skipped with a printed reason when Ansible is absent,
+//! unless `HSW_REQUIRE_ANSIBLE` is set (`HSW_REQUIRE_ANSIBLE_LINT` for ansible-lint).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const PLAYBOOKS: [&str; 4] = [
+    "ansible/playbook-k8s.yml",
+    "ansible/playbook-mlops.yml",
+    "ansible/playbook-monitoring.yml",
+    "ansible/playbook-security.yml",
+];
+
+const CONFIGS: [&str; 5] = [
+    "minimal-dev",
+    "production-like",
+    "cpu-only",
+    "h100-all-mig",
+    "whole-gpu",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Whether `tool` runs; with `HSW_REQUIRE_ANSIBLE` set its absence fails the test.
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("HSW_REQUIRE_ANSIBLE").is_none(),
+            "{tool} is not installed and HSW_REQUIRE_ANSIBLE is set"
+        );
+        eprintln!(
+            "{tool} is not installed: test skipped (HSW_REQUIRE_ANSIBLE=1 makes this a failure)"
+        );
+    }
+    ok
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed ({}):\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `hsw-cli inventory --planned` for an example, written into `dir`; returns the file.
+fn planned_inventory(config: &str, dir: &Path) -> PathBuf {
+    let cfg = format!("examples/{config}.yaml");
+    let out = ok(Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
+        .args(["inventory", "--planned", "--config", &cfg, "--state-dir"])
+        .arg(dir.join("state"))
+        .env_remove("HSW_CONFIG")
+        .env_remove("HSW_TF_OUTPUT")
+        .env_remove("HSW_TERRAFORM_DIR")
+        .env_remove("HSW_STATE_DIR")
+        .current_dir(repo())
+        .output()
+        .unwrap());
+    let path = dir.join(format!("{config}.yml"));
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn ansible(tool: &str) -> Command {
+    let mut c = Command::new(tool);
+    c.current_dir(repo())
+        .env("ANSIBLE_INVENTORY_UNPARSED_WARNING", "false")
+        .env("ANSIBLE_LOCALHOST_WARNING", "false")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_DEPRECATION_WARNINGS", "false");
+    c
+}
+
+#[test]
+fn every_playbook_passes_syntax_check_with_the_planned_inventories() {
+    if !have("ansible-playbook") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for config in CONFIGS {
+        let inv = planned_inventory(config, dir.path());
+        // One run checks all four (ansible-playbook takes several playbooks).
+        let out = ok(ansible("ansible-playbook")
+            .arg("-i")
+            .arg(&inv)
+            .arg("--syntax-check")
+            .args(PLAYBOOKS)
+            .output()
+            .unwrap());
+        for playbook in PLAYBOOKS {
+            let name = playbook.trim_start_matches("ansible/");
+            assert!(out.contains(name), "{config}, {playbook}: {out}");
+        }
+    }
+}
+
+/// The ansible-lint binary the way `ansible/lint.sh` finds it.
+fn ansible_lint() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HSW_ANSIBLE_LINT") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = repo().join("target/ansible-lint/bin/ansible-lint");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    Command::new("ansible-lint")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then(|| PathBuf::from("ansible-lint"))
+}
+
+#[test]
+fn ansible_lint_production_profile_passes_on_the_playbooks() {
+    // lint.sh first (it covers playbook-hpc.yml; it skips by itself when ansible-lint is missing).
+    ok(Command::new("bash")
+        .arg(repo().join("ansible/lint.sh"))
+        .current_dir(repo())
+        .output()
+        .unwrap());
+    let Some(lint) = ansible_lint() else {
+        assert!(
+            std::env::var("HSW_REQUIRE_ANSIBLE_LINT").as_deref() != Ok("1"),
+            "ansible-lint is not installed and HSW_REQUIRE_ANSIBLE_LINT=1 (ansible/lint.sh --install)"
+        );
+        eprintln!(
+            "ansible-lint is not installed: test skipped (ansible/lint.sh --install installs it)"
+        );
+        return;
+    };
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(bin) = lint.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mut p = bin.as_os_str().to_owned();
+        p.push(":");
+        p.push(&path);
+        path = p;
+    }
+    let out = Command::new(&lint)
+        .args(["--offline", "--profile", "production", "--nocolor"])
+        .args(PLAYBOOKS)
+        .env("PATH", path)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ansible-lint failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Renders `expr` (a Jinja expression) for `host` with the inventory `inv` and the variable files `vars`
+/// (relative to the repository), through `ansible HOST -m debug`; returns the value.
+fn render(inv: &Path, host: &str, vars: &[&str], expr: &str) -> Value {
+    let mut c = ansible("ansible");
+    c.arg(host).arg("-i").arg(inv);
+    for v in vars {
+        c.arg("-e").arg(format!("@{v}"));
+    }
+    c.args([
+        "-c",
+        "local",
+        "-m",
+        "ansible.builtin.debug",
+        "-a",
+        &format!("msg={{{{ {expr} }}}}"),
+    ]);
+    let out = ok(c.output().unwrap());
+    let json = out
+        .split_once("=>")
+        .unwrap_or_else(|| panic!("{out}"))
+        .1
+        .trim();
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["msg"].clone()
+}
+
+const MIG_PLAN: &str =
+    "lookup('ansible.builtin.template', 'ansible/roles/k8s_addons/templates/mig-plan.j2') | from_json";
+
+#[test]
+fn gpu_workers_get_the_mig_config_of_their_gpu_plan() {
+    if !have("ansible") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inv = planned_inventory("minimal-dev", dir.path());
+    let plan = render(&inv, "localhost", &[], MIG_PLAN);
+    assert_eq!(
+        plan["nodes"]["hsw-dev-gpu-worker-1"], "all-3g.40gb",
+        "{plan}"
+    );
+    assert_eq!(
+        plan["configs"]["all-3g.40gb"],
+        serde_json::json!([{"devices": "all", "mig-enabled": true, "mig-devices": {"3g.40gb": 1}}])
+    );
+
+    // A MIG slice and a whole GPU: the whole GPU's worker has MIG disabled.
+    let inv = planned_inventory("production-like", dir.path());
+    let plan = render(&inv, "localhost", &[], MIG_PLAN);
+    let nodes = &plan["nodes"];
+    assert_eq!(nodes["hyperscaler-emulation-gpu-worker-1"], "all-1g.10gb");
+    assert_eq!(nodes["hyperscaler-emulation-gpu-worker-3"], "all-disabled");
+    assert_eq!(
+        plan["configs"]["all-disabled"],
+        serde_json::json!([{"devices": "all", "mig-enabled": false}])
+    );
+
+    // No GPU workers: nothing to label.
+    let inv = planned_inventory("cpu-only", dir.path());
+    let plan = render(&inv, "localhost", &[], MIG_PLAN);
+    assert_eq!(plan["nodes"], serde_json::json!({}));
+
+    // Mixed profiles, and the same profile with another count: configurations of their own.
+    let inv = dir.path().join("mixed.yml");
+    std::fs::write(
+        &inv,
+        r#"all:
+  children:
+    k8s_gpu_workers:
+      hosts:
+        w1:
+          gpu_units:
+            - {kind: mig, device: GPU-0, profile: 1g.10gb}
+            - {kind: mig, device: GPU-0, profile: 2g.20gb}
+        w2:
+          gpu_units:
+            - {kind: mig, device: GPU-0, profile: 1g.10gb}
+        w3:
+          gpu_units:
+            - {kind: mig, device: GPU-1, profile: 1g.10gb}
+            - {kind: mig, device: GPU-1, profile: 1g.10gb}
+        w4:
+          gpu_units:
+            - {kind: mig, device: GPU-0, profile: 1g.10gb}
+            - {kind: mig, device: GPU-1, profile: 1g.10gb}
+"#,
+    )
+    .unwrap();
+    let plan = render(&inv, "localhost", &[], MIG_PLAN);
+    assert_eq!(
+        plan["nodes"],
+        serde_json::json!({"w1": "hsw-w1", "w2": "all-1g.10gb", "w3": "hsw-w3", "w4": "all-1g.10gb"}),
+        "{plan}"
+    );
+    assert_eq!(
+        plan["configs"]["hsw-w1"],
+        serde_json::json!([{"devices": [0], "mig-enabled": true,
+                            "mig-devices": {"1g.10gb": 1, "2g.20gb": 1}}])
+    );
+    assert_eq!(
+        plan["configs"]["hsw-w3"],
+        serde_json::json!([{"devices": [0], "mig-enabled": true, "mig-devices": {"1g.10gb": 2}}])
+    );
+}
+
+const SECURITY_VARS: [&str; 4] = [
+    "ansible/group_vars/all/hsw.yml",
+    "ansible/group_vars/all/security.yml",
+    "ansible/group_vars/all/monitoring.yml",
+    "ansible/roles/nft_segmentation/defaults/main.yml",
+];
+
+const NFT: &str = "lookup('ansible.builtin.template', 'ansible/roles/nft_segmentation/templates/hsw-segmentation.nft.j2')";
+
+#[test]
+fn segmentation_drops_the_other_cluster_except_monitoring() {
+    if !have("ansible") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inv = planned_inventory("minimal-dev", dir.path());
+    // An HPC VM: the cloud subnet is dropped, the Prometheus host (the control plane) may scrape.
+    let rules = render(&inv, "hsw-dev-compute-1", &SECURITY_VARS, NFT);
+    let rules = rules.as_str().unwrap();
+    assert!(
+        rules.contains("ip saddr 192.168.200.0/24 counter drop"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("ip saddr 192.168.200.10 tcp dport { 9100, 9400 } accept"),
+        "{rules}"
+    );
+    assert!(rules.contains("ct state established,related accept"));
+    // The control plane is the Prometheus host: it drops the HPC subnet and needs no monitoring rule.
+    let rules = render(&inv, "hsw-dev-control-plane-1", &SECURITY_VARS, NFT);
+    let rules = rules.as_str().unwrap();
+    assert!(
+        rules.contains("ip saddr 192.168.100.0/24 counter drop"),
+        "{rules}"
+    );
+    assert!(!rules.contains("monitoring"), "{rules}");
+}
+
+#[test]
+fn prometheus_scrapes_every_vm_and_the_gpu_vms_dcgm_exporters() {
+    if !have("ansible") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inv = planned_inventory("production-like", dir.path());
+    let text = render(
+        &inv,
+        "localhost",
+        &[
+            "ansible/group_vars/all/monitoring.yml",
+            "ansible/roles/prometheus/defaults/main.yml",
+        ],
+        "lookup('ansible.builtin.template', 'ansible/roles/prometheus/templates/prometheus.yml.j2')",
+    );
+    let text = text.as_str().unwrap();
+    // 5 HPC VMs and 5 cloud VMs export node metrics; 4 compute nodes and 3 GPU workers have GPUs.
+    assert_eq!(text.matches(":9100\"]").count(), 10, "{text}");
+    assert_eq!(text.matches(":9400\"]").count(), 7, "{text}");
+    assert!(text.contains("cluster: \"hpc\", role: \"controller\""));
+}
+
+#[test]
+fn the_download_steps_are_tagged_online() {
+    if !have("ansible-playbook") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inv = planned_inventory("production-like", dir.path());
+    let list = |playbook: &str, tags: &[&str]| {
+        ok(ansible("ansible-playbook")
+            .arg("-i")
+            .arg(&inv)
+            .args(["--list-tasks", playbook])
+            .args(tags)
+            .output()
+            .unwrap())
+    };
+    for (playbook, online) in [
+        (
+            "ansible/playbook-k8s.yml",
+            &[
+                "Download the pkgs.k8s.io signing key",
+                "Install the Kubernetes packages",
+            ][..],
+        ),
+        (
+            "ansible/playbook-monitoring.yml",
+            &[
+                "Download Grafana's signing key",
+                "Pull the DCGM exporter image from nvcr.io",
+            ][..],
+        ),
+    ] {
+        let all = list(playbook, &[]);
+        let offline = list(playbook, &["--skip-tags", "online"]);
+        for task in online {
+            assert!(all.contains(task), "{playbook}: {task} missing:\n{all}");
+            assert!(
+                !offline.contains(task),
+                "{playbook}: {task} runs with --skip-tags online"
+            );
+        }
+    }
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Offline checks of the Packer templates, the preseeds and the package lists. Needs packer (1.6.6 is what
+# Debian 12 has), debconf-set-selections (package debconf); uses nft, shellcheck and apt-cache when present.
+# Downloads nothing: every packer call runs with CHECKPOINT_DISABLE=1, and inside a network namespace with
+# no network at all when `unshare -n` works (as root), which proves that validate does not fetch the ISO.
+#
+# Usage: packer/check.sh     prints one line per check ("ok", "skip" with the reason, or "FAIL"); exits 1 on
+#                            any failure, 2 when a required tool is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+export CHECKPOINT_DISABLE=1 PACKER_NO_COLOR=1
+
+templates=(hpc-base.pkr.hcl cloud-base.pkr.hcl)
+declare -A role_of=([hpc-base.pkr.hcl]=hpc [cloud-base.pkr.hcl]=cloud)
+failures=0
+ok()   { printf 'ok   %s\n' "$*"; }
+skip() { printf 'skip %s\n' "$*"; }
+fail() { printf 'FAIL %s\n' "$*"; failures=$((failures + 1)); }
+indent() { sed 's/^/     | /'; }
+
+for tool in packer debconf-set-selections; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "check.sh: '$tool' is not installed" >&2; exit 2; }
+done
+
+# Runs a command without any network when this machine allows it.
+offline=()
+if unshare -n true 2>/dev/null; then offline=(unshare -n); fi
+offline_note=${offline:+" (in an empty network namespace)"}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "packer/check.sh: $(packer version | head -n1), $(debconf-set-selections --help 2>&1 | head -n0)$(dpkg-query -W -f='debconf ${Version}' debconf 2>/dev/null || echo debconf)"
+
+# 1. Package lists: every line is a package name.
+for role in hpc cloud; do
+  if packages/list.sh "$role" > "$tmp/$role.list" 2> "$tmp/err"; then
+    ok "packages/list.sh $role: $(wc -l < "$tmp/$role.list") packages (common.list + $role.list)"
+  else
+    fail "packages/list.sh $role"; indent < "$tmp/err"
+  fi
+done
+
+# 2. The committed preseeds are what render-preseed.sh makes from preseed.cfg.in and the lists.
+if ./render-preseed.sh --check > "$tmp/out" 2>&1; then
+  ok "render-preseed.sh --check: http/preseed-{hpc,cloud}.cfg are up to date"
+else
+  fail "render-preseed.sh --check: run packer/render-preseed.sh"; indent < "$tmp/out"
+fi
+
+for role in hpc cloud; do
+  cfg=http/preseed-$role.cfg
+  # 3. pkgsel/include (read back from the file, independently of the renderer) == the lists.
+  n=$(grep -c '^d-i pkgsel/include string ' "$cfg" || true)
+  if [ "$n" != 1 ]; then
+    fail "$cfg: expected one 'd-i pkgsel/include string' line, found $n"
+  else
+    grep '^d-i pkgsel/include string ' "$cfg" | sed 's/^d-i pkgsel\/include string //' | tr ' ,' '\n\n' \
+      | sed '/^$/d' > "$tmp/$role.include"
+    if diff <(sort "$tmp/$role.list") <(sort "$tmp/$role.include") > "$tmp/diff"; then
+      ok "$cfg: pkgsel/include = packages/{common,$role}.list ($(wc -l < "$tmp/$role.include") packages)"
+    else
+      fail "$cfg: pkgsel/include differs from the lists (< lists, > preseed)"; indent < "$tmp/diff"
+    fi
+  fi
+  # 4. debconf-set-selections -c: format errors exit 1, unknown types only warn, so any output fails too.
+  if debconf-set-selections -c "$cfg" > "$tmp/out" 2>&1 && [ ! -s "$tmp/out" ]; then
+    ok "debconf-set-selections -c $cfg"
+  else
+    fail "debconf-set-selections -c $cfg"; indent < "$tmp/out"
+  fi
+  # 5. What the preseed must say.
+  for want in 'd-i passwd/root-login boolean false' 'd-i grub-installer/bootdev string /dev/vda' \
+              'd-i partman-auto/choose_recipe select hsw-root-noswap' 'd-i pkgsel/upgrade select ' \
+              'd-i partman-basicfilesystems/no_swap boolean false' 'd-i preseed/late_command string '; do
+    grep -qF -- "$want" "$cfg" || fail "$cfg: missing '$want'"
+  done
+  if grep -Eq 'linux-swap|method\{ swap \}' "$cfg"; then fail "$cfg: the partman recipe has a swap partition"; fi
+  if grep -Eq '^[^#]*passwd/(root-password|user-password)' "$cfg"; then
+    fail "$cfg: a password is in the file (it must come from the template's sensitive variable)"
+  fi
+done
+[ "$failures" = 0 ] && ok "preseeds: root login off, no swap, grub on /dev/vda, no password in the files"
+
+# 6. packer fmt.
+if packer fmt -check . > "$tmp/out" 2>&1; then
+  ok "packer fmt -check ."
+else
+  fail "packer fmt -check . (run: cd packer && packer fmt .)"; indent < "$tmp/out"
+fi
+
+for t in "${templates[@]}"; do
+  role=${role_of[$t]}
+  # 7. Full validate (not -syntax-only): the checksum is literal, so nothing is downloaded.
+  if "${offline[@]}" packer validate "$t" > "$tmp/out" 2>&1; then
+    ok "packer validate $t$offline_note"
+  else
+    fail "packer validate $t"; indent < "$tmp/out"
+  fi
+  # 8. The template reads the same package set as packages/list.sh.
+  if echo 'local.packages' | "${offline[@]}" packer console "$t" > "$tmp/out" 2>&1 \
+     && sed -n 's/^  "\(.*\)",$/\1/p' "$tmp/out" > "$tmp/$role.hcl" \
+     && diff "$tmp/$role.list" "$tmp/$role.hcl" > "$tmp/diff"; then
+    ok "$t: local.packages = packages/list.sh $role ($(wc -l < "$tmp/$role.hcl") packages, same order)"
+  else
+    fail "$t: local.packages differs from packages/list.sh $role"; indent < "$tmp/out"; indent < "$tmp/diff" || true
+  fi
+  # 9. The build password is marked sensitive.
+  "${offline[@]}" packer inspect "$t" > "$tmp/out" 2>&1 || true
+  if grep -qx 'var.build_password: "<sensitive>"' "$tmp/out"; then
+    ok "$t: var.build_password is sensitive"
+  else
+    fail "$t: var.build_password is not marked sensitive"
+  fi
+  # 10. Bad variables are refused.
+  for bad in accelerator=hvf iso_checksum=file:https://example.invalid/SHA256SUMS 'build_password=has space' \
+             hostname=Bad_Name mirror_dir=debian; do
+    if "${offline[@]}" packer validate -var "$bad" "$t" > /dev/null 2>&1; then
+      fail "$t: packer validate -var '$bad' passed; the variable's validation block should refuse it"
+    fi
+  done
+  # Outside comments and descriptions: no remote checksum file, no Packer 1.7+ plugin block.
+  if grep -Ev '^[[:space:]]*(#|description[[:space:]]*=)' "$t" | grep -Eq '"file:|required_plugins'; then
+    fail "$t: a file:... checksum (validate would download it) or required_plugins (Packer 1.7+)"
+  fi
+done
+ok "packer validate refuses accelerator=hvf, file: checksums, bad passwords, host names and mirror dirs"
+
+# 11. The two templates differ only in their role (after renaming it and dropping comments).
+norm() { sed -E -e '/^[[:space:]]*#/d' -e 's/hpc|cloud/ROLE/g' "$1"; }
+if diff <(norm hpc-base.pkr.hcl) <(norm cloud-base.pkr.hcl) > "$tmp/diff"; then
+  ok "hpc-base.pkr.hcl and cloud-base.pkr.hcl differ only in the role"
+else
+  fail "the templates drifted apart (beyond hpc/cloud)"; indent < "$tmp/diff"
+fi
+
+# 12. Provisioning scripts.
+scripts=(check.sh render-preseed.sh packages/list.sh provision/*.sh)
+for s in "${scripts[@]}"; do bash -n "$s" || fail "bash -n $s"; done
+if command -v shellcheck >/dev/null 2>&1; then
+  if shellcheck -S warning "${scripts[@]}" > "$tmp/out" 2>&1; then
+    ok "shellcheck ${#scripts[@]} scripts"
+  else
+    fail "shellcheck"; indent < "$tmp/out"
+  fi
+else
+  skip "shellcheck: not installed (bash -n passed)"
+fi
+
+# 13. The nftables policy parses (checked in an empty network namespace, nothing is loaded here).
+if command -v nft >/dev/null 2>&1 && [ ${#offline[@]} -gt 0 ]; then
+  if unshare -n nft -c -f files/nftables.conf > "$tmp/out" 2>&1; then
+    ok "nft -c -f files/nftables.conf"
+  else
+    fail "nft -c -f files/nftables.conf"; indent < "$tmp/out"
+  fi
+else
+  skip "nft -c: needs nft (package nftables) and unshare -n (root)"
+fi
+
+# 14. Every package exists in Debian 12, when this is a Debian 12 machine with apt lists.
+if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release && apt-cache show --no-all-versions openssh-server >/dev/null 2>&1; then
+  mapfile -t all < <(sort -u "$tmp/hpc.list" "$tmp/cloud.list")
+  missing=""
+  if ! apt-cache show --no-all-versions "${all[@]}" >/dev/null 2>&1; then   # one call; names only on failure
+    missing=$(for p in "${all[@]}"; do apt-cache show --no-all-versions "$p" >/dev/null 2>&1 || echo "$p"; done)
+    [ -n "$missing" ] || missing="(apt-cache failed)"
+  fi
+  if [ -z "$missing" ]; then ok "apt-cache: every listed package exists in this machine's bookworm sources"
+  else fail "apt-cache: not in bookworm: $missing"; fi
+else
+  skip "apt-cache: not a Debian 12 machine with apt lists"
+fi
+
+if [ "$failures" -gt 0 ]; then
+  echo "packer/check.sh: $failures check(s) failed"
+  exit 1
+fi
+echo "packer/check.sh: all checks passed"

@@ -1,0 +1,20 @@
+#!/bin/bash
+# HPC role: Munge without a key (one per cluster, installed by hsw's Ansible role), Slurm daemons that wait
+# for their configuration.
+set -euo pipefail
+
+# Debian's munge package made a key at install time; every clone of this image would share it.
+rm -f /etc/munge/munge.key
+mkdir -p /etc/systemd/system/munge.service.d
+printf '[Unit]\nConditionPathExists=/etc/munge/munge.key\n' > /etc/systemd/system/munge.service.d/10-hsw.conf
+
+# Slurm: Debian's units start only once /etc/slurm/slurm.conf exists; Ansible enables the right daemon per host.
+for unit in slurmd slurmctld; do
+  systemctl cat "$unit.service" | grep -q 'ConditionPathExists=.*slurm.conf' \
+    || echo "40-hpc: warning: $unit.service has no ConditionPathExists on slurm.conf" >&2
+done
+
+command -v mpirun >/dev/null
+command -v mount.nfs >/dev/null
+sinfo --version
+echo "40-hpc: munge key removed, Slurm and MPI present"
