@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lints the playbooks and roles with ansible-lint's `production` profile.
+# Lints every playbook and role under ansible/ with ansible-lint's `production` profile.
 #
 # Usage: ansible/lint.sh [--install]
 #   --install   when ansible-lint is missing, install it from PyPI into target/ansible-lint (a venv; it brings its
@@ -43,4 +43,4 @@ fi
 
 cd "$root"
 # The venv's bin first, so ansible-lint finds the ansible-core it was installed with.
-PATH="$(dirname "$lint"):$PATH" "$lint" --offline --profile production ansible/playbook-hpc.yml
+PATH="$(dirname "$lint"):$PATH" "$lint" --offline --profile production ansible/

@@ -1344,7 +1344,7 @@ fn check_slurm(
     let n = computes.len().to_string();
     let (ok, stdout, stderr) = ssh(
         ctx,
-        &user,
+        user,
         ctl,
         &["timeout", "120", "srun", "-N", &n, "-t", "2", "hostname"],
     )?;
@@ -1449,7 +1449,23 @@ fn down_steps(args: &DownArgs, out: &mut dyn Write) -> Step<()> {
                     "install bash",
                 )?;
                 let uri = uri_status.1.trim().to_owned();
-                let left = libvirt_objects(&uri, None);
+                let mut left = libvirt_objects(&uri, None);
+                let (_, pool, _) = capture(
+                    ctx.sandbox_cmd(sb, &["env", "POOL_DIR"]),
+                    "scripts/sandbox.sh",
+                    "install bash",
+                )?;
+                let vms = Path::new(pool.trim()).join("vms");
+                let disks: Vec<String> = std::fs::read_dir(&vms)
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !disks.is_empty() {
+                    left.push(format!("VM disks in {}: {}", vms.display(), disks.join(" ")));
+                }
                 say(
                     out,
                     format!(

@@ -301,6 +301,7 @@ fn segmentation_drops_the_other_cluster_except_monitoring() {
         "{rules}"
     );
     assert!(rules.contains("ct state established,related accept"));
+    nft_check(rules);
     // The control plane is the Prometheus host: it drops the HPC subnet and needs no monitoring rule.
     let rules = render(&inv, "hsw-dev-control-plane-1", &SECURITY_VARS, NFT);
     let rules = rules.as_str().unwrap();
@@ -309,6 +310,35 @@ fn segmentation_drops_the_other_cluster_except_monitoring() {
         "{rules}"
     );
     assert!(!rules.contains("monitoring"), "{rules}");
+}
+
+/// `nft -c -f` on the rules (what the role's `validate:` runs) when nft is installed and may check (root).
+fn nft_check(rules: &str) {
+    let Ok(o) = Command::new("nft").arg("--version").output() else {
+        eprintln!("nft is not installed: the rules' syntax is not checked");
+        return;
+    };
+    if !o.status.success() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hsw-segmentation.nft");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new("nft")
+        .arg("-c")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("Operation not permitted") {
+        eprintln!("nft -c needs root here: the rules' syntax is not checked");
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "nft -c rejects the rules:\n{err}\n{rules}"
+    );
 }
 
 #[test]
