@@ -1464,7 +1464,11 @@ fn down_steps(args: &DownArgs, out: &mut dyn Write) -> Step<()> {
                     })
                     .unwrap_or_default();
                 if !disks.is_empty() {
-                    left.push(format!("VM disks in {}: {}", vms.display(), disks.join(" ")));
+                    left.push(format!(
+                        "VM disks in {}: {}",
+                        vms.display(),
+                        disks.join(" ")
+                    ));
                 }
                 say(
                     out,

@@ -116,11 +116,7 @@ fn image_build_with_a_missing_file_is_refused() {
 #[test]
 fn hsw_repo_that_is_not_the_repository_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let o = hsw_in(
-        dir.path(),
-        &[("HSW_REPO", dir.path())],
-        &["image", "build"],
-    );
+    let o = hsw_in(dir.path(), &[("HSW_REPO", dir.path())], &["image", "build"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         text(&o.stderr).contains("does not hold the hsw repository"),
@@ -148,8 +144,15 @@ fn up_refuses_an_invalid_config_before_touching_anything() {
         ],
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("is not valid"), "{}", text(&o.stderr));
-    assert!(!state.exists(), "nothing may be created for an invalid config");
+    assert!(
+        text(&o.stderr).contains("is not valid"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !state.exists(),
+        "nothing may be created for an invalid config"
+    );
 }
 
 #[test]

@@ -205,7 +205,10 @@ fn settings_are_checked() {
 #[test]
 fn gres_conf_must_agree_with_slurm_conf() {
     rejects(
-        |f| f.gres_conf.lines[0].count = Some(2),
+        |f| {
+            f.gres_conf.lines[0].file = None;
+            f.gres_conf.lines[0].count = Some(2);
+        },
         "slurmd would drain the node",
     );
     rejects(
@@ -214,7 +217,7 @@ fn gres_conf_must_agree_with_slurm_conf() {
     );
     rejects(
         |f| {
-            f.gres_conf.lines[0].file = Some("/dev/nvidia0".into());
+            f.gres_conf.lines[0].count = Some(1);
         },
         "both File and Count",
     );

@@ -67,19 +67,20 @@ fn golden(case: &str, files: &RenderedFiles) {
 fn default_config_with_simulated_mig_matches_golden_files() {
     let files = render("minimal-dev", "minimal-dev");
     golden("minimal-dev", &files);
-    // Both compute nodes carry their simulated MIG slice, counted (no device file exists in the VMs).
+    // Both compute nodes carry their simulated MIG slice, on a placeholder device (Slurm drops file-less GPUs).
     for n in ["hsw-dev-compute-1", "hsw-dev-compute-2"] {
         assert!(files
             .slurm_conf
             .contains(&format!("NodeName={n} NodeAddr=192.168.100.1")));
-        assert!(files
-            .gres_conf
-            .contains(&format!("NodeName={n} Name=gpu Type=2g.20gb Count=1\n")));
+        assert!(files.gres_conf.contains(&format!(
+            "NodeName={n} Name=gpu Type=2g.20gb File=/dev/hsw-sim-gpu0\n"
+        )));
     }
     assert!(!files
         .gres_conf
         .lines()
-        .any(|l| !l.starts_with('#') && l.contains("File=")));
+        .any(|l| !l.starts_with('#') && (l.contains("Count=") || l.contains("/dev/nvidia"))));
+    assert!(files.cgroup_conf.contains("ConstrainDevices=no\n"));
     assert!(files.gres_conf.contains("SIMULATED"));
     assert!(files.slurm_conf.contains("\nGresTypes=gpu\n"));
     assert!(files
@@ -173,7 +174,7 @@ fn memory_reserve_is_documented_and_applied() {
 }
 
 #[test]
-fn real_gpus_without_a_vgpu_are_counted_not_filed() {
+fn real_gpus_without_a_vgpu_get_a_placeholder_device() {
     // Terraform may report a MIG instance on NVML that reached the VM as no device (no vGPU): counting it
     // keeps slurmd from waiting for /dev/nvidia0.
     let (cfg, mut deployment) = load("production-like", "production-like");
@@ -183,13 +184,13 @@ fn real_gpus_without_a_vgpu_are_counted_not_filed() {
         }
     }
     let files = slurm::render(&cfg, &deployment).unwrap();
-    assert!(files
-        .gres_conf
-        .contains("NodeName=hyperscaler-emulation-compute-2 Name=gpu Type=1g.10gb Count=1\n"));
+    assert!(files.gres_conf.contains(
+        "NodeName=hyperscaler-emulation-compute-2 Name=gpu Type=1g.10gb File=/dev/hsw-sim-gpu0\n"
+    ));
     assert!(!files
         .gres_conf
         .lines()
-        .any(|l| !l.starts_with('#') && l.contains("File=")));
+        .any(|l| !l.starts_with('#') && l.contains("/dev/nvidia")));
     assert!(files.cgroup_conf.contains("ConstrainDevices=no\n"));
 }
 

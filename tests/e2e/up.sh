@@ -98,7 +98,7 @@ key_hpc="$state/ssh/hpc/id_ed25519"
 key_cloud="$state/ssh/cloud/id_ed25519"
 ns_ssh() {  # ns_ssh KEY IP CMD...: ssh from inside the sandbox's netns
   local key=$1 ip=$2; shift 2
-  ip netns exec "$name" ssh -i "$key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+  ip netns exec "$name" ssh -n -i "$key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
     -o ConnectTimeout=10 -o LogLevel=ERROR "hsw@$ip" -- "$@"
 }
 
@@ -135,7 +135,7 @@ timed "slurm checks" $(( $(date +%s) - t0 ))
 step "GPU nodes carry their simulated MIG slices (Terraform output, inventory, gres.conf)"
 gres=$(ns_ssh "$key_hpc" "$ctl_ip" cat /etc/slurm/gres.conf) || fail "cannot read gres.conf on the controller"
 while IFS=$'\t' read -r vm profile; do
-  [ -n "$profile" ] && [ "$profile" != null ] || fail "$vm has no MIG profile in the Terraform output"
+  { [ -n "$profile" ] && [ "$profile" != null ]; } || fail "$vm has no MIG profile in the Terraform output"
   python3 - "$inv" "$vm" "$profile" <<'EOF' || fail "the inventory does not give $vm its MIG slice $profile"
 import sys, yaml
 inv, vm, profile = sys.argv[1:]

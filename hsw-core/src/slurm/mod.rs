@@ -17,15 +17,19 @@
 //!   since Slurm names are `[A-Za-z0-9_.-]`), a whole GPU's is its model without `NVIDIA` in lowercase
 //!   (`NVIDIA A100-SXM4-80GB` → `a100-sxm4-80gb`, spaces → `_`), a time-sliced vGPU's is its vGPU type.
 //!   `Gres=gpu:<type>:<n>` per type; `GresTypes=gpu` whenever a node has a GPU.
-//! - **Simulated GPUs**: the simulated backend creates no device files in the VMs, and `slurmd` waits
-//!   forever ("Waiting for gres.conf file") for a `File=` that does not exist. So with simulated GPUs
-//!   gres.conf gives each node's units as `NodeName=n Name=gpu Type=<profile> Count=<n>` without `File=`,
-//!   under a comment naming the simulated device and placement; `ConstrainDevices=no` in cgroup.conf (there is
-//!   nothing to constrain). Slurm schedules them exactly like real ones (`--gres=gpu:1g.10gb:1`). With real
+//! - **Simulated GPUs**: the simulated backend creates no device files in the VMs; `slurmd` waits forever
+//!   ("Waiting for gres.conf file") for a `File=` that does not exist, and Slurm 22.05 drops a GPU without
+//!   `File=` ("Removing file-less GPU"), which then drains the node ("gres/gpu count reported lower than
+//!   configured"). So each simulated unit is one line with `File=`[`SIM_GPU_DEVICE_PREFIX`]`<j>`, a placeholder
+//!   character device (1:3, like /dev/null) the playbook's slurm role makes (a systemd-tmpfiles rule, so it is
+//!   there again after a reboot), under a comment naming the simulated device and placement;
+//!   `ConstrainDevices=no` in cgroup.conf (there is nothing to constrain). Slurm schedules them exactly like
+//!   real ones (`--gres=gpu:1g.10gb:1`). With real
 //!   GPUs (NVML), each unit is one line with `File=/dev/nvidia<i>`, `i` its order in the VM, and
 //!   `ConstrainDevices=yes`. Which one applies: [`crate::ansible::Deployment::gpus_simulated`]. A unit on real
 //!   GPUs that reaches the VM as no device (a MIG instance Terraform reports without a vGPU `mdev_uuid`: a
-//!   MIG instance enters a VM only as a MIG-backed vGPU) is counted the simulated way, so slurmd never waits.
+//!   MIG instance enters a VM only as a MIG-backed vGPU) gets a placeholder the simulated way, so slurmd never
+//!   waits.
 //! - Nothing is auto-detected: Debian's Slurm has no NVML plugin, so gres.conf is explicit.
 
 pub mod check;
@@ -41,6 +45,9 @@ pub const STATE_SAVE_LOCATION: &str = "/var/lib/slurm/slurmctld";
 pub const SLURMD_SPOOL_DIR: &str = "/var/lib/slurm/slurmd";
 /// Where the daemons log.
 pub const LOG_DIR: &str = "/var/log/slurm";
+/// The placeholder devices of GPU units with no device in the VM (simulated GPUs): `<prefix><j>`, `j` from 0
+/// per node. The playbook's slurm role makes them (character devices 1:3).
+pub const SIM_GPU_DEVICE_PREFIX: &str = "/dev/hsw-sim-gpu";
 
 /// The three files, as typed models.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,15 +252,15 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
     } else if simulated {
         gres_comments.extend([
             String::new(),
-            "The GPUs are SIMULATED (host.gpu_backend): no device file exists in the VMs, and slurmd".into(),
-            "waits forever for a File= that is missing, so each line gives a Count and no File.".into(),
+            "The GPUs are SIMULATED (host.gpu_backend): no GPU device exists in the VMs, and Slurm drops a".into(),
+            format!("GPU without File=, so each unit has a placeholder device {SIM_GPU_DEVICE_PREFIX}<j> (made by the playbook)."),
             "Slurm schedules these units like real ones (--gres=gpu:<type>:<n>).".into(),
         ]);
     } else {
         gres_comments.extend([
             String::new(),
             "One line per GPU unit the VM holds as a device (/dev/nvidia<i>, i its order in the VM); units".into(),
-            "Terraform reports without a device in the VM (a MIG instance with no vGPU) are counted without File.".into(),
+            format!("Terraform reports without a device in the VM (a MIG instance with no vGPU) get a placeholder {SIM_GPU_DEVICE_PREFIX}<j>."),
         ]);
     }
     for h in &compute {
@@ -270,43 +277,27 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
                 count: None,
             });
         }
-        let counted: Vec<&GpuUnit> = h.gpu_units.iter().filter(|u| !attached(u)).collect();
-        let mut kinds: Vec<String> = Vec::new();
-        for u in &counted {
-            let k = gres_type(config, u);
-            if !kinds.contains(&k) {
-                kinds.push(k);
-            }
-        }
-        for kind in kinds {
-            let units: Vec<&&GpuUnit> = counted
-                .iter()
-                .filter(|u| gres_type(config, u) == kind)
-                .collect();
-            let why = if simulated {
-                "simulated"
-            } else {
-                "not attached to the VM: no vGPU reported, so no device file"
-            };
+        let why = if simulated {
+            "simulated"
+        } else {
+            "not attached to the VM: no vGPU reported, so a placeholder device"
+        };
+        for (j, u) in h.gpu_units.iter().filter(|u| !attached(u)).enumerate() {
             lines.push(GresLine {
-                comment: Some(format!(
-                    "{}: {} ({why})",
-                    h.name,
-                    units
-                        .iter()
-                        .map(|u| describe_unit(u))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                comment: Some(format!("{}: {} ({why})", h.name, describe_unit(u))),
                 node: h.name.clone(),
                 name: "gpu".into(),
-                kind,
-                file: None,
-                count: Some(u32::try_from(units.len()).unwrap_or(u32::MAX)),
+                kind: gres_type(config, u),
+                file: Some(format!("{SIM_GPU_DEVICE_PREFIX}{j}")),
+                count: None,
             });
         }
     }
-    let any_file = lines.iter().any(|l| l.file.is_some());
+    let any_file = lines.iter().any(|l| {
+        l.file
+            .as_deref()
+            .is_some_and(|f| !f.starts_with(SIM_GPU_DEVICE_PREFIX))
+    });
 
     let cgroup = CgroupConf {
         comments: header("cgroup.conf"),
