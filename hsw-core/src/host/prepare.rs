@@ -598,11 +598,11 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// `YYYYMMDDTHHMMSSZ` for seconds since the epoch (UTC).
-pub fn utc_stamp(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
+/// UTC calendar fields `(year, month, day, hour, minute, second)` of seconds since the epoch
+/// (Howard Hinnant's `civil_from_days`). The one date conversion hsw-core and hsw-cli share.
+pub fn utc_fields(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
+    let days = i64::try_from(unix / 86_400).unwrap_or(0);
     let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -612,12 +612,13 @@ pub fn utc_stamp(unix: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// `YYYYMMDDTHHMMSSZ` for seconds since the epoch (UTC).
+pub fn utc_stamp(unix: u64) -> String {
+    let (y, m, d, hh, mm, ss) = utc_fields(unix);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
 }
 
 fn io_err(what: &str, path: &str, e: io::Error) -> String {
