@@ -75,6 +75,13 @@ fn every_fixture_case_gives_its_statuses_and_exit_code() {
         let checks = json["checks"].as_array().unwrap();
         assert_eq!(checks.len(), 9, "{case}");
         for (id, want) in meta["expect"].as_object().unwrap() {
+            // The binary measures free disk with statvfs on the real filesystem under the fixture
+            // root, so `resources` can only be `warn` instead of `pass` on a full disk; the pinned
+            // free-disk cases are in hsw-core/tests/host_checks.rs. A `fail` (memory) is the
+            // fixture's own and still compared.
+            if id == "resources" && want["status"] != "fail" {
+                continue;
+            }
             let got = checks.iter().find(|c| c["id"] == id.as_str()).unwrap();
             assert_eq!(
                 got["status"], want["status"],
