@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plugin::{channel, client_id, get_schema, start, tls_config, BIN, COOKIE};
+use plugin::{channel, client_id, get_schema, other_client_id, start, tls_config, BIN, COOKIE};
 use rustls::pki_types::ServerName;
 
 fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
@@ -83,7 +83,7 @@ async fn mtls_requires_exactly_the_announced_certificate() {
     // the server's reasons.
     println!("without a certificate: {err}");
     // Another certificate of the same shape: refused.
-    let other = client_id();
+    let other = other_client_id();
     let err = get_schema(
         &plugin.socket,
         Some(tls_config(&plugin.server_cert, Some(&other))),
@@ -208,7 +208,7 @@ async fn tls_refusals_are_server_side() {
         .await
         .unwrap_err();
     assert!(err.contains("no certificates"), "{err}");
-    let err = handshake(&acceptor, tls_config(&id.cert, Some(&client_id())))
+    let err = handshake(&acceptor, tls_config(&id.cert, Some(&other_client_id())))
         .await
         .unwrap_err();
     assert!(err.contains("ApplicationVerificationFailure"), "{err}");

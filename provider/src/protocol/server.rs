@@ -149,7 +149,9 @@ impl ProviderService {
     fn capabilities() -> pb::ServerCapabilities {
         pb::ServerCapabilities {
             plan_destroy: false,
-            get_provider_schema_optional: false,
+            // Nothing here depends on GetProviderSchema having been called: Terraform (1.6 and later) may then
+            // reuse the schema it already has instead of asking every provider process it starts again.
+            get_provider_schema_optional: true,
             move_resource_state: false,
         }
     }

@@ -34,10 +34,20 @@ pub enum TlsError {
     Config(#[source] rustls::Error),
 }
 
-/// The crypto provider: aws-lc-rs, which (unlike ring) verifies the ECDSA P-521 signatures of Terraform's client
-/// certificate.
+/// The crypto provider: ring for everything that needs randomness (key exchange, the server's signatures, the
+/// TLS randoms), with aws-lc-rs's signature verification algorithms, which (unlike ring's) verify the ECDSA P-521
+/// signatures of Terraform's client certificate.
+///
+/// Why not aws-lc-rs throughout: its random number generator seeds itself from CPU jitter entropy the first time
+/// it is used in a process, which costs about 30 ms of CPU: more than everything else a provider process does
+/// before it answers Terraform's first call. ring takes its randomness from `getrandom`. Verifying a signature
+/// needs no randomness, so aws-lc-rs's generator is never started.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(CryptoProvider {
+        signature_verification_algorithms: rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms,
+        ..rustls::crypto::ring::default_provider()
+    })
 }
 
 /// Reads the first certificate of a PEM text (the value of `PLUGIN_CLIENT_CERT`).
@@ -177,7 +187,8 @@ mod tests {
     #[test]
     fn server_config_builds_and_pem_parses() {
         let id = ServerIdentity::generate().unwrap();
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+        // (P-521 client certificates, as Terraform makes them, are covered by tests/process.rs.)
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let client = rcgen::CertificateParams::new(vec!["localhost".into()])
             .unwrap()
             .self_signed(&key)
@@ -187,5 +198,14 @@ mod tests {
         let cfg = id.server_config(der).unwrap();
         assert_eq!(cfg.alpn_protocols, vec![b"h2".to_vec()]);
         assert!(parse_client_cert("not a cert").is_err());
+    }
+
+    #[test]
+    fn verifies_p521_signatures() {
+        use rustls::SignatureScheme::ECDSA_NISTP521_SHA512;
+        assert!(crypto_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+            .contains(&ECDSA_NISTP521_SHA512));
     }
 }

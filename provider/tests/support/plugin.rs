@@ -27,19 +27,32 @@ pub struct ClientId {
     pub key: PrivatePkcs8KeyDer<'static>,
 }
 
+/// The client identity (fixed files: `certs/client-a.*.pem`, made once with
+/// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-521 -nodes -days 36500 -subj /CN=localhost
+/// -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:TRUE
+/// -addext extendedKeyUsage=clientAuth,serverAuth -addext keyUsage=critical,digitalSignature,keyCertSign`;
+/// the provider's own crypto backend, ring, cannot make P-521 keys).
 pub fn client_id() -> ClientId {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.extended_key_usages = vec![
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-    ];
-    let cert = params.self_signed(&key).unwrap();
+    fixed_id(
+        include_str!("certs/client-a.crt.pem"),
+        include_str!("certs/client-a.key.pem"),
+    )
+}
+
+/// Another identity of the same shape (`certs/client-b.*.pem`).
+pub fn other_client_id() -> ClientId {
+    fixed_id(
+        include_str!("certs/client-b.crt.pem"),
+        include_str!("certs/client-b.key.pem"),
+    )
+}
+
+fn fixed_id(cert_pem: &str, key_pem: &str) -> ClientId {
+    use rustls::pki_types::pem::PemObject as _;
     ClientId {
-        pem: cert.pem(),
-        der: cert.der().clone(),
-        key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        pem: cert_pem.to_owned(),
+        der: CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap(),
+        key: PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).unwrap(),
     }
 }
 
