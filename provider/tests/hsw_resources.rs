@@ -686,6 +686,7 @@ async fn wait_for_ip_times_out_with_a_clear_message() {
         "within 1 s",
         "DHCP leases seen: none",
         "ARP entries seen: none",
+        "The VM was removed.",
     ] {
         assert!(
             d.detail.contains(want),
@@ -696,6 +697,49 @@ async fn wait_for_ip_times_out_with_a_clear_message() {
     // A failed create leaves nothing behind.
     assert!(w.lv.domain_names().is_empty());
     assert!(files(&w.st).iter().all(|p| !p.starts_with("/pool/vms")));
+}
+
+/// After a restart (a cpu/memory change), the DHCP lease from the previous boot is still listed: `wait_for_ip`
+/// must not take it as the guest's address in the new boot.
+#[tokio::test]
+async fn wait_for_ip_after_a_restart_ignores_the_stale_lease() {
+    let w = world().await;
+    let tf = &w.tf;
+    tf.converge("hsw_network", &Value::Null, &net_config(tf))
+        .await;
+    let cfg = vm_config(tf).with("wait_for_ip_timeout", 1i64);
+    let state = tf.converge("hsw_vm", &Value::Null, &cfg).await;
+    let mac = state.get("network_interface").as_slice().unwrap()[0]
+        .get("mac")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old = w.lv.network_leases("lab", &mac).await.unwrap();
+    assert_eq!(old.len(), 1, "the first boot took a lease: {old:?}");
+
+    // The new boot gets no address; the old lease is still there, as dnsmasq keeps it.
+    w.lv.set_leases(false);
+    let cfg2 = cfg.clone().with("memory", 2048i64);
+    let err = tf.apply("hsw_vm", &state, &cfg2).await.unwrap_err();
+    let d = &err[0];
+    assert_eq!(d.summary, "Timed out waiting for an IP address", "{err:#?}");
+    assert_eq!(d.path, "network_interface[0].wait_for_ip");
+    assert!(
+        d.detail
+            .contains(&format!("{mac} 10.20.0.21 (from an earlier boot)")),
+        "{}",
+        d.detail
+    );
+    assert!(d.detail.contains("ARP entries seen: none"), "{}", d.detail);
+    assert!(d.detail.contains("keeps running"), "{}", d.detail);
+    assert_eq!(w.lv.network_leases("lab", &mac).await.unwrap(), old);
+
+    // Once the guest renews its lease in the new boot, the same change goes through.
+    w.lv.set_leases(true);
+    let state2 = tf.converge("hsw_vm", &state, &cfg2).await;
+    assert_eq!(state2.get("memory").as_i64(), Some(2048));
+    let renewed = w.lv.network_leases("lab", &mac).await.unwrap();
+    assert!(renewed[0].expiry > old[0].expiry, "{renewed:?} {old:?}");
 }
 
 #[tokio::test]

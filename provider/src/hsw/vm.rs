@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::backend::libvirt::{AddressSource, DomainInfo, Key, NetworkSection, UpdateCommand};
+use crate::backend::libvirt::{
+    AddressSource, DhcpLease, DomainInfo, Key, NetworkSection, UpdateCommand,
+};
 use crate::backend::storage::SeedFile;
 use crate::framework::{
     async_trait, AttrPath, Attribute, Block, Context, Diagnostic, Diagnostics, NestedBlock,
@@ -209,6 +211,35 @@ struct NicIn {
     mac: String,
     ip: Option<Ipv4Addr>,
     wait: Option<bool>,
+}
+
+/// What an interface's DHCP leases looked like before its VM started (see `start_and_wait`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LeaseMark {
+    /// Whether there was any lease.
+    any: bool,
+    /// The newest expiry among them (seconds since the epoch; 0 = never expires).
+    newest: i64,
+}
+
+impl LeaseMark {
+    fn of(leases: &[DhcpLease]) -> LeaseMark {
+        LeaseMark {
+            any: !leases.is_empty(),
+            newest: leases.iter().map(|l| l.expiry).max().unwrap_or(0),
+        }
+    }
+
+    /// Whether a renewal would be visible: false when the earlier leases never expire.
+    fn shows_renewals(&self) -> bool {
+        !self.any || self.newest != 0
+    }
+
+    /// Whether `lease` was granted or renewed after the mark was taken. A lease that never expires cannot show a
+    /// renewal, so it counts only when there was none before.
+    fn is_fresh(&self, lease: &DhcpLease) -> bool {
+        !self.any || (lease.expiry != 0 && lease.expiry > self.newest)
+    }
 }
 
 /// Everything a planned value says, checked.
@@ -883,69 +914,127 @@ impl VmResource {
         }
     }
 
+    /// Starts the domain and, for interfaces with `wait_for_ip`, waits for evidence that the guest has its address
+    /// in this boot.
+    ///
+    /// A DHCP lease alone is not that evidence: leases outlive the guest, so right after a restart (a cpu or memory
+    /// change, or a VM recreated with the same deterministic MAC) the lease from the previous boot is still listed.
+    /// So the newest expiry of each interface's leases is noted before the start, and a lease counts only when it
+    /// is new or its expiry moved forward (the guest asked again). The ARP table counts only for an interface that
+    /// holds no lease at all (a guest with a static address) or only leases that never expire (whose renewal
+    /// cannot be seen; the host's ARP entry may then still be the one from before the restart). When the backend cannot list leases with their
+    /// expiry (libvirt's test driver), any lease or ARP entry counts, as before.
     async fn start_and_wait(
         &self,
         ctx: &Context,
         c: &Configured,
         inp: &Inputs,
+        creating: bool,
     ) -> Result<(), Diagnostics> {
         let lv = &c.backend.libvirt;
-        lv.domain_start(&inp.name).await.map_err(lv_err(
-            "Cannot start the VM",
-            format!("libvirt could not start {} (check its networks are active and its files readable by QEMU)", inp.name),
-        ))?;
         let waiting: Vec<(usize, &NicIn)> = inp
             .nics
             .iter()
             .enumerate()
             .filter(|(_, n)| n.wait == Some(true))
             .collect();
+        // Before the start: the leases from earlier boots (`None`: leases cannot be listed).
+        let mut before = Vec::with_capacity(waiting.len());
+        for (_, nic) in &waiting {
+            before.push(
+                lv.network_leases(&nic.network, &nic.mac)
+                    .await
+                    .ok()
+                    .map(|l| LeaseMark::of(&l)),
+            );
+        }
+        lv.domain_start(&inp.name).await.map_err(lv_err(
+            "Cannot start the VM",
+            format!("libvirt could not start {} (check its networks are active and its files readable by QEMU)", inp.name),
+        ))?;
         if waiting.is_empty() {
             return Ok(());
         }
         let timeout = inp.ip_timeout.unwrap_or(DEFAULT_IP_TIMEOUT);
         let deadline = Instant::now() + Duration::from_secs(timeout);
         loop {
-            let leases = lv
-                .domain_addresses(&inp.name, AddressSource::Lease)
-                .await
-                .unwrap_or_default();
             let arp = lv
                 .domain_addresses(&inp.name, AddressSource::Arp)
                 .await
                 .unwrap_or_default();
-            let missing: Vec<&(usize, &NicIn)> = waiting
-                .iter()
-                .filter(|(_, n)| !leases.iter().chain(&arp).any(|a| a.mac == n.mac))
-                .collect();
-            let Some((i, nic)) = missing.first() else {
+            let mut seen = Vec::new();
+            let mut missing = None;
+            for ((i, nic), mark) in waiting.iter().zip(&before) {
+                let in_arp = arp.iter().any(|a| a.mac == nic.mac);
+                let ok = match mark {
+                    Some(mark) => {
+                        let leases = lv
+                            .network_leases(&nic.network, &nic.mac)
+                            .await
+                            .unwrap_or_default();
+                        let ok = leases.iter().any(|l| mark.is_fresh(l))
+                            || (in_arp && (leases.is_empty() || !mark.shows_renewals()));
+                        seen.extend(leases.into_iter().map(|l| {
+                            let stale = if mark.is_fresh(&l) {
+                                ""
+                            } else {
+                                " (from an earlier boot)"
+                            };
+                            format!("{} {}{stale}", l.mac, l.ip)
+                        }));
+                        ok
+                    }
+                    None => {
+                        let leases = lv
+                            .domain_addresses(&inp.name, AddressSource::Lease)
+                            .await
+                            .unwrap_or_default();
+                        let ok = in_arp || leases.iter().any(|a| a.mac == nic.mac);
+                        seen.extend(
+                            leases
+                                .into_iter()
+                                .filter(|a| a.mac == nic.mac)
+                                .map(|a| format!("{} {}", a.mac, a.ip)),
+                        );
+                        ok
+                    }
+                };
+                if !ok && missing.is_none() {
+                    missing = Some((*i, *nic));
+                }
+            }
+            let Some((i, nic)) = missing else {
                 return Ok(());
             };
             if Instant::now() >= deadline {
-                let show = |v: &[crate::backend::libvirt::GuestAddress]| {
+                let show = |v: Vec<String>| {
                     if v.is_empty() {
                         "none".to_owned()
                     } else {
-                        v.iter()
-                            .map(|a| format!("{} {}", a.mac, a.ip))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        v.join(", ")
                     }
                 };
+                let arp = arp.iter().map(|a| format!("{} {}", a.mac, a.ip)).collect();
                 return Err(Diagnostics::error_at(
-                    AttrPath::attr("network_interface").then_index(*i).then_attr("wait_for_ip"),
+                    AttrPath::attr("network_interface").then_index(i).then_attr("wait_for_ip"),
                     "Timed out waiting for an IP address",
                     format!(
                         "VM {} got no IPv4 address on network {} for interface {} within {timeout} s. DHCP leases seen: {}. \
                          ARP entries seen: {}. Check that the guest boots (virsh console {}), runs a DHCP client on that \
-                         interface, and that network {} has DHCP; or raise wait_for_ip_timeout. The VM was removed.",
+                         interface, and that network {} has DHCP; or raise wait_for_ip_timeout. {}",
                         inp.name,
                         nic.network,
                         nic.mac,
-                        show(&leases),
-                        show(&arp),
+                        show(seen),
+                        show(arp),
                         inp.name,
-                        nic.network
+                        nic.network,
+                        if creating {
+                            "The VM was removed."
+                        } else {
+                            "The VM keeps running with its new definition; Terraform keeps the previous state, so \
+                             the next apply tries again."
+                        }
                     ),
                 ));
             }
@@ -1092,7 +1181,7 @@ impl VmResource {
             lv.domain_set_autostart(&inp.name, true).await?;
         }
         if inp.running {
-            self.start_and_wait(ctx, c, inp).await?;
+            self.start_and_wait(ctx, c, inp, true).await?;
         }
         self.mark_complete(c, inp).await
     }
@@ -1469,7 +1558,7 @@ impl Resource for VmResource {
                 format!("libvirt refused the new definition of {}", new.name),
             ))?;
             if new.running {
-                self.start_and_wait(ctx, c, &new).await?;
+                self.start_and_wait(ctx, c, &new, false).await?;
             }
         } else {
             if old.metadata(true) != new.metadata(true) {
@@ -1481,7 +1570,7 @@ impl Resource for VmResource {
                 .is_some_and(|d| d.active);
             match (active, new.running) {
                 (true, false) => self.wait_off(ctx, c, &new.name, shutdown_timeout).await?,
-                (false, true) => self.start_and_wait(ctx, c, &new).await?,
+                (false, true) => self.start_and_wait(ctx, c, &new, false).await?,
                 _ => {}
             }
         }

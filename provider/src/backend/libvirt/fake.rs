@@ -8,6 +8,12 @@
 //!
 //! Knobs for tests: [`FakeLibvirt::set_acpi_ignored`] (a guest that ignores the power button),
 //! [`FakeLibvirt::set_leases`] (whether guests get addresses), [`FakeLibvirt::calls`] (what was called).
+//!
+//! DHCP leases behave as dnsmasq's: a running guest on an active network takes (or renews) one the first time its
+//! addresses or leases are asked for in a boot, while guests get leases; the lease stays listed after the guest
+//! stops or restarts, with its old expiry, until it is renewed. The ARP table shows only guests that took or renewed
+//! a lease in their current boot (guests that talk). Expiry times come from a fake clock that advances one second
+//! per lease.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,8 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    AddressSource, DomainInfo, DomainState, ErrorKind, GuestAddress, HostInfo, Key, Libvirt,
-    LibvirtError, NetworkInfo, NetworkSection, UpdateCommand,
+    AddressSource, DhcpLease, DomainInfo, DomainState, ErrorKind, GuestAddress, HostInfo, Key,
+    Libvirt, LibvirtError, NetworkInfo, NetworkSection, UpdateCommand,
 };
 use crate::hsw::model::xml::escape;
 
@@ -38,7 +44,23 @@ struct Dom {
     xml: String,
     active: bool,
     autostart: bool,
+    /// Its current (or last) boot, unique in the fake; 0 if never started.
+    boot: u64,
 }
+
+/// A DHCP lease in the fake's dnsmasq.
+#[derive(Debug, Clone)]
+struct Lease {
+    network: String,
+    ip: String,
+    expiry: i64,
+    /// The domain and its boot that took or last renewed it.
+    domain: String,
+    boot: u64,
+}
+
+/// How long a fake lease lasts (dnsmasq's default under libvirt: one hour).
+const LEASE_SECONDS: i64 = 3600;
 
 struct Inner {
     nets: BTreeMap<String, Net>,
@@ -46,6 +68,11 @@ struct Inner {
     host: HostInfo,
     acpi_ignored: HashSet<String>,
     leases: bool,
+    /// The DHCP leases by MAC (lower case).
+    lease_table: BTreeMap<String, Lease>,
+    /// The fake clock, seconds since the epoch: one second passes per lease and per domain start (which also
+    /// names the boot).
+    clock: i64,
     calls: Vec<String>,
 }
 
@@ -129,6 +156,8 @@ impl FakeLibvirt {
                 },
                 acpi_ignored: HashSet::new(),
                 leases: true,
+                lease_table: BTreeMap::new(),
+                clock: 1_700_000_000,
                 calls: Vec::new(),
             })),
             files: None,
@@ -204,6 +233,58 @@ impl FakeLibvirt {
                     .find(|c| c.has_tag_name("mac"))?
                     .attribute("address")?;
                 Some((net.to_owned(), mac.to_ascii_lowercase()))
+            })
+            .collect()
+    }
+
+    /// The running guest `name` takes or renews its leases, if guests get leases and it has none from this boot.
+    fn dhcp(g: &mut Inner, name: &str) {
+        let Some(d) = g.doms.get(name) else { return };
+        if !d.active || !g.leases {
+            return;
+        }
+        let boot = d.boot;
+        for (net, mac) in Self::dom_networks(&d.xml) {
+            let current = g
+                .lease_table
+                .get(&mac)
+                .is_some_and(|l| l.domain == name && l.boot == boot && l.network == net);
+            if current {
+                continue;
+            }
+            if let Some(ip) = Self::lease_for(g, &net, &mac) {
+                g.clock += 1;
+                let expiry = g.clock + LEASE_SECONDS;
+                g.lease_table.insert(
+                    mac,
+                    Lease {
+                        network: net,
+                        ip,
+                        expiry,
+                        domain: name.to_owned(),
+                        boot,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The leases listed for the running domain `name` (stale ones included), or, for `current_boot`, only those
+    /// taken or renewed in its current boot.
+    fn listed(g: &Inner, name: &str, current_boot: bool) -> Vec<GuestAddress> {
+        let Some(d) = g.doms.get(name).filter(|d| d.active) else {
+            return Vec::new();
+        };
+        Self::dom_networks(&d.xml)
+            .into_iter()
+            .filter_map(|(net, mac)| {
+                let l = g.lease_table.get(&mac)?;
+                let net_up = g.nets.get(&net).is_some_and(|n| n.active);
+                let fresh = l.domain == name && l.boot == d.boot;
+                (l.network == net && net_up && (fresh || !current_boot)).then(|| GuestAddress {
+                    mac,
+                    ip: l.ip.clone(),
+                })
             })
             .collect()
     }
@@ -390,6 +471,33 @@ impl Libvirt for FakeLibvirt {
             .autostart = autostart;
         Self::record(&mut g, "network_set_autostart", name);
         Ok(())
+    }
+
+    async fn network_leases(&self, name: &str, mac: &str) -> Result<Vec<DhcpLease>, LibvirtError> {
+        let mut g = self.lock();
+        if !g.nets.contains_key(name) {
+            return Err(no_network(name));
+        }
+        let mac = mac.to_ascii_lowercase();
+        let owners: Vec<String> = g
+            .doms
+            .iter()
+            .filter(|(_, d)| Self::dom_networks(&d.xml).contains(&(name.to_owned(), mac.clone())))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for owner in owners {
+            Self::dhcp(&mut g, &owner);
+        }
+        Ok(g.lease_table
+            .get(&mac)
+            .filter(|l| l.network == name)
+            .map(|l| DhcpLease {
+                mac: mac.clone(),
+                ip: l.ip.clone(),
+                expiry: l.expiry,
+            })
+            .into_iter()
+            .collect())
     }
 
     async fn network_update(
@@ -600,6 +708,7 @@ impl Libvirt for FakeLibvirt {
             xml: stored,
             active: existing.as_ref().is_some_and(|x| x.active),
             autostart: existing.as_ref().is_some_and(|x| x.autostart),
+            boot: existing.as_ref().map_or(0, |x| x.boot),
         };
         Self::record(&mut g, "domain_define", &name);
         g.doms.insert(name.clone(), dom.clone());
@@ -659,8 +768,11 @@ impl Libvirt for FakeLibvirt {
                 ));
             }
         }
+        g.clock += 1;
+        let boot = u64::try_from(g.clock).unwrap_or_default();
         if let Some(d) = g.doms.get_mut(name) {
             d.active = true;
+            d.boot = boot;
         }
         Self::record(&mut g, "domain_start", name);
         Ok(())
@@ -772,19 +884,12 @@ impl Libvirt for FakeLibvirt {
     async fn domain_addresses(
         &self,
         name: &str,
-        _source: AddressSource,
+        source: AddressSource,
     ) -> Result<Vec<GuestAddress>, LibvirtError> {
-        let g = self.lock();
-        let d = g.doms.get(name).ok_or_else(|| no_domain(name))?;
-        if !d.active || !g.leases {
-            return Ok(Vec::new());
-        }
-        Ok(Self::dom_networks(&d.xml)
-            .into_iter()
-            .filter_map(|(net, mac)| {
-                Self::lease_for(&g, &net, &mac).map(|ip| GuestAddress { mac, ip })
-            })
-            .collect())
+        let mut g = self.lock();
+        g.doms.get(name).ok_or_else(|| no_domain(name))?;
+        Self::dhcp(&mut g, name);
+        Ok(Self::listed(&g, name, source == AddressSource::Arp))
     }
 }
 

@@ -148,6 +148,21 @@ pub struct GuestAddress {
     pub ip: String,
 }
 
+/// A lease in a network's DHCP server (dnsmasq), as `virNetworkGetDHCPLeases` reports it.
+///
+/// Leases outlive the guest that took them: after a guest restarts, its lease from the previous boot is still
+/// listed (and reported by [`AddressSource::Lease`]) until it expires. A guest that asks for an address again
+/// renews it, which moves `expiry` forward: that is the evidence that the guest is up in its current boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpLease {
+    /// The client's MAC (lower case).
+    pub mac: String,
+    /// The IPv4 address leased.
+    pub ip: String,
+    /// When the lease expires, in seconds since the Unix epoch; 0 when it never expires.
+    pub expiry: i64,
+}
+
 /// Which list in a network `virNetworkUpdate` changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkSection {
@@ -207,6 +222,8 @@ pub trait Libvirt: Send + Sync + fmt::Debug + 'static {
     async fn network_undefine(&self, name: &str) -> Result<(), LibvirtError>;
     /// Sets whether the network starts with libvirtd.
     async fn network_set_autostart(&self, name: &str, autostart: bool) -> Result<(), LibvirtError>;
+    /// The IPv4 DHCP leases the network's DHCP server holds for `mac` (lower case), stale ones included.
+    async fn network_leases(&self, name: &str, mac: &str) -> Result<Vec<DhcpLease>, LibvirtError>;
     /// Adds or deletes a DHCP or DNS host entry (`virNetworkUpdate`), in the persistent definition and, when the
     /// network is active, in the live one.
     async fn network_update(

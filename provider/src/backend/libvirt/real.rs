@@ -12,8 +12,8 @@ use virt::network::Network;
 use virt::sys;
 
 use super::{
-    version_string, AddressSource, DomainInfo, DomainState, ErrorKind, GuestAddress, HostInfo, Key,
-    Libvirt, LibvirtError, NetworkInfo, NetworkSection, UpdateCommand,
+    version_string, AddressSource, DhcpLease, DomainInfo, DomainState, ErrorKind, GuestAddress,
+    HostInfo, Key, Libvirt, LibvirtError, NetworkInfo, NetworkSection, UpdateCommand,
 };
 
 /// A libvirt connection.
@@ -167,6 +167,53 @@ fn domain_info(d: &Domain) -> Result<DomainInfo, LibvirtError> {
     })
 }
 
+/// `virNetworkGetDHCPLeases` for one MAC, IPv4 leases only (the `virt` crate does not wrap this call).
+#[allow(unsafe_code)]
+fn dhcp_leases(n: &Network, mac: &str) -> Result<Vec<DhcpLease>, LibvirtError> {
+    use std::ffi::{c_char, c_int, CStr, CString};
+    let mac_c = CString::new(mac)
+        .map_err(|_| LibvirtError::new(ErrorKind::Invalid, format!("invalid MAC {mac:?}")))?;
+    let text = |p: *const c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a non-null string field of a lease libvirt returned, NUL-terminated, read before it is freed.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    let mut leases: *mut sys::virNetworkDHCPLeasePtr = std::ptr::null_mut();
+    // SAFETY: `n` holds a reference on a live network object for the whole call; `mac_c` is NUL-terminated and
+    // outlives it. On success libvirt stores in `leases` an array it allocated and returns its length; on failure
+    // it returns -1 and allocates nothing.
+    let count = unsafe { sys::virNetworkGetDHCPLeases(n.as_ptr(), mac_c.as_ptr(), &mut leases, 0) };
+    if count < 0 {
+        return Err(err(VirtError::last_error()));
+    }
+    let mut out = Vec::new();
+    for i in 0..usize::try_from(count).unwrap_or(0) {
+        // SAFETY: `i` is below the array's length; each element is a lease owned by us, read, then freed once.
+        unsafe {
+            let l = *leases.add(i);
+            if l.is_null() {
+                continue;
+            }
+            if (*l).type_ == sys::VIR_IP_ADDR_TYPE_IPV4 as c_int {
+                out.push(DhcpLease {
+                    mac: text((*l).mac).to_ascii_lowercase(),
+                    ip: text((*l).ipaddr),
+                    expiry: (*l).expirytime,
+                });
+            }
+            sys::virNetworkDHCPLeaseFree(l);
+        }
+    }
+    if !leases.is_null() {
+        // SAFETY: the array was allocated by libvirt with malloc; its elements were freed above.
+        unsafe { libc::free(leases.cast()) };
+    }
+    Ok(out)
+}
+
 fn not_found_is_none<T>(r: Result<T, VirtError>) -> Result<Option<T>, LibvirtError> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -283,6 +330,12 @@ impl Libvirt for VirtLibvirt {
                 .map_err(err)
         })
         .await
+    }
+
+    async fn network_leases(&self, name: &str, mac: &str) -> Result<Vec<DhcpLease>, LibvirtError> {
+        let (name, mac) = (name.to_owned(), mac.to_ascii_lowercase());
+        self.run(move |c| dhcp_leases(&network_by_name(c, &name)?, &mac))
+            .await
     }
 
     async fn network_update(
