@@ -144,21 +144,28 @@ fn network_info(n: &Network) -> Result<NetworkInfo, LibvirtError> {
 }
 
 fn domain_info(d: &Domain) -> Result<DomainInfo, LibvirtError> {
+    // Four round trips to libvirtd (name and UUID are kept in the handle): this runs for every hsw_vm on every
+    // refresh, so `virDomainIsActive` is asked only when the state does not already say.
     let (state, _) = d.state().map_err(err)?;
-    let state = match state {
+    let (state, active) = match state {
         virt::enumutil::Enum::Known(
             VirtState::Running | VirtState::Blocked | VirtState::Paused,
-        ) => DomainState::Running,
-        virt::enumutil::Enum::Known(VirtState::Shutdown) => DomainState::ShuttingDown,
-        virt::enumutil::Enum::Known(VirtState::Shutoff) => DomainState::ShutOff,
-        virt::enumutil::Enum::Known(VirtState::Crashed) => DomainState::Crashed,
-        _ => DomainState::Other,
+        ) => (DomainState::Running, Some(true)),
+        virt::enumutil::Enum::Known(VirtState::Shutdown) => (DomainState::ShuttingDown, Some(true)),
+        virt::enumutil::Enum::Known(VirtState::Shutoff) => (DomainState::ShutOff, Some(false)),
+        // A crashed domain may still have its process (on_crash = preserve).
+        virt::enumutil::Enum::Known(VirtState::Crashed) => (DomainState::Crashed, None),
+        _ => (DomainState::Other, None),
+    };
+    let active = match active {
+        Some(a) => a,
+        None => d.is_active().map_err(err)?,
     };
     Ok(DomainInfo {
         name: d.name().map_err(err)?,
         uuid: d.uuid_string().map_err(err)?,
         state,
-        active: d.is_active().map_err(err)?,
+        active,
         autostart: d.autostart().map_err(err)?,
         xml: d
             .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
