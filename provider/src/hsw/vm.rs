@@ -179,7 +179,7 @@ pub fn schema() -> Schema {
                     .attribute(
                         Attribute::optional("wait_for_ip", Type::Bool)
                             .requires_replace()
-                            .describe("Wait, when the VM starts, until the interface has an address (from the network's DHCP leases, else the host's ARP table)."),
+                            .describe("Wait, when the VM starts, until the interface has an address in this boot: a DHCP lease taken or renewed after the start (a lease left from before a restart does not count), else, for an interface without DHCP leases, an entry in the host's ARP table."),
                     )
                     .attribute(
                         Attribute::computed("addresses", Type::list(Type::String))

@@ -113,7 +113,11 @@ pub fn serve<P: Provider>(provider: P, opts: &ServeOptions) -> ExitCode {
     let default_level = matches!(mode, Mode::Debug).then_some(tracing::Level::INFO);
     logging::init(logging::level_from_env(default_level));
 
+    // Two workers whatever the host: the work between libvirt calls (which run on the blocking pool) is small, and
+    // one worker per core (tokio's default) would start dozens of threads on a workstation for each of the
+    // several provider processes a Terraform command runs.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .thread_name("provider")
         .build()
