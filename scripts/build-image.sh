@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Builds a Debian 12 guest image for direct kernel boot, without an installer and without a network in the guest.
 #
-# Usage: scripts/build-image.sh [--out DIR] [--packages LIST] [--size SIZE] [--mirror URL] [--force] [--print-key]
+# Usage: scripts/build-image.sh [--role ROLE] [--out DIR] [--packages LIST] [--size SIZE] [--mirror URL] [--force]
+#   --role ROLE      hpc (default) or cloud: the extra packages are `packer/packages/list.sh --csv ROLE`
 #   --out DIR        cache directory (default /var/cache/hsw/images, or $HSW_IMAGE_DIR)
-#   --packages LIST  extra packages, comma or space separated (default: the Slurm set below; '' for none)
+#   --packages LIST  extra packages instead of the role's, comma or space separated ('' for none)
 #   --size SIZE      size of the root file system (default 3G); grow it later with a larger qcow2 overlay
 #   --mirror URL     Debian mirror (default http://deb.debian.org/debian; security from .../debian-security)
 #   --force          rebuild even when the cache holds a complete image
 #   --print-key      print the cache key for these options and exit
 #   --prune          remove the other images in DIR (older keys), keeping this one
+#
+# The package sets are the Packer templates' (packer/packages/{common,hpc,cloud}.list, read only through
+# packer/packages/list.sh; the contract is in packer/README.md), so the two builders cannot drift apart.
 #
 # What it does: `mmdebstrap --mode=root --variant=apt` into a directory, a few settings (below), then
 # `mke2fs -t ext4 -d ROOTFS` (no mount) and `qemu-img convert -O qcow2`; the kernel and initrd are copied out.
@@ -35,10 +39,12 @@ SUITE=bookworm
 # e2fsprogs: fsck and resize2fs for the ext4 root (not in --variant=apt); dbus: hostnamectl, logind, systemctl --user.
 BASE_PACKAGES=(linux-image-cloud-amd64 systemd-sysv udev cloud-init openssh-server netbase ifupdown
                isc-dhcp-client initramfs-tools iproute2 sudo python3 e2fsprogs dbus)
-DEFAULT_EXTRA="slurm-wlm,slurmd,slurmctld,slurm-client,munge"
+LIST_SH="$(cd "$(dirname "$0")/.." && pwd)/packer/packages/list.sh"
 
 out="${HSW_IMAGE_DIR:-/var/cache/hsw/images}"
-extra="$DEFAULT_EXTRA"
+role=hpc
+extra=""
+extra_set=0
 size=3G
 mirror="http://deb.debian.org/debian"
 security=""
@@ -48,14 +54,16 @@ prune=0
 
 die() { echo "build-image: $*" >&2; exit 1; }
 log() { printf 'build-image: %s\n' "$*" >&2; }
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) [ $# -ge 2 ] || die "--out needs a directory"; out=$2; shift 2 ;;
     --out=*) out=${1#*=}; shift ;;
-    --packages) [ $# -ge 2 ] || die "--packages needs a list"; extra=$2; shift 2 ;;
-    --packages=*) extra=${1#*=}; shift ;;
+    --role) [ $# -ge 2 ] || die "--role needs hpc or cloud"; role=$2; shift 2 ;;
+    --role=*) role=${1#*=}; shift ;;
+    --packages) [ $# -ge 2 ] || die "--packages needs a list"; extra=$2; extra_set=1; shift 2 ;;
+    --packages=*) extra=${1#*=}; extra_set=1; shift ;;
     --size) [ $# -ge 2 ] || die "--size needs a value"; size=$2; shift 2 ;;
     --size=*) size=${1#*=}; shift ;;
     --mirror) [ $# -ge 2 ] || die "--mirror needs a URL"; mirror=$2; shift 2 ;;
@@ -73,6 +81,11 @@ done
 [[ "$mirror" =~ ^https?://[A-Za-z0-9._:/-]+$ ]] || die "--mirror '$mirror' is not an http(s) URL"
 security=""
 case "$mirror" in */debian) security="${mirror%/debian}/debian-security" ;; esac
+
+case "$role" in hpc|cloud) ;; *) die "--role '$role' is not hpc or cloud" ;; esac
+if [ "$extra_set" = 0 ]; then
+  extra=$(bash "$LIST_SH" --csv "$role") || die "cannot read the $role package list ($LIST_SH --csv $role failed)"
+fi
 
 # The package list: base + extra, validated, sorted, deduplicated.
 read -r -a extra_pkgs <<< "${extra//,/ }"

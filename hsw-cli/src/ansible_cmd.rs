@@ -31,6 +31,50 @@ pub const MUNGE_KEY_BYTES: usize = 1024;
 pub enum AnsibleCommand {
     /// Configure Munge and Slurm on the HPC cluster (slurmctld on the controller, slurmd on compute nodes).
     Hpc(HpcArgs),
+    /// Run the platform playbooks (security, Kubernetes, MLOps, monitoring) on both clusters, with the
+    /// variables cluster.yaml gives them.
+    Platform(PlatformArgs),
+}
+
+/// The platform playbooks, in the order `ansible platform` runs them (one ansible-playbook run).
+pub const PLATFORM_PLAYBOOKS: [&str; 4] = ["security", "k8s", "mlops", "monitoring"];
+
+/// `hsw-cli ansible platform`.
+#[derive(Debug, Args)]
+pub struct PlatformArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The playbooks to run, in this order (each is `<ansible dir>/playbook-<name>.yml`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_delimiter = ',',
+        default_values_t = PLATFORM_PLAYBOOKS.map(str::to_owned),
+        value_parser = clap::builder::PossibleValuesParser::new(PLATFORM_PLAYBOOKS)
+    )]
+    pub playbooks: Vec<String>,
+    /// The directory of the playbooks.
+    #[arg(long, value_name = "DIR", default_value = "ansible")]
+    pub ansible_dir: PathBuf,
+    /// The guests have no internet: skip the downloads (`--skip-tags online`) and what needs them
+    /// (`hsw_offline=true`). What the guest image carries (containerd, PostgreSQL, Prometheus, the node
+    /// exporter, nftables, auditd, unattended-upgrades, OpenSSH) is still configured for real.
+    #[arg(long)]
+    pub offline: bool,
+    /// The ansible-playbook binary.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "HSW_ANSIBLE_PLAYBOOK",
+        default_value = "ansible-playbook"
+    )]
+    pub ansible_playbook: PathBuf,
+    /// Write the files and print the command, but run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// More arguments for ansible-playbook, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub extra: Vec<String>,
 }
 
 /// `hsw-cli ansible hpc`.
@@ -61,7 +105,197 @@ pub struct HpcArgs {
 pub fn run(cmd: &AnsibleCommand, out: &mut dyn Write) -> u8 {
     match cmd {
         AnsibleCommand::Hpc(args) => hpc(args, out),
+        AnsibleCommand::Platform(args) => platform(args, out),
     }
+}
+
+/// What `ansible platform` wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformFiles {
+    /// The inventory.
+    pub inventory: PathBuf,
+    /// The extra-variables file.
+    pub extra_vars: PathBuf,
+}
+
+fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
+    let loaded = match load(&args.source) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{}", e.message.trim_end());
+            return e.code;
+        }
+    };
+    let files = match write_platform_files(&loaded, args.offline) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let playbooks: Vec<PathBuf> = args
+        .playbooks
+        .iter()
+        .map(|p| args.ansible_dir.join(format!("playbook-{p}.yml")))
+        .collect();
+    let argv = platform_argv(&files, &playbooks, args.offline, &args.extra);
+    let _ = writeln!(
+        out,
+        "hsw: wrote {} (inventory), {} (playbook variables)",
+        files.inventory.display(),
+        files.extra_vars.display()
+    );
+    let shown: Vec<String> = std::iter::once(args.ansible_playbook.display().to_string())
+        .chain(argv.iter().cloned())
+        .collect();
+    let _ = writeln!(out, "hsw: running {}", shown.join(" "));
+    let _ = out.flush();
+    if args.dry_run {
+        return exit::OK;
+    }
+    let mut cmd = Command::new(&args.ansible_playbook);
+    cmd.args(&argv).stdin(Stdio::null());
+    for (k, v) in platform_env() {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => exit::OK,
+        Ok(s) => {
+            eprintln!(
+                "error: ansible-playbook failed ({s}); its output above says which task and host"
+            );
+            exit::INVALID
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot run {} ({e}); install Ansible (ansible-core) or set HSW_ANSIBLE_PLAYBOOK",
+                args.ansible_playbook.display()
+            );
+            exit::CANNOT_RUN
+        }
+    }
+}
+
+/// Ansible settings for the platform run, each only when the environment does not set it: pipelining (one
+/// SSH round trip per task) and a 60 s timeout for connections and for sudo's prompt, which the default 10 s
+/// missed on busy TCG guests ("Timeout waiting for privilege escalation prompt").
+pub fn platform_env() -> [(&'static str, &'static str); 3] {
+    [
+        ("ANSIBLE_PIPELINING", "True"),
+        ("ANSIBLE_TIMEOUT", "60"),
+        ("ANSIBLE_RETRY_FILES_ENABLED", "False"),
+    ]
+}
+
+/// ansible-playbook's arguments for the platform playbooks: one run (one PLAY RECAP) over all of them.
+pub fn platform_argv(
+    files: &PlatformFiles,
+    playbooks: &[PathBuf],
+    offline: bool,
+    extra: &[String],
+) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        "-i".into(),
+        files.inventory.display().to_string(),
+        "-e".into(),
+        format!("@{}", files.extra_vars.display()),
+    ];
+    if offline {
+        argv.push("--skip-tags".into());
+        argv.push("online".into());
+    }
+    argv.extend(playbooks.iter().map(|p| p.display().to_string()));
+    argv.extend(extra.iter().cloned());
+    argv
+}
+
+/// The variables of the platform playbooks (`ansible/README.md` lists them) from cluster.yaml: only what
+/// the file says, so that the playbooks' defaults (`ansible/group_vars/all/`) hold for the rest.
+pub fn platform_vars(
+    config: &hsw_core::config::ClusterConfig,
+    state: &StateLayout,
+    offline: bool,
+) -> serde_json::Value {
+    let mut v = serde_json::Map::new();
+    v.insert("hsw_offline".into(), json!(offline));
+    v.insert(
+        "hsw_secrets_dir".into(),
+        json!(state.root().join("secrets").display().to_string()),
+    );
+    for cluster in ["hpc", "cloud"] {
+        let subnet = hsw_core::config::rules::cluster_network(config, cluster)
+            .and_then(|n| config.global.networks.get(n))
+            .map(|n| n.subnet.clone());
+        if let Some(subnet) = subnet {
+            v.insert(format!("hsw_{cluster}_subnet"), json!(subnet));
+        }
+    }
+    if let Some(k) = config.clusters.cloud.as_ref().map(|c| &c.kubernetes_config) {
+        v.insert("k8s_cni".into(), json!(k.cni));
+        v.insert("k8s_ingress".into(), json!(k.ingress));
+        v.insert("k8s_storage_class".into(), json!(k.storage_class));
+        for (key, val) in [
+            ("k8s_version", &k.version),
+            ("k8s_pod_subnet", &k.pod_subnet),
+            ("k8s_service_subnet", &k.service_subnet),
+        ] {
+            if let Some(val) = val {
+                v.insert(key.into(), json!(val));
+            }
+        }
+    }
+    if let Some(sec) = &config.global.security {
+        for (key, val) in [
+            ("security_ssh_password_auth", sec.ssh_password_auth),
+            ("security_segment_networks", sec.segment_networks),
+            ("security_audit", sec.audit),
+            ("security_unattended_upgrades", sec.unattended_upgrades),
+        ] {
+            if let Some(val) = val {
+                v.insert(key.into(), json!(val));
+            }
+        }
+    }
+    if let Some(m) = &config.global.monitoring {
+        if let Some(e) = m.enabled {
+            v.insert("monitoring_enabled".into(), json!(e));
+        }
+        if let Some(r) = &m.prometheus_retention {
+            v.insert("monitoring_prometheus_retention".into(), json!(r));
+        }
+        if let Some(d) = m.dcgm_exporter {
+            v.insert("monitoring_dcgm_exporter".into(), json!(d));
+        }
+    }
+    serde_json::Value::Object(v)
+}
+
+/// Writes the inventory and the platform playbooks' variables (`<state>/ansible/platform-vars.json`).
+pub fn write_platform_files(
+    loaded: &crate::inventory::Loaded,
+    offline: bool,
+) -> Result<PlatformFiles, String> {
+    let state = &loaded.state;
+    make_private_dir(state.root())?;
+    make_private_dir(&state.root().join("secrets"))?;
+    let inventory = Inventory::build(&loaded.config, &loaded.deployment, state);
+    make_private_dir(&state.ansible_dir())?;
+    let inventory_path = state.inventory();
+    write_file(
+        &inventory_path,
+        inventory.to_yaml(&header(loaded)).as_bytes(),
+    )?;
+    let vars = platform_vars(&loaded.config, state, offline);
+    let extra_vars = state.extra_vars("platform");
+    let mut text = serde_json::to_string_pretty(&vars).unwrap_or_default();
+    text.push('\n');
+    write_file(&extra_vars, text.as_bytes())?;
+    Ok(PlatformFiles {
+        inventory: inventory_path,
+        extra_vars,
+    })
 }
 
 /// What `ansible hpc` wrote.
@@ -129,11 +363,14 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
     if args.dry_run {
         return exit::OK;
     }
-    let status = Command::new(&args.ansible_playbook)
-        .args(&argv)
-        .stdin(Stdio::null())
-        .status();
-    match status {
+    let mut cmd = Command::new(&args.ansible_playbook);
+    cmd.args(&argv).stdin(Stdio::null());
+    for (k, v) in platform_env() {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
+    match cmd.status() {
         Ok(s) if s.success() => exit::OK,
         Ok(s) => {
             eprintln!(
@@ -358,4 +595,146 @@ pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, S
         format!("cannot write the Munge key {}: {e}", path.display())
     })?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_config() -> hsw_core::config::ClusterConfig {
+        let v = hsw_core::config::validate_str(hsw_core::config::DEFAULT_CONFIG);
+        v.valid_config()
+            .cloned()
+            .unwrap_or_else(|| panic!("the embedded default is not valid"))
+    }
+
+    #[test]
+    fn platform_vars_come_from_the_config() {
+        let state = StateLayout::new("/state");
+        let vars = platform_vars(&default_config(), &state, true);
+        let want = json!({
+            "hsw_offline": true,
+            "hsw_secrets_dir": "/state/secrets",
+            "hsw_hpc_subnet": "192.168.100.0/24",
+            "hsw_cloud_subnet": "192.168.200.0/24",
+            "k8s_cni": "calico",
+            "k8s_ingress": "nginx",
+            "k8s_storage_class": "local-path",
+            "security_ssh_password_auth": false,
+            "security_segment_networks": true,
+            "monitoring_enabled": true,
+            "monitoring_prometheus_retention": "7d",
+        });
+        assert_eq!(vars, want);
+        // What the file does not say is left to the playbooks' defaults.
+        let online = platform_vars(&default_config(), &state, false);
+        assert_eq!(online["hsw_offline"], json!(false));
+        assert!(online.get("k8s_version").is_none());
+        assert!(online.get("monitoring_dcgm_exporter").is_none());
+    }
+
+    #[test]
+    fn platform_vars_follow_the_file() {
+        let text = hsw_core::config::DEFAULT_CONFIG
+            .replace("ssh_password_auth: false", "ssh_password_auth: true")
+            .replace("storage_class: local-path", "storage_class: local-path\n      version: \"1.29\"\n      pod_subnet: 10.32.0.0/16")
+            .replace("192.168.200.0/24", "10.20.0.0/24")
+            .replace("192.168.200.10", "10.20.0.10")
+            .replace("192.168.200.11", "10.20.0.11");
+        let v = hsw_core::config::validate_str(&text);
+        let cfg = v
+            .valid_config()
+            .cloned()
+            .unwrap_or_else(|| panic!("not valid: {:?}", v.report.diagnostics));
+        let vars = platform_vars(&cfg, &StateLayout::new("/s"), false);
+        assert_eq!(vars["security_ssh_password_auth"], json!(true));
+        assert_eq!(vars["k8s_version"], json!("1.29"));
+        assert_eq!(vars["k8s_pod_subnet"], json!("10.32.0.0/16"));
+        assert_eq!(vars["hsw_cloud_subnet"], json!("10.20.0.0/24"));
+    }
+
+    /// Every variable written is one the playbooks define (group_vars/all), so a typo cannot be ignored.
+    #[test]
+    fn platform_vars_are_playbook_variables() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ansible/group_vars/all");
+        let mut defined = String::new();
+        for e in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let p = e.unwrap_or_else(|e| panic!("{e}")).path();
+            defined.push_str(&fs::read_to_string(&p).unwrap_or_default());
+        }
+        let vars = platform_vars(&default_config(), &StateLayout::new("/s"), true);
+        let obj = vars.as_object().unwrap_or_else(|| panic!("not an object"));
+        for key in obj.keys() {
+            assert!(
+                defined.lines().any(|l| l.starts_with(&format!("{key}:"))),
+                "{key} is not defined in ansible/group_vars/all"
+            );
+        }
+        for p in PLATFORM_PLAYBOOKS {
+            let pb =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../ansible/playbook-{p}.yml"));
+            assert!(pb.is_file(), "{}", pb.display());
+        }
+    }
+
+    #[test]
+    fn platform_argv_skips_the_downloads_offline() {
+        let files = PlatformFiles {
+            inventory: PathBuf::from("/s/ansible/inventory.yml"),
+            extra_vars: PathBuf::from("/s/ansible/platform-vars.json"),
+        };
+        let pbs = [
+            PathBuf::from("ansible/playbook-security.yml"),
+            PathBuf::from("ansible/playbook-k8s.yml"),
+        ];
+        let argv = platform_argv(&files, &pbs, true, &["--diff".to_owned()]);
+        assert_eq!(
+            argv,
+            [
+                "-i",
+                "/s/ansible/inventory.yml",
+                "-e",
+                "@/s/ansible/platform-vars.json",
+                "--skip-tags",
+                "online",
+                "ansible/playbook-security.yml",
+                "ansible/playbook-k8s.yml",
+                "--diff"
+            ]
+        );
+        let online = platform_argv(&files, &pbs, false, &[]);
+        assert!(!online.iter().any(|a| a == "--skip-tags"));
+    }
+
+    #[test]
+    fn write_platform_files_writes_the_inventory_and_the_vars() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let state_dir = dir.path().join("state");
+        let loaded = load(&SourceArgs {
+            config: None,
+            tf_output: None,
+            terraform_dir: dir.path().join("terraform"),
+            planned: true,
+            state_dir: Some(state_dir.clone()),
+        })
+        .unwrap_or_else(|e| panic!("{}", e.message));
+        let files = write_platform_files(&loaded, true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            files.extra_vars,
+            state_dir.join("ansible/platform-vars.json")
+        );
+        let back: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&files.extra_vars).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, platform_vars(&loaded.config, &loaded.state, true));
+        assert_eq!(
+            back["hsw_secrets_dir"],
+            json!(state_dir.join("secrets").display().to_string())
+        );
+        assert!(state_dir.join("secrets").is_dir());
+        let inv = fs::read_to_string(&files.inventory).unwrap_or_default();
+        for host in ["hsw-dev-controller", "hsw-dev-control-plane"] {
+            assert!(inv.contains(host), "{host} not in the inventory:\n{inv}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! generated: only files in the output directory whose first line is the generated-file header. Nothing else in
 //! the directory (`.terraform/`, state, lock file, files of your own) is touched.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
@@ -32,13 +33,13 @@ pub struct GenerateArgs {
     /// beside the output directory.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// The base image of every VM (default: `host.images`, else `<pool_dir>/base/debian-12.qcow2`).
+    /// The base image of every VM (default: `host.images`, else `<pool_dir>/base/<cluster>/base.qcow2`).
     #[arg(long)]
     pub base_image: Option<String>,
-    /// The kernel for direct kernel boot (default `<pool_dir>/base/vmlinuz`).
+    /// The kernel of every VM for direct kernel boot (default `<pool_dir>/base/<cluster>/vmlinuz`).
     #[arg(long, conflicts_with = "no_kernel_boot")]
     pub kernel: Option<String>,
-    /// The initrd for direct kernel boot (default `<pool_dir>/base/initrd.img`).
+    /// The initrd of every VM for direct kernel boot (default `<pool_dir>/base/<cluster>/initrd.img`).
     #[arg(long, conflicts_with = "no_kernel_boot")]
     pub initrd: Option<String>,
     /// The kernel command line for direct kernel boot.
@@ -58,6 +59,21 @@ pub struct GenerateArgs {
     /// Change nothing; exit 1 when the directory is not up to date.
     #[arg(long)]
     pub check: bool,
+    /// Per cluster key (`hpc`, `cloud`): its own image, kernel and initrd (what `hsw-cli up` passes: each
+    /// cluster boots the image built from its package list). Wins over the flags above; not a flag itself.
+    #[arg(skip)]
+    pub cluster_images: BTreeMap<String, ClusterImage>,
+}
+
+/// The files one cluster's VMs boot (direct kernel boot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterImage {
+    /// The base image (qcow2).
+    pub base: String,
+    /// The kernel.
+    pub kernel: String,
+    /// The initrd.
+    pub initrd: String,
 }
 
 /// What happened to one file.
@@ -145,18 +161,31 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
         }
     }
     if args.no_kernel_boot {
-        options.kernel = None;
-        options.initrd = None;
+        options.kernels.clear();
+        options.initrds.clear();
         options.cmdline = None;
     } else {
-        if args.kernel.is_some() {
-            options.kernel.clone_from(&args.kernel);
+        if let Some(k) = &args.kernel {
+            options.kernels.values_mut().for_each(|v| v.clone_from(k));
         }
-        if args.initrd.is_some() {
-            options.initrd.clone_from(&args.initrd);
+        if let Some(i) = &args.initrd {
+            options.initrds.values_mut().for_each(|v| v.clone_from(i));
         }
         if args.cmdline.is_some() {
             options.cmdline.clone_from(&args.cmdline);
+        }
+    }
+    for (cluster, image) in &args.cluster_images {
+        if let Some(v) = options.base_images.get_mut(cluster) {
+            v.clone_from(&image.base);
+        }
+        if !args.no_kernel_boot {
+            if let Some(v) = options.kernels.get_mut(cluster) {
+                v.clone_from(&image.kernel);
+            }
+            if let Some(v) = options.initrds.get_mut(cluster) {
+                v.clone_from(&image.initrd);
+            }
         }
     }
     let files = match terraform::render(cfg, &plan, &options) {

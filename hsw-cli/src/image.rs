@@ -1,5 +1,8 @@
-//! `hsw-cli image build`: the offline Debian 12 guest image (cloud-init, OpenSSH, Slurm and Munge baked in),
-//! built by `scripts/build-image.sh` and cached by content under `/var/cache/hsw/images/<key>/`.
+//! `hsw-cli image build`: the offline Debian 12 guest images, one per role (`hpc`: Slurm, Munge, Open MPI;
+//! `cloud`: containerd, PostgreSQL, Prometheus; both: OpenSSH, cloud-init, nftables, auditd,
+//! unattended-upgrades, the node exporter), built by `scripts/build-image.sh --role ROLE` and cached by content
+//! under `/var/cache/hsw/images/<key>/`. The package sets are the Packer templates': the script reads
+//! `packer/packages/list.sh --csv ROLE` (the contract is in `packer/README.md`), so the two cannot drift.
 //!
 //! The script is run with `bash` and an argument vector; its progress (stderr) streams through, and its
 //! `base=`, `kernel=`, `initrd=`, `manifest=` lines (stdout) say where the files are.
@@ -8,20 +11,43 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::exit;
 
 /// `hsw-cli image`.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Build the guest image (Debian 12, cloud-init, OpenSSH, Slurm, Munge), or reuse the cached one.
+    /// Build a role's guest image (Debian 12 with packer/packages/<role>.list), or reuse the cached one.
     Build(BuildArgs),
+}
+
+/// An image role: which package list (`packer/packages/common.list` + `<role>.list`) goes in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum ImageRole {
+    /// The Slurm cluster's VMs.
+    #[default]
+    Hpc,
+    /// The Kubernetes cluster's VMs.
+    Cloud,
+}
+
+impl ImageRole {
+    /// The role's name, as `build-image.sh --role` and the package lists spell it (also the cluster key).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageRole::Hpc => "hpc",
+            ImageRole::Cloud => "cloud",
+        }
+    }
 }
 
 /// `hsw-cli image build`.
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
+    /// Which image: its package set is `packer/packages/list.sh --csv ROLE`.
+    #[arg(long, value_enum, default_value_t = ImageRole::Hpc)]
+    pub role: ImageRole,
     /// The cache directory (default `/var/cache/hsw/images`, or `HSW_IMAGE_DIR`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -79,17 +105,13 @@ pub fn run(cmd: &ImageCommand, out: &mut dyn Write) -> u8 {
 pub fn build(repo: &Path, args: &BuildArgs, out: &mut dyn Write) -> Result<Image, String> {
     let script = repo.join("scripts/build-image.sh");
     let mut cmd = Command::new("bash");
-    cmd.arg(&script);
-    if let Some(dir) = &args.out {
-        cmd.arg("--out").arg(dir);
-    }
-    if args.force {
-        cmd.arg("--force");
-    }
+    cmd.arg(&script).args(build_args(args));
     let _ = writeln!(
         out,
-        "hsw: guest image: {} (cached by content; a first build takes 2-4 minutes)",
-        script.display()
+        "hsw: {} guest image: {} --role {} (cached by content; a first build takes 2-4 minutes)",
+        args.role.as_str(),
+        script.display(),
+        args.role.as_str()
     );
     let _ = out.flush();
     let mut child = cmd
@@ -122,6 +144,19 @@ pub fn build(repo: &Path, args: &BuildArgs, out: &mut dyn Write) -> Result<Image
         ));
     }
     parse_paths(&lines)
+}
+
+/// The arguments of `scripts/build-image.sh` for these options (after the script's path).
+pub fn build_args(args: &BuildArgs) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = vec!["--role".into(), args.role.as_str().into()];
+    if let Some(dir) = &args.out {
+        v.push("--out".into());
+        v.push(dir.into());
+    }
+    if args.force {
+        v.push("--force".into());
+    }
+    v
 }
 
 /// The `key=path` lines build-image.sh prints, checked to exist.
@@ -203,5 +238,73 @@ mod tests {
         lines.remove(1);
         let err = parse_paths(&lines).err().unwrap_or_default();
         assert!(err.contains("`kernel=`"), "{err}");
+    }
+
+    #[test]
+    fn the_role_picks_the_package_list() {
+        let args = BuildArgs {
+            role: ImageRole::Cloud,
+            out: Some(PathBuf::from("/cache")),
+            force: true,
+        };
+        let got: Vec<String> = build_args(&args)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(got, ["--role", "cloud", "--out", "/cache", "--force"]);
+        let hpc = BuildArgs {
+            role: ImageRole::default(),
+            out: None,
+            force: false,
+        };
+        assert_eq!(build_args(&hpc), ["--role", "hpc"]);
+    }
+
+    /// The script takes its package sets from the Packer lists, never from a list of its own.
+    #[test]
+    fn build_image_reads_the_packer_lists() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let script = std::fs::read_to_string(repo.join("scripts/build-image.sh"))
+            .unwrap_or_else(|e| panic!("build-image.sh: {e}"));
+        assert!(script.contains("packer/packages/list.sh"), "no list.sh");
+        assert!(script.contains(r#"--csv "$role""#), "not per role");
+        assert!(
+            !script.contains("DEFAULT_EXTRA"),
+            "a hard-coded default set is back"
+        );
+        for pkg in ["slurmd", "containerd", "postgresql", "prometheus"] {
+            assert!(
+                !script.contains(&format!("{pkg},")) && !script.contains(&format!(",{pkg}")),
+                "build-image.sh lists {pkg} itself"
+            );
+        }
+        // The cache key hashes the final package list: a role's key is that of its list given by hand, and
+        // the two roles' keys differ.
+        let run = |args: &[&str]| -> String {
+            let o = Command::new("bash")
+                .arg(repo.join("scripts/build-image.sh"))
+                .args(args)
+                .arg("--print-key")
+                .output()
+                .unwrap_or_else(|e| panic!("bash: {e}"));
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        };
+        let list = |role: &str| -> String {
+            let o = Command::new("bash")
+                .arg(repo.join("packer/packages/list.sh"))
+                .args(["--csv", role])
+                .output()
+                .unwrap_or_else(|e| panic!("bash: {e}"));
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        };
+        let hpc = run(&["--role", "hpc"]);
+        let cloud = run(&["--role", "cloud"]);
+        assert_eq!(hpc.len(), 16, "{hpc}");
+        assert_ne!(hpc, cloud);
+        assert_eq!(run(&[]), hpc, "hpc is the default role");
+        assert_eq!(run(&["--packages", &list("hpc")]), hpc);
+        assert_eq!(run(&["--packages", &list("cloud")]), cloud);
+        assert_ne!(run(&["--packages", &list("common")]), hpc);
     }
 }

@@ -1,7 +1,8 @@
 //! `hsw-cli up` and `hsw-cli down`: one command from cluster.yaml to a working Slurm cluster (and the
 //! Kubernetes cluster's VMs), and one command to remove everything again.
 //!
-//! `up` runs, in order: the host checks, validation, the GPU plan, the guest image (cached), the sandbox
+//! `up` runs, in order: the host checks, validation, the GPU plan, the guest images (one per cluster, from
+//! its package list in `packer/packages/`, cached), the sandbox
 //! (`scripts/sandbox.sh --name NAME start`: a network namespace with a private libvirtd; on by default), the
 //! image in the pool directory, the clusters' SSH keys, `generate` (provider URI and pool directory of the
 //! sandbox), the simulated GPUs' state, `terraform init` (a filesystem mirror of the locally built provider,
@@ -34,7 +35,7 @@ use hsw_core::ansible::StateLayout;
 use hsw_core::config::{self, ClusterConfig};
 use hsw_core::slurm;
 
-use crate::image::{self, BuildArgs, Image};
+use crate::image::{self, BuildArgs, Image, ImageRole};
 use crate::inventory::{self, SourceArgs};
 use crate::validate::read_config;
 use crate::{ansible_cmd, exit, generate, host_cmds, Format};
@@ -396,22 +397,31 @@ fn up_steps(args: &UpArgs, out: &mut dyn Write) -> Step<String> {
     }
     timings.push(("checks".into(), secs(t)));
 
-    // 2. image
+    // 2. images: one per cluster, from its package list
     let t = Instant::now();
-    step_header(out, 2, UP_STEPS, "guest image");
-    let img = image::build(
-        &ctx.repo,
-        &BuildArgs {
-            out: args.image_dir.clone(),
-            force: false,
-        },
-        out,
-    )
-    .map_err(Failed::new)?;
-    say(
-        out,
-        format!("image {} (kernel, initrd beside it)", img.base.display()),
-    );
+    step_header(out, 2, UP_STEPS, "guest images (one per cluster)");
+    let mut images: BTreeMap<ImageRole, Image> = BTreeMap::new();
+    for role in image_roles(&cfg) {
+        let img = image::build(
+            &ctx.repo,
+            &BuildArgs {
+                role,
+                out: args.image_dir.clone(),
+                force: false,
+            },
+            out,
+        )
+        .map_err(Failed::new)?;
+        say(
+            out,
+            format!(
+                "{} image {} (kernel, initrd beside it)",
+                role.as_str(),
+                img.base.display()
+            ),
+        );
+        images.insert(role, img);
+    }
     timings.push(("image".into(), secs(t)));
 
     // 3. sandbox
@@ -461,14 +471,26 @@ fn up_steps(args: &UpArgs, out: &mut dyn Write) -> Step<String> {
             (uri, PathBuf::from(pool))
         }
     };
-    let pool_images = place_image(&img, &pool).map_err(Failed::new)?;
-    say(
-        out,
-        format!(
-            "image files in the pool: {}",
-            pool_images.base.parent().unwrap_or(&pool).display()
-        ),
-    );
+    let mut cluster_images = BTreeMap::new();
+    for (role, img) in &images {
+        let placed = place_image(img, &pool).map_err(Failed::new)?;
+        say(
+            out,
+            format!(
+                "{} image files in the pool: {}",
+                role.as_str(),
+                placed.base.parent().unwrap_or(&pool).display()
+            ),
+        );
+        cluster_images.insert(
+            role.as_str().to_owned(),
+            generate::ClusterImage {
+                base: placed.base.display().to_string(),
+                kernel: placed.kernel.display().to_string(),
+                initrd: placed.initrd.display().to_string(),
+            },
+        );
+    }
     timings.push(("sandbox".into(), secs(t)));
 
     // 4. keys, generate, GPU state
@@ -488,14 +510,15 @@ fn up_steps(args: &UpArgs, out: &mut dyn Write) -> Step<String> {
         out: ctx.tf_dir.clone(),
         modules: ctx.repo.join("modules"),
         state_dir: Some(ctx.state.root().to_path_buf()),
-        base_image: Some(pool_images.base.display().to_string()),
-        kernel: Some(pool_images.kernel.display().to_string()),
-        initrd: Some(pool_images.initrd.display().to_string()),
+        base_image: None,
+        kernel: None,
+        initrd: None,
         cmdline: None,
         no_kernel_boot: false,
         libvirt_uri: Some(uri.clone()),
         pool_dir: Some(pool.display().to_string()),
         check: false,
+        cluster_images,
     };
     let code = generate::run(&gen, out);
     let _ = out.flush();
@@ -660,6 +683,18 @@ fn up_steps(args: &UpArgs, out: &mut dyn Write) -> Step<String> {
         down_flags(&args.target)
     ));
     Ok(s)
+}
+
+/// The images `up` needs: one per cluster the configuration defines, each built from its own package list.
+fn image_roles(cfg: &ClusterConfig) -> Vec<ImageRole> {
+    let mut roles = Vec::new();
+    if cfg.clusters.hpc.is_some() {
+        roles.push(ImageRole::Hpc);
+    }
+    if cfg.clusters.cloud.is_some() {
+        roles.push(ImageRole::Cloud);
+    }
+    roles
 }
 
 fn down_flags(t: &Target) -> String {
@@ -1141,6 +1176,10 @@ fn run_playbook(ctx: &Ctx, files: &ansible_cmd::HpcFiles, out: &mut dyn Write) -
         .arg(&playbook)
         .env("ANSIBLE_PIPELINING", "True")
         .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+        .env(
+            "ANSIBLE_TIMEOUT",
+            std::env::var_os("ANSIBLE_TIMEOUT").unwrap_or_else(|| "60".into()),
+        )
         .env("ANSIBLE_NOCOLOR", if ctx.color { "0" } else { "1" })
         .env("ANSIBLE_FORCE_COLOR", if ctx.color { "1" } else { "0" })
         .env("PYTHONUNBUFFERED", "1")

@@ -242,9 +242,12 @@ fn modules_and_generated_roots_pass_terraform() {
     }
     // The default, planned against libvirt's test driver with simulated GPUs seeded from it.
     let pool = work.join("pool");
-    std::fs::create_dir_all(pool.join("base")).unwrap();
-    for f in ["debian-12.qcow2", "vmlinuz", "initrd.img"] {
-        std::fs::write(pool.join("base").join(f), b"").unwrap();
+    for cluster in ["hpc", "cloud"] {
+        let dir = pool.join("base").join(cluster);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["base.qcow2", "vmlinuz", "initrd.img"] {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
     }
     let planned = hsw_core::config::DEFAULT_CONFIG
         .replace("qemu:///system", "test:///default")

@@ -91,10 +91,11 @@ pub struct Options {
     pub modules_source: String,
     /// Base image per cluster key (`hpc`, `cloud`): absolute paths inside the pool directory.
     pub base_images: BTreeMap<String, String>,
-    /// Direct kernel boot: the kernel (`None`: the images boot themselves).
-    pub kernel: Option<String>,
-    /// Direct kernel boot: the initrd.
-    pub initrd: Option<String>,
+    /// Direct kernel boot: the kernel per cluster key (a cluster without one boots its image's own boot
+    /// loader). Per cluster, because the kernel must match the modules of the image it boots.
+    pub kernels: BTreeMap<String, String>,
+    /// Direct kernel boot: the initrd per cluster key.
+    pub initrds: BTreeMap<String, String>,
     /// Direct kernel boot: the command line.
     pub cmdline: Option<String>,
     /// The SSH public key file per cluster key, as Terraform's `file()` reads it (relative to where it runs).
@@ -102,8 +103,9 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults for a configuration: images under the pool directory (`host.images` when set, else
-    /// `<pool_dir>/base/debian-12.qcow2`, with `vmlinuz` and `initrd.img` beside it for direct kernel boot),
+    /// Defaults for a configuration: one image per cluster under the pool directory (`host.images` when set,
+    /// else `<pool_dir>/base/<cluster>/base.qcow2`; for direct kernel boot `vmlinuz` and `initrd.img` in
+    /// `<pool_dir>/base/<cluster>/`: the layout of a `scripts/build-image.sh --role <cluster>` output directory),
     /// and key files `<ssh_dir>/<cluster>/id_ed25519.pub` (the state directory's layout: `ssh_dir` is
     /// `<state dir>/ssh`, by default `../.hsw/ssh` seen from the Terraform directory).
     pub fn new(
@@ -116,6 +118,8 @@ impl Options {
         let pool = pool_dir(config);
         let images = config.host.as_ref().and_then(|h| h.images.as_ref());
         let mut base_images = BTreeMap::new();
+        let mut kernels = BTreeMap::new();
+        let mut initrds = BTreeMap::new();
         let mut keys = BTreeMap::new();
         for cluster in present_clusters(config) {
             let configured = images.and_then(|i| match cluster {
@@ -124,7 +128,12 @@ impl Options {
             });
             base_images.insert(
                 cluster.to_owned(),
-                configured.unwrap_or_else(|| format!("{pool}/base/debian-12.qcow2")),
+                configured.unwrap_or_else(|| format!("{pool}/base/{cluster}/base.qcow2")),
+            );
+            kernels.insert(cluster.to_owned(), format!("{pool}/base/{cluster}/vmlinuz"));
+            initrds.insert(
+                cluster.to_owned(),
+                format!("{pool}/base/{cluster}/initrd.img"),
             );
             keys.insert(
                 cluster.to_owned(),
@@ -136,8 +145,8 @@ impl Options {
             config_sha256: sha256_hex(config_source),
             modules_source: modules_source.to_owned(),
             base_images,
-            kernel: Some(format!("{pool}/base/vmlinuz")),
-            initrd: Some(format!("{pool}/base/initrd.img")),
+            kernels,
+            initrds,
             cmdline: Some(DEFAULT_CMDLINE.to_owned()),
             ssh_public_key_files: keys,
         }
@@ -724,9 +733,9 @@ fn main_tf(
             });
         }
         body.push(Item::Attr("base_image".into(), Expr::str(image.clone())));
-        if let Some(k) = &options.kernel {
+        if let Some(k) = options.kernels.get(cluster) {
             body.push(Item::Attr("kernel".into(), Expr::str(k.clone())));
-            if let Some(i) = &options.initrd {
+            if let Some(i) = options.initrds.get(cluster) {
                 body.push(Item::Attr("initrd".into(), Expr::str(i.clone())));
             }
             if let Some(c) = &options.cmdline {

@@ -17,9 +17,9 @@ module "hpc" {
   dhcp_start   = "192.168.120.192"
   dhcp_end     = "192.168.120.254"
 
-  base_image  = "/var/lib/hsw/images/base/debian-12.qcow2"
-  kernel      = "/var/lib/hsw/images/base/vmlinuz"
-  initrd      = "/var/lib/hsw/images/base/initrd.img"
+  base_image  = "/var/lib/hsw/images/base/hpc/base.qcow2"
+  kernel      = "/var/lib/hsw/images/base/hpc/vmlinuz"
+  initrd      = "/var/lib/hsw/images/base/hpc/initrd.img"
   cmdline     = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
   accelerator = "auto"
 
@@ -49,9 +49,9 @@ module "cloud" {
   dhcp_start   = "192.168.220.192"
   dhcp_end     = "192.168.220.254"
 
-  base_image  = "/var/lib/hsw/images/base/debian-12.qcow2"
-  kernel      = "/var/lib/hsw/images/base/vmlinuz"
-  initrd      = "/var/lib/hsw/images/base/initrd.img"
+  base_image  = "/var/lib/hsw/images/base/cloud/base.qcow2"
+  kernel      = "/var/lib/hsw/images/base/cloud/vmlinuz"
+  initrd      = "/var/lib/hsw/images/base/cloud/initrd.img"
   cmdline     = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
   accelerator = "auto"
 
