@@ -8,7 +8,8 @@
 //! - memory: an idle Go process, `terraform console` in an empty directory (HashiCorp's trivial Go
 //!   provider idles at about 15 MB).
 //!
-//! Run: `cargo bench -p terraform-provider-hsw --bench handshake`
+//! Run: `cargo bench -p terraform-provider-hsw --bench handshake`. `HSW_BENCH_PROVIDER=/path/to/binary` measures
+//! another build of the provider instead of this one (to compare builds in the same conditions).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -45,11 +46,12 @@ fn main() {
         .build()
         .unwrap();
     let id = plugin::client_id();
+    let bin = std::env::var("HSW_BENCH_PROVIDER").unwrap_or_else(|_| plugin::BIN.to_owned());
 
     let mut bare = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let status = Command::new(plugin::BIN)
+        let status = Command::new(&bin)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -62,7 +64,7 @@ fn main() {
     let mut rss = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let p = plugin::start(&id.pem);
+        let p = plugin::start_bin(&bin, &id.pem);
         let tls = plugin::tls_config(&p.server_cert, Some(&id));
         let schema = rt
             .block_on(plugin::get_schema(&p.socket, Some(tls)))
@@ -88,6 +90,11 @@ fn main() {
             r / g
         ),
         None => println!("  baseline skipped: no terraform on PATH"),
+    }
+    // Figures from a loaded machine are upper bounds: say how loaded it was.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        println!("load average (1, 5, 15 min): {}", load.join(", "));
     }
 }
 

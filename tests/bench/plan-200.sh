@@ -80,4 +80,5 @@ b1=$(median_ms data); h=$(median_ms hsw); b2=$(median_ms data)
 b=$(( (b1 + b2) / 2 ))
 echo "terraform plan, $n resources, median of $runs: hsw_vm (stopped) ${h} ms; terraform_data ${b} ms (${b1}, ${b2})"
 awk -v h="$h" -v b="$b" 'BEGIN { printf "ratio: %.2fx (goal <= 1.5x)\n", h / b }'
+echo "load average (1, 5, 15 min): $(cut -d' ' -f1-3 /proc/loadavg | sed 's/ /, /g')"
 tf -chdir="$work/hsw" destroy -auto-approve -no-color -parallelism=10 >/dev/null

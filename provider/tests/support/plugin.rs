@@ -71,7 +71,12 @@ impl Drop for Plugin {
 }
 
 pub fn start(client_pem: &str) -> Plugin {
-    let mut child = Command::new(BIN)
+    start_bin(BIN, client_pem)
+}
+
+/// [`start`] for another build of the provider (the benchmark compares builds).
+pub fn start_bin(bin: &str, client_pem: &str) -> Plugin {
+    let mut child = Command::new(bin)
         .env("TF_PLUGIN_MAGIC_COOKIE", COOKIE)
         .env("PLUGIN_PROTOCOL_VERSIONS", "5,6")
         .env("PLUGIN_CLIENT_CERT", client_pem)
