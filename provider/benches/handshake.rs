@@ -48,7 +48,10 @@ fn main() {
     let id = plugin::client_id();
     let bin = std::env::var("HSW_BENCH_PROVIDER").unwrap_or_else(|_| plugin::BIN.to_owned());
 
+    // Bare start and full handshake alternate, so that a change in the machine's load hits both alike.
     let mut bare = Vec::new();
+    let mut full = Vec::new();
+    let mut rss = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
         let status = Command::new(&bin)
@@ -58,11 +61,7 @@ fn main() {
             .unwrap();
         bare.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(status.code(), Some(1));
-    }
 
-    let mut full = Vec::new();
-    let mut rss = Vec::new();
-    for _ in 0..runs {
         let t = Instant::now();
         let p = plugin::start_bin(&bin, &id.pem);
         let tls = plugin::tls_config(&p.server_cert, Some(&id));
