@@ -44,7 +44,7 @@ fn image_build_wraps_the_script_with_an_argument_vector() {
         r#"#!/usr/bin/env bash
 set -eu
 printf '%s\n' "$@" > "$HSW_TEST_ARGS"
-out=$2
+out=$4
 mkdir -p "$out/k"
 for f in base.qcow2 vmlinuz initrd.img manifest.json; do echo x > "$out/k/$f"; done
 echo "build-image: progress on stderr" >&2
@@ -59,6 +59,8 @@ printf 'base=%s\nkernel=%s\ninitrd=%s\nmanifest=%s\n' "$out/k/base.qcow2" "$out/
         &[
             "image",
             "build",
+            "--role",
+            "cloud",
             "--out",
             cache.to_str().unwrap(),
             "--force",
@@ -77,7 +79,10 @@ printf 'base=%s\nkernel=%s\ninitrd=%s\nmanifest=%s\n' "$out/k/base.qcow2" "$out/
     );
     // The directory with a `;` and `$(...)` reached the script as one argument, untouched.
     let got = std::fs::read_to_string(&args_file).unwrap();
-    assert_eq!(got, format!("--out\n{}\n--force\n", cache.display()));
+    assert_eq!(
+        got,
+        format!("--role\ncloud\n--out\n{}\n--force\n", cache.display())
+    );
 }
 
 #[test]
