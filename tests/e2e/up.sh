@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# End-to-end test of `hsw-cli up` and `hsw-cli down` on the embedded default config (examples/minimal-dev.yaml):
+# End-to-end test of `hsw-cli up`, `hsw-cli ansible platform` and `hsw-cli down` on the default config
+# (examples/minimal-dev.yaml, with its two networks in libvirt's `route` mode instead of `isolated`, so that
+# packets can cross from one cluster to the other and the nftables segmentation is what stops them):
 # 1 Slurm controller + 2 compute nodes (simulated MIG slices), 1 Kubernetes control plane + 1 GPU worker, all
-# inside a sandbox network namespace (scripts/sandbox.sh).
+# inside a sandbox network namespace (scripts/sandbox.sh). The HPC VMs boot the hpc image, the cloud VMs the
+# cloud image (scripts/build-image.sh --role, package sets from packer/packages/).
 #
 # Usage: tests/e2e/up.sh [--keep]
 #   --keep   on failure, leave the sandbox and the work directory for debugging (the paths are printed)
@@ -14,6 +17,17 @@
 #                             `sinfo` on the controller shows both compute nodes idle; `srun -N2 hostname` prints
 #                             both compute hostnames; the GPU nodes carry their simulated MIG slice in the
 #                             Terraform output, the inventory and the controller's /etc/slurm/gres.conf
+#   platform playbooks        `hsw-cli ansible platform --offline` (security, k8s, mlops, monitoring with
+#                             --skip-tags online -e hsw_offline=true) twice: the first run fails nowhere, the
+#                             second's PLAY RECAP says changed=0 on all 5 hosts. Then: containerd answers
+#                             `ctr version` on the cloud VMs; PostgreSQL takes a local connection (peer as postgres,
+#                             and TCP with scram as mlflow into the mlflow database); Prometheus answers on 9090 and
+#                             every VM's node exporter target is up (the HPC ones across the boundary, which the
+#                             policy allows the monitoring server only); segmentation: before the security playbook
+#                             an HPC VM reaches a cloud VM's port 22, after it neither 22 nor 9100, while a cloud VM
+#                             still reaches 9100 and the drop rule counted packets; every VM refuses an SSH password
+#                             login (the server offers only publickey; the askpass helper is never asked) and
+#                             `sshd -T` says passwordauthentication no
 #   up again                  exits 0; the Terraform plan is empty and the playbook's PLAY RECAP says changed=0
 #                             on every host
 #   down                      exits 0; no domain, network or VM disk after destroy; no netns, libvirtd or
@@ -27,7 +41,7 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "up.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,17 +75,21 @@ timed build $(( $(date +%s) - t0 ))
 
 work=$(mktemp -d /var/tmp/hsw-up-e2e.XXXXXX)
 state="$work/state"
-hsw() { (cd "$root" && "$cli" "$@" --sandbox-name "$name" --state-dir "$state"); }
+# The default cluster with routed networks (see the top).
+config="$work/cluster.yaml"
+sed 's/^\(      bridge: hswbr-.*\)$/\1\n      mode: route/' "$root/examples/minimal-dev.yaml" > "$config"
+[ "$(grep -c '^      mode: route$' "$config")" = 2 ] || fail "could not set both networks of minimal-dev.yaml to route mode"
+hsw() { (cd "$root" && "$cli" "$@" --config "$config" --sandbox-name "$name" --state-dir "$state"); }
 
 on_exit() {
   local rc=$?
   set +e
   if [ "$rc" -ne 0 ] && [ "$keep" = 1 ]; then
     echo "up.sh: --keep: sandbox '$name' and $work left; remove with:" \
-         "$cli down --sandbox-name $name --state-dir $state; rm -rf $work" >&2
+         "$cli down --config $config --sandbox-name $name --state-dir $state; rm -rf $work" >&2
   else
     if [ -e "/run/netns/$name" ] || [ -e "/var/lib/hsw-sandbox/$name" ]; then
-      (cd "$root" && "$cli" down --sandbox-name "$name" --state-dir "$state") >/dev/null 2>&1 \
+      (cd "$root" && "$cli" down --config "$config" --sandbox-name "$name" --state-dir "$state") >/dev/null 2>&1 \
         || "$root/scripts/sandbox.sh" --name "$name" stop
     fi
     rm -rf --one-file-system "$work"
@@ -161,6 +179,131 @@ EOF
   fi
 done < <(jq -r '.hsw_inventory.value.clusters[][] | select((.gpu_units // []) | length > 0)
                 | [.name, (.gpu_units[0].profile // "null")] | @tsv' "$tfout")
+
+# --- platform playbooks: security, Kubernetes (what runs offline), MLOps (PostgreSQL), monitoring ---
+ip_of() { jq -r --arg n "$1" '.hsw_inventory.value.clusters[][] | select(.name == $n) | .ip' "$tfout"; }
+cp_name=$(jq -r '.hsw_inventory.value.clusters.cloud[] | select(.role == "control_plane") | .name' "$tfout")
+gw_name=$(jq -r '.hsw_inventory.value.clusters.cloud[] | select(.role != "control_plane") | .name' "$tfout" | head -n1)
+cp_ip=$(ip_of "$cp_name"); gw_ip=$(ip_of "$gw_name")
+c1_ip=$(ip_of "${computes[0]}")
+{ [ -n "$cp_ip" ] && [ -n "$gw_ip" ] && [ -n "$c1_ip" ]; } || fail "cannot find the control plane, a cloud worker and a compute node"
+# tcp_probe KEY FROM_IP TO_IP PORT: exit 0 when FROM connects to TO:PORT within 5 s.
+tcp_probe() { ns_ssh "$1" "$2" timeout 5 bash -c "'exec 3<>/dev/tcp/$3/$4'" 2>/dev/null; }
+
+step "segmentation baseline: before the security playbook an HPC VM reaches a cloud VM (routed networks)"
+tcp_probe "$key_hpc" "$c1_ip" "$gw_ip" 22 \
+  || fail "${computes[0]} cannot reach $gw_name:22 before any policy: the networks do not route, the segmentation test would prove nothing"
+info "${computes[0]} -> $gw_name:22 connects (no policy yet)"
+
+platform() {  # platform LOG: hsw-cli ansible platform --offline inside the sandbox, output kept in LOG
+  (cd "$root" && "$root/scripts/sandbox.sh" --name "$name" exec -- env ANSIBLE_PIPELINING=True ANSIBLE_TIMEOUT=60 \
+     ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_NOCOLOR=1 PYTHONUNBUFFERED=1 \
+     "$cli" ansible platform --offline --config "$config" --tf-output "$tfout" --state-dir "$state") 2>&1 \
+    | tee "$1" >&2
+  return "${PIPESTATUS[0]}"
+}
+recap_of() {  # recap_of LOG: the last PLAY RECAP's host lines (one run of several playbooks prints one recap per
+              # playbook, each with the totals so far); fails unless all 5 hosts are there and none failed
+  local r
+  r=$(awk '/^PLAY RECAP/ {n = 0; delete l} / : ok=/ {l[++n] = $0} END {for (i = 1; i <= n; i++) print l[i]}' "$1") \
+    || fail "cannot read $1"
+  [ -n "$r" ] || fail "no PLAY RECAP in $1"
+  [ "$(wc -l <<< "$r")" = 5 ] || fail "the PLAY RECAP lists $(wc -l <<< "$r") hosts, expected 5: $r"
+  if grep -v ' failed=0 ' <<< "$r" >&2; then fail "a platform play failed on the hosts above"; fi
+  if grep -v ' unreachable=0 ' <<< "$r" >&2; then fail "hosts above were unreachable"; fi
+  printf '%s\n' "$r"
+}
+
+step "hsw-cli ansible platform --offline (first run)"
+t0=$(date +%s)
+platform "$work/platform1.log" || fail "the first platform run failed (log above)"
+grep -q -- '--skip-tags online' "$work/platform1.log" || fail "the platform run did not skip the online tasks"
+jq -e '.hsw_offline == true and .hsw_hpc_subnet == "192.168.100.0/24" and .hsw_cloud_subnet == "192.168.200.0/24"
+       and .monitoring_prometheus_retention == "7d" and .security_ssh_password_auth == false' \
+  "$state/ansible/platform-vars.json" >/dev/null || fail "platform-vars.json does not carry cluster.yaml's values"
+recap_of "$work/platform1.log" >/dev/null
+timed "platform (first)" $(( $(date +%s) - t0 ))
+
+step "hsw-cli ansible platform --offline again: nothing may change"
+t0=$(date +%s)
+platform "$work/platform2.log" || fail "the second platform run failed (log above)"
+recap=$(recap_of "$work/platform2.log")
+if grep -v ' changed=0 ' <<< "$recap" >&2; then fail "the second platform run changed something (above)"; fi
+info "PLAY RECAP changed=0 on all $(wc -l <<< "$recap") hosts:"
+while IFS= read -r l; do info "  $l"; done <<< "$recap"
+timed "platform (second)" $(( $(date +%s) - t0 ))
+
+step "containerd, PostgreSQL, Prometheus + node exporter"
+t0=$(date +%s)
+for vm in $(jq -r '.hsw_inventory.value.clusters.cloud[].name' "$tfout"); do
+  v=$(ns_ssh "$key_cloud" "$(ip_of "$vm")" sudo ctr version) || fail "ctr version failed on $vm"
+  grep -q '^Server:' <<< "$v" || fail "ctr version on $vm shows no server: $v"
+  info "$vm: containerd $(awk '/^Server:/{s=1} s && /Version:/{print $2; exit}' <<< "$v") answers ctr version"
+done
+got=$(ns_ssh "$key_cloud" "$cp_ip" sudo -u postgres psql -XtAc "'SELECT 1'") || fail "psql as postgres failed on $cp_name"
+[ "$got" = 1 ] || fail "psql as postgres on $cp_name printed '$got'"
+pgpw=$(cat "$state/secrets/mlflow-postgres") || fail "no generated PostgreSQL password in $state/secrets"
+[[ "$pgpw" =~ ^[A-Za-z0-9]+$ ]] || fail "the generated PostgreSQL password is not alphanumeric"
+got=$(ns_ssh "$key_cloud" "$cp_ip" env PGPASSWORD="$pgpw" psql -h 127.0.0.1 -U mlflow -d mlflow -XtAc "'SELECT current_user'") \
+  || fail "psql -h 127.0.0.1 -U mlflow -d mlflow failed on $cp_name"
+[ "$got" = mlflow ] || fail "psql over TCP on $cp_name printed '$got'"
+info "$cp_name: PostgreSQL takes local connections (peer as postgres; TCP + scram as mlflow into mlflow)"
+deadline=$(( $(date +%s) + 120 ))
+while :; do
+  targets=$(ns_ssh "$key_cloud" "$cp_ip" curl -fsS http://127.0.0.1:9090/api/v1/targets 2>/dev/null) || targets=""
+  [ -n "$targets" ] || targets='{"data": {"activeTargets": []}}'
+  summary=$(jq -r '[.data.activeTargets[] | select(.labels.job == "node") | "\(.labels.node)=\(.health)"] | sort | join(" ")' \
+            <<< "$targets" 2>/dev/null || true)
+  up=$(jq '[.data.activeTargets[] | select(.labels.job == "node" and .health == "up")] | length' <<< "$targets" 2>/dev/null || echo 0)
+  [ "$up" = 5 ] && break
+  [ "$(date +%s)" -lt "$deadline" ] || fail "Prometheus on $cp_name: node exporter targets not all up after 120 s: ${summary:-no answer}"
+  sleep 5
+done
+info "Prometheus on $cp_name:9090 scrapes every node exporter: $summary"
+timed "service checks" $(( $(date +%s) - t0 ))
+
+step "nftables segmentation: the HPC VMs cannot reach the cloud VMs, the cloud VMs still can"
+t0=$(date +%s)
+for port in 22 9100; do
+  if tcp_probe "$key_hpc" "$c1_ip" "$gw_ip" "$port"; then
+    fail "${computes[0]} reaches $gw_name:$port although the policy drops the HPC subnet"
+  fi
+  info "${computes[0]} -> $gw_name:$port: refused by the policy"
+done
+tcp_probe "$key_cloud" "$cp_ip" "$gw_ip" 9100 || fail "$cp_name cannot reach $gw_name:9100 inside its own cluster"
+info "$cp_name -> $gw_name:9100 connects (same cluster)"
+tcp_probe "$key_cloud" "$cp_ip" "$c1_ip" 9100 || fail "the monitoring server $cp_name cannot reach ${computes[0]}:9100, which the policy allows"
+info "$cp_name (monitoring server) -> ${computes[0]}:9100 connects (allowed by the policy)"
+if tcp_probe "$key_cloud" "$gw_ip" "$c1_ip" 9100; then
+  fail "$gw_name reaches ${computes[0]}:9100 although only the monitoring server may"
+fi
+info "$gw_name -> ${computes[0]}:9100: refused by the policy (only the monitoring server may scrape)"
+drops=$(ns_ssh "$key_cloud" "$gw_ip" sudo nft list table inet hsw_segmentation \
+        | sed -n 's/.*counter packets \([0-9]*\) bytes.*drop.*/\1/p') || fail "cannot list the segmentation table on $gw_name"
+[ "${drops:-0}" -gt 0 ] || fail "the drop rule on $gw_name counted no packets"
+info "$gw_name: the 'other cluster' drop rule counted $drops packets"
+timed "segmentation" $(( $(date +%s) - t0 ))
+
+step "SSH hardening: a password login is refused on every VM"
+t0=$(date +%s)
+askpass="$work/askpass.sh"
+printf '#!/bin/sh\ntouch %s/askpass-called\necho not-the-password\n' "$work" > "$askpass"
+chmod 0755 "$askpass"
+while IFS=$'\t' read -r cluster vm ip; do
+  key=$key_hpc; [ "$cluster" = cloud ] && key=$key_cloud
+  rc=0
+  err=$(ip netns exec "$name" env SSH_ASKPASS="$askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=:0 \
+        ssh -n -o BatchMode=no -o PreferredAuthentications=password,keyboard-interactive -o PubkeyAuthentication=no \
+        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o NumberOfPasswordPrompts=1 \
+        "hsw@$ip" true 2>&1) || rc=$?
+  [ "$rc" != 0 ] || fail "ssh with a password logged in to $vm"
+  grep -q 'Permission denied (publickey)' <<< "$err" || fail "ssh to $vm with a password did not get 'Permission denied (publickey)': $err"
+  [ ! -e "$work/askpass-called" ] || fail "$vm asked for a password"
+  pa=$(ns_ssh "$key" "$ip" sudo sshd -T | grep -i '^passwordauthentication ') || fail "sshd -T failed on $vm"
+  [ "$pa" = "passwordauthentication no" ] || fail "sshd -T on $vm says '$pa'"
+  info "$vm: password login refused (server offers publickey only); sshd -T: $pa"
+done < <(jq -r '.hsw_inventory.value.clusters | to_entries[] | .key as $c | .value[] | [$c, .name, .ip] | @tsv' "$tfout")
+timed "ssh hardening" $(( $(date +%s) - t0 ))
 
 # --- second up: nothing changes ---
 step "hsw-cli up again: nothing may change"
