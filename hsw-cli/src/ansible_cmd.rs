@@ -145,16 +145,27 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
         files.inventory.display(),
         files.extra_vars.display()
     );
-    let shown: Vec<String> = std::iter::once(args.ansible_playbook.display().to_string())
+    run_playbook(&args.ansible_playbook, &argv, args.dry_run, out)
+}
+
+/// Prints the ansible-playbook command line, then (unless `dry_run`) runs it with [`platform_env`]'s settings
+/// where the environment has none, and maps its end to hsw's exit codes.
+fn run_playbook(
+    ansible_playbook: &Path,
+    argv: &[String],
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> u8 {
+    let shown: Vec<String> = std::iter::once(ansible_playbook.display().to_string())
         .chain(argv.iter().cloned())
         .collect();
     let _ = writeln!(out, "hsw: running {}", shown.join(" "));
     let _ = out.flush();
-    if args.dry_run {
+    if dry_run {
         return exit::OK;
     }
-    let mut cmd = Command::new(&args.ansible_playbook);
-    cmd.args(&argv).stdin(Stdio::null());
+    let mut cmd = Command::new(ansible_playbook);
+    cmd.args(argv).stdin(Stdio::null());
     for (k, v) in platform_env() {
         if std::env::var_os(k).is_none() {
             cmd.env(k, v);
@@ -171,7 +182,7 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
         Err(e) => {
             eprintln!(
                 "error: cannot run {} ({e}); install Ansible (ansible-core) or set HSW_ANSIBLE_PLAYBOOK",
-                args.ansible_playbook.display()
+                ansible_playbook.display()
             );
             exit::CANNOT_RUN
         }
@@ -355,37 +366,7 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
         "hsw: SSH public key for cloud-init: {}",
         files.ssh_public_key.display()
     );
-    let shown: Vec<String> = std::iter::once(args.ansible_playbook.display().to_string())
-        .chain(argv.iter().cloned())
-        .collect();
-    let _ = writeln!(out, "hsw: running {}", shown.join(" "));
-    let _ = out.flush();
-    if args.dry_run {
-        return exit::OK;
-    }
-    let mut cmd = Command::new(&args.ansible_playbook);
-    cmd.args(&argv).stdin(Stdio::null());
-    for (k, v) in platform_env() {
-        if std::env::var_os(k).is_none() {
-            cmd.env(k, v);
-        }
-    }
-    match cmd.status() {
-        Ok(s) if s.success() => exit::OK,
-        Ok(s) => {
-            eprintln!(
-                "error: ansible-playbook failed ({s}); its output above says which task and host"
-            );
-            exit::INVALID
-        }
-        Err(e) => {
-            eprintln!(
-                "error: cannot run {} ({e}); install Ansible (ansible-core) or set HSW_ANSIBLE_PLAYBOOK",
-                args.ansible_playbook.display()
-            );
-            exit::CANNOT_RUN
-        }
-    }
+    run_playbook(&args.ansible_playbook, &argv, args.dry_run, out)
 }
 
 /// Writes everything `ansible hpc` needs into the state directory: keys (kept when they exist), the
