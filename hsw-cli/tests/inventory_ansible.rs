@@ -6,33 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+use support::{have, ok, repo};
 
 use serde_json::Value;
 
 const STATE: &str = "/var/lib/hsw-test/.hsw";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Whether `tool` runs; with `HSW_REQUIRE_ANSIBLE` set its absence fails the test.
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("HSW_REQUIRE_ANSIBLE").is_none(),
-            "{tool} is not installed and HSW_REQUIRE_ANSIBLE is set"
-        );
-        eprintln!("{tool} is not installed: test skipped");
-    }
-    ok
-}
 
 fn hsw(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
@@ -45,17 +29,6 @@ fn hsw(args: &[&str]) -> Output {
         .current_dir(repo())
         .output()
         .unwrap()
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({}):\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
 }
 
 fn inventory(config: &str, extra: &[&str]) -> String {

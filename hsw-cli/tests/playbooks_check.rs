@@ -7,8 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use support::{have, ok, repo};
 
 use serde_json::Value;
 
@@ -26,39 +30,6 @@ const CONFIGS: [&str; 5] = [
     "h100-all-mig",
     "whole-gpu",
 ];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Whether `tool` runs; with `HSW_REQUIRE_ANSIBLE` set its absence fails the test.
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("HSW_REQUIRE_ANSIBLE").is_none(),
-            "{tool} is not installed and HSW_REQUIRE_ANSIBLE is set"
-        );
-        eprintln!(
-            "{tool} is not installed: test skipped (HSW_REQUIRE_ANSIBLE=1 makes this a failure)"
-        );
-    }
-    ok
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({}):\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 /// `hsw-cli inventory --planned` for an example, written into `dir`; returns the file.
 fn planned_inventory(config: &str, dir: &Path) -> PathBuf {
