@@ -61,30 +61,13 @@ pub struct PlatformArgs {
     /// exporter, nftables, auditd, unattended-upgrades, OpenSSH) is still configured for real.
     #[arg(long)]
     pub offline: bool,
-    /// The ansible-playbook binary.
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "HSW_ANSIBLE_PLAYBOOK",
-        default_value = "ansible-playbook"
-    )]
-    pub ansible_playbook: PathBuf,
-    /// Write the files and print the command, but run nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// More arguments for ansible-playbook, after `--`.
-    #[arg(last = true, value_name = "ARGS")]
-    pub extra: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
-/// `hsw-cli ansible hpc`.
+/// How `ansible hpc` and `ansible platform` run ansible-playbook.
 #[derive(Debug, Args)]
-pub struct HpcArgs {
-    #[command(flatten)]
-    pub source: SourceArgs,
-    /// The playbook to run.
-    #[arg(long, value_name = "FILE", default_value = "ansible/playbook-hpc.yml")]
-    pub playbook: PathBuf,
+pub struct RunArgs {
     /// The ansible-playbook binary.
     #[arg(
         long,
@@ -99,6 +82,18 @@ pub struct HpcArgs {
     /// More arguments for ansible-playbook, after `--` (e.g. `-- --check --diff`).
     #[arg(last = true, value_name = "ARGS")]
     pub extra: Vec<String>,
+}
+
+/// `hsw-cli ansible hpc`.
+#[derive(Debug, Args)]
+pub struct HpcArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// The playbook to run.
+    #[arg(long, value_name = "FILE", default_value = "ansible/playbook-hpc.yml")]
+    pub playbook: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Runs an `ansible` subcommand; returns the exit code.
@@ -138,30 +133,26 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
         .iter()
         .map(|p| args.ansible_dir.join(format!("playbook-{p}.yml")))
         .collect();
-    let argv = platform_argv(&files, &playbooks, args.offline, &args.extra);
+    let argv = platform_argv(&files, &playbooks, args.offline, &args.run.extra);
     let _ = writeln!(
         out,
         "hsw: wrote {} (inventory), {} (playbook variables)",
         files.inventory.display(),
         files.extra_vars.display()
     );
-    run_playbook(&args.ansible_playbook, &argv, args.dry_run, out)
+    run_playbook(&args.run, &argv, out)
 }
 
-/// Prints the ansible-playbook command line, then (unless `dry_run`) runs it with [`platform_env`]'s settings
+/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`platform_env`]'s settings
 /// where the environment has none, and maps its end to hsw's exit codes.
-fn run_playbook(
-    ansible_playbook: &Path,
-    argv: &[String],
-    dry_run: bool,
-    out: &mut dyn Write,
-) -> u8 {
+fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
+    let ansible_playbook = &run.ansible_playbook;
     let shown: Vec<String> = std::iter::once(ansible_playbook.display().to_string())
         .chain(argv.iter().cloned())
         .collect();
     let _ = writeln!(out, "hsw: running {}", shown.join(" "));
     let _ = out.flush();
-    if dry_run {
+    if run.dry_run {
         return exit::OK;
     }
     let mut cmd = Command::new(ansible_playbook);
@@ -353,7 +344,7 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
         format!("@{}", files.extra_vars.display()),
     ];
     argv.push(args.playbook.display().to_string());
-    argv.extend(args.extra.iter().cloned());
+    argv.extend(args.run.extra.iter().cloned());
     let _ = writeln!(
         out,
         "hsw: wrote {} (inventory), {} (Slurm files), {} (playbook variables)",
@@ -366,7 +357,7 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
         "hsw: SSH public key for cloud-init: {}",
         files.ssh_public_key.display()
     );
-    run_playbook(&args.ansible_playbook, &argv, args.dry_run, out)
+    run_playbook(&args.run, &argv, out)
 }
 
 /// Writes everything `ansible hpc` needs into the state directory: keys (kept when they exist), the
