@@ -2,6 +2,7 @@
 # Benchmark (not a test): `terraform plan` of 200 stopped hsw_vm against a sandbox libvirtd, with
 # `terraform plan` of 200 built-in `terraform_data` resources as the baseline measured in the same run.
 # Goal: ratio <= 1.5x (HashiCorp's Go null provider measures 2.2x with 200 no-op resources).
+# Then one more plan of each to show where the CPU goes: Terraform, the provider's processes, libvirtd.
 #
 # Everything runs inside a sandbox network namespace (scripts/sandbox.sh, name hsw-bench); the VMs are
 # defined but never started, from an empty qcow2 base, so no guest boots.
@@ -81,4 +82,32 @@ b=$(( (b1 + b2) / 2 ))
 echo "terraform plan, $n resources, median of $runs: hsw_vm (stopped) ${h} ms; terraform_data ${b} ms (${b1}, ${b2})"
 awk -v h="$h" -v b="$b" 'BEGIN { printf "ratio: %.2fx (goal <= 1.5x)\n", h / b }'
 echo "load average (1, 5, 15 min): $(cut -d' ' -f1-3 /proc/loadavg | sed 's/ /, /g')"
+
+# Where the CPU goes, one plan each: Terraform with its provider processes (bash's `time` counts the children),
+# the provider processes alone (a wrapper times each, reached through dev_overrides so the lock file's checksum
+# is not involved), and the sandbox's libvirtd (from /proc).
+mkdir -p "$work/wrap"
+cat > "$work/wrap/terraform-provider-hsw" <<SH
+#!/usr/bin/env bash
+TIMEFORMAT='%U %S'
+{ time "$plat/terraform-provider-hsw" "\$@" 2>&3; } 3>&2 2>>"$work/provider-cpu"
+SH
+chmod +x "$work/wrap/terraform-provider-hsw"
+printf 'provider_installation {\n  dev_overrides {\n    "hyperscaler/hsw" = "%s"\n  }\n  direct {}\n}\n' "$work/wrap" > "$work/dev.tfrc"
+libvirtd_pid=$(tr -dc '0-9' < "$(sandbox env RUN_DIR)/libvirtd.pid")
+libvirtd_ticks() { awk '{ print $14 + $15 }' "/proc/$libvirtd_pid/stat"; }
+cpu_ms() {   # cpu_ms TFRC DIR: user+sys ms of terraform plan and its children
+  local TIMEFORMAT='%U %S' t
+  t=$( { time sandbox exec -- env TF_CLI_CONFIG_FILE="$1" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0 \
+         "$tf_bin" -chdir="$work/$2" plan -no-color >/dev/null 2>&1; } 2>&1 )
+  awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%d", (a[1] + a[2]) * 1000 }'
+}
+data_cpu=$(cpu_ms "$work/cli.tfrc" data)
+l0=$(libvirtd_ticks)
+hsw_cpu=$(cpu_ms "$work/dev.tfrc" hsw)
+l1=$(libvirtd_ticks)
+prov_cpu=$(awk '{ s += $1 + $2 } END { printf "%d", s * 1000 }' "$work/provider-cpu")
+tick=$(getconf CLK_TCK)
+echo "CPU of one plan: terraform_data ${data_cpu} ms (Terraform); hsw_vm ${hsw_cpu} ms (Terraform and provider)," \
+  "of which the provider's $(wc -l < "$work/provider-cpu") processes ${prov_cpu} ms; libvirtd $(( (l1 - l0) * 1000 / tick )) ms"
 tf -chdir="$work/hsw" destroy -auto-approve -no-color -parallelism=10 >/dev/null
