@@ -96,11 +96,11 @@ chmod +x "$work/wrap/terraform-provider-hsw"
 printf 'provider_installation {\n  dev_overrides {\n    "hyperscaler/hsw" = "%s"\n  }\n  direct {}\n}\n' "$work/wrap" > "$work/dev.tfrc"
 libvirtd_pid=$(tr -dc '0-9' < "$(sandbox env RUN_DIR)/libvirtd.pid")
 libvirtd_ticks() { awk '{ print $14 + $15 }' "/proc/$libvirtd_pid/stat"; }
-cpu_ms() {   # cpu_ms TFRC DIR: user+sys ms of terraform plan and its children
-  local TIMEFORMAT='%U %S' t
-  t=$( { time sandbox exec -- env TF_CLI_CONFIG_FILE="$1" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0 \
-         "$tf_bin" -chdir="$work/$2" plan -no-color >/dev/null 2>&1; } 2>&1 )
-  awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%d", (a[1] + a[2]) * 1000 }'
+cpu_ms() {   # cpu_ms TFRC DIR: user+sys ms of terraform plan and its children (timed inside the netns)
+  # shellcheck disable=SC2016  # the inner script's own arguments
+  sandbox exec -- env TF_CLI_CONFIG_FILE="$1" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0 bash -c \
+    'TIMEFORMAT="%U %S"; { time "$0" -chdir="$1" plan -no-color >/dev/null 2>&1; } 2>&1' "$tf_bin" "$work/$2" |
+    awk '{ printf "%d", ($1 + $2) * 1000 }'
 }
 data_cpu=$(cpu_ms "$work/cli.tfrc" data)
 l0=$(libvirtd_ticks)
