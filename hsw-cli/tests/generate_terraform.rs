@@ -18,8 +18,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use support::repo;
 
 const ADDRESS: &str = "registry.terraform.io/hyperscaler/hsw";
 const MODULES: [&str; 5] = [
@@ -29,13 +33,6 @@ const MODULES: [&str; 5] = [
     "hpc-cluster",
     "cloud-cluster",
 ];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn terraform_on_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HSW_TERRAFORM") {

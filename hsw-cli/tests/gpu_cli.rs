@@ -3,6 +3,8 @@
 //! tree in `tests/fixtures/sysfs/a100-vgpu`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -11,11 +13,9 @@ use hsw_gpu_backend::mig::GpuBackend;
 use hsw_gpu_backend::ops::{self, CreateRequest};
 use hsw_gpu_backend::simulated::SimulatedBackend;
 
-const GPU: &str = "0000:65:00.0";
+use support::repo;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+const GPU: &str = "0000:65:00.0";
 
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

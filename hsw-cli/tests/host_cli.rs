@@ -2,13 +2,13 @@
 //! forms, `--root` / `HSW_ROOT`, and apply / rollback on a copy of a fixture root.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::repo;
 
 fn fixtures() -> PathBuf {
     repo().join("tests/fixtures/hosts")

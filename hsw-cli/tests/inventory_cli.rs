@@ -5,18 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use support::repo;
+
 /// The state directory in the goldens (absolute, so the files do not depend on the checkout).
 const STATE: &str = "/var/lib/hsw-test/.hsw";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn hsw(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
