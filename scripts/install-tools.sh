@@ -16,4 +16,5 @@ if ! command -v terraform >/dev/null 2>&1; then
   echo "install-tools: no Terraform on PATH; linking Terraform 1.0.3 as /usr/local/bin/terraform" >&2
   ln -sf "$tf" /usr/local/bin/terraform
 fi
-echo "install-tools: $what: Terraform $(terraform version | head -1) present" >&2
+# (TF_CLI_CONFIG_FILE may name a file that does not exist yet; Terraform's warning about it is noise here.)
+echo "install-tools: $what: $(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -1) present" >&2
