@@ -133,7 +133,13 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
         .iter()
         .map(|p| args.ansible_dir.join(format!("playbook-{p}.yml")))
         .collect();
-    let argv = platform_argv(&files, &playbooks, args.offline, &args.run.extra);
+    let argv = playbook_argv(
+        &files.inventory,
+        &files.extra_vars,
+        &playbooks,
+        args.offline,
+        &args.run.extra,
+    );
     let _ = writeln!(
         out,
         "hsw: wrote {} (inventory), {} (playbook variables)",
@@ -143,7 +149,7 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
     run_playbook(&args.run, &argv, out)
 }
 
-/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`platform_env`]'s settings
+/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`ansible_env`]'s settings
 /// where the environment has none, and maps its end to hsw's exit codes.
 fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     let ansible_playbook = &run.ansible_playbook;
@@ -157,7 +163,7 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     }
     let mut cmd = Command::new(ansible_playbook);
     cmd.args(argv).stdin(Stdio::null());
-    for (k, v) in platform_env() {
+    for (k, v) in ansible_env() {
         if std::env::var_os(k).is_none() {
             cmd.env(k, v);
         }
@@ -180,10 +186,10 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     }
 }
 
-/// Ansible settings for the platform run, each only when the environment does not set it: pipelining (one
-/// SSH round trip per task) and a 60 s timeout for connections and for sudo's prompt, which the default 10 s
-/// missed on busy TCG guests ("Timeout waiting for privilege escalation prompt").
-pub fn platform_env() -> [(&'static str, &'static str); 3] {
+/// Ansible settings for every hsw run of ansible-playbook, each only where the environment does not set it:
+/// pipelining (one SSH round trip per task), a 60 s timeout for connections and for sudo's prompt, which the
+/// default 10 s missed on busy TCG guests ("Timeout waiting for privilege escalation prompt"), no retry files.
+pub fn ansible_env() -> [(&'static str, &'static str); 3] {
     [
         ("ANSIBLE_PIPELINING", "True"),
         ("ANSIBLE_TIMEOUT", "60"),
@@ -191,18 +197,21 @@ pub fn platform_env() -> [(&'static str, &'static str); 3] {
     ]
 }
 
-/// ansible-playbook's arguments for the platform playbooks: one run (one PLAY RECAP) over all of them.
-pub fn platform_argv(
-    files: &PlatformFiles,
+/// ansible-playbook's arguments, the same for every hsw run of it (`ansible hpc`, `ansible platform`, `up`): the
+/// inventory, the variables file, `--skip-tags online` for an offline run, the playbooks (one run, one PLAY RECAP
+/// over all of them), then the user's extra arguments.
+pub fn playbook_argv(
+    inventory: &Path,
+    extra_vars: &Path,
     playbooks: &[PathBuf],
     offline: bool,
     extra: &[String],
 ) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         "-i".into(),
-        files.inventory.display().to_string(),
+        inventory.display().to_string(),
         "-e".into(),
-        format!("@{}", files.extra_vars.display()),
+        format!("@{}", extra_vars.display()),
     ];
     if offline {
         argv.push("--skip-tags".into());
@@ -337,14 +346,13 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
             return exit::CANNOT_RUN;
         }
     };
-    let mut argv: Vec<String> = vec![
-        "-i".into(),
-        files.inventory.display().to_string(),
-        "-e".into(),
-        format!("@{}", files.extra_vars.display()),
-    ];
-    argv.push(args.playbook.display().to_string());
-    argv.extend(args.run.extra.iter().cloned());
+    let argv = playbook_argv(
+        &files.inventory,
+        &files.extra_vars,
+        std::slice::from_ref(&args.playbook),
+        false,
+        &args.run.extra,
+    );
     let _ = writeln!(
         out,
         "hsw: wrote {} (inventory), {} (Slurm files), {} (playbook variables)",
@@ -650,7 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn platform_argv_skips_the_downloads_offline() {
+    fn playbook_argv_skips_the_downloads_offline() {
         let files = PlatformFiles {
             inventory: PathBuf::from("/s/ansible/inventory.yml"),
             extra_vars: PathBuf::from("/s/ansible/platform-vars.json"),
@@ -659,7 +667,13 @@ mod tests {
             PathBuf::from("ansible/playbook-security.yml"),
             PathBuf::from("ansible/playbook-k8s.yml"),
         ];
-        let argv = platform_argv(&files, &pbs, true, &["--diff".to_owned()]);
+        let argv = playbook_argv(
+            &files.inventory,
+            &files.extra_vars,
+            &pbs,
+            true,
+            &["--diff".to_owned()],
+        );
         assert_eq!(
             argv,
             [
@@ -674,7 +688,7 @@ mod tests {
                 "--diff"
             ]
         );
-        let online = platform_argv(&files, &pbs, false, &[]);
+        let online = playbook_argv(&files.inventory, &files.extra_vars, &pbs, false, &[]);
         assert!(!online.iter().any(|a| a == "--skip-tags"));
     }
 

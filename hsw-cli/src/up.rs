@@ -1168,31 +1168,26 @@ fn run_playbook(ctx: &Ctx, files: &ansible_cmd::HpcFiles, out: &mut dyn Write) -
     let program =
         std::env::var_os("HSW_ANSIBLE_PLAYBOOK").unwrap_or_else(|| "ansible-playbook".into());
     let playbook = ctx.repo.join("ansible/playbook-hpc.yml");
+    let argv =
+        ansible_cmd::playbook_argv(&files.inventory, &files.extra_vars, &[playbook], false, &[]);
     let mut cmd = ctx.command(&program);
-    cmd.arg("-i")
-        .arg(&files.inventory)
-        .arg("-e")
-        .arg(format!("@{}", files.extra_vars.display()))
-        .arg(&playbook)
-        .env("ANSIBLE_PIPELINING", "True")
-        .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
-        .env(
-            "ANSIBLE_TIMEOUT",
-            std::env::var_os("ANSIBLE_TIMEOUT").unwrap_or_else(|| "60".into()),
-        )
+    cmd.args(&argv)
         .env("ANSIBLE_NOCOLOR", if ctx.color { "0" } else { "1" })
         .env("ANSIBLE_FORCE_COLOR", if ctx.color { "1" } else { "0" })
         .env("PYTHONUNBUFFERED", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    for (k, v) in ansible_cmd::ansible_env() {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
     say(
         out,
         format!(
-            "running {} -i {} -e @{} {}",
+            "running {} {}",
             PathBuf::from(&program).display(),
-            files.inventory.display(),
-            files.extra_vars.display(),
-            playbook.display()
+            argv.join(" ")
         ),
     );
     let mut child = cmd.stdin(Stdio::null()).spawn().map_err(|e| {
