@@ -149,7 +149,7 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
     run_playbook(&args.run, &argv, out)
 }
 
-/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`ansible_env`]'s settings
+/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`set_ansible_env`]'s settings
 /// where the environment has none, and maps its end to hsw's exit codes.
 fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     let ansible_playbook = &run.ansible_playbook;
@@ -163,11 +163,7 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     }
     let mut cmd = Command::new(ansible_playbook);
     cmd.args(argv).stdin(Stdio::null());
-    for (k, v) in ansible_env() {
-        if std::env::var_os(k).is_none() {
-            cmd.env(k, v);
-        }
-    }
+    set_ansible_env(&mut cmd);
     match cmd.status() {
         Ok(s) if s.success() => exit::OK,
         Ok(s) => {
@@ -186,15 +182,20 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     }
 }
 
-/// Ansible settings for every hsw run of ansible-playbook, each only where the environment does not set it:
-/// pipelining (one SSH round trip per task), a 60 s timeout for connections and for sudo's prompt, which the
-/// default 10 s missed on busy TCG guests ("Timeout waiting for privilege escalation prompt"), no retry files.
-pub fn ansible_env() -> [(&'static str, &'static str); 3] {
-    [
+/// Sets hsw's Ansible settings on an ansible-playbook command (every hsw run of it), each only where the
+/// environment does not set it: pipelining (one SSH round trip per task), a 60 s timeout for connections and for
+/// sudo's prompt, which the default 10 s missed on busy TCG guests ("Timeout waiting for privilege escalation
+/// prompt"), no retry files.
+pub fn set_ansible_env(cmd: &mut Command) {
+    for (k, v) in [
         ("ANSIBLE_PIPELINING", "True"),
         ("ANSIBLE_TIMEOUT", "60"),
         ("ANSIBLE_RETRY_FILES_ENABLED", "False"),
-    ]
+    ] {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
 }
 
 /// ansible-playbook's arguments, the same for every hsw run of it (`ansible hpc`, `ansible platform`, `up`): the

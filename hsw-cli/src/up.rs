@@ -1177,11 +1177,7 @@ fn run_playbook(ctx: &Ctx, files: &ansible_cmd::HpcFiles, out: &mut dyn Write) -
         .env("PYTHONUNBUFFERED", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    for (k, v) in ansible_cmd::ansible_env() {
-        if std::env::var_os(k).is_none() {
-            cmd.env(k, v);
-        }
-    }
+    ansible_cmd::set_ansible_env(&mut cmd);
     say(
         out,
         format!(
