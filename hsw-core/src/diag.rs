@@ -168,7 +168,7 @@ impl Report {
         };
         let index = LineIndex::new(source);
         let mut out = String::new();
-        for d in &self.diagnostics {
+        for d in self.diagnostics.iter().take(MAX_SHOWN) {
             let level = match d.severity {
                 Severity::Error => Level::ERROR,
                 Severity::Warning => Level::WARNING,
@@ -176,9 +176,12 @@ impl Report {
             let title = level.primary_title(d.message.as_str()).id(d.rule.as_str());
             let mut group = match (d.line, d.column) {
                 (Some(line), Some(column)) => {
-                    let span = index.span(line, column);
+                    // Only the line the finding points at goes to the renderer: handing it the whole file
+                    // made each finding cost the file's length (quadratic in the number of findings).
+                    let (text, first_line, span) = index.line_span(line, column);
                     title.element(
-                        Snippet::source(source)
+                        Snippet::source(text)
+                            .line_start(first_line)
                             .path(file)
                             .annotation(AnnotationKind::Primary.span(span).label(label_for(d))),
                     )
@@ -193,6 +196,14 @@ impl Report {
             }
             out.push_str(&renderer.render(&[group]));
             out.push_str("\n\n");
+        }
+        if self.diagnostics.len() > MAX_SHOWN {
+            let rest = self.diagnostics.len() - MAX_SHOWN;
+            out.push_str(&format!(
+                "... and {rest} more finding{} not shown (the first {MAX_SHOWN} are above; `--format json` lists \
+                 them all)\n",
+                plural(rest)
+            ));
         }
         let errors = self.errors().count();
         let warnings = self.warnings().count();
@@ -211,6 +222,9 @@ impl Report {
         out
     }
 }
+
+/// Most findings `render_text` shows; the rest are counted (the JSON form has them all).
+pub const MAX_SHOWN: usize = 200;
 
 fn plural(n: usize) -> &'static str {
     if n == 1 {
@@ -248,6 +262,30 @@ impl<'a> LineIndex<'a> {
             }
         }
         LineIndex { source, starts }
+    }
+
+    /// The text a finding at (line, column) is shown in, the 1-based number of its first line, and the token's
+    /// byte span inside that text: the one line (with its newline), or the empty end of the file when the line
+    /// is past it.
+    fn line_span(&self, line: usize, column: usize) -> (&'a str, usize, std::ops::Range<usize>) {
+        let span = self.span(line, column);
+        let Some(&line_start) = self.starts.get(line.saturating_sub(1)) else {
+            let last = self.starts.len();
+            let start = self.starts[last - 1];
+            return (
+                &self.source[start..],
+                last,
+                span.start - start..span.end - start,
+            );
+        };
+        let line_end = self.source[line_start..]
+            .find('\n')
+            .map_or(self.source.len(), |i| line_start + i + 1);
+        (
+            &self.source[line_start..line_end],
+            line,
+            span.start - line_start..span.end - line_start,
+        )
     }
 
     /// The byte span of the token at (line, column): up to the next space, comma, bracket or
@@ -313,6 +351,37 @@ mod tests {
         let src = "x: \"1.2.3.4\"  # c\n";
         let idx = LineIndex::new(src);
         assert_eq!(&src[idx.span(1, 4)], "\"1.2.3.4\"");
+    }
+
+    #[test]
+    fn text_shows_the_findings_line_with_its_number() {
+        let src = "a: 1\nb: 2\nc: oops\nd: 4\n";
+        let mut r = Report::default();
+        r.diagnostics
+            .push(Diagnostic::error("r.x", "/c", "bad").at(3, 4));
+        let text = r.render_text("f.yaml", src, false);
+        assert!(text.contains("--> f.yaml:3:4"), "{text}");
+        assert!(text.contains("3 | c: oops"), "{text}");
+        assert!(!text.contains("b: 2") && !text.contains("d: 4"), "{text}");
+        // A position past the end of the file still renders.
+        let mut r = Report::default();
+        r.diagnostics
+            .push(Diagnostic::error("r.x", "", "bad").at(99, 1));
+        assert!(r.render_text("f.yaml", src, false).contains("bad"));
+    }
+
+    #[test]
+    fn text_caps_the_findings_shown_and_counts_the_rest() {
+        let src = "k: v\n".repeat(3);
+        let mut r = Report::default();
+        for i in 0..MAX_SHOWN + 7 {
+            r.diagnostics
+                .push(Diagnostic::error("r.x", format!("/k{i}"), format!("finding {i}")).at(1, 1));
+        }
+        let text = r.render_text("f.yaml", &src, false);
+        assert_eq!(text.matches("error[r.x]").count(), MAX_SHOWN, "{text}");
+        assert!(text.contains("... and 7 more findings not shown"), "{text}");
+        assert!(text.ends_with(&format!("f.yaml: invalid: {} errors\n", MAX_SHOWN + 7)));
     }
 
     #[test]
