@@ -3,15 +3,20 @@
 //! We build the tree ourselves from `saphyr-parser` events rather than use a DOM loader so
 //! that we control what a hostile or careless file can do:
 //! - duplicate keys are errors (with the line of the second one);
-//! - aliases are expanded with a budget, so a "billion laughs" file fails fast in bounded memory;
+//! - aliases are expanded with a budget of nodes ([`MAX_NODES`]) *and* bytes ([`MAX_EXPANDED_BYTES`]), so
+//!   neither a "billion laughs" file nor a few aliases of one long scalar can exhaust memory;
+//! - keys and scalars have a maximum length ([`MAX_KEY_BYTES`], [`MAX_SCALAR_BYTES`]);
+//! - duplicate keys are found through a hash per mapping (a linear scan was quadratic in the keys);
 //! - nesting depth is bounded, so nothing recurses without limit;
 //! - scalars resolve by the YAML 1.2 core schema (`24:00:00` stays a string, `yes` stays a string).
 //!
-//! Positions are kept per RFC 6901 JSON pointer: the node's own position and, for mapping
-//! values, the position of the key.
+//! Positions answer an RFC 6901 JSON pointer with the node's own position and, for mapping values, the
+//! position of the key. They are a tree that mirrors the source, not a map of full pointers: an aliased node's
+//! positions are its anchor's, shared, so they take memory in proportion to the file, not to its expansion.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 use serde_json::{Map, Number, Value};
@@ -20,6 +25,12 @@ use serde_json::{Map, Number, Value};
 pub const MAX_NODES: usize = 100_000;
 /// Deepest nesting of mappings and sequences.
 pub const MAX_DEPTH: usize = 64;
+/// Most bytes of keys and scalars one document may expand to through aliases.
+pub const MAX_EXPANDED_BYTES: usize = 8 * 1024 * 1024;
+/// Longest scalar value, in bytes (an SSH public key or a certificate fits).
+pub const MAX_SCALAR_BYTES: usize = 64 * 1024;
+/// Longest mapping key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// A 1-based line and column (columns count characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,30 +59,91 @@ pub struct NodePos {
     pub key: Option<Pos>,
 }
 
-/// Positions by JSON pointer (`""` is the document root).
+/// Positions of a document's nodes, looked up by JSON pointer (`""` is the document root).
 #[derive(Debug, Clone, Default)]
 pub struct Positions {
-    map: HashMap<String, NodePos>,
+    entries: Vec<Entry>,
+}
+
+/// One node's position and where its children's positions are.
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Pos,
+    children: Children,
+}
+
+#[derive(Debug, Clone)]
+enum Children {
+    Leaf,
+    Seq(Vec<usize>),
+    /// Key → (key position, entry).
+    Map(HashMap<String, (Pos, usize)>),
 }
 
 impl Positions {
     /// The position of the node at `pointer`, if it exists in the source.
     pub fn get(&self, pointer: &str) -> Option<NodePos> {
-        self.map.get(pointer).copied()
+        let (found, complete) = self.walk(pointer);
+        if complete {
+            found
+        } else {
+            None
+        }
     }
 
     /// The position of the node at `pointer`, or of its nearest ancestor that has one.
     pub fn nearest(&self, pointer: &str) -> Option<NodePos> {
-        let mut p = pointer;
-        loop {
-            if let Some(pos) = self.map.get(p) {
-                return Some(*pos);
-            }
-            match p.rfind('/') {
-                Some(i) => p = &p[..i],
-                None => return None,
-            }
+        self.walk(pointer).0
+    }
+
+    /// Follows `pointer` as far as the tree goes: the last node reached, and whether it is the one asked for.
+    fn walk(&self, pointer: &str) -> (Option<NodePos>, bool) {
+        let Some(root) = self.entries.first() else {
+            return (None, false);
+        };
+        let mut at = NodePos {
+            value: root.value,
+            key: None,
+        };
+        let mut entry = root;
+        if pointer.is_empty() {
+            return (Some(at), true);
         }
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return (Some(at), false);
+        };
+        for raw in rest.split('/') {
+            let next = match &entry.children {
+                Children::Leaf => None,
+                Children::Seq(items) => raw
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| items.get(i))
+                    .map(|&i| (None, i)),
+                Children::Map(keys) => {
+                    let token = unescape_token(raw);
+                    keys.get(token.as_ref()).map(|&(k, i)| (Some(k), i))
+                }
+            };
+            let Some((key, index)) = next else {
+                return (Some(at), false);
+            };
+            entry = &self.entries[index];
+            at = NodePos {
+                value: entry.value,
+                key,
+            };
+        }
+        (Some(at), true)
+    }
+}
+
+/// Undoes [`escape_token`].
+fn unescape_token(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
     }
 }
 
@@ -103,28 +175,77 @@ pub fn parse(source: &str) -> Result<(Value, Positions), YamlError> {
     Builder::new(source).run()
 }
 
-/// A finished node with its anchor, kept as events so aliases can be replayed.
+/// A finished node. An anchored node is shared ([`Node::Shared`]) by its own place and every alias of it, so
+/// an alias costs a pointer while building, and its positions are recorded once.
 #[derive(Debug, Clone)]
 enum Node {
     Scalar(Value, Pos),
     Seq(Vec<Node>, Pos),
     Map(Vec<(String, Pos, Node)>, Pos),
+    Shared(Rc<Anchored>),
+}
+
+/// An anchored node and what expanding it once costs.
+#[derive(Debug)]
+struct Anchored {
+    node: Node,
+    cost: Cost,
+}
+
+/// Nodes and bytes (of keys and scalars) of a subtree, fully expanded.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    nodes: usize,
+    bytes: usize,
 }
 
 impl Node {
     fn pos(&self) -> Pos {
         match self {
             Node::Scalar(_, p) | Node::Seq(_, p) | Node::Map(_, p) => *p,
+            Node::Shared(a) => a.node.pos(),
         }
     }
 
-    /// Nodes in this subtree (for the alias budget).
-    fn size(&self) -> usize {
+    /// What expanding this subtree costs (for the alias budget).
+    fn cost(&self) -> Cost {
         match self {
-            Node::Scalar(..) => 1,
-            Node::Seq(items, _) => 1 + items.iter().map(Node::size).sum::<usize>(),
-            Node::Map(entries, _) => 1 + entries.iter().map(|(_, _, n)| n.size()).sum::<usize>(),
+            Node::Scalar(v, _) => Cost {
+                nodes: 1,
+                bytes: scalar_bytes(v),
+            },
+            Node::Seq(items, _) => items
+                .iter()
+                .fold(Cost { nodes: 1, bytes: 0 }, |c, n| c.plus(n.cost())),
+            Node::Map(entries, _) => {
+                entries
+                    .iter()
+                    .fold(Cost { nodes: 1, bytes: 0 }, |c, (k, _, n)| {
+                        c.plus(n.cost()).plus(Cost {
+                            nodes: 0,
+                            bytes: k.len(),
+                        })
+                    })
+            }
+            Node::Shared(a) => a.cost,
         }
+    }
+}
+
+impl Cost {
+    fn plus(self, other: Cost) -> Cost {
+        Cost {
+            nodes: self.nodes.saturating_add(other.nodes),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+}
+
+fn scalar_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        // Numbers, booleans and null are short; count them as a few bytes.
+        _ => 8,
     }
 }
 
@@ -136,6 +257,8 @@ enum Frame {
     },
     Map {
         entries: Vec<(String, Pos, Node)>,
+        /// Key → its position, for the duplicate check.
+        seen: HashMap<String, Pos>,
         pending_key: Option<(String, Pos)>,
         pos: Pos,
         anchor: usize,
@@ -145,8 +268,8 @@ enum Frame {
 struct Builder<'a> {
     source: &'a str,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize)>,
-    nodes: usize,
+    anchors: HashMap<usize, Rc<Anchored>>,
+    spent: Cost,
     root: Option<Node>,
     documents: usize,
 }
@@ -157,7 +280,7 @@ impl<'a> Builder<'a> {
             source,
             stack: Vec::new(),
             anchors: HashMap::new(),
-            nodes: 0,
+            spent: Cost::default(),
             root: None,
             documents: 0,
         }
@@ -189,22 +312,32 @@ impl<'a> Builder<'a> {
             }
         };
         let mut positions = Positions::default();
-        let mut pointer = String::new();
-        let value = to_value(root, None, &mut pointer, &mut positions);
-        Ok((value, positions))
+        let mut shared = HashMap::new();
+        record_positions(&root, &mut positions, &mut shared);
+        Ok((to_value(&root), positions))
     }
 
-    fn count(&mut self, n: usize, pos: Pos) -> Result<(), YamlError> {
-        self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
-            return Err(YamlError {
-                message: format!(
-                    "the document expands to more than {MAX_NODES} nodes through aliases; refusing to load it (is this an alias bomb?)"
-                ),
-                pos: Some(pos),
-                rule: "yaml.too-large",
-                path: self.current_path(),
-            });
+    /// Spends `cost` of the document's budget; fails once the expanded document would be too large.
+    fn count(&mut self, cost: Cost, pos: Pos) -> Result<(), YamlError> {
+        self.spent = self.spent.plus(cost);
+        let too_large = |message: String| YamlError {
+            message,
+            pos: Some(pos),
+            rule: "yaml.too-large",
+            path: self.current_path(),
+        };
+        if self.spent.nodes > MAX_NODES {
+            return Err(too_large(format!(
+                "the document expands to more than {MAX_NODES} nodes through aliases; refusing to load it (is this \
+                 an alias bomb?)"
+            )));
+        }
+        if self.spent.bytes > MAX_EXPANDED_BYTES {
+            return Err(too_large(format!(
+                "the document expands to more than {} MiB of keys and values through aliases; refusing to load it \
+                 (use fewer aliases of long values)",
+                MAX_EXPANDED_BYTES / (1024 * 1024)
+            )));
         }
         Ok(())
     }
@@ -247,26 +380,37 @@ impl<'a> Builder<'a> {
                 Ok(())
             }
             Event::Alias(id) => {
-                let size = match self.anchors.get(&id) {
-                    Some((_, size)) => *size,
-                    None => {
-                        return Err(YamlError {
-                            message: "alias refers to an unknown anchor".into(),
-                            pos: Some(pos),
-                            rule: "yaml.syntax",
-                            path: self.current_path(),
-                        })
-                    }
+                let Some(anchored) = self.anchors.get(&id).cloned() else {
+                    return Err(YamlError {
+                        message: "alias refers to an unknown anchor".into(),
+                        pos: Some(pos),
+                        rule: "yaml.syntax",
+                        path: self.current_path(),
+                    });
                 };
-                self.count(size, pos)?;
-                let node = match self.anchors.get(&id) {
-                    Some((node, _)) => node.clone(),
-                    None => return Err(internal(pos)),
-                };
-                self.finish(node, 0)
+                self.count(anchored.cost, pos)?;
+                self.finish(Node::Shared(anchored), 0)
             }
             Event::Scalar(text, style, anchor, tag) => {
-                self.count(1, pos)?;
+                if text.len() > MAX_SCALAR_BYTES {
+                    return Err(YamlError {
+                        message: format!(
+                            "a value is {} bytes long; the most is {MAX_SCALAR_BYTES} (64 KiB): shorten it or keep it \
+                             in a file the configuration names",
+                            text.len()
+                        ),
+                        pos: Some(pos),
+                        rule: "yaml.too-large",
+                        path: self.current_path(),
+                    });
+                }
+                self.count(
+                    Cost {
+                        nodes: 1,
+                        bytes: text.len(),
+                    },
+                    pos,
+                )?;
                 let value =
                     resolve_scalar(&text, style, tag.as_deref()).map_err(|message| YamlError {
                         message,
@@ -278,7 +422,7 @@ impl<'a> Builder<'a> {
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "seq", pos)?;
-                self.count(1, pos)?;
+                self.count(Cost { nodes: 1, bytes: 0 }, pos)?;
                 self.push(
                     Frame::Seq {
                         items: Vec::new(),
@@ -290,10 +434,11 @@ impl<'a> Builder<'a> {
             }
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "map", pos)?;
-                self.count(1, pos)?;
+                self.count(Cost { nodes: 1, bytes: 0 }, pos)?;
                 self.push(
                     Frame::Map {
                         entries: Vec::new(),
+                        seen: HashMap::new(),
                         pending_key: None,
                         pos,
                         anchor,
@@ -352,10 +497,14 @@ impl<'a> Builder<'a> {
 
     /// A node is complete: remember its anchor and hand it to its parent.
     fn finish(&mut self, node: Node, anchor: usize) -> Result<(), YamlError> {
-        if anchor != 0 {
-            let size = node.size();
-            self.anchors.insert(anchor, (node.clone(), size));
-        }
+        let node = if anchor == 0 {
+            node
+        } else {
+            let cost = node.cost();
+            let anchored = Rc::new(Anchored { node, cost });
+            self.anchors.insert(anchor, Rc::clone(&anchored));
+            Node::Shared(anchored)
+        };
         let pos = node.pos();
         match self.stack.last_mut() {
             None => {
@@ -368,6 +517,7 @@ impl<'a> Builder<'a> {
             }
             Some(Frame::Map {
                 entries,
+                seen,
                 pending_key,
                 ..
             }) => match pending_key.take() {
@@ -376,7 +526,11 @@ impl<'a> Builder<'a> {
                     Ok(())
                 }
                 None => {
-                    let key = match node {
+                    let key_node = match node {
+                        Node::Shared(a) => a.node.clone(),
+                        other => other,
+                    };
+                    let key = match key_node {
                         Node::Scalar(Value::String(s), _) => s,
                         Node::Scalar(Value::Null, _) => {
                             return Err(YamlError {
@@ -387,7 +541,7 @@ impl<'a> Builder<'a> {
                             })
                         }
                         Node::Scalar(other, _) => other.to_string(),
-                        Node::Seq(..) | Node::Map(..) => {
+                        Node::Seq(..) | Node::Map(..) | Node::Shared(_) => {
                             return Err(YamlError {
                                 message: "a mapping key is a collection; keys must be plain names"
                                     .into(),
@@ -397,8 +551,18 @@ impl<'a> Builder<'a> {
                             })
                         }
                     };
-                    if let Some((_, first, _)) = entries.iter().find(|(k, _, _)| *k == key) {
-                        let first = *first;
+                    if key.len() > MAX_KEY_BYTES {
+                        return Err(YamlError {
+                            message: format!(
+                                "a key is {} bytes long; the most is {MAX_KEY_BYTES}: keys are names",
+                                key.len()
+                            ),
+                            pos: Some(pos),
+                            rule: "yaml.too-large",
+                            path: self.current_path(),
+                        });
+                    }
+                    if let Some(&first) = seen.get(&key) {
                         let mut path = self.current_path();
                         path.push('/');
                         path.push_str(&escape_token(&key));
@@ -412,6 +576,7 @@ impl<'a> Builder<'a> {
                             path,
                         });
                     }
+                    seen.insert(key.clone(), pos);
                     if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
                         *pending_key = Some((key, pos));
                     }
@@ -431,44 +596,59 @@ fn internal(pos: Pos) -> YamlError {
     }
 }
 
-fn to_value(
-    node: Node,
-    key: Option<Pos>,
-    pointer: &mut String,
+/// Records the positions of `node`'s subtree and returns its entry. A shared (anchored) subtree is recorded
+/// once: its aliases point at the same entry.
+fn record_positions(
+    node: &Node,
     positions: &mut Positions,
-) -> Value {
-    positions.map.insert(
-        pointer.clone(),
-        NodePos {
-            value: node.pos(),
-            key,
-        },
-    );
-    match node {
-        Node::Scalar(v, _) => v,
-        Node::Seq(items, _) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
-                out.push(to_value(item, None, pointer, positions));
-                pointer.truncate(len);
-            }
-            Value::Array(out)
+    shared: &mut HashMap<*const Anchored, usize>,
+) -> usize {
+    if let Node::Shared(a) = node {
+        let key = Rc::as_ptr(a);
+        if let Some(&index) = shared.get(&key) {
+            return index;
         }
+        let index = record_positions(&a.node, positions, shared);
+        shared.insert(key, index);
+        return index;
+    }
+    let index = positions.entries.len();
+    positions.entries.push(Entry {
+        value: node.pos(),
+        children: Children::Leaf,
+    });
+    let children = match node {
+        Node::Scalar(..) | Node::Shared(_) => Children::Leaf,
+        Node::Seq(items, _) => Children::Seq(
+            items
+                .iter()
+                .map(|n| record_positions(n, positions, shared))
+                .collect(),
+        ),
+        Node::Map(entries, _) => Children::Map(
+            entries
+                .iter()
+                .map(|(k, kpos, n)| (k.clone(), (*kpos, record_positions(n, positions, shared))))
+                .collect(),
+        ),
+    };
+    positions.entries[index].children = children;
+    index
+}
+
+/// The JSON value of a node, aliases expanded (within the budget the builder enforced).
+fn to_value(node: &Node) -> Value {
+    match node {
+        Node::Scalar(v, _) => v.clone(),
+        Node::Seq(items, _) => Value::Array(items.iter().map(to_value).collect()),
         Node::Map(entries, _) => {
             let mut out = Map::with_capacity(entries.len());
-            for (k, kpos, item) in entries {
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&escape_token(&k));
-                let v = to_value(item, Some(kpos), pointer, positions);
-                pointer.truncate(len);
-                out.insert(k, v);
+            for (k, _, item) in entries {
+                out.insert(k.clone(), to_value(item));
             }
             Value::Object(out)
         }
+        Node::Shared(a) => to_value(&a.node),
     }
 }
 
@@ -686,6 +866,86 @@ mod tests {
         assert_eq!(e.rule, "yaml.too-large");
         // Not a timing test: just a guard that we did not expand 10^12 nodes before failing.
         assert!(started.elapsed().as_secs() < 30);
+    }
+
+    #[test]
+    fn aliases_of_a_long_value_hit_the_byte_budget() {
+        // 60 KB value, aliased 200 times: 12 MB once expanded, far under the node budget.
+        let mut s = format!("big: &big \"{}\"\nlist:\n", "x".repeat(60_000));
+        for _ in 0..200 {
+            s.push_str("  - *big\n");
+        }
+        let e = parse(&s).unwrap_err();
+        assert_eq!(e.rule, "yaml.too-large");
+        assert!(e.message.contains("MiB"), "{}", e.message);
+        assert!(e.pos.is_some());
+        // The same value aliased a few times is fine.
+        let ok = format!("big: &big \"{}\"\nlist: [*big, *big]\n", "x".repeat(60_000));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn long_scalars_and_keys_are_refused() {
+        let e = parse(&format!("a: {}\n", "y".repeat(MAX_SCALAR_BYTES + 1))).unwrap_err();
+        assert_eq!((e.rule, e.path.as_str()), ("yaml.too-large", "/a"));
+        assert!(e.message.contains("the most is 65536"), "{}", e.message);
+        // An implicit key that long is a syntax error to the parser already; an explicit one reaches us.
+        let e = parse(&format!("? {}\n: 1\n", "k".repeat(MAX_KEY_BYTES + 1))).unwrap_err();
+        assert_eq!(e.rule, "yaml.too-large");
+        assert!(e.message.contains("key"), "{}", e.message);
+        assert!(parse(&format!(
+            "? {}\n: {}\n",
+            "k".repeat(MAX_KEY_BYTES),
+            "y".repeat(MAX_SCALAR_BYTES)
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn positions_of_aliases_are_shared_not_copied() {
+        let mut s = String::from("base: &b\n");
+        for i in 0..500 {
+            s.push_str(&format!("  k{i}: {i}\n"));
+        }
+        s.push_str("copies:\n");
+        for _ in 0..100 {
+            s.push_str("  - *b\n");
+        }
+        let (v, p) = parse(&s).unwrap();
+        assert_eq!(v["copies"][99]["k499"], 499);
+        // 1 root + 501 for the anchored map + 1 for `copies`: the 100 copies add no entries.
+        assert_eq!(p.entries.len(), 503);
+        let copy = p.get("/copies/99/k7").unwrap();
+        assert_eq!(copy, p.get("/base/k7").unwrap());
+        assert_eq!(p.get("/copies/99").unwrap().key, None);
+        assert_eq!(
+            p.get("/copies").unwrap().key,
+            Some(Pos {
+                line: 502,
+                column: 1
+            })
+        );
+        assert!(p.get("/copies/100").is_none());
+        assert_eq!(
+            p.nearest("/copies/100/x").unwrap(),
+            p.get("/copies").unwrap()
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_among_many() {
+        let mut s = String::new();
+        for i in 0..20_000 {
+            s.push_str(&format!("k{i}: {i}\n"));
+        }
+        s.push_str("k12345: again\n");
+        let e = parse(&s).unwrap_err();
+        assert_eq!((e.rule, e.path.as_str()), ("yaml.duplicate-key", "/k12345"));
+        assert!(
+            e.message.contains("first defined at line 12346"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
