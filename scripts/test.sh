@@ -38,7 +38,7 @@ step "fuzz target (build, then a bounded run over the examples)"
 export RUSTC_BOOTSTRAP=1
 (cd fuzz && cargo fuzz build --dev validate)
 corpus=$(mktemp -d); trap 'rm -rf "$corpus"' EXIT
-cp examples/*.yaml tests/validate/*.yaml "$corpus"/
+cp examples/*.yaml tests/validate/*.yaml fuzz/seeds/*.yaml "$corpus"/
 (cd fuzz && cargo fuzz run --dev validate "$corpus" -- -max_total_time=20 -rss_limit_mb=1024 -timeout=10)
 unset RUSTC_BOOTSTRAP
 
