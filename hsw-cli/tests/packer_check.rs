@@ -1,7 +1,8 @@
-//! The Packer image templates (`packer/`), checked offline by `packer/check.sh`: `packer validate` (full, not
-//! `-syntax-only`, in an empty network namespace when possible) and `packer fmt -check` of both templates,
-//! `debconf-set-selections -c` on both preseeds, the preseeds' `pkgsel/include` and the templates'
-//! `local.packages` against `packer/packages/*.list`, and the variables' validation blocks.
+//! The Packer image template (`packer/base.pkr.hcl`, one per role through `-var role=hpc|cloud`), checked
+//! offline by `packer/check.sh`: `packer validate` (full, not `-syntax-only`, in an empty network namespace when
+//! possible) for each role and `packer fmt -check`, `debconf-set-selections -c` on both preseeds, the preseeds'
+//! `pkgsel/include` and the template's `local.packages` for each role against `packer/packages/*.list`, what the
+//! role picks, and the variables' validation blocks (the role among them).
 //! Skipped when `packer` is not installed (or is 1.10+, which needs the qemu plugin), unless
 //! `HSW_REQUIRE_PACKER=1`, which makes that a failure.
 
@@ -42,7 +43,7 @@ fn usable() -> bool {
     let reason = match packer_version() {
         Ok((1, minor)) if minor < 10 => return true,
         Ok((major, minor)) => format!(
-            "packer {major}.{minor} needs `packer plugins install github.com/hashicorp/qemu`; the templates target 1.6.6"
+            "packer {major}.{minor} needs `packer plugins install github.com/hashicorp/qemu`; the template targets 1.6.6"
         ),
         Err(e) => e,
     };
@@ -70,14 +71,17 @@ fn packer_check_script_passes() {
     );
     for want in [
         "ok   packer fmt -check .",
-        "ok   packer validate hpc-base.pkr.hcl",
-        "ok   packer validate cloud-base.pkr.hcl",
+        "ok   packer validate -var role=hpc base.pkr.hcl",
+        "ok   packer validate -var role=cloud base.pkr.hcl",
         "ok   debconf-set-selections -c http/preseed-hpc.cfg",
         "ok   debconf-set-selections -c http/preseed-cloud.cfg",
         "ok   http/preseed-hpc.cfg: pkgsel/include = packages/{common,hpc}.list",
         "ok   http/preseed-cloud.cfg: pkgsel/include = packages/{common,cloud}.list",
-        "ok   hpc-base.pkr.hcl: local.packages = packages/list.sh hpc",
-        "ok   cloud-base.pkr.hcl: local.packages = packages/list.sh cloud",
+        "ok   base.pkr.hcl -var role=hpc: local.packages = packages/list.sh hpc",
+        "ok   base.pkr.hcl -var role=cloud: local.packages = packages/list.sh cloud",
+        "ok   base.pkr.hcl -var role=hpc: builds output/hpc-base/hpc-base.qcow2 with http/preseed-hpc.cfg and provision/40-hpc.sh",
+        "ok   base.pkr.hcl -var role=cloud: builds output/cloud-base/cloud-base.qcow2 with http/preseed-cloud.cfg and provision/40-cloud.sh",
+        "ok   packer validate refuses no role, role=gpu,",
         "packer/check.sh: all checks passed",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
