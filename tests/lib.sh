@@ -8,6 +8,8 @@
 # and gives:
 #   step/info/say/fail MSG      progress on stderr ("==> [NAME HH:MM:SS] MSG", "    MSG", "NAME: MSG");
 #                               fail prints "NAME: FAILED: MSG" and exits 1
+#   usage_error MSG             "NAME: MSG" on stderr, exit 2 (a bad argument or setting)
+#   show_help LAST              the script's header comment, lines 2 to LAST, without the leading '# '
 #   require_root                fails unless root (network namespaces, libvirtd)
 #   require_tools TOOL...       fails naming the first missing tool (scripts/install-deps.sh full installs them)
 #   on_exit FUNC                runs FUNC on exit; SIGINT and SIGTERM exit 130 through it
@@ -36,6 +38,8 @@ step() { printf '\n==> [%s %s] %s\n' "$lib_name" "$(date +%H:%M:%S)" "$*" >&2; }
 info() { printf '    %s\n' "$*" >&2; }
 say() { printf '%s: %s\n' "$lib_name" "$*" >&2; }
 fail() { printf '%s: FAILED: %s\n' "$lib_name" "$*" >&2; exit 1; }
+usage_error() { printf '%s: %s\n' "$lib_name" "$*" >&2; exit 2; }
+show_help() { sed -n "2,$1p" "$0" | sed 's/^# \{0,1\}//'; }
 
 require_root() {
   [ "$(id -u)" -eq 0 ] || fail "run as root (network namespaces, libvirtd)"

@@ -40,13 +40,13 @@ only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    --only) [ $# -ge 2 ] || { echo "run: --only needs primary or 1.0" >&2; exit 2; }; only=$2; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "run: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    --only) [ $# -ge 2 ] || usage_error "--only needs primary or 1.0"; only=$2; shift 2 ;;
+    -h|--help) show_help 30; exit 0 ;;
+    *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
-case "$only" in ""|primary|1.0) ;; *) echo "run: --only must be primary or 1.0" >&2; exit 2 ;; esac
-[[ "$boot_timeout" =~ ^[0-9]+$ ]] || { echo "run: HSW_E2E_BOOT_TIMEOUT must be a number" >&2; exit 2; }
+case "$only" in ""|primary|1.0) ;; *) usage_error "--only must be primary or 1.0" ;; esac
+[[ "$boot_timeout" =~ ^[0-9]+$ ]] || usage_error "HSW_E2E_BOOT_TIMEOUT must be a number"
 
 require_root
 require_tools virsh jq ssh ssh-keygen ip cargo

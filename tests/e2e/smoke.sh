@@ -22,13 +22,13 @@ netconfig=mac
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    --netconfig) [ $# -ge 2 ] || { echo "smoke: --netconfig needs mac|none" >&2; exit 2; }; netconfig=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "smoke: unknown argument '$1'" >&2; exit 2 ;;
+    --netconfig) [ $# -ge 2 ] || usage_error "--netconfig needs mac|none"; netconfig=$2; shift 2 ;;
+    -h|--help) show_help 15; exit 0 ;;
+    *) usage_error "unknown argument '$1'" ;;
   esac
 done
-case "$netconfig" in mac|none) ;; *) echo "smoke: --netconfig must be mac or none" >&2; exit 2 ;; esac
-[[ "$boot_timeout" =~ ^[0-9]+$ ]] || { echo "smoke: HSW_E2E_BOOT_TIMEOUT must be a number" >&2; exit 2; }
+case "$netconfig" in mac|none) ;; *) usage_error "--netconfig must be mac or none" ;; esac
+[[ "$boot_timeout" =~ ^[0-9]+$ ]] || usage_error "HSW_E2E_BOOT_TIMEOUT must be a number"
 
 require_root
 require_tools virsh qemu-img cloud-localds ssh ssh-keygen ip

@@ -41,11 +41,11 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "up.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    -h|--help) show_help 37; exit 0 ;;
+    *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
-[ "$sandbox_name" != hsw-e2e ] || { echo "up.sh: the sandbox hsw-e2e belongs to tests/e2e/run.sh" >&2; exit 2; }
+[ "$sandbox_name" != hsw-e2e ] || usage_error "the sandbox hsw-e2e belongs to tests/e2e/run.sh"
 
 timings=()
 timed() {  # timed LABEL SECONDS
