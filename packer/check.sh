@@ -156,7 +156,28 @@ else
   skip "shellcheck: not installed (bash -n passed)"
 fi
 
-# 13. The nftables policy parses (checked in an empty network namespace, nothing is loaded here).
+# 13. files/: every file is installed by a provisioner or by scripts/build-image.sh (its FILES table), and a file
+# both install goes to the same place with the same mode ("FILE DESTINATION MODE" from each).
+grep -hoE 'install (-D )?-m [0-7]+ "\$f/[^"]+" [^ ]+' provision/*.sh \
+  | sed -E 's/install (-D )?-m ([0-7]+) "\$f\/([^"]+)" (.*)/\3 \4 \2/' | sort -u > "$tmp/installs.packer"
+sed -n '/^FILES=(/,/^)/p' ../scripts/build-image.sh | sed -n 's/^  "\(.*\)"$/\1/p' | sort -u > "$tmp/installs.image"
+files_ok=1
+for f in files/*; do
+  n=${f#files/}
+  if ! grep -q "^$n " "$tmp/installs.packer" "$tmp/installs.image"; then
+    fail "files/$n is installed by no provisioner and not by scripts/build-image.sh"; files_ok=0
+  fi
+done
+while read -r n dst mode; do
+  [ -f "files/$n" ] || { fail "scripts/build-image.sh installs files/$n, which does not exist"; files_ok=0; continue; }
+  p=$(grep "^$n " "$tmp/installs.packer" || true)
+  if [ -n "$p" ] && [ "$p" != "$n $dst $mode" ]; then
+    fail "files/$n: the provisioners install it as '${p#"$n "}', scripts/build-image.sh as '$dst $mode'"; files_ok=0
+  fi
+done < "$tmp/installs.image"
+[ "$files_ok" = 0 ] || ok "files/: $(ls files | wc -l) files, each installed by a provisioner or build-image.sh, at the same place and mode by both"
+
+# 14. The nftables policy parses (checked in an empty network namespace, nothing is loaded here).
 if command -v nft >/dev/null 2>&1 && [ ${#offline[@]} -gt 0 ]; then
   if unshare -n nft -c -f files/nftables.conf > "$tmp/out" 2>&1; then
     ok "nft -c -f files/nftables.conf"
@@ -167,7 +188,7 @@ else
   skip "nft -c: needs nft (package nftables) and unshare -n (root)"
 fi
 
-# 14. Every package exists in Debian 12, when this is a Debian 12 machine with apt lists.
+# 15. Every package exists in Debian 12, when this is a Debian 12 machine with apt lists.
 if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release && apt-cache show --no-all-versions openssh-server >/dev/null 2>&1; then
   mapfile -t all < <(sort -u "$tmp/hpc.list" "$tmp/cloud.list")
   missing=""

@@ -82,6 +82,7 @@ fn packer_check_script_passes() {
         "ok   base.pkr.hcl -var role=hpc: builds output/hpc-base/hpc-base.qcow2 with http/preseed-hpc.cfg and provision/40-hpc.sh",
         "ok   base.pkr.hcl -var role=cloud: builds output/cloud-base/cloud-base.qcow2 with http/preseed-cloud.cfg and provision/40-cloud.sh",
         "ok   packer validate refuses no role, role=gpu,",
+        "ok   files/: ",
         "packer/check.sh: all checks passed",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");

@@ -55,7 +55,7 @@ require_tools virsh jq ssh ssh-keygen ip cargo
 terraforms=()   # "label|path"
 skip_or_fail() {
   if [ "${HSW_REQUIRE_TERRAFORM:-0}" = 1 ]; then fail "$1"; fi
-  echo "e2e: SKIPPED: $1" >&2
+  say "SKIPPED: $1"
 }
 if [ "$only" != 1.0 ]; then
   if tf_primary=$(find_terraform); then terraforms+=("primary|$tf_primary")
