@@ -151,3 +151,91 @@ fn package_lists_hold_the_required_packages() {
         hpc.join(",")
     );
 }
+
+/// `scripts/build-image.sh` installs its configuration files from `packer/files/` (one copy of each), and its
+/// cache key follows them: changing a file's content or its mode in the script's `FILES` table gives another
+/// key, as a package list change does. Run on a copy of the script, the lists and the files.
+#[test]
+fn build_image_cache_key_follows_the_installed_files() {
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    for dir in ["scripts", "packer/packages", "packer/files"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let copy_dir = |dir: &str| {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, root.join(dir).join(path.file_name().unwrap())).unwrap();
+        }
+    };
+    copy_dir("packer/packages");
+    copy_dir("packer/files");
+    let script = root.join("scripts/build-image.sh");
+    std::fs::copy(repo().join("scripts/build-image.sh"), &script).unwrap();
+    let key = || -> String {
+        let o = Command::new("bash")
+            .arg(&script)
+            .args(["--role", "hpc", "--print-key"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    };
+
+    let original = key();
+    let source = std::fs::read_to_string(&script).unwrap();
+    let installs: Vec<&str> = source
+        .lines()
+        .skip_while(|l| *l != "FILES=(")
+        .skip(1)
+        .take_while(|l| *l != ")")
+        .collect();
+    assert!(
+        installs
+            .iter()
+            .any(|l| l.contains("\"sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0644\"")),
+        "build-image.sh does not install packer/files/sshd-10-hsw.conf: {installs:?}"
+    );
+    assert!(
+        !source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .any(|l| l.contains("PasswordAuthentication") || l.contains("datasource_list")),
+        "build-image.sh writes an sshd or cloud-init setting itself instead of installing packer/files/"
+    );
+
+    let sshd = root.join("packer/files/sshd-10-hsw.conf");
+    let text = std::fs::read_to_string(&sshd).unwrap();
+    std::fs::write(&sshd, format!("{text}X11Forwarding yes\n")).unwrap();
+    let edited = key();
+    assert_ne!(edited, original, "a changed file must change the key");
+    std::fs::write(&sshd, &text).unwrap();
+    assert_eq!(key(), original, "the key depends on the content only");
+
+    std::fs::write(
+        &script,
+        source.replace(
+            "\"sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0644\"",
+            "\"sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0600\"",
+        ),
+    )
+    .unwrap();
+    assert_ne!(key(), original, "a changed mode must change the key");
+
+    std::fs::write(&script, &source).unwrap();
+    std::fs::remove_file(&sshd).unwrap();
+    let o = Command::new("bash")
+        .arg(&script)
+        .arg("--print-key")
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a missing packer/files/ file must fail"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sshd-10-hsw.conf is missing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
