@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Offline checks of the Packer templates, the preseeds and the package lists. Needs packer (1.6.6 is what
-# Debian 12 has), debconf-set-selections (package debconf); uses nft, shellcheck and apt-cache when present.
+# Offline checks of the Packer template (base.pkr.hcl, once per role: -var role=hpc|cloud), the preseeds and
+# the package lists. Needs packer (1.6.6 is what Debian 12 has), debconf-set-selections (package debconf); uses
+# nft, shellcheck and apt-cache when present.
 # Downloads nothing: every packer call runs with CHECKPOINT_DISABLE=1, and inside a network namespace with
 # no network at all when `unshare -n` works (as root), which proves that validate does not fetch the ISO.
 #
@@ -10,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export CHECKPOINT_DISABLE=1 PACKER_NO_COLOR=1
 
-templates=(hpc-base.pkr.hcl cloud-base.pkr.hcl)
-declare -A role_of=([hpc-base.pkr.hcl]=hpc [cloud-base.pkr.hcl]=cloud)
+template=base.pkr.hcl     # one template; -var role=ROLE picks the image
+roles=(hpc cloud)
 failures=0
 ok()   { printf 'ok   %s\n' "$*"; }
 skip() { printf 'skip %s\n' "$*"; }
@@ -33,7 +34,7 @@ trap 'rm -rf "$tmp"' EXIT
 echo "packer/check.sh: $(packer version | head -n1), $(debconf-set-selections --help 2>&1 | head -n0)$(dpkg-query -W -f='debconf ${Version}' debconf 2>/dev/null || echo debconf)"
 
 # 1. Package lists: every line is a package name.
-for role in hpc cloud; do
+for role in "${roles[@]}"; do
   if packages/list.sh "$role" > "$tmp/$role.list" 2> "$tmp/err"; then
     ok "packages/list.sh $role: $(wc -l < "$tmp/$role.list") packages (common.list + $role.list)"
   else
@@ -48,7 +49,7 @@ else
   fail "render-preseed.sh --check: run packer/render-preseed.sh"; indent < "$tmp/out"
 fi
 
-for role in hpc cloud; do
+for role in "${roles[@]}"; do
   cfg=http/preseed-$role.cfg
   # 3. pkgsel/include (read back from the file, independently of the renderer) == the lists.
   n=$(grep -c '^d-i pkgsel/include string ' "$cfg" || true)
@@ -89,52 +90,60 @@ else
   fail "packer fmt -check . (run: cd packer && packer fmt .)"; indent < "$tmp/out"
 fi
 
-for t in "${templates[@]}"; do
-  role=${role_of[$t]}
+t=$template
+for role in "${roles[@]}"; do
   # 7. Full validate (not -syntax-only): the checksum is literal, so nothing is downloaded.
-  if "${offline[@]}" packer validate "$t" > "$tmp/out" 2>&1; then
-    ok "packer validate $t$offline_note"
+  if "${offline[@]}" packer validate -var "role=$role" "$t" > "$tmp/out" 2>&1; then
+    ok "packer validate -var role=$role $t$offline_note"
   else
-    fail "packer validate $t"; indent < "$tmp/out"
+    fail "packer validate -var role=$role $t"; indent < "$tmp/out"
   fi
   # 8. The template reads the same package set as packages/list.sh.
-  if echo 'local.packages' | "${offline[@]}" packer console "$t" > "$tmp/out" 2>&1 \
+  if echo 'local.packages' | "${offline[@]}" packer console -var "role=$role" "$t" > "$tmp/out" 2>&1 \
      && sed -n 's/^  "\(.*\)",$/\1/p' "$tmp/out" > "$tmp/$role.hcl" \
      && diff "$tmp/$role.list" "$tmp/$role.hcl" > "$tmp/diff"; then
-    ok "$t: local.packages = packages/list.sh $role ($(wc -l < "$tmp/$role.hcl") packages, same order)"
+    ok "$t -var role=$role: local.packages = packages/list.sh $role ($(wc -l < "$tmp/$role.hcl") packages, same order)"
   else
-    fail "$t: local.packages differs from packages/list.sh $role"; indent < "$tmp/out"; indent < "$tmp/diff" || true
+    fail "$t -var role=$role: local.packages differs from packages/list.sh $role"; indent < "$tmp/out"; indent < "$tmp/diff" || true
   fi
-  # 9. The build password is marked sensitive.
-  "${offline[@]}" packer inspect "$t" > "$tmp/out" 2>&1 || true
+  # 9. What the role picks: the preseed, the role's provisioner, the image's name.
+  "${offline[@]}" packer inspect -var "role=$role" "$t" > "$tmp/out" 2>&1 || true
+  if grep -qx "local.vm_name: \"$role-base.qcow2\"" "$tmp/out" \
+     && grep -qx "local.output_directory: \"output/$role-base\"" "$tmp/out" \
+     && [ -f "provision/40-$role.sh" ] && [ -f "http/preseed-$role.cfg" ]; then
+    ok "$t -var role=$role: builds output/$role-base/$role-base.qcow2 with http/preseed-$role.cfg and provision/40-$role.sh"
+  else
+    fail "$t -var role=$role: local.vm_name/output_directory are not $role-base, or provision/40-$role.sh or http/preseed-$role.cfg is missing"
+    indent < "$tmp/out"
+  fi
+  # 10. The build password is marked sensitive.
   if grep -qx 'var.build_password: "<sensitive>"' "$tmp/out"; then
-    ok "$t: var.build_password is sensitive"
+    ok "$t -var role=$role: var.build_password is sensitive"
   else
-    fail "$t: var.build_password is not marked sensitive"
+    fail "$t -var role=$role: var.build_password is not marked sensitive"
   fi
-  # 10. Bad variables are refused.
+  # 11. Bad variables are refused.
   for bad in accelerator=hvf iso_checksum=file:https://example.invalid/SHA256SUMS 'build_password=has space' \
              hostname=Bad_Name mirror_dir=debian; do
-    if "${offline[@]}" packer validate -var "$bad" "$t" > /dev/null 2>&1; then
-      fail "$t: packer validate -var '$bad' passed; the variable's validation block should refuse it"
+    if "${offline[@]}" packer validate -var "role=$role" -var "$bad" "$t" > /dev/null 2>&1; then
+      fail "$t: packer validate -var role=$role -var '$bad' passed; the variable's validation block should refuse it"
     fi
   done
-  # Outside comments and descriptions: no remote checksum file, no Packer 1.7+ plugin block.
-  if grep -Ev '^[[:space:]]*(#|description[[:space:]]*=)' "$t" | grep -Eq '"file:|required_plugins'; then
-    fail "$t: a file:... checksum (validate would download it) or required_plugins (Packer 1.7+)"
-  fi
 done
-ok "packer validate refuses accelerator=hvf, file: checksums, bad passwords, host names and mirror dirs"
-
-# 11. The two templates differ only in their role (after renaming it and dropping comments).
-norm() { sed -E -e '/^[[:space:]]*#/d' -e 's/hpc|cloud/ROLE/g' "$1"; }
-if diff <(norm hpc-base.pkr.hcl) <(norm cloud-base.pkr.hcl) > "$tmp/diff"; then
-  ok "hpc-base.pkr.hcl and cloud-base.pkr.hcl differ only in the role"
-else
-  fail "the templates drifted apart (beyond hpc/cloud)"; indent < "$tmp/diff"
+# The role is required and validated: no default image, no third role without its lists and provisioner.
+if "${offline[@]}" packer validate "$t" > "$tmp/out" 2>&1 || ! grep -q 'Unset variable "role"' "$tmp/out"; then
+  fail "$t: packer validate without -var role should fail with 'Unset variable \"role\"'"; indent < "$tmp/out"
 fi
+if "${offline[@]}" packer validate -var role=gpu "$t" > "$tmp/out" 2>&1 || ! grep -q 'The role must be hpc or cloud' "$tmp/out"; then
+  fail "$t: packer validate -var role=gpu should fail with the role's validation message"; indent < "$tmp/out"
+fi
+# Outside comments and descriptions: no remote checksum file, no Packer 1.7+ plugin block.
+if grep -Ev '^[[:space:]]*(#|description[[:space:]]*=)' "$t" | grep -Eq '"file:|required_plugins'; then
+  fail "$t: a file:... checksum (validate would download it) or required_plugins (Packer 1.7+)"
+fi
+ok "packer validate refuses no role, role=gpu, accelerator=hvf, file: checksums, bad passwords, host names and mirror dirs"
 
-# 12. Provisioning scripts.
+# 12. Shell scripts.
 scripts=(check.sh render-preseed.sh packages/list.sh provision/*.sh)
 for s in "${scripts[@]}"; do bash -n "$s" || fail "bash -n $s"; done
 if command -v shellcheck >/dev/null 2>&1; then
@@ -147,7 +156,28 @@ else
   skip "shellcheck: not installed (bash -n passed)"
 fi
 
-# 13. The nftables policy parses (checked in an empty network namespace, nothing is loaded here).
+# 13. files/: every file is installed by a provisioner or by scripts/build-image.sh (its FILES table), and a file
+# both install goes to the same place with the same mode ("FILE DESTINATION MODE" from each).
+grep -hoE 'install (-D )?-m [0-7]+ "\$f/[^"]+" [^ ]+' provision/*.sh \
+  | sed -E 's/install (-D )?-m ([0-7]+) "\$f\/([^"]+)" (.*)/\3 \4 \2/' | sort -u > "$tmp/installs.packer"
+sed -n '/^FILES=(/,/^)/p' ../scripts/build-image.sh | sed -n 's/^  "\(.*\)"$/\1/p' | sort -u > "$tmp/installs.image"
+files_ok=1
+for f in files/*; do
+  n=${f#files/}
+  if ! grep -q "^$n " "$tmp/installs.packer" "$tmp/installs.image"; then
+    fail "files/$n is installed by no provisioner and not by scripts/build-image.sh"; files_ok=0
+  fi
+done
+while read -r n dst mode; do
+  [ -f "files/$n" ] || { fail "scripts/build-image.sh installs files/$n, which does not exist"; files_ok=0; continue; }
+  p=$(grep "^$n " "$tmp/installs.packer" || true)
+  if [ -n "$p" ] && [ "$p" != "$n $dst $mode" ]; then
+    fail "files/$n: the provisioners install it as '${p#"$n "}', scripts/build-image.sh as '$dst $mode'"; files_ok=0
+  fi
+done < "$tmp/installs.image"
+[ "$files_ok" = 0 ] || ok "files/: $(ls files | wc -l) files, each installed by a provisioner or build-image.sh, at the same place and mode by both"
+
+# 14. The nftables policy parses (checked in an empty network namespace, nothing is loaded here).
 if command -v nft >/dev/null 2>&1 && [ ${#offline[@]} -gt 0 ]; then
   if unshare -n nft -c -f files/nftables.conf > "$tmp/out" 2>&1; then
     ok "nft -c -f files/nftables.conf"
@@ -158,7 +188,7 @@ else
   skip "nft -c: needs nft (package nftables) and unshare -n (root)"
 fi
 
-# 14. Every package exists in Debian 12, when this is a Debian 12 machine with apt lists.
+# 15. Every package exists in Debian 12, when this is a Debian 12 machine with apt lists.
 if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release && apt-cache show --no-all-versions openssh-server >/dev/null 2>&1; then
   mapfile -t all < <(sort -u "$tmp/hpc.list" "$tmp/cloud.list")
   missing=""

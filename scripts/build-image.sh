@@ -11,12 +11,15 @@
 #   --print-key      print the cache key for these options and exit
 #   --prune          remove the other images in DIR (older keys), keeping this one
 #
-# The package sets are the Packer templates' (packer/packages/{common,hpc,cloud}.list, read only through
-# packer/packages/list.sh; the contract is in packer/README.md), so the two builders cannot drift apart.
+# The package sets are the Packer template's (packer/packages/{common,hpc,cloud}.list, read only through
+# packer/packages/list.sh; the contract is in packer/README.md), and the configuration files are installed from
+# packer/files/ (install -m MODE, as the Packer provisioners do: see FILES below), so the two builders cannot
+# drift apart.
 #
 # What it does: `mmdebstrap --mode=root --variant=apt` into a directory, a few settings (below), then
 # `mke2fs -t ext4 -d ROOTFS` (no mount) and `qemu-img convert -O qcow2`; the kernel and initrd are copied out.
-# Results go to DIR/<key>/ where <key> hashes the script version, the suite, the size and the sorted package list;
+# Results go to DIR/<key>/ where <key> hashes the script version, the suite, the size, the sorted package list
+# and the installed files (their contents, destinations and modes);
 # a build whose DIR/<key>/manifest.json exists (written last) is reused. On success it prints one line per file:
 #   base=DIR/<key>/base.qcow2  kernel=DIR/<key>/vmlinuz  initrd=DIR/<key>/initrd.img  manifest=DIR/<key>/manifest.json
 # Boot it with: kernel + initrd, cmdline `root=/dev/vda rw console=ttyS0 net.ifnames=0`, the qcow2 as virtio disk vda.
@@ -34,12 +37,24 @@
 # - no docs, man pages or locales; apt lists removed.
 set -euo pipefail
 
-SCRIPT_VERSION=5            # bump when the image content produced by this script changes
+SCRIPT_VERSION=6            # bump when the image content produced by this script changes
 SUITE=bookworm
 # e2fsprogs: fsck and resize2fs for the ext4 root (not in --variant=apt); dbus: hostnamectl, logind, systemctl --user.
 BASE_PACKAGES=(linux-image-cloud-amd64 systemd-sysv udev cloud-init openssh-server netbase ifupdown
                isc-dhcp-client initramfs-tools iproute2 sudo python3 e2fsprogs dbus)
-LIST_SH="$(cd "$(dirname "$0")/.." && pwd)/packer/packages/list.sh"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+LIST_SH="$REPO/packer/packages/list.sh"
+FILES_DIR="$REPO/packer/files"
+# What is installed from packer/files/ (the same destinations and modes as packer/provision/*.sh):
+# "FILE DESTINATION MODE", FILE relative to packer/files/. The munge drop-in only where munge is installed.
+FILES=(
+  "sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0644"
+  "hsw-ssh-hostkeys.service /etc/systemd/system/hsw-ssh-hostkeys.service 0644"
+  "cloud-init-90-hsw.cfg /etc/cloud/cloud.cfg.d/90-hsw.cfg 0644"
+  "cloud-init-91-hsw-direct-boot.cfg /etc/cloud/cloud.cfg.d/91-hsw-direct-boot.cfg 0644"
+  "network-interfaces /etc/network/interfaces 0644"
+  "munge-10-hsw.conf /etc/systemd/system/munge.service.d/10-hsw.conf 0644"
+)
 
 out="${HSW_IMAGE_DIR:-/var/cache/hsw/images}"
 role=hpc
@@ -97,8 +112,16 @@ done
 mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
 pkg_csv=$(IFS=,; echo "${pkgs[*]}")
 
-key=$(printf 'version=%s\nsuite=%s\nsize=%s\npackages=%s\n' "$SCRIPT_VERSION" "$SUITE" "$size" "$pkg_csv" \
-      | sha256sum | cut -c1-16)
+# The installed files: one "DESTINATION MODE SHA256" line each, in FILES order.
+files_sum=""
+for entry in "${FILES[@]}"; do
+  read -r src dst mode <<< "$entry"
+  [ -f "$FILES_DIR/$src" ] || die "$FILES_DIR/$src is missing (it is installed as $dst)"
+  files_sum+="$dst $mode $(sha256sum < "$FILES_DIR/$src" | cut -d' ' -f1)"$'\n'
+done
+
+key=$(printf 'version=%s\nsuite=%s\nsize=%s\npackages=%s\nfiles=\n%s' "$SCRIPT_VERSION" "$SUITE" "$size" "$pkg_csv" \
+        "$files_sum" | sha256sum | cut -c1-16)
 if [ "$print_key" = 1 ]; then echo "$key"; exit 0; fi
 
 dest="$out/$key"
@@ -198,73 +221,18 @@ echo hsw-guest > "$r/etc/hostname"
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$r/etc/hosts"
 printf '/dev/vda\t/\text4\trw,relatime,errors=remount-ro\t0\t1\n' > "$r/etc/fstab"
 
-# ifupdown reads the files cloud-init writes to interfaces.d (its ENI renderer).
+# The configuration files, from packer/files/ (see FILES). ifupdown reads what cloud-init's ENI renderer writes to
+# interfaces.d; munge: no shared key in the image, and the unit waits for the one Ansible installs.
 mkdir -p "$r/etc/network/interfaces.d"
-cat > "$r/etc/network/interfaces" <<'EOF'
-# Loopback only; eth0 comes from cloud-init (its fallback is DHCP on the first NIC, or the seed's network-config).
-auto lo
-iface lo inet loopback
-
-source /etc/network/interfaces.d/*
-EOF
-
-mkdir -p "$r/etc/cloud/cloud.cfg.d"
-cat > "$r/etc/cloud/cloud.cfg.d/90-hsw.cfg" <<'EOF'
-# hsw guest image defaults (scripts/build-image.sh)
-datasource_list: [ NoCloud, None ]
-disable_root: true
-ssh_pwauth: false
-ssh_deletekeys: true
-ssh_genkeytypes: [ rsa, ecdsa, ed25519 ]
-growpart:
-  mode: "off"
-resize_rootfs: true
-# No locales are installed (C.UTF-8 is built in); any other locale makes cc_locale fail.
-locale: C.UTF-8
-system_info:
-  default_user:
-    name: hsw
-    gecos: hsw
-    groups: [ sudo ]
-    sudo: [ "ALL=(ALL) NOPASSWD:ALL" ]
-    shell: /bin/bash
-    lock_passwd: true
-  network:
-    renderers: [ eni ]
-EOF
-
-mkdir -p "$r/etc/ssh/sshd_config.d"
-cat > "$r/etc/ssh/sshd_config.d/10-hsw.conf" <<'EOF'
-# Keys only.
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-EOF
-rm -f "$r"/etc/ssh/ssh_host_*
-
-# Host keys: cloud-init makes them; this makes any that are still missing before sshd starts.
-cat > "$r/etc/systemd/system/hsw-ssh-hostkeys.service" <<'EOF'
-[Unit]
-Description=Generate missing SSH host keys
-After=cloud-init.service
-Before=ssh.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
-
-[Install]
-WantedBy=multi-user.target
-EOF
+for entry in "${FILES[@]}"; do
+  read -r src dst mode <<< "$entry"
+  case "$dst" in /etc/systemd/system/munge.service.d/*) [ -d "$r/etc/munge" ] || continue ;; esac
+  install -D -m "$mode" "$FILES_DIR/$src" "$r$dst"
+done
+rm -f "$r"/etc/ssh/ssh_host_* "$r/etc/munge/munge.key"
+# Host keys: cloud-init makes them; hsw-ssh-hostkeys.service makes any that are still missing before sshd starts.
 mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
 ln -sf /etc/systemd/system/hsw-ssh-hostkeys.service "$r/etc/systemd/system/multi-user.target.wants/"
-
-# munge: no shared key in the image.
-if [ -d "$r/etc/munge" ]; then
-  rm -f "$r/etc/munge/munge.key"
-  mkdir -p "$r/etc/systemd/system/munge.service.d"
-  printf '[Unit]\nConditionPathExists=/etc/munge/munge.key\n' > "$r/etc/systemd/system/munge.service.d/10-hsw.conf"
-fi
 
 # root: no password at all (locked).
 usermod --root "$r" --password '*' root

@@ -1,7 +1,8 @@
-//! The Packer image templates (`packer/`), checked offline by `packer/check.sh`: `packer validate` (full, not
-//! `-syntax-only`, in an empty network namespace when possible) and `packer fmt -check` of both templates,
-//! `debconf-set-selections -c` on both preseeds, the preseeds' `pkgsel/include` and the templates'
-//! `local.packages` against `packer/packages/*.list`, and the variables' validation blocks.
+//! The Packer image template (`packer/base.pkr.hcl`, one per role through `-var role=hpc|cloud`), checked
+//! offline by `packer/check.sh`: `packer validate` (full, not `-syntax-only`, in an empty network namespace when
+//! possible) for each role and `packer fmt -check`, `debconf-set-selections -c` on both preseeds, the preseeds'
+//! `pkgsel/include` and the template's `local.packages` for each role against `packer/packages/*.list`, what the
+//! role picks, and the variables' validation blocks (the role among them).
 //! Skipped when `packer` is not installed (or is 1.10+, which needs the qemu plugin), unless
 //! `HSW_REQUIRE_PACKER=1`, which makes that a failure.
 
@@ -42,7 +43,7 @@ fn usable() -> bool {
     let reason = match packer_version() {
         Ok((1, minor)) if minor < 10 => return true,
         Ok((major, minor)) => format!(
-            "packer {major}.{minor} needs `packer plugins install github.com/hashicorp/qemu`; the templates target 1.6.6"
+            "packer {major}.{minor} needs `packer plugins install github.com/hashicorp/qemu`; the template targets 1.6.6"
         ),
         Err(e) => e,
     };
@@ -70,14 +71,18 @@ fn packer_check_script_passes() {
     );
     for want in [
         "ok   packer fmt -check .",
-        "ok   packer validate hpc-base.pkr.hcl",
-        "ok   packer validate cloud-base.pkr.hcl",
+        "ok   packer validate -var role=hpc base.pkr.hcl",
+        "ok   packer validate -var role=cloud base.pkr.hcl",
         "ok   debconf-set-selections -c http/preseed-hpc.cfg",
         "ok   debconf-set-selections -c http/preseed-cloud.cfg",
         "ok   http/preseed-hpc.cfg: pkgsel/include = packages/{common,hpc}.list",
         "ok   http/preseed-cloud.cfg: pkgsel/include = packages/{common,cloud}.list",
-        "ok   hpc-base.pkr.hcl: local.packages = packages/list.sh hpc",
-        "ok   cloud-base.pkr.hcl: local.packages = packages/list.sh cloud",
+        "ok   base.pkr.hcl -var role=hpc: local.packages = packages/list.sh hpc",
+        "ok   base.pkr.hcl -var role=cloud: local.packages = packages/list.sh cloud",
+        "ok   base.pkr.hcl -var role=hpc: builds output/hpc-base/hpc-base.qcow2 with http/preseed-hpc.cfg and provision/40-hpc.sh",
+        "ok   base.pkr.hcl -var role=cloud: builds output/cloud-base/cloud-base.qcow2 with http/preseed-cloud.cfg and provision/40-cloud.sh",
+        "ok   packer validate refuses no role, role=gpu,",
+        "ok   files/: ",
         "packer/check.sh: all checks passed",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
@@ -144,5 +149,93 @@ fn package_lists_hold_the_required_packages() {
     assert_eq!(
         String::from_utf8(csv.stdout).unwrap().trim_end(),
         hpc.join(",")
+    );
+}
+
+/// `scripts/build-image.sh` installs its configuration files from `packer/files/` (one copy of each), and its
+/// cache key follows them: changing a file's content or its mode in the script's `FILES` table gives another
+/// key, as a package list change does. Run on a copy of the script, the lists and the files.
+#[test]
+fn build_image_cache_key_follows_the_installed_files() {
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    for dir in ["scripts", "packer/packages", "packer/files"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let copy_dir = |dir: &str| {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, root.join(dir).join(path.file_name().unwrap())).unwrap();
+        }
+    };
+    copy_dir("packer/packages");
+    copy_dir("packer/files");
+    let script = root.join("scripts/build-image.sh");
+    std::fs::copy(repo().join("scripts/build-image.sh"), &script).unwrap();
+    let key = || -> String {
+        let o = Command::new("bash")
+            .arg(&script)
+            .args(["--role", "hpc", "--print-key"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    };
+
+    let original = key();
+    let source = std::fs::read_to_string(&script).unwrap();
+    let installs: Vec<&str> = source
+        .lines()
+        .skip_while(|l| *l != "FILES=(")
+        .skip(1)
+        .take_while(|l| *l != ")")
+        .collect();
+    assert!(
+        installs
+            .iter()
+            .any(|l| l.contains("\"sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0644\"")),
+        "build-image.sh does not install packer/files/sshd-10-hsw.conf: {installs:?}"
+    );
+    assert!(
+        !source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .any(|l| l.contains("PasswordAuthentication") || l.contains("datasource_list")),
+        "build-image.sh writes an sshd or cloud-init setting itself instead of installing packer/files/"
+    );
+
+    let sshd = root.join("packer/files/sshd-10-hsw.conf");
+    let text = std::fs::read_to_string(&sshd).unwrap();
+    std::fs::write(&sshd, format!("{text}X11Forwarding yes\n")).unwrap();
+    let edited = key();
+    assert_ne!(edited, original, "a changed file must change the key");
+    std::fs::write(&sshd, &text).unwrap();
+    assert_eq!(key(), original, "the key depends on the content only");
+
+    std::fs::write(
+        &script,
+        source.replace(
+            "\"sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0644\"",
+            "\"sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0600\"",
+        ),
+    )
+    .unwrap();
+    assert_ne!(key(), original, "a changed mode must change the key");
+
+    std::fs::write(&script, &source).unwrap();
+    std::fs::remove_file(&sshd).unwrap();
+    let o = Command::new("bash")
+        .arg(&script)
+        .arg("--print-key")
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a missing packer/files/ file must fail"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sshd-10-hsw.conf is missing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }

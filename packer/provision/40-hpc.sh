@@ -2,11 +2,11 @@
 # HPC role: Munge without a key (one per cluster, installed by hsw's Ansible role), Slurm daemons that wait
 # for their configuration.
 set -euo pipefail
+f=${HSW_FILES:?}
 
 # Debian's munge package made a key at install time; every clone of this image would share it.
 rm -f /etc/munge/munge.key
-mkdir -p /etc/systemd/system/munge.service.d
-printf '[Unit]\nConditionPathExists=/etc/munge/munge.key\n' > /etc/systemd/system/munge.service.d/10-hsw.conf
+install -D -m 0644 "$f/munge-10-hsw.conf" /etc/systemd/system/munge.service.d/10-hsw.conf
 
 # Slurm: Debian's units start only once /etc/slurm/slurm.conf exists; Ansible enables the right daemon per host.
 for unit in slurmd slurmctld; do

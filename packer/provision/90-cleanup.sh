@@ -15,13 +15,8 @@ systemctl enable hsw-ssh-hostkeys.service
 
 # cloud-init: NoCloud seed from hsw, default user hsw (keys only), network from the seed or DHCP on eth0.
 install -m 0644 "$f/cloud-init-90-hsw.cfg" /etc/cloud/cloud.cfg.d/90-hsw.cfg
-cat > /etc/network/interfaces <<'ENI'
-# Loopback only; eth0 comes from cloud-init (its fallback is DHCP on the first NIC, or the seed's network-config).
-auto lo
-iface lo inet loopback
-
-source /etc/network/interfaces.d/*
-ENI
+# ifupdown: loopback only, eth0 from cloud-init (its ENI renderer writes interfaces.d).
+install -m 0644 "$f/network-interfaces" /etc/network/interfaces
 mkdir -p /etc/network/interfaces.d
 # Same NIC names as the images of scripts/build-image.sh (eth0), and a serial console.
 sed -i -E 's/^GRUB_CMDLINE_LINUX=.*/GRUB_CMDLINE_LINUX="net.ifnames=0 console=tty0 console=ttyS0,115200n8"/' /etc/default/grub

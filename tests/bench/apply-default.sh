@@ -23,68 +23,59 @@
 #
 # Usage: tests/bench/apply-default.sh [RUNS]     (default 3 rounds; medians reported)
 # Needs root and `scripts/install-deps.sh full` (what tests/e2e/up.sh needs). Every packet stays in the netns.
-set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh" apply-default
 runs=${1:-3}
-name=hsw-apply-bench
+sandbox_name=hsw-apply-bench
 work=/var/tmp/hsw-apply-bench
 state="$work/state"
-sandbox() { "$root/scripts/sandbox.sh" --name "$name" "$@"; }
-say() { printf 'apply-default: %s\n' "$*" >&2; }
-die() { say "FAILED: $*"; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "run as root (network namespaces, libvirtd)"
-[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number, not '$runs'"
-for tool in virsh jq qemu-img genisoimage terraform; do
-  command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing: run scripts/install-deps.sh full"
-done
+require_root
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || fail "RUNS must be a positive number, not '$runs'"
+require_tools virsh jq qemu-img genisoimage terraform
 
 say "building hsw-cli and terraform-provider-hsw (release)"
-(cd "$root" && cargo build --release --locked -p hsw-cli -p terraform-provider-hsw) >&2
-target_dir=$(cd "$root" && cargo metadata --no-deps --format-version 1 | jq -r .target_directory)
-cli="$target_dir/release/hsw-cli"
-export HSW_PROVIDER_BIN="$target_dir/release/terraform-provider-hsw"
+cargo_build release -p hsw-cli -p terraform-provider-hsw
+cli="$bin_dir/hsw-cli"
+export HSW_PROVIDER_BIN="$bin_dir/terraform-provider-hsw"
 
 cleanup() {
   set +e
-  "$cli" down --sandbox-name "$name" --state-dir "$state" >/dev/null 2>&1
+  "$cli" down --sandbox-name "$sandbox_name" --state-dir "$state" >/dev/null 2>&1
   sandbox stop >/dev/null 2>&1
 }
-trap cleanup EXIT
+on_exit cleanup
 cleanup
 rm -rf --one-file-system "$work"
 mkdir -p "$work/rec"
 
 say "hsw-cli up (once, to make images, keys, the root module and terraform init; log $work/up.log)"
-"$cli" up --sandbox-name "$name" --state-dir "$state" --no-verify >"$work/up.log" 2>&1 \
-  || { tail -30 "$work/up.log" >&2; die "hsw-cli up failed (log $work/up.log)"; }
+"$cli" up --sandbox-name "$sandbox_name" --state-dir "$state" --no-verify >"$work/up.log" 2>&1 \
+  || { tail -30 "$work/up.log" >&2; fail "hsw-cli up failed (log $work/up.log)"; }
 
 uri=$(sandbox env URI)
 in_sb() { sandbox exec -- "$@"; }
 vsh() { in_sb virsh -q -c "$uri" "$@"; }
-tf() {
-  in_sb env TF_CLI_CONFIG_FILE="$state/terraformrc" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0 \
-    terraform -chdir="$state/terraform" "$@"
-}
+tf() { sandbox_terraform "$state/terraformrc" terraform -chdir="$state/terraform" "$@"; }
 
 # 2. Record what Terraform made.
 mapfile -t nets < <(vsh net-list --all --name | sed '/^$/d')
 mapfile -t doms < <(vsh list --all --name | sed '/^$/d')
-{ [ ${#nets[@]} -gt 0 ] && [ ${#doms[@]} -gt 0 ]; } || die "hsw-cli up left no networks or domains to measure"
+{ [ ${#nets[@]} -gt 0 ] && [ ${#doms[@]} -gt 0 ]; } || fail "hsw-cli up left no networks or domains to measure"
 say "recording ${#nets[@]} networks (${nets[*]}) and ${#doms[@]} domains (${doms[*]})"
 for n in "${nets[@]}"; do vsh net-dumpxml --inactive "$n" >"$work/rec/net-$n.xml"; done
 for d in "${doms[@]}"; do
   vsh dumpxml --inactive "$d" >"$work/rec/dom-$d.xml"
   mac=$(grep -o "<mac address='[^']*'" "$work/rec/dom-$d.xml" | head -1 | cut -d"'" -f2)
-  [ -n "$mac" ] || die "domain $d has no MAC in its XML"
+  [ -n "$mac" ] || fail "domain $d has no MAC in its XML"
   # The VM directory: where its root overlay is.
   disk=$(grep -o "<source file='[^']*root.qcow2'" "$work/rec/dom-$d.xml" | head -1 | cut -d"'" -f2)
-  [ -n "$disk" ] || die "domain $d has no root.qcow2 disk"
+  [ -n "$disk" ] || fail "domain $d has no root.qcow2 disk"
   info=$(in_sb qemu-img info -U --output=json "$disk")
   base=$(jq -r '."full-backing-filename" // ."backing-filename"' <<<"$info")
   size=$(jq -r '."virtual-size"' <<<"$info")
   vmdir=$(dirname "$disk")
-  in_sb test -d "$vmdir/cidata" || die "domain $d has no seed directory $vmdir/cidata"
+  in_sb test -d "$vmdir/cidata" || fail "domain $d has no seed directory $vmdir/cidata"
   mkdir -p "$work/rec/seed-$d"
   in_sb tar -C "$vmdir/cidata" -cf - . | tar -C "$work/rec/seed-$d" -xf -
   printf '%s %s %s %s %s\n' "$d" "$mac" "$vmdir" "$base" "$size" >>"$work/rec/vms"
@@ -136,11 +127,11 @@ nothing_left() {  # nothing_left WHAT: no domain, network or VM directory remain
   local left
   left="$(vsh list --all --name)$(vsh net-list --all --name)"
   while read -r _ _ dir _; do in_sb test ! -e "$dir" || left+=" $dir"; done <"$work/rec/vms"
-  [ -z "$(tr -d '[:space:]' <<<"$left")" ] || die "after $1, still there: $left"
+  [ -z "$(tr -d '[:space:]' <<<"$left")" ] || fail "after $1, still there: $left"
 }
 
 say "terraform destroy (the recorded cluster)"
-tf destroy -auto-approve -no-color -input=false >"$work/destroy-0.log" 2>&1 || die "terraform destroy failed ($work/destroy-0.log)"
+tf destroy -auto-approve -no-color -input=false >"$work/destroy-0.log" 2>&1 || fail "terraform destroy failed ($work/destroy-0.log)"
 nothing_left "terraform destroy"
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -148,14 +139,14 @@ tf_times=() plain_times=()
 for r in $(seq "$runs"); do
   say "round $r/$runs: terraform apply"
   t0=$(ms)
-  tf apply -auto-approve -no-color -input=false >"$work/apply-$r.log" 2>&1 || die "terraform apply failed ($work/apply-$r.log)"
+  tf apply -auto-approve -no-color -input=false >"$work/apply-$r.log" 2>&1 || fail "terraform apply failed ($work/apply-$r.log)"
   tf_times+=($(( $(ms) - t0 )))
-  tf destroy -auto-approve -no-color -input=false >"$work/destroy-$r.log" 2>&1 || die "terraform destroy failed ($work/destroy-$r.log)"
+  tf destroy -auto-approve -no-color -input=false >"$work/destroy-$r.log" 2>&1 || fail "terraform destroy failed ($work/destroy-$r.log)"
   nothing_left "terraform destroy"
 
   say "round $r/$runs: the plain script"
   t0=$(ms)
-  in_sb bash "$work/plain.sh" "$uri" "$work/rec" >"$work/plain-$r.log" 2>&1 || die "the plain script failed ($work/plain-$r.log)"
+  in_sb bash "$work/plain.sh" "$uri" "$work/rec" >"$work/plain-$r.log" 2>&1 || fail "the plain script failed ($work/plain-$r.log)"
   plain_times+=($(( $(ms) - t0 )))
   in_sb bash "$work/plain-down.sh" "$uri" "$work/rec" >"$work/plain-down-$r.log" 2>&1
   nothing_left "the plain script's teardown"

@@ -7,29 +7,27 @@
 # Everything runs inside a sandbox network namespace (scripts/sandbox.sh, name hsw-bench); the VMs are
 # defined but never started, from an empty qcow2 base, so no guest boots.
 # Usage: tests/bench/plan-200.sh [RUNS]      (default 5 plans each; needs terraform >= 1.4 on PATH)
-set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh" plan-200
 runs=${1:-5}
 n=200
-name=hsw-bench
-sandbox() { "$root/scripts/sandbox.sh" --name "$name" "$@"; }
+sandbox_name=hsw-bench
 
-tf_bin=$(command -v terraform) || { echo "plan-200: no terraform on PATH" >&2; exit 2; }
-(cd "$root" && cargo build --release --locked -p terraform-provider-hsw --bin terraform-provider-hsw) >&2
-target_dir=$(cd "$root" && cargo metadata --no-deps --format-version 1 | jq -r .target_directory)
-provider_bin="$target_dir/release/terraform-provider-hsw"
+tf_bin=$(find_terraform) || { echo "plan-200: no terraform on PATH (or HSW_TERRAFORM)" >&2; exit 2; }
+require_root
+require_tools jq qemu-img cargo
+cargo_build release -p terraform-provider-hsw --bin terraform-provider-hsw
+provider_bin="$bin_dir/terraform-provider-hsw"
 
 work=$(mktemp -d /var/tmp/hsw-bench.XXXXXX)
 cleanup() { set +e; sandbox stop >/dev/null 2>&1; rm -rf --one-file-system "$work"; }
-trap cleanup EXIT
+on_exit cleanup
 sandbox stop >/dev/null 2>&1 || true
 uri=$(sandbox start)
 pool=$(sandbox env POOL_DIR)
 
-plat="$work/mirror/registry.terraform.io/hyperscaler/hsw/0.1.0/linux_amd64"
-mkdir -p "$plat" "$work/hsw" "$work/data" "$pool/images"
-cp "$provider_bin" "$plat/terraform-provider-hsw"
-printf 'provider_installation {\n  filesystem_mirror {\n    path    = "%s"\n    include = ["hyperscaler/hsw"]\n  }\n  direct {\n    exclude = ["hyperscaler/hsw"]\n  }\n}\n' "$work/mirror" > "$work/cli.tfrc"
+provider_mirror "$work" "$provider_bin"
+mkdir -p "$work/hsw" "$work/data" "$pool/images"
 qemu-img create -q -f qcow2 "$pool/images/empty.qcow2" 1G
 
 cat > "$work/hsw/main.tf" <<HCL
@@ -59,7 +57,7 @@ resource "terraform_data" "d" {
 }
 HCL
 
-tf() { sandbox exec -- env TF_CLI_CONFIG_FILE="$work/cli.tfrc" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0 "$tf_bin" "$@"; }
+tf() { sandbox_terraform "$work/cli.tfrc" "$tf_bin" "$@"; }
 for d in hsw data; do
   tf -chdir="$work/$d" init -no-color >/dev/null
   echo "plan-200: applying $n resources ($d)" >&2
@@ -90,7 +88,7 @@ mkdir -p "$work/wrap"
 cat > "$work/wrap/terraform-provider-hsw" <<SH
 #!/usr/bin/env bash
 TIMEFORMAT='%U %S'
-{ time "$plat/terraform-provider-hsw" "\$@" 2>&3; } 3>&2 2>>"$work/provider-cpu"
+{ time "$mirror_bin" "\$@" 2>&3; } 3>&2 2>>"$work/provider-cpu"
 SH
 chmod +x "$work/wrap/terraform-provider-hsw"
 printf 'provider_installation {\n  dev_overrides {\n    "hyperscaler/hsw" = "%s"\n  }\n  direct {}\n}\n' "$work/wrap" > "$work/dev.tfrc"

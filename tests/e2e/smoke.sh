@@ -12,9 +12,9 @@
 # Environment: HSW_E2E_SANDBOX (sandbox name, default hsw-e2e-smoke), HSW_IMAGE_DIR (image cache),
 #   HSW_E2E_BOOT_TIMEOUT (seconds to wait for the lease and for ssh, default 240).
 # Needs root and `scripts/install-deps.sh full`. All guest traffic stays inside the sandbox's netns.
-set -euo pipefail
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh" smoke
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
 sandbox_name="${HSW_E2E_SANDBOX:-hsw-e2e-smoke}"
 boot_timeout="${HSW_E2E_BOOT_TIMEOUT:-240}"
 keep=0
@@ -22,34 +22,26 @@ netconfig=mac
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    --netconfig) [ $# -ge 2 ] || { echo "smoke: --netconfig needs mac|none" >&2; exit 2; }; netconfig=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "smoke: unknown argument '$1'" >&2; exit 2 ;;
+    --netconfig) [ $# -ge 2 ] || usage_error "--netconfig needs mac|none"; netconfig=$2; shift 2 ;;
+    -h|--help) show_help 15; exit 0 ;;
+    *) usage_error "unknown argument '$1'" ;;
   esac
 done
-case "$netconfig" in mac|none) ;; *) echo "smoke: --netconfig must be mac or none" >&2; exit 2 ;; esac
-[[ "$boot_timeout" =~ ^[0-9]+$ ]] || { echo "smoke: HSW_E2E_BOOT_TIMEOUT must be a number" >&2; exit 2; }
+case "$netconfig" in mac|none) ;; *) usage_error "--netconfig must be mac or none" ;; esac
+[[ "$boot_timeout" =~ ^[0-9]+$ ]] || usage_error "HSW_E2E_BOOT_TIMEOUT must be a number"
 
-sandbox() { "$root/scripts/sandbox.sh" --name "$sandbox_name" "$@"; }
-step() { printf '\n==> [smoke %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-info() { printf '    %s\n' "$*" >&2; }
-fail() { printf 'smoke: FAILED: %s\n' "$*" >&2; exit 1; }
-
-[ "$(id -u)" -eq 0 ] || fail "run as root (network namespaces, libvirtd)"
-for tool in virsh qemu-img cloud-localds ssh ssh-keygen ip; do
-  command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is missing: run scripts/install-deps.sh full"
-done
+require_root
+require_tools virsh qemu-img cloud-localds ssh ssh-keygen ip
 
 net=hswe2e
 bridge=hswe2e0
 dom=hsw-smoke
 mac=52:54:00:e2:e0:01
 guest_hostname=hsw-smoke-guest
-t_all=$(date +%s)
 
 started=0
 work=""
-on_exit() {
+cleanup() {
   local rc=$?
   if [ "$rc" -ne 0 ] && [ "$started" = 1 ]; then
     echo "--- smoke failed (exit $rc); diagnostics:" >&2
@@ -66,17 +58,12 @@ on_exit() {
   fi
   exit "$rc"
 }
-trap on_exit EXIT
-trap 'exit 130' INT TERM
+on_exit cleanup
 
 step "image (built once, then cached)"
 t0=$(date +%s)
-image_out=$("$root/scripts/build-image.sh")
-base=$(sed -n 's/^base=//p' <<< "$image_out")
-kernel=$(sed -n 's/^kernel=//p' <<< "$image_out")
-initrd=$(sed -n 's/^initrd=//p' <<< "$image_out")
-{ [ -f "$base" ] && [ -f "$kernel" ] && [ -f "$initrd" ]; } || fail "build-image.sh did not print the image paths"
-info "image ready in $(( $(date +%s) - t0 )) s: $base"
+build_image --role hpc
+info "image ready in $(( $(date +%s) - t0 )) s: $img_base"
 
 step "sandbox '$sandbox_name'"
 sandbox stop >/dev/null 2>&1 || true   # whatever a crashed earlier run left
@@ -107,7 +94,7 @@ v net-define "$work/net.xml" >/dev/null
 v net-start "$net" >/dev/null
 
 step "guest disk and NoCloud seed"
-qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$work/root.qcow2"
+qemu-img create -q -f qcow2 -F qcow2 -b "$img_base" "$work/root.qcow2"
 cat > "$work/user-data" <<EOF
 #cloud-config
 hostname: $guest_hostname
@@ -138,8 +125,8 @@ cat > "$work/domain.xml" <<EOF
   <vcpu>2</vcpu>
   <os>
     <type arch='x86_64'>hvm</type>
-    <kernel>$kernel</kernel>
-    <initrd>$initrd</initrd>
+    <kernel>$img_kernel</kernel>
+    <initrd>$img_initrd</initrd>
     <cmdline>root=/dev/vda rw console=ttyS0 net.ifnames=0</cmdline>
   </os>
   <features><acpi/><apic/></features>

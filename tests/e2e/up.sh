@@ -33,42 +33,35 @@
 #   down                      exits 0; no domain, network or VM disk after destroy; no netns, libvirtd or
 #                             sandbox directory after it
 # Needs root and `scripts/install-deps.sh full`. Every packet stays inside the sandbox's netns.
-set -euo pipefail
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh" up.sh
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-name="${HSW_UP_E2E_SANDBOX:-hsw-up-e2e}"
+sandbox_name="${HSW_UP_E2E_SANDBOX:-hsw-up-e2e}"
 keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "up.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    -h|--help) show_help 37; exit 0 ;;
+    *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
-[ "$name" != hsw-e2e ] || { echo "up.sh: the sandbox hsw-e2e belongs to tests/e2e/run.sh" >&2; exit 2; }
+[ "$sandbox_name" != hsw-e2e ] || usage_error "the sandbox hsw-e2e belongs to tests/e2e/run.sh"
 
-t_all=$(date +%s)
-step() { printf '\n==> [up.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-info() { printf '    %s\n' "$*" >&2; }
-fail() { printf 'up.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 timings=()
 timed() {  # timed LABEL SECONDS
   timings+=("$(printf '%-22s %4d s' "$1" "$2")")
 }
 
-[ "$(id -u)" -eq 0 ] || fail "run as root (network namespaces, libvirtd)"
-for tool in virsh jq ssh ip cargo python3; do
-  command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is missing: run scripts/install-deps.sh full"
-done
+require_root
+require_tools virsh jq ssh ip cargo python3
 
 step "build hsw-cli and terraform-provider-hsw"
 t0=$(date +%s)
 cli="${HSW_CLI_BIN:-}"
 if [ -z "$cli" ]; then
-  (cd "$root" && cargo build --locked -p hsw-cli -p terraform-provider-hsw) >&2
-  target_dir=$(cd "$root" && cargo metadata --no-deps --format-version 1 | jq -r .target_directory)
-  cli="$target_dir/debug/hsw-cli"
-  export HSW_PROVIDER_BIN="$target_dir/debug/terraform-provider-hsw"
+  cargo_build debug -p hsw-cli -p terraform-provider-hsw
+  cli="$bin_dir/hsw-cli"
+  export HSW_PROVIDER_BIN="$bin_dir/terraform-provider-hsw"
 fi
 [ -x "$cli" ] || fail "no hsw-cli at $cli"
 timed build $(( $(date +%s) - t0 ))
@@ -79,28 +72,27 @@ state="$work/state"
 config="$work/cluster.yaml"
 sed 's/^\(      bridge: hswbr-.*\)$/\1\n      mode: route/' "$root/examples/minimal-dev.yaml" > "$config"
 [ "$(grep -c '^      mode: route$' "$config")" = 2 ] || fail "could not set both networks of minimal-dev.yaml to route mode"
-hsw() { (cd "$root" && "$cli" "$@" --config "$config" --sandbox-name "$name" --state-dir "$state"); }
+hsw() { (cd "$root" && "$cli" "$@" --config "$config" --sandbox-name "$sandbox_name" --state-dir "$state"); }
 
-on_exit() {
+cleanup() {
   local rc=$?
   set +e
   if [ "$rc" -ne 0 ] && [ "$keep" = 1 ]; then
-    echo "up.sh: --keep: sandbox '$name' and $work left; remove with:" \
-         "$cli down --config $config --sandbox-name $name --state-dir $state; rm -rf $work" >&2
+    echo "up.sh: --keep: sandbox '$sandbox_name' and $work left; remove with:" \
+         "$cli down --config $config --sandbox-name $sandbox_name --state-dir $state; rm -rf $work" >&2
   else
-    if [ -e "/run/netns/$name" ] || [ -e "/var/lib/hsw-sandbox/$name" ]; then
-      (cd "$root" && "$cli" down --config "$config" --sandbox-name "$name" --state-dir "$state") >/dev/null 2>&1 \
-        || "$root/scripts/sandbox.sh" --name "$name" stop
+    if [ -e "/run/netns/$sandbox_name" ] || [ -e "/var/lib/hsw-sandbox/$sandbox_name" ]; then
+      (cd "$root" && "$cli" down --config "$config" --sandbox-name "$sandbox_name" --state-dir "$state") >/dev/null 2>&1 \
+        || sandbox stop
     fi
     rm -rf --one-file-system "$work"
   fi
   exit "$rc"
 }
-trap on_exit EXIT
-trap 'exit 130' INT TERM
+on_exit cleanup
 
-step "clean state: sandbox '$name' stopped, fresh state directory $state"
-"$root/scripts/sandbox.sh" --name "$name" stop >/dev/null 2>&1 || true
+step "clean state: sandbox '$sandbox_name' stopped, fresh state directory $state"
+sandbox stop >/dev/null 2>&1 || true
 
 # --- first up ---
 step "hsw-cli up (first run: boots 5 VMs, runs the HPC playbook)"
@@ -116,7 +108,7 @@ key_hpc="$state/ssh/hpc/id_ed25519"
 key_cloud="$state/ssh/cloud/id_ed25519"
 ns_ssh() {  # ns_ssh KEY IP CMD...: ssh from inside the sandbox's netns
   local key=$1 ip=$2; shift 2
-  ip netns exec "$name" ssh -n -i "$key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+  ip netns exec "$sandbox_name" ssh -n -i "$key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
     -o ConnectTimeout=10 -o LogLevel=ERROR "hsw@$ip" -- "$@"
 }
 
@@ -196,7 +188,7 @@ tcp_probe "$key_hpc" "$c1_ip" "$gw_ip" 22 \
 info "${computes[0]} -> $gw_name:22 connects (no policy yet)"
 
 platform() {  # platform LOG: hsw-cli ansible platform --offline inside the sandbox, output kept in LOG
-  (cd "$root" && "$root/scripts/sandbox.sh" --name "$name" exec -- env ANSIBLE_PIPELINING=True ANSIBLE_TIMEOUT=60 \
+  (cd "$root" && sandbox exec -- env ANSIBLE_PIPELINING=True ANSIBLE_TIMEOUT=60 \
      ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_NOCOLOR=1 PYTHONUNBUFFERED=1 \
      "$cli" ansible platform --offline --config "$config" --tf-output "$tfout" --state-dir "$state") 2>&1 \
     | tee "$1" >&2
@@ -292,7 +284,7 @@ chmod 0755 "$askpass"
 while IFS=$'\t' read -r cluster vm ip; do
   key=$key_hpc; [ "$cluster" = cloud ] && key=$key_cloud
   rc=0
-  err=$(ip netns exec "$name" env SSH_ASKPASS="$askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=:0 \
+  err=$(ip netns exec "$sandbox_name" env SSH_ASKPASS="$askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=:0 \
         ssh -n -o BatchMode=no -o PreferredAuthentications=password,keyboard-interactive -o PubkeyAuthentication=no \
         -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o NumberOfPasswordPrompts=1 \
         "hsw@$ip" true 2>&1) || rc=$?
@@ -321,12 +313,12 @@ step "hsw-cli down: nothing may be left"
 t0=$(date +%s)
 hsw down 2>&1 | tee "$work/down.log" >&2 || fail "hsw-cli down failed"
 grep -q "after destroy: no domain, network or VM disk" "$work/down.log" || fail "down left libvirt objects"
-[ ! -e "/run/netns/$name" ] || fail "netns $name is still there"
-! ip netns list | awk '{print $1}' | grep -qx "$name" || fail "ip netns lists $name"
-for d in "/run/hsw-sandbox/$name" "/var/lib/hsw-sandbox/$name"; do
+[ ! -e "/run/netns/$sandbox_name" ] || fail "netns $sandbox_name is still there"
+! ip netns list | awk '{print $1}' | grep -qx "$sandbox_name" || fail "ip netns lists $sandbox_name"
+for d in "/run/hsw-sandbox/$sandbox_name" "/var/lib/hsw-sandbox/$sandbox_name"; do
   [ ! -e "$d" ] || fail "$d is still there"
 done
-rc=0; "$root/scripts/sandbox.sh" --name "$name" status >/dev/null || rc=$?
+rc=0; sandbox status >/dev/null || rc=$?
 [ "$rc" = 3 ] || fail "scripts/sandbox.sh status says something is left (exit $rc)"
 info "nothing left: no domain, network, VM disk, netns, libvirtd or sandbox directory"
 timed down $(( $(date +%s) - t0 ))

@@ -1,13 +1,26 @@
-# hsw cloud base image: Debian 12 from the netinst ISO, with containerd, runc, the Kubernetes prerequisites
-# (overlay + br_netfilter, bridge/forwarding sysctls, no swap), the security baseline and the node exporter.
-# kubelet/kubeadm are not in Debian 12: the cluster tooling installs them. See README.md.
+# hsw base images, one per role: Debian 12 from the netinst ISO, with the security baseline and the node
+# exporter, and per role (var.role, see README.md):
+#   hpc    Munge, Slurm 22.05 (slurmd, slurmctld, client), Open MPI, the NFS client
+#   cloud  containerd, runc, the Kubernetes prerequisites (overlay + br_netfilter, bridge/forwarding sysctls,
+#          no swap); kubelet/kubeadm are not in Debian 12: the cluster tooling installs them
+# The role picks the package list (packages/ROLE.list), the preseed (http/preseed-ROLE.cfg) and the role's
+# provisioner (provision/40-ROLE.sh); everything else is shared.
 #
-#   cd packer && packer build -var accelerator=kvm cloud-base.pkr.hcl
+#   cd packer && packer build -var role=hpc -var accelerator=kvm base.pkr.hcl
 #
 # Packer 1.6.6 (Debian 12): the qemu builder is built in; no `packer init`, no required_plugins.
 
 packer {
   required_version = ">= 1.6.6"
+}
+
+variable "role" {
+  type        = string
+  description = "The image's role: hpc or cloud (no default: say which image to build)."
+  validation {
+    condition     = contains(["hpc", "cloud"], var.role)
+    error_message = "The role must be hpc or cloud."
+  }
 }
 
 variable "iso_url" {
@@ -82,10 +95,10 @@ variable "headless" {
 
 variable "hostname" {
   type        = string
-  default     = "cloud-base"
-  description = "Host name during the build (cloud-init sets each VM's own)."
+  default     = ""
+  description = "Host name during the build (cloud-init sets each VM's own); empty: ROLE-base."
   validation {
-    condition     = var.hostname != "" && regex_replace(var.hostname, "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", "") == ""
+    condition     = var.hostname == "" || regex_replace(var.hostname, "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", "") == ""
     error_message = "The hostname must be one DNS label."
   }
 }
@@ -129,29 +142,31 @@ variable "ssh_timeout" {
 
 variable "output_directory" {
   type        = string
-  default     = "output/cloud-base"
-  description = "Where the qcow2, its checksum and the manifest are written (must not exist)."
+  default     = ""
+  description = "Where the qcow2, its checksum and the manifest are written (must not exist); empty: output/ROLE-base."
 }
 
 locals {
-  role    = "cloud"
-  vm_name = "cloud-base.qcow2"
-  # The package set: packages/common.list + packages/cloud.list, parsed like packages/list.sh does
+  name             = "${var.role}-base"
+  vm_name          = "${local.name}.qcow2"
+  hostname         = var.hostname != "" ? var.hostname : local.name
+  output_directory = var.output_directory != "" ? var.output_directory : "output/${local.name}"
+  # The package set: packages/common.list + packages/ROLE.list, parsed like packages/list.sh does
   # ('#' starts a comment, blank lines ignored, first occurrence kept). check.sh compares the two.
   # Packer 1.6.6's file() resolves a relative path against the template's directory, later versions against
   # the current one: try both.
   packages = distinct(compact(flatten([
-    for f in ["common", local.role] : [
+    for f in ["common", var.role] : [
       for l in split("\n", try(file("${path.root}/packages/${f}.list"), file("packages/${f}.list"))) :
       trimspace(split("#", l)[0])
     ]
   ])))
 }
 
-source "qemu" "cloud-base" {
+source "qemu" "base" {
   iso_url          = var.iso_url
   iso_checksum     = var.iso_checksum
-  output_directory = var.output_directory
+  output_directory = local.output_directory
   vm_name          = local.vm_name
   format           = "qcow2"
   disk_size        = var.disk_size
@@ -170,9 +185,9 @@ source "qemu" "cloud-base" {
   # the preseed file can be fetched (network) or that come from variables (mirror, build user).
   boot_command = [
     "<wait><esc><wait>",
-    "auto url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/preseed-cloud.cfg",
+    "auto url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/preseed-${var.role}.cfg",
     " auto=true priority=critical interface=auto",
-    " hostname=${var.hostname} domain=${var.domain}",
+    " hostname=${local.hostname} domain=${var.domain}",
     " mirror/http/hostname=${var.mirror_host} mirror/http/directory=${var.mirror_dir}",
     " passwd/username=${var.ssh_username}",
     " passwd/user-password=${var.build_password} passwd/user-password-again=${var.build_password}",
@@ -192,7 +207,7 @@ source "qemu" "cloud-base" {
 }
 
 build {
-  sources = ["source.qemu.cloud-base"]
+  sources = ["source.qemu.base"]
 
   provisioner "shell" {
     inline = ["mkdir -p /tmp/hsw-files"]
@@ -207,7 +222,7 @@ build {
     execute_command = "chmod +x '{{ .Path }}' && sudo env {{ .Vars }} '{{ .Path }}'"
     environment_vars = [
       "DEBIAN_FRONTEND=noninteractive",
-      "HSW_ROLE=${local.role}",
+      "HSW_ROLE=${var.role}",
       "HSW_PACKAGES=${join(" ", local.packages)}",
       "HSW_FILES=/tmp/hsw-files",
     ]
@@ -215,7 +230,7 @@ build {
       "${path.root}/provision/10-packages.sh",
       "${path.root}/provision/20-security.sh",
       "${path.root}/provision/30-monitoring.sh",
-      "${path.root}/provision/40-cloud.sh",
+      "${path.root}/provision/40-${var.role}.sh",
       "${path.root}/provision/90-cleanup.sh",
     ]
   }
@@ -223,15 +238,15 @@ build {
   # Next to the qcow2: packer's checksum file (sha256, `sha256sum -c` reads it), a manifest, and a check of both.
   post-processor "checksum" {
     checksum_types      = ["sha256"]
-    output              = "${var.output_directory}/${local.vm_name}.sha256"
+    output              = "${local.output_directory}/${local.vm_name}.sha256"
     keep_input_artifact = true
   }
 
   post-processor "manifest" {
-    output     = "${var.output_directory}/manifest.json"
+    output     = "${local.output_directory}/manifest.json"
     strip_path = true
     custom_data = {
-      role         = local.role
+      role         = var.role
       iso_url      = var.iso_url
       iso_checksum = var.iso_checksum
       accelerator  = var.accelerator
@@ -241,7 +256,7 @@ build {
 
   post-processor "shell-local" {
     inline = [
-      "cd '${var.output_directory}' && sha256sum -c '${local.vm_name}.sha256' && test -s manifest.json",
+      "cd '${local.output_directory}' && sha256sum -c '${local.vm_name}.sha256' && test -s manifest.json",
     ]
     keep_input_artifact = true
   }
