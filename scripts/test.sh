@@ -24,7 +24,7 @@ ansible/lint.sh --install
 step "unit, fixture and integration tests"
 cargo test --workspace --locked
 
-step "Packer templates and preseeds (validate offline, fmt, debconf)"
+step "Packer template (both roles) and preseeds (validate offline, fmt, debconf)"
 packer/check.sh
 
 step "end to end: the provider on real libvirt in a sandbox netns, Terraform 1.11 and 1.0"
