@@ -29,13 +29,7 @@ use std::process::Command;
 use support::repo;
 
 const ADDRESS: &str = "registry.terraform.io/hyperscaler/hsw";
-const MODULES: [&str; 5] = [
-    "network",
-    "vm-group",
-    "gpu-partition",
-    "hpc-cluster",
-    "cloud-cluster",
-];
+const MODULES: [&str; 4] = ["network", "vm-group", "gpu-partition", "cluster"];
 
 fn provider_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HSW_PROVIDER_BIN") {
