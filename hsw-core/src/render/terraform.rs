@@ -6,7 +6,9 @@
 //! - `providers.tf`: the provider's `uri`, `pool_dir` and `gpu_backend` from `host`;
 //! - `variables.tf`: `ssh_public_key_files`, the per-cluster public key files (defaults from [`Options`]);
 //! - `main.tf`: plain calls of the modules in `modules/`: `gpu-partition`, and `cluster` once per cluster
-//!   (`module "hpc"`, `module "cloud"`), its `roles` one per node group of the cluster;
+//!   (`module "hpc"`, `module "cloud"`), its `roles` one per node group of the cluster, so that a VM's address
+//!   in the state is `module.<cluster>.module.role["<role>"].hsw_vm.this[<n - 1>]` (`<role>` as in the
+//!   inventory, such as `control_plane`);
 //! - `outputs.tf`: the `hsw_inventory` output (below).
 //!
 //! Every file starts with [`HEADER_PREFIX`]`<config name> (sha256 <hex of the config text>); do not edit`.
