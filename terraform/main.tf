@@ -43,7 +43,7 @@ locals {
 }
 
 module "hpc" {
-  source = "../modules/hpc-cluster"
+  source = "../modules/cluster"
 
   name         = "hsw-dev"
   network_name = "hsw-dev-hpc-network"
@@ -62,28 +62,38 @@ module "hpc" {
 
   ssh_authorized_keys = concat([trimspace(file(var.ssh_public_key_files["hpc"]))], local.extra_ssh_keys)
 
-  controller_vcpu       = 1
-  controller_memory_mib = 1024
-  controller_disk_gib   = 8
-  controller_ip         = "192.168.100.10"
-
-  compute_count      = 2
-  compute_vcpu       = 1
-  compute_memory_mib = 1024
-  compute_disk_gib   = 8
-  compute_ips        = ["192.168.100.11", "192.168.100.12"]
-  compute_gpu_pci = [
-    module.gpu_partition.hostdev_pci["hsw-dev-compute-1"],
-    module.gpu_partition.hostdev_pci["hsw-dev-compute-2"],
-  ]
-  compute_gpu_mdev = [
-    module.gpu_partition.hostdev_mdev["hsw-dev-compute-1"],
-    module.gpu_partition.hostdev_mdev["hsw-dev-compute-2"],
-  ]
+  roles = {
+    controller = {
+      order      = 1
+      vm_count   = 1
+      vcpu       = 1
+      memory_mib = 1024
+      disk_gib   = 8
+      ips        = ["192.168.100.10"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+    compute = {
+      order      = 2
+      vm_count   = 2
+      vcpu       = 1
+      memory_mib = 1024
+      disk_gib   = 8
+      ips        = ["192.168.100.11", "192.168.100.12"]
+      gpu_pci = [
+        module.gpu_partition.hostdev_pci["hsw-dev-compute-1"],
+        module.gpu_partition.hostdev_pci["hsw-dev-compute-2"],
+      ]
+      gpu_mdev = [
+        module.gpu_partition.hostdev_mdev["hsw-dev-compute-1"],
+        module.gpu_partition.hostdev_mdev["hsw-dev-compute-2"],
+      ]
+    }
+  }
 }
 
 module "cloud" {
-  source = "../modules/cloud-cluster"
+  source = "../modules/cluster"
 
   name         = "hsw-dev"
   network_name = "hsw-dev-cloud-network"
@@ -102,16 +112,26 @@ module "cloud" {
 
   ssh_authorized_keys = concat([trimspace(file(var.ssh_public_key_files["cloud"]))], local.extra_ssh_keys)
 
-  control_plane_vcpu       = 2
-  control_plane_memory_mib = 2048
-  control_plane_disk_gib   = 10
-  control_plane_ip         = "192.168.200.10"
-
-  gpu_worker_count      = 1
-  gpu_worker_vcpu       = 1
-  gpu_worker_memory_mib = 2048
-  gpu_worker_disk_gib   = 10
-  gpu_worker_ips        = ["192.168.200.11"]
-  gpu_worker_gpu_pci    = [module.gpu_partition.hostdev_pci["hsw-dev-gpu-worker-1"]]
-  gpu_worker_gpu_mdev   = [module.gpu_partition.hostdev_mdev["hsw-dev-gpu-worker-1"]]
+  roles = {
+    control_plane = {
+      order      = 1
+      vm_count   = 1
+      vcpu       = 2
+      memory_mib = 2048
+      disk_gib   = 10
+      ips        = ["192.168.200.10"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+    gpu_worker = {
+      order      = 2
+      vm_count   = 1
+      vcpu       = 1
+      memory_mib = 2048
+      disk_gib   = 10
+      ips        = ["192.168.200.11"]
+      gpu_pci    = [module.gpu_partition.hostdev_pci["hsw-dev-gpu-worker-1"]]
+      gpu_mdev   = [module.gpu_partition.hostdev_mdev["hsw-dev-gpu-worker-1"]]
+    }
+  }
 }

@@ -137,9 +137,9 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
     };
     let out_dir = normalize(&cwd.join(&args.out));
     let modules_dir = normalize(&cwd.join(&args.modules));
-    if !modules_dir.join("hpc-cluster").is_dir() {
+    if !modules_dir.join("cluster").is_dir() {
         eprintln!(
-            "warning: {} does not hold the hsw modules (no hpc-cluster/); the generated sources point there anyway",
+            "warning: {} does not hold the hsw modules (no cluster/); the generated sources point there anyway",
             modules_dir.display()
         );
     }

@@ -145,7 +145,7 @@ fn module_sources_follow_the_output_directory() {
     assert!(o.status.success(), "{}", text(&o));
     let main = std::fs::read_to_string(tmp.path().join("deploy/dev/main.tf")).unwrap();
     assert!(
-        main.contains("source = \"../../modules/hpc-cluster\""),
+        main.contains("source = \"../../modules/cluster\""),
         "{main}"
     );
     assert!(!main.contains("gpu_partition"), "{main}");

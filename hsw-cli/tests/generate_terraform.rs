@@ -29,13 +29,7 @@ use std::process::Command;
 use support::repo;
 
 const ADDRESS: &str = "registry.terraform.io/hyperscaler/hsw";
-const MODULES: [&str; 5] = [
-    "network",
-    "vm-group",
-    "gpu-partition",
-    "hpc-cluster",
-    "cloud-cluster",
-];
+const MODULES: [&str; 4] = ["network", "vm-group", "gpu-partition", "cluster"];
 
 fn provider_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("HSW_PROVIDER_BIN") {
@@ -327,9 +321,43 @@ fn modules_and_generated_roots_pass_terraform() {
                     return Err(format!("{label}: the plan lacks `{want}`:\n{text}"));
                 }
             }
-            Ok(())
+            hosts_in_node_order(&version, &text).map_err(|e| format!("{label}: {e}:\n{text}"))
         }));
         println!("done {version}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The planned `hsw_inventory` lists each cluster's hosts in node order (the controller or control plane
+/// first, whatever the order of the cluster module's role names). Terraform 1.0 plans the output as unknown, so
+/// only newer ones can show it.
+fn hosts_in_node_order(version: &str, plan: &str) -> Result<(), String> {
+    if version.starts_with("Terraform v1.0.") {
+        return Ok(());
+    }
+    let outputs = plan
+        .split("Changes to Outputs:")
+        .nth(1)
+        .ok_or("the plan shows no output changes")?;
+    for cluster in [
+        [
+            "hsw-dev-controller-1",
+            "hsw-dev-compute-1",
+            "hsw-dev-compute-2",
+        ]
+        .as_slice(),
+        ["hsw-dev-control-plane-1", "hsw-dev-gpu-worker-1"].as_slice(),
+    ] {
+        let at: Vec<Option<usize>> = cluster
+            .iter()
+            .map(|n| outputs.find(&format!("name       = \"{n}\"")))
+            .collect();
+        if at.iter().any(Option::is_none) || !at.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!(
+                "the planned hsw_inventory does not list {} in this order",
+                cluster.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }

@@ -5,7 +5,10 @@
 //! - `versions.tf`: Terraform `>= 1.0` and the `hyperscaler/hsw` provider;
 //! - `providers.tf`: the provider's `uri`, `pool_dir` and `gpu_backend` from `host`;
 //! - `variables.tf`: `ssh_public_key_files`, the per-cluster public key files (defaults from [`Options`]);
-//! - `main.tf`: plain calls of the modules in `modules/` (`gpu-partition`, `hpc-cluster`, `cloud-cluster`);
+//! - `main.tf`: plain calls of the modules in `modules/`: `gpu-partition`, and `cluster` once per cluster
+//!   (`module "hpc"`, `module "cloud"`), its `roles` one per node group of the cluster, so that a VM's address
+//!   in the state is `module.<cluster>.module.role["<role>"].hsw_vm.this[<n - 1>]` (`<role>` as in the
+//!   inventory, such as `control_plane`);
 //! - `outputs.tf`: the `hsw_inventory` output (below).
 //!
 //! Every file starts with [`HEADER_PREFIX`]`<config name> (sha256 <hex of the config text>); do not edit`.
@@ -662,7 +665,7 @@ fn main_tf(
             Item::Attr(
                 "source".into(),
                 Expr::str(format!(
-                    "{}/{cluster}-cluster",
+                    "{}/cluster",
                     options.modules_source.trim_end_matches('/')
                 )),
             ),
@@ -753,67 +756,66 @@ fn main_tf(
             "ssh_authorized_keys".into(),
             ssh_keys_expr(cluster),
         ));
-        for g in groups(config).into_iter().filter(|g| g.cluster == cluster) {
-            let var = match g.role {
-                "compute" | "controller" | "control_plane" => g.role,
-                "cpu_worker" => "cpu_worker",
-                _ => "gpu_worker",
-            };
+        body.push(Item::Blank);
+        body.push(Item::Attr(
+            "roles".into(),
+            roles_expr(config, cluster, nodes, with_gpus),
+        ));
+        items.push(Item::Blank);
+        items.push(Item::Block(format!("module \"{cluster}\""), body));
+    }
+    Ok(body(&items))
+}
+
+/// The `roles` of a cluster module call: one entry per node group of the cluster, `order` as in
+/// [`groups`] (the controller or control plane first), each with its nodes' addresses and, for GPU-enabled
+/// groups, the devices the `gpu_partition` module passes to each node.
+fn roles_expr(config: &ClusterConfig, cluster: &str, nodes: &[Node], with_gpus: bool) -> Expr {
+    let roles = (1u32..)
+        .zip(groups(config).into_iter().filter(|g| g.cluster == cluster))
+        .map(|(order, g)| {
             let group_nodes: Vec<&Node> = nodes
                 .iter()
                 .filter(|n| n.cluster == cluster && n.role == g.role)
                 .collect();
-            body.push(Item::Blank);
-            let single = matches!(g.role, "controller" | "control_plane");
-            if !single {
-                body.push(Item::Attr(format!("{var}_count"), Expr::num(g.count)));
-            }
-            body.push(Item::Attr(format!("{var}_vcpu"), Expr::num(g.cpu_cores)));
-            body.push(Item::Attr(
-                format!("{var}_memory_mib"),
-                Expr::num(u64::from(g.memory_gb) * 1024),
-            ));
-            body.push(Item::Attr(format!("{var}_disk_gib"), Expr::num(g.disk_gb)));
-            if single {
-                let ip = group_nodes.first().map(|n| n.ip.to_string());
-                body.push(Item::Attr(
-                    format!("{var}_ip"),
-                    Expr::opt_str(ip.as_deref()),
-                ));
-            } else {
-                body.push(Item::Attr(
-                    format!("{var}_ips"),
+            let devices = |output: &str| {
+                if !with_gpus || g.gpu_units == 0 {
+                    return Expr::List(vec![]);
+                }
+                Expr::List(
+                    group_nodes
+                        .iter()
+                        .map(|n| {
+                            Expr::raw(format!("module.gpu_partition.{output}[{}]", quote(&n.name)))
+                        })
+                        .collect(),
+                )
+            };
+            let attrs = vec![
+                ("order".into(), Expr::num(order)),
+                ("vm_count".into(), Expr::num(g.count)),
+                ("vcpu".into(), Expr::num(g.cpu_cores)),
+                (
+                    "memory_mib".into(),
+                    Expr::num(u64::from(g.memory_gb) * 1024),
+                ),
+                ("disk_gib".into(), Expr::num(g.disk_gb)),
+                (
+                    "ips".into(),
                     Expr::List(
                         group_nodes
                             .iter()
                             .map(|n| Expr::str(n.ip.to_string()))
                             .collect(),
                     ),
-                ));
-            }
-            if with_gpus && g.gpu_units > 0 && !single {
-                for (suffix, output) in [("gpu_pci", "hostdev_pci"), ("gpu_mdev", "hostdev_mdev")] {
-                    body.push(Item::Attr(
-                        format!("{var}_{suffix}"),
-                        Expr::List(
-                            group_nodes
-                                .iter()
-                                .map(|n| {
-                                    Expr::raw(format!(
-                                        "module.gpu_partition.{output}[{}]",
-                                        quote(&n.name)
-                                    ))
-                                })
-                                .collect(),
-                        ),
-                    ));
-                }
-            }
-        }
-        items.push(Item::Blank);
-        items.push(Item::Block(format!("module \"{cluster}\""), body));
-    }
-    Ok(body(&items))
+                ),
+                ("gpu_pci".into(), devices("hostdev_pci")),
+                ("gpu_mdev".into(), devices("hostdev_mdev")),
+            ];
+            (g.role.to_owned(), Expr::Object(attrs))
+        })
+        .collect();
+    Expr::Object(roles)
 }
 
 const NODE_GPU_UNITS: &str = r#"{ for node, units in module.gpu_partition.assignments : node => [

@@ -6,7 +6,7 @@ locals {
 }
 
 module "hpc" {
-  source = "../modules/hpc-cluster"
+  source = "../modules/cluster"
 
   name         = "cpu-only"
   network_name = "cpu-only-hpc-network"
@@ -25,20 +25,32 @@ module "hpc" {
 
   ssh_authorized_keys = concat([trimspace(file(var.ssh_public_key_files["hpc"]))], local.extra_ssh_keys)
 
-  controller_vcpu       = 2
-  controller_memory_mib = 2048
-  controller_disk_gib   = 20
-  controller_ip         = "192.168.120.10"
-
-  compute_count      = 3
-  compute_vcpu       = 2
-  compute_memory_mib = 4096
-  compute_disk_gib   = 20
-  compute_ips        = ["192.168.120.11", "192.168.120.12", "192.168.120.13"]
+  roles = {
+    controller = {
+      order      = 1
+      vm_count   = 1
+      vcpu       = 2
+      memory_mib = 2048
+      disk_gib   = 20
+      ips        = ["192.168.120.10"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+    compute = {
+      order      = 2
+      vm_count   = 3
+      vcpu       = 2
+      memory_mib = 4096
+      disk_gib   = 20
+      ips        = ["192.168.120.11", "192.168.120.12", "192.168.120.13"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+  }
 }
 
 module "cloud" {
-  source = "../modules/cloud-cluster"
+  source = "../modules/cluster"
 
   name         = "cpu-only"
   network_name = "cpu-only-cloud-network"
@@ -57,14 +69,26 @@ module "cloud" {
 
   ssh_authorized_keys = concat([trimspace(file(var.ssh_public_key_files["cloud"]))], local.extra_ssh_keys)
 
-  control_plane_vcpu       = 2
-  control_plane_memory_mib = 4096
-  control_plane_disk_gib   = 20
-  control_plane_ip         = "192.168.220.10"
-
-  cpu_worker_count      = 2
-  cpu_worker_vcpu       = 2
-  cpu_worker_memory_mib = 4096
-  cpu_worker_disk_gib   = 20
-  cpu_worker_ips        = ["192.168.220.11", "192.168.220.12"]
+  roles = {
+    control_plane = {
+      order      = 1
+      vm_count   = 1
+      vcpu       = 2
+      memory_mib = 4096
+      disk_gib   = 20
+      ips        = ["192.168.220.10"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+    cpu_worker = {
+      order      = 2
+      vm_count   = 2
+      vcpu       = 2
+      memory_mib = 4096
+      disk_gib   = 20
+      ips        = ["192.168.220.11", "192.168.220.12"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+  }
 }

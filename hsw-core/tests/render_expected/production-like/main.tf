@@ -55,7 +55,7 @@ locals {
 }
 
 module "hpc" {
-  source = "../modules/hpc-cluster"
+  source = "../modules/cluster"
 
   name         = "hyperscaler-emulation"
   network_name = "hyperscaler-emulation-hpc-network"
@@ -74,32 +74,42 @@ module "hpc" {
 
   ssh_authorized_keys = concat([trimspace(file(var.ssh_public_key_files["hpc"]))], local.extra_ssh_keys)
 
-  controller_vcpu       = 4
-  controller_memory_mib = 8192
-  controller_disk_gib   = 100
-  controller_ip         = "192.168.100.10"
-
-  compute_count      = 4
-  compute_vcpu       = 8
-  compute_memory_mib = 16384
-  compute_disk_gib   = 200
-  compute_ips        = ["192.168.100.11", "192.168.100.12", "192.168.100.13", "192.168.100.14"]
-  compute_gpu_pci = [
-    module.gpu_partition.hostdev_pci["hyperscaler-emulation-compute-1"],
-    module.gpu_partition.hostdev_pci["hyperscaler-emulation-compute-2"],
-    module.gpu_partition.hostdev_pci["hyperscaler-emulation-compute-3"],
-    module.gpu_partition.hostdev_pci["hyperscaler-emulation-compute-4"],
-  ]
-  compute_gpu_mdev = [
-    module.gpu_partition.hostdev_mdev["hyperscaler-emulation-compute-1"],
-    module.gpu_partition.hostdev_mdev["hyperscaler-emulation-compute-2"],
-    module.gpu_partition.hostdev_mdev["hyperscaler-emulation-compute-3"],
-    module.gpu_partition.hostdev_mdev["hyperscaler-emulation-compute-4"],
-  ]
+  roles = {
+    controller = {
+      order      = 1
+      vm_count   = 1
+      vcpu       = 4
+      memory_mib = 8192
+      disk_gib   = 100
+      ips        = ["192.168.100.10"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+    compute = {
+      order      = 2
+      vm_count   = 4
+      vcpu       = 8
+      memory_mib = 16384
+      disk_gib   = 200
+      ips        = ["192.168.100.11", "192.168.100.12", "192.168.100.13", "192.168.100.14"]
+      gpu_pci = [
+        module.gpu_partition.hostdev_pci["hyperscaler-emulation-compute-1"],
+        module.gpu_partition.hostdev_pci["hyperscaler-emulation-compute-2"],
+        module.gpu_partition.hostdev_pci["hyperscaler-emulation-compute-3"],
+        module.gpu_partition.hostdev_pci["hyperscaler-emulation-compute-4"],
+      ]
+      gpu_mdev = [
+        module.gpu_partition.hostdev_mdev["hyperscaler-emulation-compute-1"],
+        module.gpu_partition.hostdev_mdev["hyperscaler-emulation-compute-2"],
+        module.gpu_partition.hostdev_mdev["hyperscaler-emulation-compute-3"],
+        module.gpu_partition.hostdev_mdev["hyperscaler-emulation-compute-4"],
+      ]
+    }
+  }
 }
 
 module "cloud" {
-  source = "../modules/cloud-cluster"
+  source = "../modules/cluster"
 
   name         = "hyperscaler-emulation"
   network_name = "hyperscaler-emulation-cloud-network"
@@ -118,30 +128,44 @@ module "cloud" {
 
   ssh_authorized_keys = concat([trimspace(file(var.ssh_public_key_files["cloud"]))], local.extra_ssh_keys)
 
-  control_plane_vcpu       = 4
-  control_plane_memory_mib = 8192
-  control_plane_disk_gib   = 100
-  control_plane_ip         = "192.168.200.10"
-
-  cpu_worker_count      = 1
-  cpu_worker_vcpu       = 4
-  cpu_worker_memory_mib = 8192
-  cpu_worker_disk_gib   = 100
-  cpu_worker_ips        = ["192.168.200.11"]
-
-  gpu_worker_count      = 3
-  gpu_worker_vcpu       = 8
-  gpu_worker_memory_mib = 16384
-  gpu_worker_disk_gib   = 200
-  gpu_worker_ips        = ["192.168.200.12", "192.168.200.13", "192.168.200.14"]
-  gpu_worker_gpu_pci = [
-    module.gpu_partition.hostdev_pci["hyperscaler-emulation-gpu-worker-1"],
-    module.gpu_partition.hostdev_pci["hyperscaler-emulation-gpu-worker-2"],
-    module.gpu_partition.hostdev_pci["hyperscaler-emulation-gpu-worker-3"],
-  ]
-  gpu_worker_gpu_mdev = [
-    module.gpu_partition.hostdev_mdev["hyperscaler-emulation-gpu-worker-1"],
-    module.gpu_partition.hostdev_mdev["hyperscaler-emulation-gpu-worker-2"],
-    module.gpu_partition.hostdev_mdev["hyperscaler-emulation-gpu-worker-3"],
-  ]
+  roles = {
+    control_plane = {
+      order      = 1
+      vm_count   = 1
+      vcpu       = 4
+      memory_mib = 8192
+      disk_gib   = 100
+      ips        = ["192.168.200.10"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+    cpu_worker = {
+      order      = 2
+      vm_count   = 1
+      vcpu       = 4
+      memory_mib = 8192
+      disk_gib   = 100
+      ips        = ["192.168.200.11"]
+      gpu_pci    = []
+      gpu_mdev   = []
+    }
+    gpu_worker = {
+      order      = 3
+      vm_count   = 3
+      vcpu       = 8
+      memory_mib = 16384
+      disk_gib   = 200
+      ips        = ["192.168.200.12", "192.168.200.13", "192.168.200.14"]
+      gpu_pci = [
+        module.gpu_partition.hostdev_pci["hyperscaler-emulation-gpu-worker-1"],
+        module.gpu_partition.hostdev_pci["hyperscaler-emulation-gpu-worker-2"],
+        module.gpu_partition.hostdev_pci["hyperscaler-emulation-gpu-worker-3"],
+      ]
+      gpu_mdev = [
+        module.gpu_partition.hostdev_mdev["hyperscaler-emulation-gpu-worker-1"],
+        module.gpu_partition.hostdev_mdev["hyperscaler-emulation-gpu-worker-2"],
+        module.gpu_partition.hostdev_mdev["hyperscaler-emulation-gpu-worker-3"],
+      ]
+    }
+  }
 }

@@ -1,20 +1,9 @@
 # One A100 80GB split into a 3g.40gb and two 2g.20gb MIG instances, plus a GPU passed through whole, assigned to
 # three nodes, and the nodes' devices handed to a vm-group.
-terraform {
-  required_version = ">= 1.0"
-
-  required_providers {
-    hsw = {
-      source = "hyperscaler/hsw"
-    }
-  }
-}
-
-provider "hsw" {
-  uri         = "qemu:///system"
-  pool_dir    = "/var/lib/hsw/images"
-  gpu_backend = "nvml"
-}
+#
+# No provider block: the modules' provider (hyperscaler/hsw) runs with its defaults, `qemu:///system`, the pool
+# `/var/lib/hsw/images` and the GPU backend `auto`; the HSW_* variables change them, and the repository's
+# examples/provider/provider.tf shows a provider block.
 
 module "gpus" {
   source = "../.."

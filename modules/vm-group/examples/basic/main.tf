@@ -1,18 +1,8 @@
 # Three VMs on a network of their own, booted directly from a kernel, the second one with a GPU passed through.
-terraform {
-  required_version = ">= 1.0"
-
-  required_providers {
-    hsw = {
-      source = "hyperscaler/hsw"
-    }
-  }
-}
-
-provider "hsw" {
-  uri      = "qemu:///system"
-  pool_dir = "/var/lib/hsw/images"
-}
+#
+# No provider block: the modules' provider (hyperscaler/hsw) runs with its defaults, `qemu:///system`, the pool
+# `/var/lib/hsw/images` and the GPU backend `auto`; the HSW_* variables change them, and the repository's
+# examples/provider/provider.tf shows a provider block.
 
 variable "ssh_public_key" {
   description = "The SSH public key (text) that may log in to the VMs."

@@ -1,9 +1,0 @@
-terraform {
-  required_version = ">= 1.0"
-
-  required_providers {
-    hsw = {
-      source = "hyperscaler/hsw"
-    }
-  }
-}
