@@ -85,10 +85,10 @@ impl Deployment {
     /// `slurmd` wait for device files that do not exist.
     pub fn gpus_simulated(&self, config: &ClusterConfig) -> bool {
         let backend = match self.gpu_backend {
-            Some(b @ (GpuBackend::Nvml | GpuBackend::Simulated)) => Some(b),
-            _ => config.host.as_ref().and_then(|h| h.gpu_backend),
+            Some(b @ (GpuBackend::Nvml | GpuBackend::Simulated)) => b,
+            _ => config.gpu_backend(),
         };
-        !matches!(backend, Some(GpuBackend::Nvml))
+        backend != GpuBackend::Nvml
     }
 
     /// The hosts of one role.
