@@ -3,5 +3,6 @@ pub mod config;
 pub mod diag;
 pub mod gpu;
 pub mod host;
+pub mod layout;
 pub mod render;
 pub mod slurm;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use hsw_core::config::model::CLUSTER_KEYS;
 use hsw_core::gpu::catalog::{GpuModel, Profile, MODELS};
 use hsw_core::gpu::placement::{check_layout, place};
 use hsw_core::gpu::plan::{
@@ -403,7 +404,7 @@ fn random_input(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let clusters = ["hpc", "cloud"]
+    let clusters = CLUSTER_KEYS
         .iter()
         .map(|name| {
             let allowed = if rng.below(3) == 0 {

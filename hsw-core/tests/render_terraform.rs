@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use hsw_core::config::{self, ClusterConfig};
 use hsw_core::gpu::GpuPlan;
+use hsw_core::layout::Layout;
 use hsw_core::render::terraform::{self, Options, HEADER_PREFIX};
 
 fn repo() -> PathBuf {
@@ -113,14 +114,16 @@ fn rendering_is_deterministic_and_every_file_has_the_header() {
 #[test]
 fn units_are_dealt_to_gpu_nodes_in_order_mig_before_whole() {
     let (_, cfg, plan) = load("production-like");
-    let nodes = terraform::nodes(&cfg, &plan).unwrap();
+    let nodes = Layout::checked(&cfg, &plan).unwrap().vms;
     let units = |name: &str| -> Vec<String> {
         nodes
             .iter()
             .find(|n| n.name == name)
             .unwrap_or_else(|| panic!("no node {name}"))
-            .units
-            .clone()
+            .gpu_units
+            .iter()
+            .map(|u| u.id())
+            .collect()
     };
     // HPC: 4 MIG slices to 4 compute nodes, in plan order.
     let hpc_mig: Vec<String> = plan

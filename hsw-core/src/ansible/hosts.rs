@@ -33,123 +33,22 @@
 //!   `mdev_uuid` and `pci_address` (optional).
 //!
 //! Keys not listed are ignored, so the output may carry more. When every host of a GPU group comes without
-//! `gpu_units`, the units are taken from the GPU plan in host order (see [`planned_units`]), exactly as
-//! [`planned_hosts`] assigns them. Only [`parse_terraform_output`] knows this shape: adapt it there.
+//! `gpu_units`, the units are taken from the GPU plan in host order, exactly as [`planned_hosts`] assigns them
+//! (see [`crate::layout`]). Only [`parse_terraform_output`] knows this shape: adapt it there.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::model::{ClusterConfig, GpuBackend};
+use crate::config::model::{ClusterConfig, GpuBackend, CLUSTER_KEYS};
 use crate::config::rules::{groups, parse_ip_range};
 use crate::gpu::plan::GpuPlan;
+use crate::layout::Layout;
+pub use crate::layout::{GpuUnit, Role, UnitKind};
 
 /// The name of the Terraform output that lists the VMs.
 pub const TERRAFORM_OUTPUT: &str = "hsw_inventory";
-
-/// What a VM is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// The Slurm controller (`hpc`).
-    Controller,
-    /// A Slurm compute node (`hpc`).
-    Compute,
-    /// The Kubernetes control plane (`cloud`).
-    ControlPlane,
-    /// A Kubernetes worker without GPUs (`cloud`).
-    CpuWorker,
-    /// A Kubernetes worker with GPU units (`cloud`).
-    GpuWorker,
-}
-
-impl Role {
-    /// Every role, in inventory order.
-    pub const ALL: [Role; 5] = [
-        Role::Controller,
-        Role::Compute,
-        Role::ControlPlane,
-        Role::CpuWorker,
-        Role::GpuWorker,
-    ];
-
-    /// The role's name, as in the Terraform output and in [`crate::config::rules::GroupRef::role`].
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Controller => "controller",
-            Role::Compute => "compute",
-            Role::ControlPlane => "control_plane",
-            Role::CpuWorker => "cpu_worker",
-            Role::GpuWorker => "gpu_worker",
-        }
-    }
-
-    /// The role by name.
-    pub fn parse(name: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == name)
-    }
-
-    /// The cluster key (`hpc` or `cloud`).
-    pub fn cluster(self) -> &'static str {
-        match self {
-            Role::Controller | Role::Compute => "hpc",
-            Role::ControlPlane | Role::CpuWorker | Role::GpuWorker => "cloud",
-        }
-    }
-
-    /// The part of the host name that names the role (`control-plane`, `gpu-worker`, ...).
-    pub fn host_part(self) -> &'static str {
-        match self {
-            Role::Controller => "controller",
-            Role::Compute => "compute",
-            Role::ControlPlane => "control-plane",
-            Role::CpuWorker => "cpu-worker",
-            Role::GpuWorker => "gpu-worker",
-        }
-    }
-}
-
-/// What kind of GPU unit a VM holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnitKind {
-    /// A MIG GPU instance (in a VM: a MIG-backed vGPU).
-    Mig,
-    /// A whole GPU (PCI passthrough).
-    Whole,
-    /// A time-sliced vGPU (mdev) of a whole GPU.
-    Mdev,
-}
-
-impl UnitKind {
-    /// The kind's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitKind::Mig => "mig",
-            UnitKind::Whole => "whole",
-            UnitKind::Mdev => "mdev",
-        }
-    }
-}
-
-/// One GPU unit of a VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GpuUnit {
-    /// MIG instance, whole GPU or vGPU.
-    pub kind: UnitKind,
-    /// The device id from `global.gpu_allocation.devices`.
-    pub device: String,
-    /// The MIG profile (`mig`) or vGPU type (`mdev`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    /// The mediated device's UUID, when the unit reaches the VM as an mdev.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mdev_uuid: Option<String>,
-    /// The GPU's PCI address (`whole`), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pci_address: Option<String>,
-}
 
 /// One VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,10 +85,10 @@ impl Deployment {
     /// `slurmd` wait for device files that do not exist.
     pub fn gpus_simulated(&self, config: &ClusterConfig) -> bool {
         let backend = match self.gpu_backend {
-            Some(b @ (GpuBackend::Nvml | GpuBackend::Simulated)) => Some(b),
-            _ => config.host.as_ref().and_then(|h| h.gpu_backend),
+            Some(b @ (GpuBackend::Nvml | GpuBackend::Simulated)) => b,
+            _ => config.gpu_backend(),
         };
-        !matches!(backend, Some(GpuBackend::Nvml))
+        backend != GpuBackend::Nvml
     }
 
     /// The hosts of one role.
@@ -325,7 +224,7 @@ pub fn parse_terraform_output(json: &serde_json::Value) -> Result<Deployment, Ho
     };
     let mut hosts = Vec::new();
     for (cluster, list) in raw.clusters {
-        if cluster != "hpc" && cluster != "cloud" {
+        if !CLUSTER_KEYS.contains(&cluster.as_str()) {
             return Err(shape(
                 format!("clusters.{cluster}"),
                 "the clusters are `hpc` and `cloud`".into(),
@@ -428,6 +327,8 @@ fn parse_unit(u: RawUnit) -> Result<GpuUnit, String> {
         profile,
         mdev_uuid,
         pci_address,
+        placement_start: None,
+        gpu_pci: None,
     })
 }
 
@@ -516,109 +417,26 @@ fn natural_key(name: &str) -> Vec<(String, u64)> {
 // Planned hosts and GPU units
 // ---------------------------------------------------------------------------------------
 
-/// The GPU units of each GPU-enabled group, split per VM in host order: a cluster's MIG instances (in plan
-/// order) then its whole GPUs, `gpu_units_per_node` at a time. Keyed by role.
-pub fn planned_units(config: &ClusterConfig, plan: &GpuPlan) -> BTreeMap<Role, Vec<Vec<GpuUnit>>> {
-    let mut pools: HashMap<&str, std::vec::IntoIter<GpuUnit>> = HashMap::new();
-    for cluster in ["hpc", "cloud"] {
-        let mut units: Vec<GpuUnit> = plan
-            .instances_of(cluster)
-            .map(|i| GpuUnit {
-                kind: UnitKind::Mig,
-                device: i.device.clone(),
-                profile: Some(i.profile.clone()),
-                mdev_uuid: None,
-                pci_address: None,
-            })
-            .collect();
-        units.extend(
-            plan.whole_gpus
-                .iter()
-                .filter(|w| w.cluster == cluster)
-                .map(|w| GpuUnit {
-                    kind: UnitKind::Whole,
-                    device: w.device.clone(),
-                    profile: None,
-                    mdev_uuid: None,
-                    pci_address: pci_of(config, &w.device),
-                }),
-        );
-        pools.insert(cluster, units.into_iter());
-    }
-    let mut out = BTreeMap::new();
-    for g in groups(config) {
-        let Some(role) = Role::parse(g.role) else {
-            continue;
-        };
-        if g.gpu_units == 0 {
-            continue;
-        }
-        let Some(pool) = pools.get_mut(g.cluster) else {
-            continue;
-        };
-        let per_vm: Vec<Vec<GpuUnit>> = (0..g.count)
-            .map(|_| pool.by_ref().take(g.gpu_units as usize).collect())
-            .collect();
-        out.insert(role, per_vm);
-    }
-    out
-}
-
-fn pci_of(config: &ClusterConfig, device: &str) -> Option<String> {
-    config
-        .global
-        .gpu_allocation
-        .as_ref()?
-        .devices
-        .iter()
-        .find(|d| d.id == device)
-        .map(|d| d.pci_address.to_lowercase())
-}
-
-/// The host name hsw gives a VM: `<metadata.name>-<role>-<n>`, `n` from 1, with the roles `controller`,
-/// `compute`, `control-plane`, `cpu-worker`, `gpu-worker` (the names `hsw-cli generate` gives the VMs).
-pub fn host_name(config: &ClusterConfig, role: Role, index: u32) -> String {
-    format!(
-        "{}-{}-{}",
-        config.metadata.name,
-        role.host_part(),
-        u64::from(index) + 1
-    )
-}
-
-/// The hosts `cluster.yaml` asks for: names from [`host_name`], addresses from the groups' ranges, GPU units
-/// from the plan ([`planned_units`]). What the Terraform output should report once applied.
+/// The hosts `cluster.yaml` asks for, from its [`Layout`]: what the Terraform output should report once
+/// applied.
 pub fn planned_hosts(config: &ClusterConfig, plan: &GpuPlan) -> Deployment {
-    let mut units = planned_units(config, plan);
-    let mut hosts = Vec::new();
-    for g in groups(config) {
-        let Some(role) = Role::parse(g.role) else {
-            continue;
-        };
-        let Ok((first, _)) = parse_ip_range(g.addresses.0) else {
-            continue;
-        };
-        let mut per_vm = units.remove(&role).unwrap_or_default().into_iter();
-        for i in 0..g.count {
-            hosts.push(Host {
-                name: host_name(config, role, i),
-                role,
-                ip: Ipv4Addr::from(u32::from(first).saturating_add(i)),
-                gpu_units: per_vm.next().unwrap_or_default(),
-            });
-        }
-    }
+    let mut hosts: Vec<Host> = Layout::new(config, plan)
+        .vms
+        .into_iter()
+        .map(|v| Host {
+            name: v.name,
+            role: v.role,
+            ip: v.ip,
+            gpu_units: v.gpu_units.iter().map(GpuUnit::as_reported).collect(),
+        })
+        .collect();
     sort_hosts(&mut hosts);
-    let gpu_backend = config
-        .host
-        .as_ref()
-        .and_then(|h| h.gpu_backend)
-        .filter(|b| *b != GpuBackend::Auto);
+    let gpu_backend = Some(config.gpu_backend()).filter(|b| *b != GpuBackend::Auto);
     Deployment { gpu_backend, hosts }
 }
 
 /// Checks the hosts Terraform reports against `cluster.yaml` and fills in GPU units the output left out
-/// (from the plan, as [`planned_units`] assigns them). Every finding is reported at once:
+/// (from the plan, as the [`Layout`] assigns them). Every finding is reported at once:
 /// unique names and addresses, each cluster present in `cluster.yaml`, as many VMs per role as the group's
 /// `count`, each address inside the group's range, each GPU unit naming a device of `gpu_allocation`, and as
 /// many units per VM as `gpus_per_node`.
@@ -651,7 +469,7 @@ pub fn resolve(
         .map(|a| a.devices.iter().map(|d| d.id.as_str()).collect())
         .unwrap_or_default();
     let all_groups = groups(config);
-    for cluster in ["hpc", "cloud"] {
+    for cluster in CLUSTER_KEYS {
         let in_config = all_groups.iter().any(|g| g.cluster == cluster);
         let reported = deployment.of_cluster(cluster).count();
         if !in_config && reported > 0 {
@@ -661,7 +479,7 @@ pub fn resolve(
             ));
         }
     }
-    let mut planned = planned_units(config, plan);
+    let planned = Layout::new(config, plan);
     for g in &all_groups {
         let Some(role) = Role::parse(g.role) else {
             continue;
@@ -722,8 +540,9 @@ pub fn resolve(
             }
         }
         if g.gpu_units > 0 && none_given {
-            let per_vm = planned.remove(&role).unwrap_or_default();
-            let mut per_vm = per_vm.into_iter();
+            let mut per_vm = planned
+                .with_role(role)
+                .map(|v| v.gpu_units.iter().map(GpuUnit::as_reported).collect());
             for h in deployment.hosts.iter_mut().filter(|h| h.role == role) {
                 h.gpu_units = per_vm.next().unwrap_or_default();
             }

@@ -1,7 +1,7 @@
 //! From `global.gpu_allocation` to the planner's input: which device is used how, and what
 //! each cluster asks for. The planner itself ([`crate::gpu::plan`]) knows nothing of YAML.
 
-use crate::config::model::{ClusterConfig, DeviceMode, Strategy};
+use crate::config::model::{ClusterConfig, DeviceMode, Strategy, CLUSTER_KEYS};
 use crate::gpu::catalog;
 use crate::gpu::plan::{ClusterDemand, DeviceUse, GpuPlan, PlanDevice, PlanError, PlanInput};
 
@@ -36,7 +36,7 @@ pub fn plan_input(config: &ClusterConfig) -> PlanInput {
         })
         .collect();
     let mut clusters = Vec::new();
-    for name in ["hpc", "cloud"] {
+    for name in CLUSTER_KEYS {
         let mig = alloc
             .mig_slices
             .as_ref()

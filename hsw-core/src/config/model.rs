@@ -13,6 +13,15 @@ use serde::{Deserialize, Serialize};
 /// The `$id` of the cluster.yaml schema.
 pub const SCHEMA_ID: &str = "https://hyperscaler.dev/schemas/cluster-1.0.schema.json";
 
+/// The cluster keys, in the order hsw handles them everywhere (plan, layout, inventory): `hpc`, then `cloud`.
+pub const CLUSTER_KEYS: [&str; 2] = ["hpc", "cloud"];
+
+/// The libvirt connection URI when `host.libvirt_uri` is not set.
+pub const DEFAULT_LIBVIRT_URI: &str = "qemu:///system";
+
+/// The directory of VM disks, seeds and base images when `host.pool_dir` is not set.
+pub const DEFAULT_POOL_DIR: &str = "/var/lib/hsw/images";
+
 /// An hsw cluster definition: the networks, GPUs and the HPC (Slurm) and cloud (Kubernetes)
 /// clusters that run side by side on one workstation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -472,6 +481,79 @@ pub enum StorageClass {
     Nfs,
     /// OpenEBS hostpath.
     OpenebsHostpath,
+}
+
+impl ClusterConfig {
+    /// The libvirt connection URI: `host.libvirt_uri`, else [`DEFAULT_LIBVIRT_URI`].
+    pub fn libvirt_uri(&self) -> &str {
+        self.host
+            .as_ref()
+            .and_then(|h| h.libvirt_uri.as_deref())
+            .unwrap_or(DEFAULT_LIBVIRT_URI)
+    }
+
+    /// The pool directory: `host.pool_dir`, else [`DEFAULT_POOL_DIR`].
+    pub fn pool_dir(&self) -> &str {
+        self.host
+            .as_ref()
+            .and_then(|h| h.pool_dir.as_deref())
+            .unwrap_or(DEFAULT_POOL_DIR)
+    }
+
+    /// The GPU backend: `host.gpu_backend`, else [`GpuBackend::Auto`].
+    pub fn gpu_backend(&self) -> GpuBackend {
+        self.host
+            .as_ref()
+            .and_then(|h| h.gpu_backend)
+            .unwrap_or(GpuBackend::Auto)
+    }
+
+    /// The hypervisor acceleration: `host.accelerator`, else [`Accelerator::Auto`].
+    pub fn accelerator(&self) -> Accelerator {
+        self.host
+            .as_ref()
+            .and_then(|h| h.accelerator)
+            .unwrap_or(Accelerator::Auto)
+    }
+
+    /// Whether the configuration defines the cluster with this key (`hpc` or `cloud`).
+    pub fn has_cluster(&self, key: &str) -> bool {
+        match key {
+            "hpc" => self.clusters.hpc.is_some(),
+            "cloud" => self.clusters.cloud.is_some(),
+            _ => false,
+        }
+    }
+
+    /// The keys of the clusters the configuration defines, in [`CLUSTER_KEYS`] order.
+    pub fn present_clusters(&self) -> Vec<&'static str> {
+        CLUSTER_KEYS
+            .into_iter()
+            .filter(|c| self.has_cluster(c))
+            .collect()
+    }
+}
+
+impl Accelerator {
+    /// `auto`, `kvm` or `tcg`, as in cluster.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accelerator::Auto => "auto",
+            Accelerator::Kvm => "kvm",
+            Accelerator::Tcg => "tcg",
+        }
+    }
+}
+
+impl GpuBackend {
+    /// `auto`, `nvml` or `simulated`, as in cluster.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GpuBackend::Auto => "auto",
+            GpuBackend::Nvml => "nvml",
+            GpuBackend::Simulated => "simulated",
+        }
+    }
 }
 
 impl HpcCluster {

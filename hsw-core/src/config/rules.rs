@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::config::model::{ClusterConfig, GpuAllocation, NodeGroup, Strategy};
+use crate::config::model::{ClusterConfig, GpuAllocation, NodeGroup, Strategy, CLUSTER_KEYS};
 use crate::config::schema::suggest;
 use crate::config::yaml::escape_token;
 use crate::diag::Diagnostic;
@@ -317,7 +317,7 @@ fn check_networks(
             },
         );
     }
-    for cluster in ["hpc", "cloud"] {
+    for cluster in CLUSTER_KEYS {
         let Some(net_name) = cluster_network(config, cluster) else {
             continue;
         };
@@ -640,7 +640,7 @@ fn check_gpus(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
     check_gpu_devices(alloc, out);
     check_gpu_strategy(alloc, out);
     // Units per cluster against what GPU-enabled nodes need.
-    for cluster in ["hpc", "cloud"] {
+    for cluster in CLUSTER_KEYS {
         let mig = alloc
             .mig_slices
             .as_ref()
@@ -654,11 +654,7 @@ fn check_gpus(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
             .copied()
             .unwrap_or(0);
         let units = mig.saturating_add(whole);
-        let exists = match cluster {
-            "hpc" => config.clusters.hpc.is_some(),
-            _ => config.clusters.cloud.is_some(),
-        };
-        if units > 0 && !exists {
+        if units > 0 && !config.has_cluster(cluster) {
             out.push(Diagnostic::error(
                 "gpu.unknown-cluster",
                 "/global/gpu_allocation",
@@ -843,8 +839,10 @@ fn check_gpu_strategy(alloc: &GpuAllocation, out: &mut Vec<Diagnostic>) {
         );
     }
     if let Some(per) = &alloc.mig_profiles {
-        for (cluster, list) in [("hpc", &per.hpc), ("cloud", &per.cloud)] {
-            let Some(list) = list else { continue };
+        for cluster in CLUSTER_KEYS {
+            let Some(list) = per.get(cluster) else {
+                continue;
+            };
             for (j, name) in list.iter().enumerate() {
                 let known = alloc.devices.iter().filter(|d| d.mig_capable).any(|d| {
                     catalog::lookup_model(&d.model).is_none_or(|m| m.profile(name).is_some())

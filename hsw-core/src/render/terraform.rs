@@ -16,23 +16,20 @@
 //!
 //! # Names
 //!
-//! VMs are `<metadata.name>-<role>-<n>`, `n` from 1, with the roles `controller`, `compute`, `control-plane`,
-//! `cpu-worker`, `gpu-worker`; the VM name is also its host name. A network is `<metadata.name>-<key>` (the key in
-//! `global.networks`, `_` written `-`); its DNS domain is the network's `domain`, else
-//! `<cluster>.<metadata.name>.internal`. Its dynamic DHCP range is the last quarter of the subnet, unless a node
-//! or the gateway is in it; then the longest run of free addresses (the highest of equal ones).
+//! VMs, their names, addresses and GPU units come from the deployment layout ([`crate::layout`]). A network is
+//! `<metadata.name>-<key>` (the key in `global.networks`, `_` written `-`); its DNS domain is the network's
+//! `domain`, else `<cluster>.<metadata.name>.internal`. Its dynamic DHCP range is the last quarter of the
+//! subnet, unless a node or the gateway is in it; then the longest run of free addresses (the highest of equal
+//! ones).
 //!
 //! # GPU units
 //!
-//! A cluster's units are its planned MIG instances (in plan order: device order, then placement start), then
-//! its whole GPUs (device order). They are dealt to the cluster's GPU-enabled nodes in node order (the groups
-//! in [`config::rules::groups`](crate::config::rules::groups) order, the nodes of a group by index),
-//! `gpus_per_node` units each; units left over stay unassigned (they are still created). Unit ids are
-//! `<device id>-mig-<placement start>` and `<device id>-whole`, so a slice keeps its Terraform address while
-//! its profile changes (it is replaced, destroyed first). A whole GPU is passed to its VM by PCI address; a
-//! MIG instance reaches a VM only through a MIG-backed vGPU, which cluster.yaml 1.0 cannot describe, so it is
-//! created and reported but not attached. With the simulated backend no device is attached at all (nothing
-//! real exists); the assignment is still reported.
+//! Every unit of the plan is created, assigned or not ([`crate::layout`] deals them). Unit ids are
+//! `<device id>-mig-<placement start>` and `<device id>-whole` ([`GpuUnit::id`]), so a slice keeps its
+//! Terraform address while its profile changes (it is replaced, destroyed first). A whole GPU is passed to its
+//! VM by PCI address; a MIG instance reaches a VM only through a MIG-backed vGPU, which cluster.yaml 1.0 cannot
+//! describe, so it is created and reported but not attached. With the simulated backend no device is attached
+//! at all (nothing real exists); the assignment is still reported.
 //!
 //! # The `hsw_inventory` output (the contract `hsw-cli inventory` reads)
 //!
@@ -63,9 +60,10 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
-use crate::config::model::{Accelerator, ClusterConfig, GpuBackend, Network, NetworkMode};
-use crate::config::rules::{self, groups, parse_ip_range, parse_subnet};
+use crate::config::model::{Accelerator, ClusterConfig, Network, NetworkMode};
+use crate::config::rules::{self, groups, parse_subnet};
 use crate::gpu::GpuPlan;
+use crate::layout::{GpuUnit, Layout, LayoutError, UnitKind, Vm};
 use crate::render::hcl::{quote, render_body, Expr, Item};
 
 /// How every generated file starts; files that start so belong to `hsw-cli generate`.
@@ -77,8 +75,7 @@ pub const INVENTORY_OUTPUT: &str = "hsw_inventory";
 /// The `format` of the [`INVENTORY_OUTPUT`] output.
 pub const INVENTORY_FORMAT: &str = "hsw-inventory/1";
 
-/// The default pool directory of the provider.
-pub const DEFAULT_POOL_DIR: &str = "/var/lib/hsw/images";
+pub use crate::config::model::DEFAULT_POOL_DIR;
 
 /// The default kernel command line for direct kernel boot of the images `scripts/build-image.sh` makes.
 pub const DEFAULT_CMDLINE: &str = "root=/dev/vda rw console=ttyS0 net.ifnames=0";
@@ -118,13 +115,13 @@ impl Options {
         modules_source: &str,
         ssh_dir: &str,
     ) -> Options {
-        let pool = pool_dir(config);
+        let pool = config.pool_dir();
         let images = config.host.as_ref().and_then(|h| h.images.as_ref());
         let mut base_images = BTreeMap::new();
         let mut kernels = BTreeMap::new();
         let mut initrds = BTreeMap::new();
         let mut keys = BTreeMap::new();
-        for cluster in present_clusters(config) {
+        for cluster in config.present_clusters() {
             let configured = images.and_then(|i| match cluster {
                 "hpc" => i.hpc.clone(),
                 _ => i.cloud.clone(),
@@ -195,32 +192,9 @@ pub enum RenderError {
         /// Why.
         reason: String,
     },
-    /// An address or range does not parse or is too short.
-    #[error("the addresses at {pointer} cannot be used: {reason}")]
-    BadAddresses {
-        /// JSON pointer of the node group.
-        pointer: String,
-        /// Why.
-        reason: String,
-    },
-    /// The plan gives a cluster fewer units than its GPU-enabled nodes need.
-    #[error("cluster `{cluster}` has GPU-enabled nodes needing {needed} GPU units but the plan gives it {available}; validate the configuration first")]
-    NotEnoughUnits {
-        /// The cluster key.
-        cluster: String,
-        /// Units the nodes need.
-        needed: u64,
-        /// Units planned.
-        available: usize,
-    },
-    /// The plan names a device the configuration does not have.
-    #[error(
-        "the GPU plan names device `{device}`, which `global.gpu_allocation.devices` does not list"
-    )]
-    UnknownDevice {
-        /// The device id.
-        device: String,
-    },
+    /// The configuration has no complete deployment layout.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     /// A required option is missing.
     #[error("no {what} was given for cluster `{cluster}`")]
     MissingOption {
@@ -229,56 +203,6 @@ pub enum RenderError {
         /// The cluster key.
         cluster: String,
     },
-}
-
-/// Kind of GPU unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnitKind {
-    /// A MIG instance.
-    Mig,
-    /// A whole GPU (PCI passthrough).
-    Whole,
-}
-
-/// A GPU unit of the plan, as the root module names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GpuUnit {
-    /// Unit id: `<device>-mig-<placement start>` or `<device>-whole`.
-    pub id: String,
-    /// MIG instance or whole GPU.
-    pub kind: UnitKind,
-    /// The cluster it serves.
-    pub cluster: String,
-    /// The device id.
-    pub device: String,
-    /// The device's PCI address.
-    pub pci_address: String,
-    /// MIG profile name.
-    pub profile: Option<String>,
-    /// MIG placement start.
-    pub placement_start: Option<u32>,
-}
-
-/// One VM of the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    /// `hpc` or `cloud`.
-    pub cluster: &'static str,
-    /// The role as in [`config::rules::GroupRef`](crate::config::rules::GroupRef) (`control_plane`, ...).
-    pub role: &'static str,
-    /// 1-based index in its group.
-    pub index: u32,
-    /// VM name and host name.
-    pub name: String,
-    /// Static address.
-    pub ip: Ipv4Addr,
-    /// Ids of the GPU units assigned to it.
-    pub units: Vec<String>,
-}
-
-/// The role as it appears in VM names.
-pub fn role_label(role: &str) -> String {
-    role.replace('_', "-")
 }
 
 /// The libvirt name of a network: `<metadata.name>-<key>`, `_` as `-`, other characters libvirt refuses as
@@ -302,116 +226,14 @@ pub fn network_name(config: &ClusterConfig, key: &str) -> String {
     format!("{cut}-{}", &sha256_hex(key)[..8])
 }
 
-/// The GPU units of a plan, every cluster's in assignment order (MIG instances, then whole GPUs).
-pub fn gpu_units(config: &ClusterConfig, plan: &GpuPlan) -> Result<Vec<GpuUnit>, RenderError> {
-    let devices: BTreeMap<&str, &str> = config
-        .global
-        .gpu_allocation
-        .as_ref()
-        .map(|a| {
-            a.devices
-                .iter()
-                .map(|d| (d.id.as_str(), d.pci_address.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let pci = |device: &str| {
-        devices
-            .get(device)
-            .map(|p| p.to_ascii_lowercase())
-            .ok_or_else(|| RenderError::UnknownDevice {
-                device: device.to_owned(),
-            })
-    };
-    let mut out = Vec::new();
-    for cluster in ["hpc", "cloud"] {
-        for i in plan.instances_of(cluster) {
-            out.push(GpuUnit {
-                id: format!("{}-mig-{}", i.device, i.placement_start),
-                kind: UnitKind::Mig,
-                cluster: cluster.to_owned(),
-                device: i.device.clone(),
-                pci_address: pci(&i.device)?,
-                profile: Some(i.profile.clone()),
-                placement_start: Some(i.placement_start),
-            });
-        }
-        for w in plan.whole_gpus.iter().filter(|w| w.cluster == cluster) {
-            out.push(GpuUnit {
-                id: format!("{}-whole", w.device),
-                kind: UnitKind::Whole,
-                cluster: cluster.to_owned(),
-                device: w.device.clone(),
-                pci_address: pci(&w.device)?,
-                profile: None,
-                placement_start: None,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Every VM with its address and GPU units, in node order (see the module docs for the assignment rule).
-pub fn nodes(config: &ClusterConfig, plan: &GpuPlan) -> Result<Vec<Node>, RenderError> {
-    let units = gpu_units(config, plan)?;
-    let mut out = Vec::new();
-    for cluster in ["hpc", "cloud"] {
-        let mut pool = units
-            .iter()
-            .filter(|u| u.cluster == cluster)
-            .map(|u| u.id.clone());
-        let available = units.iter().filter(|u| u.cluster == cluster).count();
-        let needed: u64 = groups(config)
-            .iter()
-            .filter(|g| g.cluster == cluster)
-            .map(|g| u64::from(g.count) * u64::from(g.gpu_units))
-            .sum();
-        if needed > available as u64 {
-            return Err(RenderError::NotEnoughUnits {
-                cluster: cluster.to_owned(),
-                needed,
-                available,
-            });
-        }
-        for g in groups(config).into_iter().filter(|g| g.cluster == cluster) {
-            let (text, key) = g.addresses;
-            let pointer = format!("{}/{key}", g.pointer);
-            let (first, last) =
-                parse_ip_range(text).map_err(|reason| RenderError::BadAddresses {
-                    pointer: pointer.clone(),
-                    reason,
-                })?;
-            let span = u64::from(u32::from(last)) - u64::from(u32::from(first)) + 1;
-            if span < u64::from(g.count) {
-                return Err(RenderError::BadAddresses {
-                    pointer,
-                    reason: format!("`{text}` holds {span} addresses but `count` is {}", g.count),
-                });
-            }
-            for n in 0..g.count {
-                let ip = Ipv4Addr::from(u32::from(first).saturating_add(n));
-                out.push(Node {
-                    cluster,
-                    role: g.role,
-                    index: n + 1,
-                    name: format!("{}-{}-{}", config.metadata.name, role_label(g.role), n + 1),
-                    ip,
-                    units: pool.by_ref().take(g.gpu_units as usize).collect(),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Renders the root module's files, sorted by name.
 pub fn render(
     config: &ClusterConfig,
     plan: &GpuPlan,
     options: &Options,
 ) -> Result<Vec<File>, RenderError> {
-    let units = gpu_units(config, plan)?;
-    let nodes = nodes(config, plan)?;
+    let layout = Layout::checked(config, plan)?;
+    let (units, nodes) = (&layout.gpu_units, &layout.vms);
     let header = header(options);
     let mut files = vec![
         File {
@@ -428,7 +250,7 @@ pub fn render(
         },
         File {
             name: "main.tf".into(),
-            contents: format!("{header}\n{}", main_tf(config, options, &units, &nodes)?),
+            contents: format!("{header}\n{}", main_tf(config, options, units, nodes)?),
         },
         File {
             name: "outputs.tf".into(),
@@ -463,45 +285,16 @@ terraform {
 }
 "#;
 
-fn present_clusters(config: &ClusterConfig) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if config.clusters.hpc.is_some() {
-        out.push("hpc");
-    }
-    if config.clusters.cloud.is_some() {
-        out.push("cloud");
-    }
-    out
-}
-
-fn pool_dir(config: &ClusterConfig) -> String {
-    config
-        .host
-        .as_ref()
-        .and_then(|h| h.pool_dir.clone())
-        .unwrap_or_else(|| DEFAULT_POOL_DIR.to_owned())
-}
-
-fn gpu_backend(config: &ClusterConfig) -> &'static str {
-    match config.host.as_ref().and_then(|h| h.gpu_backend) {
-        None | Some(GpuBackend::Auto) => "auto",
-        Some(GpuBackend::Nvml) => "nvml",
-        Some(GpuBackend::Simulated) => "simulated",
-    }
-}
-
 fn providers(config: &ClusterConfig) -> String {
-    let uri = config
-        .host
-        .as_ref()
-        .and_then(|h| h.libvirt_uri.clone())
-        .unwrap_or_else(|| "qemu:///system".to_owned());
     let items = vec![Item::Block(
         "provider \"hsw\"".into(),
         vec![
-            Item::Attr("uri".into(), Expr::str(uri)),
-            Item::Attr("pool_dir".into(), Expr::str(pool_dir(config))),
-            Item::Attr("gpu_backend".into(), Expr::str(gpu_backend(config))),
+            Item::Attr("uri".into(), Expr::str(config.libvirt_uri())),
+            Item::Attr("pool_dir".into(), Expr::str(config.pool_dir())),
+            Item::Attr(
+                "gpu_backend".into(),
+                Expr::str(config.gpu_backend().as_str()),
+            ),
         ],
     )];
     body(&items)
@@ -593,7 +386,7 @@ fn main_tf(
     config: &ClusterConfig,
     options: &Options,
     units: &[GpuUnit],
-    nodes: &[Node],
+    nodes: &[Vm],
 ) -> Result<String, RenderError> {
     let mut items = Vec::new();
     let extra: Vec<Expr> = config
@@ -618,7 +411,7 @@ fn main_tf(
         ],
     ));
     let with_gpus = !units.is_empty();
-    let backend = gpu_backend(config);
+    let backend = config.gpu_backend().as_str();
     if with_gpus {
         if backend == "auto" {
             items.push(Item::Blank);
@@ -640,7 +433,7 @@ fn main_tf(
                     Expr::Object(
                         units
                             .iter()
-                            .map(|u| (u.id.clone(), Expr::str(u.device.clone())))
+                            .map(|u| (u.id(), Expr::str(u.device.clone())))
                             .collect(),
                     ),
                 ),
@@ -655,7 +448,7 @@ fn main_tf(
     }
     // Networks: each cluster creates its own; a network both clusters use is created by the HPC cluster.
     let mut created: BTreeMap<&str, &'static str> = BTreeMap::new();
-    for cluster in present_clusters(config) {
+    for cluster in config.present_clusters() {
         let (key, net) = network_of(config, cluster)?;
         let subnet = parse_subnet(&net.subnet).map_err(|reason| RenderError::BadSubnet {
             network: key.to_owned(),
@@ -770,13 +563,13 @@ fn main_tf(
 /// The `roles` of a cluster module call: one entry per node group of the cluster, `order` as in
 /// [`groups`] (the controller or control plane first), each with its nodes' addresses and, for GPU-enabled
 /// groups, the devices the `gpu_partition` module passes to each node.
-fn roles_expr(config: &ClusterConfig, cluster: &str, nodes: &[Node], with_gpus: bool) -> Expr {
+fn roles_expr(config: &ClusterConfig, cluster: &str, nodes: &[Vm], with_gpus: bool) -> Expr {
     let roles = (1u32..)
         .zip(groups(config).into_iter().filter(|g| g.cluster == cluster))
         .map(|(order, g)| {
-            let group_nodes: Vec<&Node> = nodes
+            let group_nodes: Vec<&Vm> = nodes
                 .iter()
-                .filter(|n| n.cluster == cluster && n.role == g.role)
+                .filter(|n| n.cluster == cluster && n.role.as_str() == g.role)
                 .collect();
             let devices = |output: &str| {
                 if !with_gpus || g.gpu_units == 0 {
@@ -826,7 +619,7 @@ const NODE_GPU_UNITS: &str = r#"{ for node, units in module.gpu_partition.assign
     })
   ] }"#;
 
-fn gpu_partition(options: &Options, backend: &str, units: &[GpuUnit], nodes: &[Node]) -> Item {
+fn gpu_partition(options: &Options, backend: &str, units: &[GpuUnit], nodes: &[Vm]) -> Item {
     let attach = match backend {
         "nvml" => Expr::bool(true),
         "simulated" => Expr::bool(false),
@@ -837,9 +630,9 @@ fn gpu_partition(options: &Options, backend: &str, units: &[GpuUnit], nodes: &[N
         .filter(|u| u.kind == UnitKind::Mig)
         .map(|u| {
             (
-                u.id.clone(),
+                u.id(),
                 Expr::Inline(vec![
-                    ("gpu".into(), Expr::str(u.pci_address.clone())),
+                    ("gpu".into(), Expr::opt_str(u.gpu_pci.as_deref())),
                     ("profile".into(), Expr::opt_str(u.profile.as_deref())),
                     (
                         "placement_start".into(),
@@ -855,15 +648,15 @@ fn gpu_partition(options: &Options, backend: &str, units: &[GpuUnit], nodes: &[N
     let whole: Vec<(String, Expr)> = units
         .iter()
         .filter(|u| u.kind == UnitKind::Whole)
-        .map(|u| (u.id.clone(), Expr::str(u.pci_address.clone())))
+        .map(|u| (u.id(), Expr::opt_str(u.gpu_pci.as_deref())))
         .collect();
     let assignments: Vec<(String, Expr)> = nodes
         .iter()
-        .filter(|n| !n.units.is_empty())
+        .filter(|n| !n.gpu_units.is_empty())
         .map(|n| {
             (
                 n.name.clone(),
-                Expr::List(n.units.iter().map(|u| Expr::str(u.clone())).collect()),
+                Expr::List(n.gpu_units.iter().map(|u| Expr::str(u.id())).collect()),
             )
         })
         .collect();
@@ -904,7 +697,7 @@ fn outputs(config: &ClusterConfig, options: &Options, with_gpus: bool) -> String
     } else {
         "{}"
     };
-    let present = present_clusters(config);
+    let present = config.present_clusters();
     let clusters: Vec<(String, Expr)> = present
         .iter()
         .map(|c| {
@@ -921,7 +714,7 @@ fn outputs(config: &ClusterConfig, options: &Options, with_gpus: bool) -> String
         .iter()
         .map(|c| ((*c).to_owned(), Expr::raw(format!("module.{c}.network"))))
         .collect();
-    let backend = gpu_backend(config);
+    let backend = config.gpu_backend().as_str();
     let backend_expr = if with_gpus && backend == "auto" {
         Expr::raw("data.hsw_gpus.this.backend")
     } else {

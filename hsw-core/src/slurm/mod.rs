@@ -35,8 +35,9 @@
 pub mod check;
 pub mod model;
 
-use crate::ansible::hosts::{Deployment, GpuUnit, Host, Role, UnitKind};
+use crate::ansible::hosts::{Deployment, Host};
 use crate::config::model::ClusterConfig;
+use crate::layout::{GpuUnit, Role, UnitKind};
 use model::{CgroupConf, Gres, GresConf, GresLine, Key, NodeDef, PartitionDef, SlurmConf};
 
 /// Where the controller keeps its state.
