@@ -21,7 +21,7 @@ use hsw_core::slurm;
 use serde_json::json;
 
 use crate::exit;
-use crate::inventory::{header, load, SourceArgs};
+use crate::inventory::{header, load_args, SourceArgs};
 
 /// Bytes of a Munge key (munged accepts 32 to 1024).
 pub const MUNGE_KEY_BYTES: usize = 1024;
@@ -114,12 +114,9 @@ pub struct PlatformFiles {
 }
 
 fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
-    let loaded = match load(&args.source) {
+    let loaded = match load_args(&args.source) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("{}", e.message.trim_end());
-            return e.code;
-        }
+        Err(e) => return e.report(),
     };
     let files = match write_platform_files(&loaded, args.offline) {
         Ok(f) => f,
@@ -187,15 +184,21 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
 /// sudo's prompt, which the default 10 s missed on busy TCG guests ("Timeout waiting for privilege escalation
 /// prompt"), no retry files.
 pub fn set_ansible_env(cmd: &mut Command) {
-    for (k, v) in [
+    for (k, v) in ansible_env() {
+        cmd.env(k, v);
+    }
+}
+
+/// The settings [`set_ansible_env`] sets: those of hsw's Ansible defaults the environment does not set.
+pub fn ansible_env() -> Vec<(&'static str, &'static str)> {
+    [
         ("ANSIBLE_PIPELINING", "True"),
         ("ANSIBLE_TIMEOUT", "60"),
         ("ANSIBLE_RETRY_FILES_ENABLED", "False"),
-    ] {
-        if std::env::var_os(k).is_none() {
-            cmd.env(k, v);
-        }
-    }
+    ]
+    .into_iter()
+    .filter(|(k, _)| std::env::var_os(k).is_none())
+    .collect()
 }
 
 /// ansible-playbook's arguments, the same for every hsw run of it (`ansible hpc`, `ansible platform`, `up`): the
@@ -326,12 +329,9 @@ pub struct HpcFiles {
 }
 
 fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
-    let loaded = match load(&args.source) {
+    let loaded = match load_args(&args.source) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("{}", e.message.trim_end());
-            return e.code;
-        }
+        Err(e) => return e.report(),
     };
     let rendered = match slurm::render(&loaded.config, &loaded.deployment) {
         Ok(r) => r,
@@ -697,14 +697,14 @@ mod tests {
     fn write_platform_files_writes_the_inventory_and_the_vars() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let state_dir = dir.path().join("state");
-        let loaded = load(&SourceArgs {
+        let loaded = load_args(&SourceArgs {
             config: None,
             tf_output: None,
             terraform_dir: dir.path().join("terraform"),
             planned: true,
             state_dir: Some(state_dir.clone()),
         })
-        .unwrap_or_else(|e| panic!("{}", e.message));
+        .unwrap_or_else(|e| panic!("{e}"));
         let files = write_platform_files(&loaded, true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             files.extra_vars,

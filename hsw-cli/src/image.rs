@@ -7,13 +7,13 @@
 //! The script is run with `bash` and an argument vector; its progress (stderr) streams through, and its
 //! `base=`, `kernel=`, `initrd=`, `manifest=` lines (stdout) say where the files are.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::exit;
+use crate::runner::{Cmd, Runner, SystemRunner};
 
 /// `hsw-cli image`.
 #[derive(Debug, Subcommand)]
@@ -80,7 +80,7 @@ pub fn run(cmd: &ImageCommand, out: &mut dyn Write) -> u8 {
                     return exit::CANNOT_RUN;
                 }
             };
-            match build(&repo, args, out) {
+            match build(&SystemRunner, &repo, args, out) {
                 Ok(image) => {
                     let _ = writeln!(
                         out,
@@ -102,10 +102,14 @@ pub fn run(cmd: &ImageCommand, out: &mut dyn Write) -> u8 {
 }
 
 /// Builds (or finds in the cache) the guest image; the script's progress goes to stderr.
-pub fn build(repo: &Path, args: &BuildArgs, out: &mut dyn Write) -> Result<Image, String> {
+pub fn build(
+    runner: &dyn Runner,
+    repo: &Path,
+    args: &BuildArgs,
+    out: &mut dyn Write,
+) -> Result<Image, String> {
     let script = repo.join("scripts/build-image.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script).args(build_args(args));
+    let cmd = Cmd::new("bash").arg(&script).args(build_args(args));
     let _ = writeln!(
         out,
         "hsw: {} guest image: {} --role {} (cached by content; a first build takes 2-4 minutes)",
@@ -114,29 +118,15 @@ pub fn build(repo: &Path, args: &BuildArgs, out: &mut dyn Write) -> Result<Image
         args.role.as_str()
     );
     let _ = out.flush();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let mut lines = Vec::new();
+    let status = runner
+        .lines(&cmd, &mut |l| lines.push(l.to_owned()))
         .map_err(|e| {
             format!(
                 "cannot run bash {} ({e}); install bash and run scripts/install-deps.sh full",
                 script.display()
             )
         })?;
-    let mut lines = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines() {
-            match line {
-                Ok(l) => lines.push(l),
-                Err(e) => return Err(format!("cannot read the output of build-image.sh: {e}")),
-            }
-        }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("build-image.sh did not finish: {e}"))?;
     if !status.success() {
         return Err(format!(
             "scripts/build-image.sh failed ({status}); its messages above say why (it needs root and \
@@ -223,6 +213,7 @@ pub fn repo_root() -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn paths_come_from_the_key_lines() {

@@ -14,10 +14,11 @@ use std::process::{Command, Stdio};
 use clap::{Args, Parser, ValueEnum};
 use hsw_core::ansible::hosts::{self, Deployment};
 use hsw_core::ansible::{Inventory, StateLayout};
-use hsw_core::config::{self, ClusterConfig};
+use hsw_core::config::ClusterConfig;
 
+use crate::error::Error;
 use crate::exit;
-use crate::validate::read_config;
+use crate::session::Session;
 
 /// Where the hosts come from, and where the state lives (shared by `inventory` and `ansible`).
 #[derive(Debug, Clone, Args)]
@@ -103,31 +104,6 @@ pub fn run_as_script() -> Option<u8> {
     Some(code)
 }
 
-/// Why loading failed: the exit code and a sentence (or a rendered report) for stderr.
-#[derive(Debug)]
-pub struct LoadError {
-    /// The exit code.
-    pub code: u8,
-    /// What to print.
-    pub message: String,
-}
-
-impl LoadError {
-    fn cannot_run(message: String) -> LoadError {
-        LoadError {
-            code: exit::CANNOT_RUN,
-            message: format!("error: {message}"),
-        }
-    }
-
-    fn invalid(message: String) -> LoadError {
-        LoadError {
-            code: exit::INVALID,
-            message: format!("error: {message}"),
-        }
-    }
-}
-
 /// Everything a hand-off command needs.
 #[derive(Debug)]
 pub struct Loaded {
@@ -143,6 +119,30 @@ pub struct Loaded {
     pub state: StateLayout,
 }
 
+/// Where the hosts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hosts {
+    /// The hosts cluster.yaml plans (before `terraform apply`).
+    Planned,
+    /// A saved `terraform output -json`.
+    Saved(PathBuf),
+    /// `terraform output -json` run in this Terraform directory.
+    Terraform(PathBuf),
+}
+
+impl SourceArgs {
+    /// Where these arguments take the hosts from.
+    pub fn hosts(&self) -> Hosts {
+        if self.planned {
+            Hosts::Planned
+        } else if let Some(file) = &self.tf_output {
+            Hosts::Saved(file.clone())
+        } else {
+            Hosts::Terraform(self.terraform_dir.clone())
+        }
+    }
+}
+
 /// The state directory for these arguments (absolute).
 pub fn state_layout(source: &SourceArgs) -> StateLayout {
     let layout = match &source.state_dir {
@@ -153,53 +153,53 @@ pub fn state_layout(source: &SourceArgs) -> StateLayout {
     StateLayout::new(std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()))
 }
 
-/// Reads and validates the config, plans its GPUs, and gets the hosts (Terraform's output, a saved output,
-/// or the plan).
-pub fn load(source: &SourceArgs) -> Result<Loaded, LoadError> {
-    let (name, text) = read_config(source.config.as_deref()).map_err(LoadError::cannot_run)?;
-    let validated = config::validate_str(&text);
-    let Some(cfg) = validated.valid_config().cloned() else {
-        return Err(LoadError {
-            code: exit::INVALID,
-            message: validated.report.render_text(&name, &text, false),
-        });
-    };
-    let plan = config::gpu::plan(&cfg)
-        .map_err(|e| LoadError::invalid(format!("the GPUs of {name} cannot be planned: {e}")))?;
-    let (deployment, hosts_from) = if source.planned {
-        (
-            hosts::planned_hosts(&cfg, &plan),
+/// The session of `--config`, then [`load`] with the hosts and state these arguments name.
+pub fn load_args(source: &SourceArgs) -> Result<Loaded, Error> {
+    let session = Session::load(source.config.as_deref())?;
+    load(&session, &source.hosts(), state_layout(source))
+}
+
+/// Gets the hosts of a session's config (Terraform's output, a saved output, or the plan), checked against it.
+pub fn load(session: &Session, hosts: &Hosts, state: StateLayout) -> Result<Loaded, Error> {
+    let cfg = &session.config;
+    let plan = session.plan()?;
+    let (deployment, hosts_from) = match hosts {
+        Hosts::Planned => (
+            hosts::planned_hosts(cfg, plan),
             "the hosts cluster.yaml plans".to_owned(),
-        )
-    } else {
-        let (json, from) = match &source.tf_output {
-            Some(file) => (
-                std::fs::read_to_string(file).map_err(|e| {
-                    LoadError::cannot_run(format!(
-                        "cannot read the Terraform output {}: {e}",
-                        file.display()
-                    ))
-                })?,
+        ),
+        Hosts::Saved(file) => {
+            let json = std::fs::read_to_string(file).map_err(|e| {
+                Error::cannot_run(format!(
+                    "cannot read the Terraform output {}: {e}",
+                    file.display()
+                ))
+            })?;
+            (
+                resolve(session, &json)?,
                 format!("the Terraform output in {}", file_name(file)),
-            ),
-            None => (
-                terraform_output(&source.terraform_dir).map_err(LoadError::cannot_run)?,
-                "the Terraform outputs".to_owned(),
-            ),
-        };
-        let parsed = hosts::parse_terraform_output_str(&json)
-            .map_err(|e| LoadError::invalid(e.to_string()))?;
-        let resolved =
-            hosts::resolve(&cfg, &plan, parsed).map_err(|e| LoadError::invalid(e.to_string()))?;
-        (resolved, from)
+            )
+        }
+        Hosts::Terraform(dir) => (
+            resolve(session, &terraform_output(dir)?)?,
+            "the Terraform outputs".to_owned(),
+        ),
     };
     Ok(Loaded {
-        config_name: file_name_of_config(source.config.as_deref(), &name),
-        config: cfg,
+        config_name: session.file_name(),
+        config: cfg.clone(),
         deployment,
         hosts_from,
-        state: state_layout(source),
+        state,
     })
+}
+
+/// The hosts of a `terraform output -json`, checked against the session's config and plan.
+fn resolve(session: &Session, json: &str) -> Result<Deployment, Error> {
+    let parsed =
+        hosts::parse_terraform_output_str(json).map_err(|e| Error::invalid(e.to_string()))?;
+    hosts::resolve(&session.config, session.plan()?, parsed)
+        .map_err(|e| Error::invalid(e.to_string()))
 }
 
 fn file_name(p: &Path) -> String {
@@ -208,22 +208,15 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-fn file_name_of_config(path: Option<&Path>, shown: &str) -> String {
-    match path {
-        Some(p) => file_name(p),
-        None => shown.to_owned(),
-    }
-}
-
 /// Runs `terraform output -json` in `dir` (an argument vector; the binary is `HSW_TERRAFORM` or
 /// `terraform`) and returns its standard output.
-pub fn terraform_output(dir: &Path) -> Result<String, String> {
+pub fn terraform_output(dir: &Path) -> Result<String, Error> {
     if !dir.is_dir() {
-        return Err(format!(
+        return Err(Error::cannot_run(format!(
             "the Terraform directory {} does not exist; run `hsw-cli generate` and `terraform apply` first, \
              or name it with --terraform-dir (or a saved output with --tf-output)",
             dir.display()
-        ));
+        )));
     }
     let bin = std::env::var_os("HSW_TERRAFORM").unwrap_or_else(|| "terraform".into());
     let output = Command::new(&bin)
@@ -233,23 +226,23 @@ pub fn terraform_output(dir: &Path) -> Result<String, String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| {
-            format!(
+            Error::cannot_run(format!(
                 "cannot run `{} output -json` ({e}); install Terraform, set HSW_TERRAFORM, or pass a saved \
                  output with --tf-output",
                 PathBuf::from(&bin).display()
-            )
+            ))
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!(
+        return Err(Error::cannot_run(format!(
             "`terraform output -json` failed in {} ({}): {}",
             dir.display(),
             output.status,
             stderr.trim()
-        ));
+        )));
     }
     String::from_utf8(output.stdout)
-        .map_err(|_| "`terraform output -json` printed text that is not UTF-8".to_owned())
+        .map_err(|_| Error::cannot_run("`terraform output -json` printed text that is not UTF-8"))
 }
 
 /// The comment lines on top of an inventory file.
@@ -265,12 +258,9 @@ pub fn header(loaded: &Loaded) -> Vec<String> {
 
 /// Runs `inventory`; returns the exit code.
 pub fn run(args: &InventoryArgs, out: &mut dyn Write) -> u8 {
-    let loaded = match load(&args.source) {
+    let loaded = match load_args(&args.source) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("{}", e.message.trim_end());
-            return e.code;
-        }
+        Err(e) => return e.report(),
     };
     let inventory = Inventory::build(&loaded.config, &loaded.deployment, &loaded.state);
     let text = if let Some(host) = &args.host {

@@ -1,0 +1,101 @@
+//! What the unit tests of `up`'s steps share: a deployment in a temporary directory, the default config's
+//! session, and an inventory of its planned hosts.
+
+use std::path::PathBuf;
+
+use hsw_core::ansible::StateLayout;
+
+use super::{Ctx, Libvirt, Target, UpArgs, DEFAULT_SANDBOX};
+use crate::inventory::{self, Hosts, Loaded};
+use crate::runner::Runner;
+use crate::session::Session;
+
+/// A deployment whose state directory is a fresh temporary directory; the repository is this one.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The temporary directory (state in `state/`).
+    pub dir: tempfile::TempDir,
+    sandbox: Option<String>,
+}
+
+impl Fixture {
+    /// With a sandbox of this name, or on the host.
+    pub fn new(sandbox: Option<&str>) -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            sandbox: sandbox.map(str::to_owned),
+        }
+    }
+
+    /// The repository root.
+    pub fn repo() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf()
+    }
+
+    /// The context over `runner`.
+    pub fn ctx<'r>(&self, runner: &'r dyn Runner) -> Ctx<'r> {
+        let state = self.dir.path().join("state");
+        Ctx {
+            runner,
+            repo: Fixture::repo(),
+            sandbox: self.sandbox.clone(),
+            tf_dir: state.join("terraform"),
+            state: StateLayout::new(state),
+            terraform: PathBuf::from("terraform"),
+            color: false,
+        }
+    }
+
+    /// `up`'s default arguments.
+    pub fn args(&self) -> UpArgs {
+        UpArgs {
+            target: Target {
+                config: None,
+                sandbox: false,
+                no_sandbox: self.sandbox.is_none(),
+                sandbox_name: self
+                    .sandbox
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SANDBOX.to_owned()),
+                state_dir: None,
+                out: None,
+            },
+            image_dir: None,
+            skip_check: true,
+            no_verify: false,
+            verify_timeout: 1,
+        }
+    }
+
+    /// A libvirt whose pool is in the temporary directory.
+    pub fn libvirt(&self) -> Libvirt {
+        Libvirt {
+            uri: "qemu+unix:///system?socket=/run/hsw-sandbox/sb/libvirt/libvirt-sock".into(),
+            pool: self.dir.path().join("pool"),
+            consoles: Some(PathBuf::from("/var/lib/hsw-sandbox/sb/log/qemu")),
+        }
+    }
+}
+
+/// Shared values.
+pub mod fixture {
+    use super::*;
+
+    /// The embedded default's session.
+    pub fn session() -> Session {
+        crate::session::testing::default_session()
+    }
+
+    /// The default config's planned hosts, with the state of `ctx`.
+    pub fn loaded(session: &Session, ctx: &Ctx<'_>) -> Loaded {
+        inventory::load(session, &Hosts::Planned, ctx.state.clone()).unwrap()
+    }
+}
+
+/// The output a step wrote, as text.
+pub fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
