@@ -95,7 +95,7 @@ pub fn place_image(img: &Image, pool: &Path) -> Result<Image, String> {
 mod tests {
     use super::*;
     use crate::runner::fake::FakeRunner;
-    use crate::up::testing::{fixture, text, Fixture};
+    use crate::up::testing::{text, Fixture};
 
     /// A built image in `dir/<key>/`.
     pub fn built(dir: &Path, key: &str) -> Image {
@@ -135,15 +135,19 @@ mod tests {
             0,
             &answer(&cloud),
         );
-        let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let mut args = f.args();
-        args.image_dir = Some(cache.clone());
-        let mut up = Up::new(&ctx, &session, &args);
-        let mut out = Vec::new();
-        build(&mut up, 2, &mut out).unwrap();
-        let script = ctx
-            .repo
+        let (r, t) = f.with_up(
+            &runner,
+            |a| a.image_dir = Some(cache.clone()),
+            |up| {
+                let mut out = Vec::new();
+                let r = build(up, 2, &mut out);
+                assert_eq!(up.images.get(&ImageRole::Hpc), Some(&hpc));
+                assert_eq!(up.images.get(&ImageRole::Cloud), Some(&cloud));
+                (r, text(&out))
+            },
+        );
+        r.unwrap();
+        let script = Fixture::repo()
             .join("scripts/build-image.sh")
             .display()
             .to_string();
@@ -155,9 +159,6 @@ mod tests {
                 vec!["bash", &script, "--role", "cloud", "--out", &c],
             ]
         );
-        assert_eq!(up.images.get(&ImageRole::Hpc), Some(&hpc));
-        assert_eq!(up.images.get(&ImageRole::Cloud), Some(&cloud));
-        let t = text(&out);
         assert!(
             t.contains("==> [2/11] guest images (one per cluster)"),
             "{t}"
@@ -176,11 +177,7 @@ mod tests {
         let f = Fixture::new(Some("sb"));
         let runner = FakeRunner::new();
         runner.on(&["--role", "hpc"], 1, "");
-        let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let args = f.args();
-        let mut up = Up::new(&ctx, &session, &args);
-        let e = build(&mut up, 2, &mut Vec::new()).unwrap_err();
+        let e = f.run_step(&runner, build, 2, |_| {}).0.unwrap_err();
         assert_eq!(e.code(), crate::exit::INVALID);
         assert!(
             e.to_string()

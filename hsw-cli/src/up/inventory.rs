@@ -205,10 +205,7 @@ mod tests {
         again
             .on(&["output", "-json"], 0, &tf_output(&planned))
             .on(&["domuuid"], 0, "new-uuid\n");
-        let ctx = f.ctx(&again);
-        let mut up = Up::new(&ctx, &session, &args);
-        up.libvirt = Some(f.libvirt());
-        inventory(&mut up, 7, &mut Vec::new()).unwrap();
+        f.run_step(&again, inventory, 7, |_| {}).0.unwrap();
         assert!(!again.argvs().iter().any(|a| a[0] == "ssh-keygen"));
     }
 
@@ -218,11 +215,10 @@ mod tests {
         let runner = FakeRunner::new();
         runner.on_full(&["output"], Some(1), "", "Error: No state\n", None);
         let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let args = f.args();
-        let mut up = Up::new(&ctx, &session, &args);
-        up.libvirt = Some(f.libvirt());
-        let e = inventory(&mut up, 7, &mut Vec::new()).unwrap_err();
+        let e = f
+            .run_step(&runner, inventory, 7, |up| assert!(up.loaded.is_none()))
+            .0
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(

@@ -332,6 +332,8 @@ pub struct Up<'a> {
     pub session: &'a Session,
     /// The command's arguments.
     pub args: &'a UpArgs,
+    /// The host's root directory the checks read (`None`: `/`).
+    pub host_root: Option<PathBuf>,
     /// The guest images built, per cluster role.
     pub images: BTreeMap<ImageRole, Image>,
     /// Where libvirt is (from the sandbox step).
@@ -355,6 +357,7 @@ impl<'a> Up<'a> {
             ctx,
             session,
             args,
+            host_root: None,
             images: BTreeMap::new(),
             libvirt: None,
             cluster_images: ClusterImages::new(),
@@ -378,12 +381,11 @@ impl<'a> Up<'a> {
     }
 }
 
+/// What a step does: over what `up` knows, its header number, the output.
+pub type StepFn = fn(&mut Up<'_>, usize, &mut dyn Write) -> Result<(), Error>;
+
 /// One step of `up`: its number in the headers, its name in the timings, and what it does.
-type Step = (
-    usize,
-    &'static str,
-    fn(&mut Up<'_>, usize, &mut dyn Write) -> Result<(), Error>,
-);
+type Step = (usize, &'static str, StepFn);
 
 /// The steps of `up`, in order (the summary, step [`UP_STEPS`], follows).
 pub const UP_STEPS_TABLE: [Step; 9] = [
@@ -447,7 +449,7 @@ fn checks(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
     if up.args.skip_check {
         say(out, "host checks skipped (--skip-check)");
     } else {
-        let report = host_cmds::check(session, None, Format::Text, out)?;
+        let report = host_cmds::check(session, up.host_root.as_deref(), Format::Text, out)?;
         let _ = out.flush();
         if report.failed() {
             return Err(Error::invalid(
@@ -581,7 +583,7 @@ pub mod testing;
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{fixture, Fixture};
+    use super::testing::{fixture, text, Fixture};
     use super::*;
     use crate::runner::fake::FakeRunner;
 
@@ -628,30 +630,56 @@ mod tests {
     }
 
     #[test]
-    fn the_checks_step_stops_on_a_failed_host_check_unless_skipped() {
+    fn the_checks_step_prints_the_plan_or_stops_on_a_failed_host_check() {
         let runner = FakeRunner::new();
         let f = Fixture::new(Some("sb"));
-        let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let mut args = f.args();
-        args.skip_check = true;
-        let mut up = Up::new(&ctx, &session, &args);
-        let mut out = Vec::new();
-        checks(&mut up, 1, &mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let (r, t) = f.run_step(&runner, checks, 1, |_| {});
+        r.unwrap();
         assert!(
-            text.contains("==> [1/11] host checks, validation, GPU plan"),
-            "{text}"
+            t.contains("==> [1/11] host checks, validation, GPU plan"),
+            "{t}"
+        );
+        assert!(t.contains("hsw: host checks skipped (--skip-check)"), "{t}");
+        assert!(
+            t.contains(&format!(
+                "hsw: {} is valid (hsw-dev)",
+                hsw_core::config::DEFAULT_CONFIG_NAME
+            )),
+            "{t}"
+        );
+        let plan = fixture::session();
+        let plan = plan.plan().unwrap();
+        let mig = plan.instances.first().unwrap();
+        assert!(
+            t.contains(&format!(
+                "hsw: GPU plan: {} gets MIG {} on {}",
+                mig.cluster, mig.profile, mig.device
+            )),
+            "{t}"
+        );
+        // A host that cannot run VMs: its check report is printed, and up stops.
+        let root = Fixture::repo().join("tests/fixtures/hosts/no-virtualization");
+        let (r, t) = f.with_up(
+            &runner,
+            |a| a.skip_check = false,
+            |up| {
+                up.host_root = Some(root.clone());
+                let mut out = Vec::new();
+                (checks(up, 1, &mut out), text(&out))
+            },
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), exit::INVALID);
+        assert!(
+            e.to_string()
+                .starts_with("the host checks above failed (`fail` lines)"),
+            "{e}"
         );
         assert!(
-            text.contains("hsw: host checks skipped (--skip-check)"),
-            "{text}"
+            t.contains(&format!("hsw-cli check: host {}", root.display())),
+            "{t}"
         );
-        assert!(
-            text.contains("hsw: cluster.yaml (embedded default) is valid")
-                || text.contains("is valid ("),
-            "{text}"
-        );
+        assert!(!t.contains("GPU plan:"), "{t}");
         assert!(runner.calls().is_empty(), "the checks step runs no process");
     }
 

@@ -171,7 +171,7 @@ pub fn open(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error>
 mod tests {
     use super::*;
     use crate::runner::fake::FakeRunner;
-    use crate::up::testing::{fixture, text, Fixture};
+    use crate::up::testing::Fixture;
 
     /// What `scripts/sandbox.sh --name sb env` prints (bash's `printf %q`).
     pub const ENV: &str = "HSW_SANDBOX_NAME=sb\nHSW_SANDBOX_NETNS=sb\n\
@@ -227,13 +227,17 @@ mod tests {
             .on(&["start"], 0, "sandbox up\nqemu+unix:///system?socket=/x\n")
             .on(&["env"], 0, ENV);
         let f = Fixture::new(Some("sb"));
-        let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let args = f.args();
-        let mut up = Up::new(&ctx, &session, &args);
-        let mut out = Vec::new();
-        open(&mut up, 3, &mut out).unwrap();
-        let script = ctx.repo.join("scripts/sandbox.sh").display().to_string();
+        let (r, t) = f.run_step(&runner, open, 3, |up| {
+            let l = up.libvirt.as_ref().unwrap();
+            assert_eq!(
+                l.consoles.as_deref(),
+                Some(Path::new("/var/lib/hsw-sandbox/sb/log/qemu"))
+            );
+            assert_eq!(l.pool, Path::new("/var/lib/hsw-sandbox/sb/pool"));
+        });
+        r.unwrap();
+        let repo = Fixture::repo();
+        let script = repo.join("scripts/sandbox.sh").display().to_string();
         assert_eq!(
             runner.argvs(),
             [
@@ -244,61 +248,51 @@ mod tests {
         assert!(runner
             .calls()
             .iter()
-            .all(|c| c.dir.as_deref() == Some(ctx.repo.as_path())));
-        let t = text(&out);
+            .all(|c| c.dir.as_deref() == Some(repo.as_path())));
         assert!(t.contains("==> [3/11] sandbox 'sb'"), "{t}");
         assert!(t.contains("hsw: libvirt inside netns sb: qemu+unix:///system?socket=/run/hsw-sandbox/sb/libvirt/libvirt-sock; pool /var/lib/hsw-sandbox/sb/pool"), "{t}");
-        let l = up.libvirt.unwrap();
-        assert_eq!(
-            l.consoles.as_deref(),
-            Some(Path::new("/var/lib/hsw-sandbox/sb/log/qemu"))
-        );
     }
 
     #[test]
     fn a_failed_start_names_the_needs() {
-        let runner = FakeRunner::new();
-        runner.on_full(&["start"], Some(1), "", "sandbox: run as root\n", None);
         let f = Fixture::new(Some("sb"));
-        let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let args = f.args();
-        let mut up = Up::new(&ctx, &session, &args);
-        let e = open(&mut up, 3, &mut Vec::new()).unwrap_err();
-        assert_eq!(e.code(), crate::exit::INVALID);
-        assert!(
-            e.to_string()
-                .starts_with("scripts/sandbox.sh --name sb start failed (exit status: 1)"),
-            "{e}"
-        );
-        assert_eq!(runner.calls().len(), 1, "nothing runs after a failed start");
+        let failing = FakeRunner::new();
+        failing.on_full(&["start"], Some(1), "", "sandbox: run as root\n", None);
         let missing = FakeRunner::new();
         missing.on_full(&["bash"], None, "", "", None);
-        let ctx = f.ctx(&missing);
-        let mut up = Up::new(&ctx, &session, &args);
-        let e = open(&mut up, 3, &mut Vec::new()).unwrap_err();
-        assert_eq!(e.code(), crate::exit::CANNOT_RUN);
-        assert!(e.to_string().contains("install bash"), "{e}");
+        for (runner, code, message) in [
+            (
+                &failing,
+                crate::exit::INVALID,
+                "scripts/sandbox.sh --name sb start failed (exit status: 1)",
+            ),
+            (
+                &missing,
+                crate::exit::CANNOT_RUN,
+                "cannot run scripts/sandbox.sh (",
+            ),
+        ] {
+            let e = f.run_step(runner, open, 3, |_| {}).0.unwrap_err();
+            assert_eq!(e.code(), code);
+            assert!(e.to_string().starts_with(message), "{e}");
+            assert_eq!(runner.calls().len(), 1, "nothing runs after a failed start");
+        }
     }
 
     #[test]
     fn without_a_sandbox_the_host_libvirt_is_used_and_nothing_runs() {
         let runner = FakeRunner::new();
         let f = Fixture::new(None);
-        let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let args = f.args();
-        let mut up = Up::new(&ctx, &session, &args);
-        let mut out = Vec::new();
-        open(&mut up, 3, &mut out).unwrap();
+        let (r, t) = f.run_step(&runner, open, 3, |up| {
+            assert_eq!(up.libvirt.as_ref().unwrap().consoles, None);
+        });
+        r.unwrap();
         assert!(runner.calls().is_empty());
-        let t = text(&out);
         assert!(t.contains("==> [3/11] host libvirt (no sandbox)"), "{t}");
         assert!(
             t.contains("hsw: libvirt qemu:///system; pool /var/lib/hsw/images"),
             "{t}"
         );
-        assert_eq!(up.libvirt.unwrap().consoles, None);
     }
 
     #[test]

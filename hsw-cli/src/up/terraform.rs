@@ -589,12 +589,10 @@ mod tests {
         runner
             .on(&["plan"], 2, "Plan: 1 to add\n")
             .on(&["apply"], 1, "");
-        let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let args = f.args();
-        let mut up = Up::new(&ctx, &session, &args);
-        up.libvirt = Some(f.libvirt());
-        let e = plan_and_apply(&mut up, 6, &mut Vec::new()).unwrap_err();
+        let e = f
+            .run_step(&runner, plan_and_apply, 6, |up| assert!(!up.applied))
+            .0
+            .unwrap_err();
         assert!(
             e.to_string().ends_with(
                 "or `hsw-cli down` to remove what was made (guest consoles: /var/lib/hsw-sandbox/sb/log/qemu/)"

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use hsw_core::ansible::StateLayout;
 
-use super::{Ctx, Libvirt, Target, UpArgs, DEFAULT_SANDBOX};
+use super::{Ctx, Libvirt, Target, Up, UpArgs, DEFAULT_SANDBOX};
+use crate::error::Error;
 use crate::inventory::{self, Hosts, Loaded};
 use crate::runner::Runner;
 use crate::session::Session;
@@ -77,6 +78,48 @@ impl Fixture {
             pool: self.dir.path().join("pool"),
             consoles: Some(PathBuf::from("/var/lib/hsw-sandbox/sb/log/qemu")),
         }
+    }
+}
+
+/// What a step did: its result and what it wrote.
+pub type Ran = (Result<(), Error>, String);
+
+impl Fixture {
+    /// Runs `body` over an [`Up`] of the default config with this fixture's arguments (changed by `edit`),
+    /// its libvirt already found (as after the sandbox step).
+    pub fn with_up<T>(
+        &self,
+        runner: &dyn Runner,
+        edit: impl FnOnce(&mut UpArgs),
+        body: impl FnOnce(&mut Up<'_>) -> T,
+    ) -> T {
+        let ctx = self.ctx(runner);
+        let session = fixture::session();
+        let mut args = self.args();
+        edit(&mut args);
+        let mut up = Up::new(&ctx, &session, &args);
+        up.libvirt = Some(self.libvirt());
+        body(&mut up)
+    }
+
+    /// Runs one step with [`Fixture::with_up`]; `then` looks at what the step left in [`Up`].
+    pub fn run_step(
+        &self,
+        runner: &dyn Runner,
+        step: super::StepFn,
+        n: usize,
+        then: impl FnOnce(&Up<'_>),
+    ) -> Ran {
+        self.with_up(
+            runner,
+            |_| {},
+            |up| {
+                let mut out = Vec::new();
+                let r = step(up, n, &mut out);
+                then(up);
+                (r, text(&out))
+            },
+        )
     }
 }
 

@@ -425,14 +425,16 @@ mod tests {
     fn no_verify_runs_nothing() {
         let f = Fixture::new(Some("sb"));
         let runner = FakeRunner::new();
-        let ctx = f.ctx(&runner);
-        let session = fixture::session();
-        let mut args = f.args();
-        args.no_verify = true;
-        let mut up = Up::new(&ctx, &session, &args);
-        let mut out = Vec::new();
-        verify(&mut up, 9, &mut out).unwrap();
+        let (r, t) = f.with_up(
+            &runner,
+            |a| a.no_verify = true,
+            |up| {
+                let mut out = Vec::new();
+                (verify(up, 9, &mut out), text(&out))
+            },
+        );
+        r.unwrap();
         assert!(runner.calls().is_empty());
-        assert!(text(&out).contains("==> [9/11] checks skipped (--no-verify)"));
+        assert!(t.contains("==> [9/11] checks skipped (--no-verify)"), "{t}");
     }
 }
