@@ -20,6 +20,7 @@ use hsw_core::ansible::{Inventory, StateLayout};
 use hsw_core::slurm;
 use serde_json::json;
 
+use crate::error::Error;
 use crate::exit;
 use crate::inventory::{header, load_args, SourceArgs};
 
@@ -120,10 +121,7 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
     };
     let files = match write_platform_files(&loaded, args.offline) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
-        }
+        Err(e) => return e.report(),
     };
     let playbooks: Vec<PathBuf> = args
         .playbooks
@@ -291,7 +289,7 @@ pub fn platform_vars(
 pub fn write_platform_files(
     loaded: &crate::inventory::Loaded,
     offline: bool,
-) -> Result<PlatformFiles, String> {
+) -> Result<PlatformFiles, Error> {
     let state = &loaded.state;
     make_private_dir(state.root())?;
     make_private_dir(&state.root().join("secrets"))?;
@@ -342,10 +340,7 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
     };
     let files = match write_hpc_files(&loaded, &rendered) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
-        }
+        Err(e) => return e.report(),
     };
     let argv = playbook_argv(
         &files.inventory,
@@ -374,7 +369,7 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
 pub fn write_hpc_files(
     loaded: &crate::inventory::Loaded,
     rendered: &slurm::RenderedFiles,
-) -> Result<HpcFiles, String> {
+) -> Result<HpcFiles, Error> {
     let state = &loaded.state;
     make_private_dir(state.root())?;
     let keys = cluster_public_keys(state, &loaded.config)?;
@@ -428,7 +423,7 @@ pub fn write_hpc_files(
 
 /// Creates a directory (and its missing parents) readable by its owner only. An existing directory is left
 /// as it is: `--state-dir` may name a directory that is not ours to restrict.
-fn make_private_dir(dir: &Path) -> Result<(), String> {
+fn make_private_dir(dir: &Path) -> Result<(), Error> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -436,11 +431,16 @@ fn make_private_dir(dir: &Path) -> Result<(), String> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))
+        .map_err(|e| {
+            Error::cannot_run(format!(
+                "cannot create the directory {}: {e}",
+                dir.display()
+            ))
+        })
 }
 
 /// Writes a file through a temporary file and a rename, so a reader never sees half of it.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp-hsw");
     let result = (|| {
         let mut f = fs::OpenOptions::new()
@@ -455,7 +455,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        Error::cannot_run(format!("cannot write {}: {e}", path.display()))
     })
 }
 
@@ -463,21 +463,22 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// run with an argument vector; the binary is `HSW_SSH_KEYGEN` or `ssh-keygen`) and returns the public
 /// key's path. An existing key is kept; its mode is set to 0600, and a missing public half is derived
 /// from it. The private key is never printed.
-pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf, String> {
+pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf, Error> {
     let dir = state.ssh_dir(cluster);
     make_private_dir(&dir)?;
     let private = state.ssh_private_key(cluster);
     let public = state.ssh_public_key(cluster);
     let keygen = std::env::var_os("HSW_SSH_KEYGEN").unwrap_or_else(|| "ssh-keygen".into());
     let cannot_run = |e: std::io::Error| {
-        format!(
+        Error::cannot_run(format!(
             "cannot run {} ({e}); install OpenSSH's client (openssh-client) or set HSW_SSH_KEYGEN",
             PathBuf::from(&keygen).display()
-        )
+        ))
     };
     if private.exists() {
-        fs::set_permissions(&private, fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot set the mode of {}: {e}", private.display()))?;
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).map_err(|e| {
+            Error::cannot_run(format!("cannot set the mode of {}: {e}", private.display()))
+        })?;
         if !public.exists() {
             let output = Command::new(&keygen)
                 .arg("-y")
@@ -487,11 +488,11 @@ pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf,
                 .output()
                 .map_err(cannot_run)?;
             if !output.status.success() {
-                return Err(format!(
+                return Err(Error::cannot_run(format!(
                     "ssh-keygen could not derive the public key of {}: {}",
                     private.display(),
                     String::from_utf8_lossy(&output.stderr).trim()
-                ));
+                )));
             }
             write_file(&public, &output.stdout)?;
         }
@@ -506,14 +507,15 @@ pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf,
         .output()
         .map_err(cannot_run)?;
     if !output.status.success() || !private.exists() {
-        return Err(format!(
+        return Err(Error::cannot_run(format!(
             "ssh-keygen could not create {}: {}",
             private.display(),
             String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        )));
     }
-    fs::set_permissions(&private, fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", private.display()))?;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).map_err(|e| {
+        Error::cannot_run(format!("cannot set the mode of {}: {e}", private.display()))
+    })?;
     Ok(public)
 }
 
@@ -523,7 +525,7 @@ pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf,
 pub fn cluster_public_keys(
     state: &StateLayout,
     config: &hsw_core::config::ClusterConfig,
-) -> Result<BTreeMap<&'static str, PathBuf>, String> {
+) -> Result<BTreeMap<&'static str, PathBuf>, Error> {
     let mut out = BTreeMap::new();
     if config.clusters.hpc.is_some() {
         out.insert("hpc", ensure_ssh_keypair(state, "hpc")?);
@@ -537,28 +539,31 @@ pub fn cluster_public_keys(
 /// Makes sure a cluster's Munge key exists: 1024 bytes from the kernel's random source, mode 0400, made
 /// here on the workstation and never taken from the image (every VM cloned from an image with munge
 /// installed shares the image's key). An existing key of at least 32 bytes is kept (its mode set to 0400).
-pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, String> {
+pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, Error> {
     let path = state.munge_key(cluster);
     if let Some(dir) = path.parent() {
         make_private_dir(dir)?;
     }
     if let Ok(meta) = fs::metadata(&path) {
         if meta.len() >= 32 {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o400))
-                .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).map_err(|e| {
+                Error::cannot_run(format!("cannot set the mode of {}: {e}", path.display()))
+            })?;
             return Ok(path);
         }
         fs::remove_file(&path).map_err(|e| {
-            format!(
+            Error::cannot_run(format!(
                 "the Munge key {} is shorter than 32 bytes and cannot be replaced: {e}",
                 path.display()
-            )
+            ))
         })?;
     }
     let mut key = vec![0u8; MUNGE_KEY_BYTES];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(|e| format!("cannot read random bytes from /dev/urandom: {e}"))?;
+        .map_err(|e| {
+            Error::cannot_run(format!("cannot read random bytes from /dev/urandom: {e}"))
+        })?;
     let tmp = path.with_extension("tmp-hsw");
     let _ = fs::remove_file(&tmp);
     let written = (|| {
@@ -573,7 +578,10 @@ pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, S
     })();
     written.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        format!("cannot write the Munge key {}: {e}", path.display())
+        Error::cannot_run(format!(
+            "cannot write the Munge key {}: {e}",
+            path.display()
+        ))
     })?;
     Ok(path)
 }

@@ -37,8 +37,7 @@ pub fn build(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error
                 force: false,
             },
             out,
-        )
-        .map_err(Error::Invalid)?;
+        )?;
         say(
             out,
             format!(

@@ -132,7 +132,7 @@ pub struct Ctx<'r> {
 impl<'r> Ctx<'r> {
     /// The places of `target`, from the environment (`HSW_REPO`, `HSW_TERRAFORM`, `NO_COLOR`).
     pub fn new(target: &Target, runner: &'r dyn Runner) -> Result<Ctx<'r>, Error> {
-        let repo = image::repo_root().map_err(Error::CannotRun)?;
+        let repo = image::repo_root()?;
         let sandbox = if target.no_sandbox {
             None
         } else {

@@ -28,7 +28,7 @@ pub fn hpc(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> 
     let loaded = up.loaded()?;
     let rendered = slurm::render(&loaded.config, &loaded.deployment)
         .map_err(|e| Error::invalid(format!("the Slurm files cannot be rendered: {e}")))?;
-    let files = ansible_cmd::write_hpc_files(loaded, &rendered).map_err(Error::CannotRun)?;
+    let files = ansible_cmd::write_hpc_files(loaded, &rendered)?;
     say(
         out,
         format!(
