@@ -657,17 +657,19 @@ mod tests {
             )),
             "{t}"
         );
-        // A host that cannot run VMs: its check report is printed, and up stops.
-        let root = Fixture::repo().join("tests/fixtures/hosts/no-virtualization");
-        let (r, t) = f.with_up(
-            &runner,
-            |a| a.skip_check = false,
-            |up| {
-                up.host_root = Some(root.clone());
-                let mut out = Vec::new();
-                (checks(up, 1, &mut out), text(&out))
-            },
-        );
+        // A host that cannot run VMs (no vmx/svm, no /dev/kvm; its config demands KVM): its check report is
+        // printed, and up stops.
+        let hosts = Fixture::repo().join("tests/fixtures/hosts");
+        let root = hosts.join("no-virtualization");
+        let session = Session::load(Some(&hosts.join("gpu-host.yaml"))).unwrap();
+        let ctx = f.ctx(&runner);
+        let mut args = f.args();
+        args.skip_check = false;
+        let mut up = Up::new(&ctx, &session, &args);
+        up.host_root = Some(root.clone());
+        let mut out = Vec::new();
+        let r = checks(&mut up, 1, &mut out);
+        let t = text(&out);
         let e = r.unwrap_err();
         assert_eq!(e.code(), exit::INVALID);
         assert!(

@@ -217,52 +217,19 @@ mod tests {
     #[test]
     fn playbook_failures_are_sentences() {
         let f = Fixture::new(None);
-        let runner = FakeRunner::new();
-        runner.on(&["ansible-playbook"], 2, "fatal: [x]: FAILED!\n");
-        let ctx = f.ctx(&runner);
-        let e = run_playbook(
-            &ctx,
-            &"ansible-playbook".into(),
-            &files(&f),
-            &mut Vec::new(),
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("the HPC playbook failed (exit status: 2)"),
-            "{e}"
-        );
-        let runner = FakeRunner::new();
-        runner.on(&["ansible-playbook"], 0, "no recap\n");
-        let ctx = f.ctx(&runner);
-        let e = run_playbook(
-            &ctx,
-            &"ansible-playbook".into(),
-            &files(&f),
-            &mut Vec::new(),
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("ansible-playbook printed no PLAY RECAP"),
-            "{e}"
-        );
-        let runner = FakeRunner::new();
-        runner.on_full(&["ansible-playbook"], None, "", "", None);
-        let ctx = f.ctx(&runner);
-        let e = run_playbook(
-            &ctx,
-            &"ansible-playbook".into(),
-            &files(&f),
-            &mut Vec::new(),
-        )
-        .unwrap_err();
-        assert_eq!(e.code(), crate::exit::CANNOT_RUN);
-        assert!(
-            e.to_string()
-                .contains("install Ansible (ansible-core) or set HSW_ANSIBLE_PLAYBOOK"),
-            "{e}"
-        );
+        for (code, stdout, exit, message) in [
+            (Some(2), "fatal: [x]: FAILED!\n", crate::exit::INVALID, "the HPC playbook failed (exit status: 2); the task and host are above (log "),
+            (Some(0), "no recap\n", crate::exit::INVALID, "ansible-playbook printed no PLAY RECAP (log "),
+            (None, "", crate::exit::CANNOT_RUN, "cannot run ansible-playbook (entity not found); install Ansible (ansible-core) or set HSW_ANSIBLE_PLAYBOOK"),
+        ] {
+            let runner = FakeRunner::new();
+            runner.on_full(&["ansible-playbook"], code, stdout, "", None);
+            let ctx = f.ctx(&runner);
+            let e = run_playbook(&ctx, &"ansible-playbook".into(), &files(&f), &mut Vec::new())
+                .unwrap_err();
+            assert_eq!(e.code(), exit);
+            assert!(e.to_string().starts_with(message), "{e}");
+        }
     }
 
     #[test]
@@ -271,11 +238,7 @@ mod tests {
         let runner = FakeRunner::new();
         runner.on(&["-e"], 0, RECAP);
         let ctx = f.ctx(&runner);
-        for c in ["hpc", "cloud"] {
-            std::fs::create_dir_all(ctx.state.ssh_dir(c)).unwrap();
-            std::fs::write(ctx.state.ssh_private_key(c), "k").unwrap();
-            std::fs::write(ctx.state.ssh_public_key(c), "ssh-ed25519 AAAA").unwrap();
-        }
+        fixture::keys(&ctx);
         let session = fixture::session();
         let args = f.args();
         let mut up = Up::new(&ctx, &session, &args);

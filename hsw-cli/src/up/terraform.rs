@@ -623,12 +623,7 @@ mod tests {
         let f = Fixture::new(Some("sb"));
         let runner = FakeRunner::new();
         let ctx = f.ctx(&runner);
-        // Existing keys: no ssh-keygen runs.
-        for c in ["hpc", "cloud"] {
-            std::fs::create_dir_all(ctx.state.ssh_dir(c)).unwrap();
-            std::fs::write(ctx.state.ssh_private_key(c), "k").unwrap();
-            std::fs::write(ctx.state.ssh_public_key(c), "ssh-ed25519 AAAA").unwrap();
-        }
+        fixture::keys(&ctx);
         let session = fixture::session();
         let args = f.args();
         let mut up = Up::new(&ctx, &session, &args);

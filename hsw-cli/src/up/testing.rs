@@ -132,6 +132,15 @@ pub mod fixture {
         crate::session::testing::default_session()
     }
 
+    /// Both clusters' SSH key pairs in the state directory, so that no ssh-keygen runs.
+    pub fn keys(ctx: &Ctx<'_>) {
+        for c in ["hpc", "cloud"] {
+            std::fs::create_dir_all(ctx.state.ssh_dir(c)).unwrap();
+            std::fs::write(ctx.state.ssh_private_key(c), "k").unwrap();
+            std::fs::write(ctx.state.ssh_public_key(c), "ssh-ed25519 AAAA").unwrap();
+        }
+    }
+
     /// The default config's planned hosts, with the state of `ctx`.
     pub fn loaded(session: &Session, ctx: &Ctx<'_>) -> Loaded {
         inventory::load(session, &Hosts::Planned, ctx.state.clone()).unwrap()
