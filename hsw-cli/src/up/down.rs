@@ -203,15 +203,6 @@ mod tests {
     use crate::runner::fake::FakeRunner;
     use crate::up::testing::{fixture, text, Fixture};
 
-    /// `env` of a sandbox whose directories are under `root` (which the test controls).
-    fn env_text(root: &Path) -> String {
-        let r = root.display();
-        format!(
-            "HSW_SANDBOX_URI=qemu+unix:///system\\?socket={r}/run/sock\nHSW_SANDBOX_POOL_DIR={r}/state/pool\n\
-             HSW_SANDBOX_RUN_DIR={r}/run\nHSW_SANDBOX_STATE_DIR={r}/state\nHSW_SANDBOX_LOG={r}/state/log/libvirtd.log\n"
-        )
-    }
-
     #[test]
     fn destroy_runs_terraform_destroy_when_there_is_state() {
         let f = Fixture::new(Some("sb"));
@@ -274,7 +265,7 @@ mod tests {
         let root = f.dir.path().join("sandbox");
         let runner = FakeRunner::new();
         runner
-            .on(&["env"], 0, &env_text(&root))
+            .on(&["env"], 0, &fixture::sandbox_env(&root))
             .on(&["virsh", "list"], 0, "")
             .on(&["status"], 3, "sandbox sb: not running\n");
         let ctx = f.ctx(&runner);
@@ -312,7 +303,7 @@ mod tests {
         std::fs::write(root.join("state/pool/vms/hsw-dev-a.qcow2"), "").unwrap();
         let runner = FakeRunner::new();
         runner
-            .on(&["env"], 0, &env_text(&root))
+            .on(&["env"], 0, &fixture::sandbox_env(&root))
             .on(&["list", "--all"], 0, "hsw-dev-a\n")
             .on(&["status"], 3, "");
         let ctx = f.ctx(&runner);
@@ -331,7 +322,7 @@ mod tests {
         );
         let failing = FakeRunner::new();
         failing
-            .on(&["env"], 0, &env_text(&root))
+            .on(&["env"], 0, &fixture::sandbox_env(&root))
             .on(&["stop"], 1, "");
         let e = stop_sandbox(&f.ctx(&failing), "sb", false, &mut Vec::new()).unwrap_err();
         assert_eq!(

@@ -94,31 +94,14 @@ pub fn place_image(img: &Image, pool: &Path) -> Result<Image, String> {
 mod tests {
     use super::*;
     use crate::runner::fake::FakeRunner;
-    use crate::up::testing::{text, Fixture};
-
-    /// A built image in `dir/<key>/`.
-    pub fn built(dir: &Path, key: &str) -> Image {
-        let d = dir.join(key);
-        std::fs::create_dir_all(&d).unwrap();
-        let f = |n: &str| {
-            let p = d.join(n);
-            std::fs::write(&p, n).unwrap();
-            p
-        };
-        Image {
-            base: f("base.qcow2"),
-            kernel: f("vmlinuz"),
-            initrd: f("initrd.img"),
-            manifest: f("manifest.json"),
-        }
-    }
+    use crate::up::testing::{fixture, text, Fixture};
 
     #[test]
     fn every_cluster_gets_the_image_of_its_role() {
         let f = Fixture::new(Some("sb"));
         let cache = f.dir.path().join("cache");
-        let hpc = built(&cache, "khpc");
-        let cloud = built(&cache, "kcloud");
+        let hpc = fixture::built(&cache, "khpc");
+        let cloud = fixture::built(&cache, "kcloud");
         let answer = |i: &Image| {
             format!(
                 "base={}\nkernel={}\ninitrd={}\nmanifest={}\n",
@@ -189,7 +172,7 @@ mod tests {
     #[test]
     fn images_are_linked_into_the_pool_under_their_key() {
         let f = Fixture::new(None);
-        let img = built(&f.dir.path().join("cache"), "abc");
+        let img = fixture::built(&f.dir.path().join("cache"), "abc");
         let pool = f.dir.path().join("pool");
         let placed = place_image(&img, &pool).unwrap();
         assert_eq!(placed.base, pool.join("images/abc/base.qcow2"));

@@ -122,23 +122,6 @@ mod tests {
     use crate::runner::fake::FakeRunner;
     use crate::up::testing::{fixture, text, Fixture};
 
-    /// `terraform output -json` of the default config's planned hosts.
-    fn tf_output(d: &Deployment) -> String {
-        let mut clusters: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
-        for h in &d.hosts {
-            clusters
-                .entry(h.cluster())
-                .or_default()
-                .push(serde_json::json!({
-                    "name": h.name, "ip": h.ip.to_string(), "role": h.role.as_str(),
-                    "gpu_units": h.gpu_units.iter().map(|u| serde_json::json!({
-                        "kind": u.kind.as_str(), "device": u.device, "profile": u.profile,
-                    })).collect::<Vec<_>>(),
-                }));
-        }
-        serde_json::json!({"hsw_inventory": {"value": {"clusters": clusters}}}).to_string()
-    }
-
     #[test]
     fn the_inventory_comes_from_terraform_output() {
         let f = Fixture::new(Some("sb"));
@@ -146,7 +129,7 @@ mod tests {
         let probe = FakeRunner::new();
         let planned = fixture::loaded(&session, &f.ctx(&probe)).deployment;
         let runner = FakeRunner::new();
-        runner.on(&["output", "-json"], 0, &tf_output(&planned));
+        runner.on(&["output", "-json"], 0, &fixture::tf_output(&planned));
         let ctx = f.ctx(&runner);
         std::fs::create_dir_all(ctx.state.root()).unwrap();
         // The controller had another UUID: it is new, and its old host key goes.
@@ -203,7 +186,7 @@ mod tests {
         // Again, with the same UUIDs: no key is removed.
         let again = FakeRunner::new();
         again
-            .on(&["output", "-json"], 0, &tf_output(&planned))
+            .on(&["output", "-json"], 0, &fixture::tf_output(&planned))
             .on(&["domuuid"], 0, "new-uuid\n");
         f.run_step(&again, inventory, 7, |_| {}).0.unwrap();
         assert!(!again.argvs().iter().any(|a| a[0] == "ssh-keygen"));

@@ -123,14 +123,17 @@ pub struct Ctx<'r> {
     pub state: StateLayout,
     /// The Terraform root module.
     pub tf_dir: PathBuf,
-    /// The Terraform binary.
+    /// The Terraform binary (`HSW_TERRAFORM`, else `terraform`).
     pub terraform: PathBuf,
+    /// A built provider to use (`HSW_PROVIDER_BIN`), instead of the newest in `target/` or one built now.
+    pub provider_bin: Option<PathBuf>,
     /// Whether the output is a terminal that takes colour.
     pub color: bool,
 }
 
 impl<'r> Ctx<'r> {
-    /// The places of `target`, from the environment (`HSW_REPO`, `HSW_TERRAFORM`, `NO_COLOR`).
+    /// The places of `target`, from the environment (`HSW_REPO`, `HSW_TERRAFORM`, `HSW_PROVIDER_BIN`,
+    /// `NO_COLOR`).
     pub fn new(target: &Target, runner: &'r dyn Runner) -> Result<Ctx<'r>, Error> {
         let repo = image::repo_root()?;
         let sandbox = if target.no_sandbox {
@@ -179,6 +182,7 @@ impl<'r> Ctx<'r> {
             tf_dir,
             terraform: std::env::var_os("HSW_TERRAFORM")
                 .map_or_else(|| PathBuf::from("terraform"), PathBuf::from),
+            provider_bin: std::env::var_os("HSW_PROVIDER_BIN").map(PathBuf::from),
             color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         })
     }
@@ -432,14 +436,20 @@ fn up_steps(args: &UpArgs, runner: &dyn Runner, out: &mut dyn Write) -> Result<S
         other => other,
     })?;
     let mut up = Up::new(&ctx, &session, args);
-    let mut timings: Vec<(String, u64)> = Vec::new();
-    for (n, name, step) in UP_STEPS_TABLE {
-        let t = Instant::now();
-        step(&mut up, n, out)?;
-        timings.push((name.to_owned(), secs(t)));
-    }
+    let timings = run_steps(&mut up, out)?;
     step_header(out, UP_STEPS, UP_STEPS, "summary");
     summary(&up, &timings)
+}
+
+/// Runs the steps of [`UP_STEPS_TABLE`] in order; returns how long each took (seconds).
+fn run_steps(up: &mut Up<'_>, out: &mut dyn Write) -> Result<Vec<(String, u64)>, Error> {
+    let mut timings = Vec::new();
+    for (n, name, step) in UP_STEPS_TABLE {
+        let t = Instant::now();
+        step(up, n, out)?;
+        timings.push((name.to_owned(), secs(t)));
+    }
+    Ok(timings)
 }
 
 /// Step 1: the host checks, the config's warnings and its GPU plan.
@@ -586,6 +596,7 @@ mod tests {
     use super::testing::{fixture, text, Fixture};
     use super::*;
     use crate::runner::fake::FakeRunner;
+    use std::path::Path;
 
     #[test]
     fn commands_run_inside_the_sandbox_and_terraform_gets_its_own_environment() {
@@ -683,6 +694,177 @@ mod tests {
         );
         assert!(!t.contains("GPU plan:"), "{t}");
         assert!(runner.calls().is_empty(), "the checks step runs no process");
+    }
+
+    /// The whole table over the fake: every process `up` runs, in order, with a sandbox.
+    #[test]
+    fn up_runs_its_steps_in_order() {
+        let f = Fixture::new(Some("sb"));
+        let cache = f.dir.path().join("cache");
+        let image = |key: &str| {
+            let i = fixture::built(&cache, key);
+            format!(
+                "base={}\nkernel={}\ninitrd={}\nmanifest={}\n",
+                i.base.display(),
+                i.kernel.display(),
+                i.initrd.display(),
+                i.manifest.display()
+            )
+        };
+        let session = fixture::session();
+        let probe = FakeRunner::new();
+        let planned = fixture::loaded(&session, &f.ctx(&probe)).deployment;
+        let computes: Vec<&str> = planned
+            .with_role(Role::Compute)
+            .map(|h| h.name.as_str())
+            .collect();
+        let runner = FakeRunner::new();
+        runner
+            .on(&["--role", "hpc"], 0, &image("khpc"))
+            .on(&["--role", "cloud"], 0, &image("kcloud"))
+            .on(
+                &["env"],
+                0,
+                &fixture::sandbox_env(&f.dir.path().join("sandbox")),
+            )
+            .on(&["plan"], 2, "Plan: 5 to add, 0 to change, 0 to destroy.\n")
+            .on(&["output", "-json"], 0, &fixture::tf_output(&planned))
+            .on(&["domuuid"], 0, "uuid\n")
+            .on(
+                &["-e"],
+                0,
+                "PLAY RECAP\nx : ok=1 changed=2 unreachable=0 failed=0\n",
+            )
+            .on(
+                &["sinfo"],
+                0,
+                &computes
+                    .iter()
+                    .map(|c| format!("{c} idle\n"))
+                    .collect::<String>(),
+            )
+            .on(
+                &["srun"],
+                0,
+                &computes
+                    .iter()
+                    .map(|c| format!("{c}\n"))
+                    .collect::<String>(),
+            );
+        for h in &planned.hosts {
+            runner.on(
+                &[&format!("hsw@{}", h.ip), "hostname"],
+                0,
+                &format!("{}\n", h.name),
+            );
+        }
+        let mut ctx = f.ctx(&runner);
+        fixture::keys(&ctx);
+        let provider = f.dir.path().join("terraform-provider-hsw");
+        std::fs::write(&provider, "provider").unwrap();
+        ctx.provider_bin = Some(provider);
+        let mut args = f.args();
+        args.image_dir = Some(cache.clone());
+        let mut up = Up::new(&ctx, &session, &args);
+        let mut out = Vec::new();
+        let timings =
+            run_steps(&mut up, &mut out).unwrap_or_else(|e| panic!("{e}\n{}", text(&out)));
+        let names: Vec<&str> = timings.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "checks",
+                "image",
+                "sandbox",
+                "generate",
+                "terraform init",
+                "terraform apply",
+                "inventory",
+                "ansible",
+                "verify"
+            ]
+        );
+        // Each process by what it is: the program inside the sandbox (or run directly), and its first word.
+        let what: Vec<String> = runner
+            .argvs()
+            .iter()
+            .map(|a| {
+                let inside = a
+                    .iter()
+                    .position(|w| w == "--")
+                    .filter(|_| a[3] == "sb" && a[4] == "exec");
+                let (program, rest) = match inside {
+                    Some(i) => (&a[i + 1], &a[i + 2..]),
+                    None if a[0] == "bash" => (&a[1], &a[2..]),
+                    None => (&a[0], &a[1..]),
+                };
+                let program = Path::new(program)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let first = rest
+                    .iter()
+                    .find(|w| !w.starts_with("-chdir=") && !w.starts_with("--name") && *w != "sb")
+                    .cloned()
+                    .unwrap_or_default();
+                format!(
+                    "{}{program} {first}",
+                    if inside.is_some() { "sandbox: " } else { "" }
+                )
+            })
+            .collect();
+        let n = planned.hosts.len();
+        let mut want: Vec<String> = [
+            "build-image.sh --role",
+            "build-image.sh --role",
+            "sandbox.sh start",
+            "sandbox.sh env",
+            "sandbox: terraform init",
+            "sandbox: terraform plan",
+            "sandbox: terraform apply",
+            "sandbox: terraform output",
+        ]
+        .map(String::from)
+        .to_vec();
+        want.extend((0..n).map(|_| "virsh -q".to_owned()));
+        want.push("sandbox: ansible-playbook -i".into());
+        want.extend((0..n).map(|_| "sandbox: ssh -i".to_owned()));
+        want.extend(["sandbox: ssh -i".to_owned(), "sandbox: ssh -i".to_owned()]);
+        // HSW_ANSIBLE_PLAYBOOK may name another program: compare by its arguments.
+        let got: Vec<String> = what
+            .iter()
+            .map(|w| {
+                if w.ends_with(" -i") && !w.contains("ssh") {
+                    "sandbox: ansible-playbook -i".to_owned()
+                } else {
+                    w.clone()
+                }
+            })
+            .collect();
+        assert_eq!(got, want);
+        let summary = summary(&up, &timings).unwrap();
+        assert!(
+            summary.contains("hsw: hsw-dev is up in sandbox 'sb' (netns sb)"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("hsw: terraform: changes applied"),
+            "{summary}"
+        );
+        assert!(summary.contains("hsw: ansible: 2 changes"), "{summary}");
+        assert!(
+            summary.contains(&format!("hsw: verified: all {n} VMs answer SSH")),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("hsw: remove it all with: hsw-cli down --sandbox-name sb"),
+            "{summary}"
+        );
+        let t = text(&out);
+        for h in 1..=10 {
+            assert!(t.contains(&format!("==> [{h}/11] ")), "no header {h}:\n{t}");
+        }
     }
 
     #[test]

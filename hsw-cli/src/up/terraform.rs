@@ -185,7 +185,7 @@ pub fn init(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error>
 pub fn terraform_init(ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<(), Error> {
     let bin = provider_binary(
         ctx,
-        std::env::var_os("HSW_PROVIDER_BIN"),
+        ctx.provider_bin.clone().map(OsString::from),
         std::env::var_os("CARGO"),
         out,
     )?;

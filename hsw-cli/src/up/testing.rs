@@ -46,6 +46,7 @@ impl Fixture {
             tf_dir: state.join("terraform"),
             state: StateLayout::new(state),
             terraform: PathBuf::from("terraform"),
+            provider_bin: None,
             color: false,
         }
     }
@@ -138,6 +139,50 @@ pub mod fixture {
             std::fs::create_dir_all(ctx.state.ssh_dir(c)).unwrap();
             std::fs::write(ctx.state.ssh_private_key(c), "k").unwrap();
             std::fs::write(ctx.state.ssh_public_key(c), "ssh-ed25519 AAAA").unwrap();
+        }
+    }
+
+    /// `terraform output -json` of the default config's planned hosts.
+    pub fn tf_output(d: &hsw_core::ansible::hosts::Deployment) -> String {
+        let mut clusters: std::collections::BTreeMap<&str, Vec<serde_json::Value>> =
+            std::collections::BTreeMap::new();
+        for h in &d.hosts {
+            clusters
+                .entry(h.cluster())
+                .or_default()
+                .push(serde_json::json!({
+                    "name": h.name, "ip": h.ip.to_string(), "role": h.role.as_str(),
+                    "gpu_units": h.gpu_units.iter().map(|u| serde_json::json!({
+                        "kind": u.kind.as_str(), "device": u.device, "profile": u.profile,
+                    })).collect::<Vec<_>>(),
+                }));
+        }
+        serde_json::json!({"hsw_inventory": {"value": {"clusters": clusters}}}).to_string()
+    }
+
+    /// `env` of a sandbox whose directories are under `root` (which the test controls).
+    pub fn sandbox_env(root: &std::path::Path) -> String {
+        let r = root.display();
+        format!(
+            "HSW_SANDBOX_URI=qemu+unix:///system\\?socket={r}/run/sock\nHSW_SANDBOX_POOL_DIR={r}/state/pool\n\
+             HSW_SANDBOX_RUN_DIR={r}/run\nHSW_SANDBOX_STATE_DIR={r}/state\nHSW_SANDBOX_LOG={r}/state/log/libvirtd.log\n"
+        )
+    }
+
+    /// A built image in `dir/<key>/`.
+    pub fn built(dir: &std::path::Path, key: &str) -> crate::image::Image {
+        let d = dir.join(key);
+        std::fs::create_dir_all(&d).unwrap();
+        let f = |n: &str| {
+            let p = d.join(n);
+            std::fs::write(&p, n).unwrap();
+            p
+        };
+        crate::image::Image {
+            base: f("base.qcow2"),
+            kernel: f("vmlinuz"),
+            initrd: f("initrd.img"),
+            manifest: f("manifest.json"),
         }
     }
 
