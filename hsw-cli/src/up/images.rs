@@ -102,21 +102,10 @@ mod tests {
         let cache = f.dir.path().join("cache");
         let hpc = fixture::built(&cache, "khpc");
         let cloud = fixture::built(&cache, "kcloud");
-        let answer = |i: &Image| {
-            format!(
-                "base={}\nkernel={}\ninitrd={}\nmanifest={}\n",
-                i.base.display(),
-                i.kernel.display(),
-                i.initrd.display(),
-                i.manifest.display()
-            )
-        };
         let runner = FakeRunner::new();
-        runner.on(&["--role", "hpc"], 0, &answer(&hpc)).on(
-            &["--role", "cloud"],
-            0,
-            &answer(&cloud),
-        );
+        runner
+            .on(&["--role", "hpc"], 0, &fixture::built_answer(&hpc))
+            .on(&["--role", "cloud"], 0, &fixture::built_answer(&cloud));
         let (r, t) = f.with_up(
             &runner,
             |a| a.image_dir = Some(cache.clone()),

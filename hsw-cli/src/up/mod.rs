@@ -701,23 +701,11 @@ mod tests {
     fn up_runs_its_steps_in_order() {
         let f = Fixture::new(Some("sb"));
         let cache = f.dir.path().join("cache");
-        let image = |key: &str| {
-            let i = fixture::built(&cache, key);
-            format!(
-                "base={}\nkernel={}\ninitrd={}\nmanifest={}\n",
-                i.base.display(),
-                i.kernel.display(),
-                i.initrd.display(),
-                i.manifest.display()
-            )
-        };
+        let image = |key: &str| fixture::built_answer(&fixture::built(&cache, key));
         let session = fixture::session();
         let probe = FakeRunner::new();
         let planned = fixture::loaded(&session, &f.ctx(&probe)).deployment;
-        let computes: Vec<&str> = planned
-            .with_role(Role::Compute)
-            .map(|h| h.name.as_str())
-            .collect();
+        let computes = fixture::computes(&planned);
         let runner = FakeRunner::new();
         runner
             .on(&["--role", "hpc"], 0, &image("khpc"))
@@ -735,22 +723,8 @@ mod tests {
                 0,
                 "PLAY RECAP\nx : ok=1 changed=2 unreachable=0 failed=0\n",
             )
-            .on(
-                &["sinfo"],
-                0,
-                &computes
-                    .iter()
-                    .map(|c| format!("{c} idle\n"))
-                    .collect::<String>(),
-            )
-            .on(
-                &["srun"],
-                0,
-                &computes
-                    .iter()
-                    .map(|c| format!("{c}\n"))
-                    .collect::<String>(),
-            );
+            .on(&["sinfo"], 0, &fixture::lines(&computes, " idle"))
+            .on(&["srun"], 0, &fixture::lines(&computes, ""));
         for h in &planned.hosts {
             runner.on(
                 &[&format!("hsw@{}", h.ip), "hostname"],

@@ -186,6 +186,27 @@ pub mod fixture {
         }
     }
 
+    /// What `scripts/build-image.sh` prints for a built image.
+    pub fn built_answer(i: &crate::image::Image) -> String {
+        format!(
+            "base={}\nkernel={}\ninitrd={}\nmanifest={}\n",
+            i.base.display(),
+            i.kernel.display(),
+            i.initrd.display(),
+            i.manifest.display()
+        )
+    }
+
+    /// The names of the HPC compute nodes of a deployment.
+    pub fn computes(d: &hsw_core::ansible::hosts::Deployment) -> Vec<&str> {
+        crate::up::verify::compute_names(d)
+    }
+
+    /// One line per name, each followed by `suffix` (`sinfo` and `srun` answers).
+    pub fn lines(names: &[&str], suffix: &str) -> String {
+        names.iter().map(|n| format!("{n}{suffix}\n")).collect()
+    }
+
     /// The default config's planned hosts, with the state of `ctx`.
     pub fn loaded(session: &Session, ctx: &Ctx<'_>) -> Loaded {
         inventory::load(session, &Hosts::Planned, ctx.state.clone()).unwrap()

@@ -127,6 +127,13 @@ fn check_ssh(
     Ok(format!("all {} VMs answer SSH", d.hosts.len()))
 }
 
+/// The names of the HPC compute nodes.
+pub fn compute_names(d: &Deployment) -> Vec<&str> {
+    d.with_role(Role::Compute)
+        .map(|h| h.name.as_str())
+        .collect()
+}
+
 /// `sinfo` until every compute node is idle (or `timeout`), then `srun -N<n> hostname`.
 fn check_slurm(
     ctx: &Ctx<'_>,
@@ -141,10 +148,7 @@ fn check_slurm(
             "the HPC cluster has no controller in the inventory",
         ));
     };
-    let computes: Vec<&str> = d
-        .with_role(Role::Compute)
-        .map(|h| h.name.as_str())
-        .collect();
+    let computes = compute_names(d);
     let t = Instant::now();
     let mut last = String::new();
     loop {
@@ -323,11 +327,8 @@ mod tests {
     fn slurm_waits_for_idle_nodes_then_runs_srun() {
         let f = Fixture::new(Some("sb"));
         let d = hosts(&f);
-        let computes: Vec<&str> = d
-            .with_role(Role::Compute)
-            .map(|h| h.name.as_str())
-            .collect();
-        let idle: String = computes.iter().map(|c| format!("{c} idle\n")).collect();
+        let computes = fixture::computes(&d);
+        let idle = fixture::lines(&computes, " idle");
         let runner = FakeRunner::new();
         runner
             .on_full(
@@ -341,11 +342,7 @@ mod tests {
             .on(
                 &["srun"],
                 0,
-                &computes
-                    .iter()
-                    .rev()
-                    .map(|c| format!("{c}\n"))
-                    .collect::<String>(),
+                &fixture::lines(&computes.iter().rev().copied().collect::<Vec<_>>(), ""),
             );
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
@@ -391,20 +388,10 @@ mod tests {
                 .starts_with("the compute nodes are not all idle after 0 s (sinfo: x down)"),
             "{e}"
         );
-        let computes: Vec<&str> = d
-            .with_role(Role::Compute)
-            .map(|h| h.name.as_str())
-            .collect();
+        let computes = fixture::computes(&d);
         let runner = FakeRunner::new();
         runner
-            .on(
-                &["sinfo"],
-                0,
-                &computes
-                    .iter()
-                    .map(|c| format!("{c} idle\n"))
-                    .collect::<String>(),
-            )
+            .on(&["sinfo"], 0, &fixture::lines(&computes, " idle"))
             .on_full(
                 &["srun"],
                 Some(1),
