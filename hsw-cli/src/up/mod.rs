@@ -20,11 +20,13 @@
 //!
 //! `down` destroys what Terraform made, stops the sandbox and checks that no domain, network, volume or
 //! network namespace is left.
-
 //!
 //! Each step is a function over the deployment's [`Ctx`] (places, and the [`Runner`] every process goes
-//! through) and what the steps before it found ([`Up`]); [`UP_STEPS_TABLE`] lists them in order. Their unit
-//! tests run them over a fake runner.
+//! through) and what the steps before it found ([`Up`]); [`UP_STEPS_TABLE`] lists them in order, one file
+//! each: `images`, `sandbox` (its URI, pool and log directories come from `scripts/sandbox.sh --name NAME
+//! env`), `terraform` (root module, init, plan and apply), `inventory`, `playbooks`, `verify`; `down` is in
+//! `down`. libvirt is reached only through `virsh::Virsh`. Their unit tests run them over a fake runner
+//! (`runner::fake`).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
