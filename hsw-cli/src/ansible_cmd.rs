@@ -13,7 +13,6 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use clap::{Args, Subcommand};
 use hsw_core::ansible::{Inventory, StateLayout};
@@ -23,6 +22,7 @@ use serde_json::json;
 use crate::error::Error;
 use crate::exit;
 use crate::inventory::{header, load_args, SourceArgs};
+use crate::runner::{Cmd, Runner, SystemRunner};
 
 /// Bytes of a Munge key (munged accepts 32 to 1024).
 pub const MUNGE_KEY_BYTES: usize = 1024;
@@ -144,7 +144,7 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
     run_playbook(&args.run, &argv, out)
 }
 
-/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`set_ansible_env`]'s settings
+/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`ansible_env`]'s settings
 /// where the environment has none, and maps its end to hsw's exit codes.
 fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     let ansible_playbook = &run.ansible_playbook;
@@ -156,10 +156,8 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     if run.dry_run {
         return exit::OK;
     }
-    let mut cmd = Command::new(ansible_playbook);
-    cmd.args(argv).stdin(Stdio::null());
-    set_ansible_env(&mut cmd);
-    match cmd.status() {
+    let cmd = Cmd::new(ansible_playbook).args(argv).envs(ansible_env());
+    match SystemRunner.stream(&cmd) {
         Ok(s) if s.success() => exit::OK,
         Ok(s) => {
             eprintln!(
@@ -177,17 +175,10 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     }
 }
 
-/// Sets hsw's Ansible settings on an ansible-playbook command (every hsw run of it), each only where the
+/// hsw's Ansible settings for an ansible-playbook command (every hsw run of it), each only where the
 /// environment does not set it: pipelining (one SSH round trip per task), a 60 s timeout for connections and for
 /// sudo's prompt, which the default 10 s missed on busy TCG guests ("Timeout waiting for privilege escalation
 /// prompt"), no retry files.
-pub fn set_ansible_env(cmd: &mut Command) {
-    for (k, v) in ansible_env() {
-        cmd.env(k, v);
-    }
-}
-
-/// The settings [`set_ansible_env`] sets: those of hsw's Ansible defaults the environment does not set.
 pub fn ansible_env() -> Vec<(&'static str, &'static str)> {
     [
         ("ANSIBLE_PIPELINING", "True"),
@@ -338,7 +329,7 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
             return exit::INVALID;
         }
     };
-    let files = match write_hpc_files(&loaded, &rendered) {
+    let files = match write_hpc_files(&SystemRunner, &loaded, &rendered) {
         Ok(f) => f,
         Err(e) => return e.report(),
     };
@@ -367,12 +358,13 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
 /// Writes everything `ansible hpc` needs into the state directory: keys (kept when they exist), the
 /// inventory, the rendered Slurm files and the playbook's variables.
 pub fn write_hpc_files(
+    runner: &dyn Runner,
     loaded: &crate::inventory::Loaded,
     rendered: &slurm::RenderedFiles,
 ) -> Result<HpcFiles, Error> {
     let state = &loaded.state;
     make_private_dir(state.root())?;
-    let keys = cluster_public_keys(state, &loaded.config)?;
+    let keys = cluster_public_keys(runner, state, &loaded.config)?;
     let ssh_public_key = keys
         .get("hpc")
         .cloned()
@@ -463,7 +455,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// run with an argument vector; the binary is `HSW_SSH_KEYGEN` or `ssh-keygen`) and returns the public
 /// key's path. An existing key is kept; its mode is set to 0600, and a missing public half is derived
 /// from it. The private key is never printed.
-pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf, Error> {
+pub fn ensure_ssh_keypair(
+    runner: &dyn Runner,
+    state: &StateLayout,
+    cluster: &str,
+) -> Result<PathBuf, Error> {
     let dir = state.ssh_dir(cluster);
     make_private_dir(&dir)?;
     let private = state.ssh_private_key(cluster);
@@ -480,37 +476,30 @@ pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf,
             Error::cannot_run(format!("cannot set the mode of {}: {e}", private.display()))
         })?;
         if !public.exists() {
-            let output = Command::new(&keygen)
-                .arg("-y")
-                .arg("-f")
-                .arg(&private)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(cannot_run)?;
+            let derive = Cmd::new(&keygen).arg("-y").arg("-f").arg(&private);
+            let output = runner.capture(&derive).map_err(cannot_run)?;
             if !output.status.success() {
                 return Err(Error::cannot_run(format!(
                     "ssh-keygen could not derive the public key of {}: {}",
                     private.display(),
-                    String::from_utf8_lossy(&output.stderr).trim()
+                    output.stderr.trim()
                 )));
             }
-            write_file(&public, &output.stdout)?;
+            write_file(&public, output.stdout.as_bytes())?;
         }
         return Ok(public);
     }
-    let output = Command::new(&keygen)
+    let create = Cmd::new(&keygen)
         .args(["-q", "-t", "ed25519", "-N", "", "-C"])
         .arg(format!("hsw-{cluster}"))
         .arg("-f")
-        .arg(&private)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(cannot_run)?;
+        .arg(&private);
+    let output = runner.capture(&create).map_err(cannot_run)?;
     if !output.status.success() || !private.exists() {
         return Err(Error::cannot_run(format!(
             "ssh-keygen could not create {}: {}",
             private.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
+            output.stderr.trim()
         )));
     }
     fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).map_err(|e| {
@@ -523,15 +512,16 @@ pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf,
 /// what `hsw-cli generate` passes to cloud-init (`ssh_authorized_keys`). The path alone, without creating
 /// anything, is [`StateLayout::ssh_public_key`].
 pub fn cluster_public_keys(
+    runner: &dyn Runner,
     state: &StateLayout,
     config: &hsw_core::config::ClusterConfig,
 ) -> Result<BTreeMap<&'static str, PathBuf>, Error> {
     let mut out = BTreeMap::new();
     if config.clusters.hpc.is_some() {
-        out.insert("hpc", ensure_ssh_keypair(state, "hpc")?);
+        out.insert("hpc", ensure_ssh_keypair(runner, state, "hpc")?);
     }
     if config.clusters.cloud.is_some() {
-        out.insert("cloud", ensure_ssh_keypair(state, "cloud")?);
+        out.insert("cloud", ensure_ssh_keypair(runner, state, "cloud")?);
     }
     Ok(out)
 }

@@ -9,7 +9,6 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use clap::{Args, Parser, ValueEnum};
 use hsw_core::ansible::hosts::{self, Deployment};
@@ -18,6 +17,7 @@ use hsw_core::config::ClusterConfig;
 
 use crate::error::Error;
 use crate::exit;
+use crate::runner::{Cmd, Runner, SystemRunner};
 use crate::session::Session;
 
 /// Where the hosts come from, and where the state lives (shared by `inventory` and `ansible`).
@@ -156,11 +156,22 @@ pub fn state_layout(source: &SourceArgs) -> StateLayout {
 /// The session of `--config`, then [`load`] with the hosts and state these arguments name.
 pub fn load_args(source: &SourceArgs) -> Result<Loaded, Error> {
     let session = Session::load(source.config.as_deref())?;
-    load(&session, &source.hosts(), state_layout(source))
+    load(
+        &session,
+        &source.hosts(),
+        state_layout(source),
+        &SystemRunner,
+    )
 }
 
 /// Gets the hosts of a session's config (Terraform's output, a saved output, or the plan), checked against it.
-pub fn load(session: &Session, hosts: &Hosts, state: StateLayout) -> Result<Loaded, Error> {
+/// `runner` runs `terraform output -json` for [`Hosts::Terraform`].
+pub fn load(
+    session: &Session,
+    hosts: &Hosts,
+    state: StateLayout,
+    runner: &dyn Runner,
+) -> Result<Loaded, Error> {
     let cfg = &session.config;
     let plan = session.plan()?;
     let (deployment, hosts_from) = match hosts {
@@ -181,7 +192,7 @@ pub fn load(session: &Session, hosts: &Hosts, state: StateLayout) -> Result<Load
             )
         }
         Hosts::Terraform(dir) => (
-            resolve(session, &terraform_output(dir)?)?,
+            resolve(session, &terraform_output(runner, dir)?)?,
             "the Terraform outputs".to_owned(),
         ),
     };
@@ -210,7 +221,7 @@ fn file_name(p: &Path) -> String {
 
 /// Runs `terraform output -json` in `dir` (an argument vector; the binary is `HSW_TERRAFORM` or
 /// `terraform`) and returns its standard output.
-pub fn terraform_output(dir: &Path) -> Result<String, Error> {
+pub fn terraform_output(runner: &dyn Runner, dir: &Path) -> Result<String, Error> {
     if !dir.is_dir() {
         return Err(Error::cannot_run(format!(
             "the Terraform directory {} does not exist; run `hsw-cli generate` and `terraform apply` first, \
@@ -219,30 +230,26 @@ pub fn terraform_output(dir: &Path) -> Result<String, Error> {
         )));
     }
     let bin = std::env::var_os("HSW_TERRAFORM").unwrap_or_else(|| "terraform".into());
-    let output = Command::new(&bin)
+    let cmd = Cmd::new(&bin)
         .args(["output", "-json"])
         .current_dir(dir)
-        .env("TF_IN_AUTOMATION", "1")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            Error::cannot_run(format!(
-                "cannot run `{} output -json` ({e}); install Terraform, set HSW_TERRAFORM, or pass a saved \
-                 output with --tf-output",
-                PathBuf::from(&bin).display()
-            ))
-        })?;
+        .env("TF_IN_AUTOMATION", "1");
+    let output = runner.capture(&cmd).map_err(|e| {
+        Error::cannot_run(format!(
+            "cannot run `{} output -json` ({e}); install Terraform, set HSW_TERRAFORM, or pass a saved \
+             output with --tf-output",
+            PathBuf::from(&bin).display()
+        ))
+    })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(Error::cannot_run(format!(
             "`terraform output -json` failed in {} ({}): {}",
             dir.display(),
             output.status,
-            stderr.trim()
+            output.stderr.trim()
         )));
     }
-    String::from_utf8(output.stdout)
-        .map_err(|_| Error::cannot_run("`terraform output -json` printed text that is not UTF-8"))
+    Ok(output.stdout)
 }
 
 /// The comment lines on top of an inventory file.
@@ -284,4 +291,58 @@ fn json_text(v: &serde_json::Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::fake::FakeRunner;
+
+    #[test]
+    fn terraform_output_runs_in_the_terraform_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = FakeRunner::new();
+        runner.on(&["output", "-json"], 0, "{}");
+        assert_eq!(terraform_output(&runner, dir.path()).unwrap(), "{}");
+        let c = &runner.calls()[0];
+        assert_eq!(c.argv()[1..], ["output", "-json"]);
+        assert_eq!(c.dir.as_deref(), Some(dir.path()));
+        assert_eq!(
+            c.env_value("TF_IN_AUTOMATION"),
+            Some(std::ffi::OsStr::new("1"))
+        );
+        let failing = FakeRunner::new();
+        failing.on_full(&["output"], Some(1), "", "Error: no state\n", None);
+        let e = terraform_output(&failing, dir.path()).unwrap_err();
+        assert_eq!(e.code(), exit::CANNOT_RUN);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "`terraform output -json` failed in {} (exit status: 1): Error: no state",
+                dir.path().display()
+            )
+        );
+        let e = terraform_output(&runner, &dir.path().join("missing")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not exist; run `hsw-cli generate`"),
+            "{e}"
+        );
+        assert_eq!(
+            runner.calls().len(),
+            1,
+            "nothing runs for a missing directory"
+        );
+    }
+
+    #[test]
+    fn planned_hosts_need_no_terraform() {
+        let session = crate::session::testing::default_session();
+        let runner = FakeRunner::new();
+        let loaded = load(&session, &Hosts::Planned, StateLayout::new("/s"), &runner).unwrap();
+        assert!(runner.calls().is_empty());
+        assert_eq!(loaded.hosts_from, "the hosts cluster.yaml plans");
+        assert_eq!(loaded.config_name, session.name);
+        assert!(!loaded.deployment.hosts.is_empty());
+    }
 }

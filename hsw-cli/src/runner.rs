@@ -60,6 +60,20 @@ impl Cmd {
         self
     }
 
+    /// Sets environment variables.
+    #[must_use]
+    pub fn envs<I, K, V>(mut self, vars: I) -> Cmd
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
+        self
+    }
+
     /// Removes an environment variable.
     #[must_use]
     pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Cmd {

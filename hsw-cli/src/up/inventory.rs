@@ -32,7 +32,12 @@ pub fn inventory(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), E
     let tf_output = ctx.tf_output_file();
     std::fs::write(&tf_output, &o.stdout)
         .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", tf_output.display())))?;
-    let loaded = inventory::load(up.session, &Hosts::Saved(tf_output), ctx.state.clone())?;
+    let loaded = inventory::load(
+        up.session,
+        &Hosts::Saved(tf_output),
+        ctx.state.clone(),
+        ctx.runner,
+    )?;
     print_hosts(&loaded.deployment, out);
     forget_replaced_host_keys(ctx, &up.libvirt()?.uri, &loaded.deployment, out)?;
     up.loaded = Some(loaded);

@@ -28,7 +28,7 @@ pub fn hpc(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> 
     let loaded = up.loaded()?;
     let rendered = slurm::render(&loaded.config, &loaded.deployment)
         .map_err(|e| Error::invalid(format!("the Slurm files cannot be rendered: {e}")))?;
-    let files = ansible_cmd::write_hpc_files(loaded, &rendered)?;
+    let files = ansible_cmd::write_hpc_files(up.ctx.runner, loaded, &rendered)?;
     say(
         out,
         format!(
@@ -54,15 +54,13 @@ fn run_playbook(
     let playbook = ctx.repo.join("ansible/playbook-hpc.yml");
     let argv =
         ansible_cmd::playbook_argv(&files.inventory, &files.extra_vars, &[playbook], false, &[]);
-    let mut cmd = ctx
+    let cmd = ctx
         .command(program)
         .args(&argv)
         .env("ANSIBLE_NOCOLOR", if ctx.color { "0" } else { "1" })
         .env("ANSIBLE_FORCE_COLOR", if ctx.color { "1" } else { "0" })
-        .env("PYTHONUNBUFFERED", "1");
-    for (k, v) in ansible_cmd::ansible_env() {
-        cmd = cmd.env(k, v);
-    }
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(ansible_cmd::ansible_env());
     say(
         out,
         format!(

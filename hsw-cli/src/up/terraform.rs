@@ -36,7 +36,7 @@ pub fn generate_root(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(
         UP_STEPS,
         "SSH keys, Terraform root module, simulated GPUs",
     );
-    let keys = ansible_cmd::cluster_public_keys(&ctx.state, cfg)?;
+    let keys = ansible_cmd::cluster_public_keys(ctx.runner, &ctx.state, cfg)?;
     for (cluster, key) in &keys {
         say(out, format!("{cluster} SSH key: {}", key.display()));
     }

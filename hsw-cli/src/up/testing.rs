@@ -209,7 +209,7 @@ pub mod fixture {
 
     /// The default config's planned hosts, with the state of `ctx`.
     pub fn loaded(session: &Session, ctx: &Ctx<'_>) -> Loaded {
-        inventory::load(session, &Hosts::Planned, ctx.state.clone()).unwrap()
+        inventory::load(session, &Hosts::Planned, ctx.state.clone(), ctx.runner).unwrap()
     }
 }
 
