@@ -23,8 +23,8 @@
 //!
 //! Each step is a function over the deployment's [`Ctx`] (places, and the [`Runner`] every process goes
 //! through) and what the steps before it found ([`Up`]); [`UP_STEPS_TABLE`] lists them in order, one file
-//! each: `images`, `sandbox` (its URI, pool and log directories come from `scripts/sandbox.sh --name NAME
-//! env`), `terraform` (root module, init, plan and apply), `inventory`, `playbooks`, `verify`; `down` is in
+//! each: `checks`, `images`, `sandbox` (its URI, pool and log directories come from `scripts/sandbox.sh --name NAME
+//! env`), `terraform` (root module, init, plan and apply), `inventory`, `playbooks`, `verify`, then `summary`; `down` is in
 //! `down`. libvirt is reached only through `virsh::Virsh`. Their unit tests run them over a fake runner
 //! (`runner::fake`).
 
@@ -35,23 +35,24 @@ use std::process::ExitStatus;
 use std::time::Instant;
 
 use clap::Args;
-use hsw_core::ansible::hosts::Role;
 use hsw_core::ansible::StateLayout;
 use hsw_core::config::ClusterConfig;
 
 use crate::error::Error;
+use crate::exit;
 use crate::generate::ClusterImages;
 use crate::image::{self, Image, ImageRole};
 use crate::inventory::Loaded;
 use crate::runner::{Captured, Cmd, Runner, SystemRunner};
 use crate::session::Session;
-use crate::{exit, host_cmds, Format};
 
+mod checks;
 mod down;
 mod images;
 mod inventory;
 mod playbooks;
 mod sandbox;
+mod summary;
 mod terraform;
 mod verify;
 mod virsh;
@@ -395,7 +396,7 @@ type Step = (usize, &'static str, StepFn);
 
 /// The steps of `up`, in order (the summary, step [`UP_STEPS`], follows).
 pub const UP_STEPS_TABLE: [Step; 9] = [
-    (1, "checks", checks),
+    (1, "checks", checks::checks),
     (2, "image", images::build),
     (3, "sandbox", sandbox::open),
     (4, "generate", terraform::generate_root),
@@ -440,7 +441,7 @@ fn up_steps(args: &UpArgs, runner: &dyn Runner, out: &mut dyn Write) -> Result<S
     let mut up = Up::new(&ctx, &session, args);
     let timings = run_steps(&mut up, out)?;
     step_header(out, UP_STEPS, UP_STEPS, "summary");
-    summary(&up, &timings)
+    summary::summary(&up, &timings)
 }
 
 /// Runs the steps of [`UP_STEPS_TABLE`] in order; returns how long each took (seconds).
@@ -452,132 +453,6 @@ fn run_steps(up: &mut Up<'_>, out: &mut dyn Write) -> Result<Vec<(String, u64)>,
         timings.push((name.to_owned(), secs(t)));
     }
     Ok(timings)
-}
-
-/// Step 1: the host checks, the config's warnings and its GPU plan.
-fn checks(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
-    let session = up.session;
-    step_header(out, n, UP_STEPS, "host checks, validation, GPU plan");
-    if up.args.skip_check {
-        say(out, "host checks skipped (--skip-check)");
-    } else {
-        let report = host_cmds::check(session, up.host_root.as_deref(), Format::Text, out)?;
-        let _ = out.flush();
-        if report.failed() {
-            return Err(Error::invalid(
-                "the host checks above failed (`fail` lines); make the fixes they name (`sudo hsw-cli \
-                 prepare --apply` makes most of them) and run `hsw-cli up` again, or pass --skip-check",
-            ));
-        }
-    }
-    session.print_warnings();
-    say(
-        out,
-        format!(
-            "{} is valid ({})",
-            session.name, session.config.metadata.name
-        ),
-    );
-    let plan = session.plan()?;
-    for i in &plan.instances {
-        say(
-            out,
-            format!(
-                "GPU plan: {} gets MIG {} on {} (slices {}..{})",
-                i.cluster,
-                i.profile,
-                i.device,
-                i.placement_start,
-                i.placement_start + i.placement_size
-            ),
-        );
-    }
-    for w in &plan.whole_gpus {
-        say(
-            out,
-            format!("GPU plan: {} gets the whole GPU {}", w.cluster, w.device),
-        );
-    }
-    Ok(())
-}
-
-/// The summary `up` prints at the end.
-fn summary(up: &Up<'_>, timings: &[(String, u64)]) -> Result<String, Error> {
-    let ctx = up.ctx;
-    let cfg = &up.session.config;
-    let loaded = up.loaded()?;
-    let mut s = String::new();
-    s.push_str(&format!(
-        "hsw: {} is up{}\n",
-        cfg.metadata.name,
-        ctx.sandbox
-            .as_deref()
-            .map(|n| format!(" in sandbox '{n}' (netns {n})"))
-            .unwrap_or_default()
-    ));
-    s.push_str(&format!(
-        "hsw: terraform: {}\n",
-        if up.applied {
-            "changes applied"
-        } else {
-            "no changes (the plan was empty)"
-        }
-    ));
-    match up.ansible_changed {
-        Some(0) => s.push_str("hsw: ansible: no changes (changed=0 on every host)\n"),
-        Some(n) => s.push_str(&format!("hsw: ansible: {n} changes\n")),
-        None => {}
-    }
-    for v in &up.verified {
-        s.push_str(&format!("hsw: verified: {v}\n"));
-    }
-    s.push_str(&format!(
-        "hsw: state {} (Terraform root {})\n",
-        ctx.state.root().display(),
-        ctx.tf_dir.display()
-    ));
-    if let (Some(sb), Some(ctl)) = (
-        &ctx.sandbox,
-        loaded.deployment.with_role(Role::Controller).next(),
-    ) {
-        s.push_str(&format!(
-            "hsw: log in: scripts/sandbox.sh --name {sb} exec -- ssh -i {} -o UserKnownHostsFile={} {}@{}\n",
-            ctx.state.ssh_private_key("hpc").display(),
-            ctx.state.known_hosts("hpc").display(),
-            ssh_user(cfg),
-            ctl.ip
-        ));
-    }
-    s.push_str("hsw: timings:");
-    for (what, secs) in timings {
-        s.push_str(&format!(" {what} {secs} s;"));
-    }
-    s.pop();
-    s.push('\n');
-    s.push_str(&format!(
-        "hsw: remove it all with: hsw-cli down{}",
-        down_flags(&up.args.target)
-    ));
-    Ok(s)
-}
-
-fn down_flags(t: &Target) -> String {
-    let mut s = String::new();
-    if let Some(c) = &t.config {
-        s.push_str(&format!(" --config {}", c.display()));
-    }
-    if t.no_sandbox {
-        s.push_str(" --no-sandbox");
-    } else if t.sandbox_name != DEFAULT_SANDBOX {
-        s.push_str(&format!(" --sandbox-name {}", t.sandbox_name));
-    }
-    if let Some(d) = &t.state_dir {
-        s.push_str(&format!(" --state-dir {}", d.display()));
-    }
-    if let Some(d) = &t.out {
-        s.push_str(&format!(" --out {}", d.display()));
-    }
-    s
 }
 
 fn ssh_user(cfg: &ClusterConfig) -> String {
@@ -640,62 +515,6 @@ mod tests {
         let direct = Fixture::new(None);
         let ctx = direct.ctx(&runner);
         assert_eq!(ctx.command("ssh").argv(), ["ssh"]);
-    }
-
-    #[test]
-    fn the_checks_step_prints_the_plan_or_stops_on_a_failed_host_check() {
-        let runner = FakeRunner::new();
-        let f = Fixture::new(Some("sb"));
-        let (r, t) = f.run_step(&runner, checks, 1, |_| {});
-        r.unwrap();
-        assert!(
-            t.contains("==> [1/11] host checks, validation, GPU plan"),
-            "{t}"
-        );
-        assert!(t.contains("hsw: host checks skipped (--skip-check)"), "{t}");
-        assert!(
-            t.contains(&format!(
-                "hsw: {} is valid (hsw-dev)",
-                hsw_core::config::DEFAULT_CONFIG_NAME
-            )),
-            "{t}"
-        );
-        let plan = fixture::session();
-        let plan = plan.plan().unwrap();
-        let mig = plan.instances.first().unwrap();
-        assert!(
-            t.contains(&format!(
-                "hsw: GPU plan: {} gets MIG {} on {}",
-                mig.cluster, mig.profile, mig.device
-            )),
-            "{t}"
-        );
-        // A host that cannot run VMs (no vmx/svm, no /dev/kvm; its config demands KVM): its check report is
-        // printed, and up stops.
-        let hosts = Fixture::repo().join("tests/fixtures/hosts");
-        let root = hosts.join("no-virtualization");
-        let session = Session::load(Some(&hosts.join("gpu-host.yaml"))).unwrap();
-        let ctx = f.ctx(&runner);
-        let mut args = f.args();
-        args.skip_check = false;
-        let mut up = Up::new(&ctx, &session, &args);
-        up.host_root = Some(root.clone());
-        let mut out = Vec::new();
-        let r = checks(&mut up, 1, &mut out);
-        let t = text(&out);
-        let e = r.unwrap_err();
-        assert_eq!(e.code(), exit::INVALID);
-        assert!(
-            e.to_string()
-                .starts_with("the host checks above failed (`fail` lines)"),
-            "{e}"
-        );
-        assert!(
-            t.contains(&format!("hsw-cli check: host {}", root.display())),
-            "{t}"
-        );
-        assert!(!t.contains("GPU plan:"), "{t}");
-        assert!(runner.calls().is_empty(), "the checks step runs no process");
     }
 
     /// The whole table over the fake: every process `up` runs, in order, with a sandbox.
@@ -819,7 +638,7 @@ mod tests {
             })
             .collect();
         assert_eq!(got, want);
-        let summary = summary(&up, &timings).unwrap();
+        let summary = summary::summary(&up, &timings).unwrap();
         assert!(
             summary.contains("hsw: hsw-dev is up in sandbox 'sb' (netns sb)"),
             "{summary}"
@@ -841,31 +660,6 @@ mod tests {
         for h in 1..=10 {
             assert!(t.contains(&format!("==> [{h}/11] ")), "no header {h}:\n{t}");
         }
-    }
-
-    #[test]
-    fn down_flags_repeat_what_up_was_given() {
-        let t = Target {
-            config: Some(PathBuf::from("c.yaml")),
-            sandbox: false,
-            no_sandbox: false,
-            sandbox_name: "other".into(),
-            state_dir: Some(PathBuf::from("/s")),
-            out: None,
-        };
-        assert_eq!(
-            down_flags(&t),
-            " --config c.yaml --sandbox-name other --state-dir /s"
-        );
-        let host = Target {
-            no_sandbox: true,
-            sandbox_name: DEFAULT_SANDBOX.into(),
-            config: None,
-            sandbox: false,
-            state_dir: None,
-            out: Some(PathBuf::from("tf")),
-        };
-        assert_eq!(down_flags(&host), " --no-sandbox --out tf");
     }
 
     #[test]
