@@ -23,10 +23,10 @@
 //!
 //! Each step is a function over the deployment's [`Ctx`] (places, and the [`Runner`] every process goes
 //! through) and what the steps before it found ([`Up`]); [`UP_STEPS_TABLE`] lists them in order, one file
-//! each: `checks`, `images`, `sandbox` (its URI, pool and log directories come from `scripts/sandbox.sh --name NAME
-//! env`), `terraform` (root module, init, plan and apply), `inventory`, `playbooks`, `verify`, then `summary`; `down` is in
-//! `down`. libvirt is reached only through `virsh::Virsh`. Their unit tests run them over a fake runner
-//! (`runner::fake`).
+//! each: `checks`, `images`, `sandbox` (its URI, pool and log directories come from `scripts/sandbox.sh
+//! --name NAME env`), `terraform` (root module, init, plan and apply), `inventory`, `playbooks`, `verify`,
+//! then `summary`; `down` is in `down`. libvirt is reached only through `virsh::Virsh`. Their unit tests run
+//! them over a fake runner (`runner::fake`).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
