@@ -13,15 +13,16 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use clap::{Args, Subcommand};
 use hsw_core::ansible::{Inventory, StateLayout};
 use hsw_core::slurm;
 use serde_json::json;
 
+use crate::error::Error;
 use crate::exit;
-use crate::inventory::{header, load, SourceArgs};
+use crate::inventory::{header, load_args, SourceArgs};
+use crate::runner::{Cmd, Runner, SystemRunner};
 
 /// Bytes of a Munge key (munged accepts 32 to 1024).
 pub const MUNGE_KEY_BYTES: usize = 1024;
@@ -114,19 +115,13 @@ pub struct PlatformFiles {
 }
 
 fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
-    let loaded = match load(&args.source) {
+    let loaded = match load_args(&args.source) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("{}", e.message.trim_end());
-            return e.code;
-        }
+        Err(e) => return e.report(),
     };
     let files = match write_platform_files(&loaded, args.offline) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
-        }
+        Err(e) => return e.report(),
     };
     let playbooks: Vec<PathBuf> = args
         .playbooks
@@ -149,7 +144,7 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
     run_playbook(&args.run, &argv, out)
 }
 
-/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`set_ansible_env`]'s settings
+/// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`ansible_env`]'s settings
 /// where the environment has none, and maps its end to hsw's exit codes.
 fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     let ansible_playbook = &run.ansible_playbook;
@@ -161,10 +156,8 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     if run.dry_run {
         return exit::OK;
     }
-    let mut cmd = Command::new(ansible_playbook);
-    cmd.args(argv).stdin(Stdio::null());
-    set_ansible_env(&mut cmd);
-    match cmd.status() {
+    let cmd = Cmd::new(ansible_playbook).args(argv).envs(ansible_env());
+    match SystemRunner.stream(&cmd) {
         Ok(s) if s.success() => exit::OK,
         Ok(s) => {
             eprintln!(
@@ -182,20 +175,19 @@ fn run_playbook(run: &RunArgs, argv: &[String], out: &mut dyn Write) -> u8 {
     }
 }
 
-/// Sets hsw's Ansible settings on an ansible-playbook command (every hsw run of it), each only where the
+/// hsw's Ansible settings for an ansible-playbook command (every hsw run of it), each only where the
 /// environment does not set it: pipelining (one SSH round trip per task), a 60 s timeout for connections and for
 /// sudo's prompt, which the default 10 s missed on busy TCG guests ("Timeout waiting for privilege escalation
 /// prompt"), no retry files.
-pub fn set_ansible_env(cmd: &mut Command) {
-    for (k, v) in [
+pub fn ansible_env() -> Vec<(&'static str, &'static str)> {
+    [
         ("ANSIBLE_PIPELINING", "True"),
         ("ANSIBLE_TIMEOUT", "60"),
         ("ANSIBLE_RETRY_FILES_ENABLED", "False"),
-    ] {
-        if std::env::var_os(k).is_none() {
-            cmd.env(k, v);
-        }
-    }
+    ]
+    .into_iter()
+    .filter(|(k, _)| std::env::var_os(k).is_none())
+    .collect()
 }
 
 /// ansible-playbook's arguments, the same for every hsw run of it (`ansible hpc`, `ansible platform`, `up`): the
@@ -288,7 +280,7 @@ pub fn platform_vars(
 pub fn write_platform_files(
     loaded: &crate::inventory::Loaded,
     offline: bool,
-) -> Result<PlatformFiles, String> {
+) -> Result<PlatformFiles, Error> {
     let state = &loaded.state;
     make_private_dir(state.root())?;
     make_private_dir(&state.root().join("secrets"))?;
@@ -326,12 +318,9 @@ pub struct HpcFiles {
 }
 
 fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
-    let loaded = match load(&args.source) {
+    let loaded = match load_args(&args.source) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("{}", e.message.trim_end());
-            return e.code;
-        }
+        Err(e) => return e.report(),
     };
     let rendered = match slurm::render(&loaded.config, &loaded.deployment) {
         Ok(r) => r,
@@ -340,12 +329,9 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
             return exit::INVALID;
         }
     };
-    let files = match write_hpc_files(&loaded, &rendered) {
+    let files = match write_hpc_files(&SystemRunner, &loaded, &rendered) {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
-        }
+        Err(e) => return e.report(),
     };
     let argv = playbook_argv(
         &files.inventory,
@@ -372,12 +358,13 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
 /// Writes everything `ansible hpc` needs into the state directory: keys (kept when they exist), the
 /// inventory, the rendered Slurm files and the playbook's variables.
 pub fn write_hpc_files(
+    runner: &dyn Runner,
     loaded: &crate::inventory::Loaded,
     rendered: &slurm::RenderedFiles,
-) -> Result<HpcFiles, String> {
+) -> Result<HpcFiles, Error> {
     let state = &loaded.state;
     make_private_dir(state.root())?;
-    let keys = cluster_public_keys(state, &loaded.config)?;
+    let keys = cluster_public_keys(runner, state, &loaded.config)?;
     let ssh_public_key = keys
         .get("hpc")
         .cloned()
@@ -428,7 +415,7 @@ pub fn write_hpc_files(
 
 /// Creates a directory (and its missing parents) readable by its owner only. An existing directory is left
 /// as it is: `--state-dir` may name a directory that is not ours to restrict.
-fn make_private_dir(dir: &Path) -> Result<(), String> {
+fn make_private_dir(dir: &Path) -> Result<(), Error> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -436,11 +423,16 @@ fn make_private_dir(dir: &Path) -> Result<(), String> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))
+        .map_err(|e| {
+            Error::cannot_run(format!(
+                "cannot create the directory {}: {e}",
+                dir.display()
+            ))
+        })
 }
 
 /// Writes a file through a temporary file and a rename, so a reader never sees half of it.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp-hsw");
     let result = (|| {
         let mut f = fs::OpenOptions::new()
@@ -455,7 +447,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        Error::cannot_run(format!("cannot write {}: {e}", path.display()))
     })
 }
 
@@ -463,57 +455,56 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// run with an argument vector; the binary is `HSW_SSH_KEYGEN` or `ssh-keygen`) and returns the public
 /// key's path. An existing key is kept; its mode is set to 0600, and a missing public half is derived
 /// from it. The private key is never printed.
-pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf, String> {
+pub fn ensure_ssh_keypair(
+    runner: &dyn Runner,
+    state: &StateLayout,
+    cluster: &str,
+) -> Result<PathBuf, Error> {
     let dir = state.ssh_dir(cluster);
     make_private_dir(&dir)?;
     let private = state.ssh_private_key(cluster);
     let public = state.ssh_public_key(cluster);
     let keygen = std::env::var_os("HSW_SSH_KEYGEN").unwrap_or_else(|| "ssh-keygen".into());
     let cannot_run = |e: std::io::Error| {
-        format!(
+        Error::cannot_run(format!(
             "cannot run {} ({e}); install OpenSSH's client (openssh-client) or set HSW_SSH_KEYGEN",
             PathBuf::from(&keygen).display()
-        )
+        ))
     };
     if private.exists() {
-        fs::set_permissions(&private, fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot set the mode of {}: {e}", private.display()))?;
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).map_err(|e| {
+            Error::cannot_run(format!("cannot set the mode of {}: {e}", private.display()))
+        })?;
         if !public.exists() {
-            let output = Command::new(&keygen)
-                .arg("-y")
-                .arg("-f")
-                .arg(&private)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(cannot_run)?;
+            let derive = Cmd::new(&keygen).arg("-y").arg("-f").arg(&private);
+            let output = runner.capture(&derive).map_err(cannot_run)?;
             if !output.status.success() {
-                return Err(format!(
+                return Err(Error::cannot_run(format!(
                     "ssh-keygen could not derive the public key of {}: {}",
                     private.display(),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ));
+                    output.stderr.trim()
+                )));
             }
-            write_file(&public, &output.stdout)?;
+            write_file(&public, output.stdout.as_bytes())?;
         }
         return Ok(public);
     }
-    let output = Command::new(&keygen)
+    let create = Cmd::new(&keygen)
         .args(["-q", "-t", "ed25519", "-N", "", "-C"])
         .arg(format!("hsw-{cluster}"))
         .arg("-f")
-        .arg(&private)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(cannot_run)?;
+        .arg(&private);
+    let output = runner.capture(&create).map_err(cannot_run)?;
     if !output.status.success() || !private.exists() {
-        return Err(format!(
+        return Err(Error::cannot_run(format!(
             "ssh-keygen could not create {}: {}",
             private.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+            output.stderr.trim()
+        )));
     }
-    fs::set_permissions(&private, fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", private.display()))?;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).map_err(|e| {
+        Error::cannot_run(format!("cannot set the mode of {}: {e}", private.display()))
+    })?;
     Ok(public)
 }
 
@@ -521,15 +512,16 @@ pub fn ensure_ssh_keypair(state: &StateLayout, cluster: &str) -> Result<PathBuf,
 /// what `hsw-cli generate` passes to cloud-init (`ssh_authorized_keys`). The path alone, without creating
 /// anything, is [`StateLayout::ssh_public_key`].
 pub fn cluster_public_keys(
+    runner: &dyn Runner,
     state: &StateLayout,
     config: &hsw_core::config::ClusterConfig,
-) -> Result<BTreeMap<&'static str, PathBuf>, String> {
+) -> Result<BTreeMap<&'static str, PathBuf>, Error> {
     let mut out = BTreeMap::new();
     if config.clusters.hpc.is_some() {
-        out.insert("hpc", ensure_ssh_keypair(state, "hpc")?);
+        out.insert("hpc", ensure_ssh_keypair(runner, state, "hpc")?);
     }
     if config.clusters.cloud.is_some() {
-        out.insert("cloud", ensure_ssh_keypair(state, "cloud")?);
+        out.insert("cloud", ensure_ssh_keypair(runner, state, "cloud")?);
     }
     Ok(out)
 }
@@ -537,28 +529,31 @@ pub fn cluster_public_keys(
 /// Makes sure a cluster's Munge key exists: 1024 bytes from the kernel's random source, mode 0400, made
 /// here on the workstation and never taken from the image (every VM cloned from an image with munge
 /// installed shares the image's key). An existing key of at least 32 bytes is kept (its mode set to 0400).
-pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, String> {
+pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, Error> {
     let path = state.munge_key(cluster);
     if let Some(dir) = path.parent() {
         make_private_dir(dir)?;
     }
     if let Ok(meta) = fs::metadata(&path) {
         if meta.len() >= 32 {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o400))
-                .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).map_err(|e| {
+                Error::cannot_run(format!("cannot set the mode of {}: {e}", path.display()))
+            })?;
             return Ok(path);
         }
         fs::remove_file(&path).map_err(|e| {
-            format!(
+            Error::cannot_run(format!(
                 "the Munge key {} is shorter than 32 bytes and cannot be replaced: {e}",
                 path.display()
-            )
+            ))
         })?;
     }
     let mut key = vec![0u8; MUNGE_KEY_BYTES];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(|e| format!("cannot read random bytes from /dev/urandom: {e}"))?;
+        .map_err(|e| {
+            Error::cannot_run(format!("cannot read random bytes from /dev/urandom: {e}"))
+        })?;
     let tmp = path.with_extension("tmp-hsw");
     let _ = fs::remove_file(&tmp);
     let written = (|| {
@@ -573,7 +568,10 @@ pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, S
     })();
     written.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        format!("cannot write the Munge key {}: {e}", path.display())
+        Error::cannot_run(format!(
+            "cannot write the Munge key {}: {e}",
+            path.display()
+        ))
     })?;
     Ok(path)
 }
@@ -697,14 +695,14 @@ mod tests {
     fn write_platform_files_writes_the_inventory_and_the_vars() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let state_dir = dir.path().join("state");
-        let loaded = load(&SourceArgs {
+        let loaded = load_args(&SourceArgs {
             config: None,
             tf_output: None,
             terraform_dir: dir.path().join("terraform"),
             planned: true,
             state_dir: Some(state_dir.clone()),
         })
-        .unwrap_or_else(|e| panic!("{}", e.message));
+        .unwrap_or_else(|e| panic!("{e}"));
         let files = write_platform_files(&loaded, true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             files.extra_vars,

@@ -11,10 +11,11 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use clap::Args;
-use hsw_core::config;
 use hsw_core::render::terraform::{self, Options, HEADER_PREFIX};
 
-use crate::{exit, validate::read_config};
+use crate::error::Error;
+use crate::exit;
+use crate::session::Session;
 
 /// `hsw-cli generate`.
 #[derive(Debug, Args)]
@@ -22,6 +23,13 @@ pub struct GenerateArgs {
     /// The cluster definition (the embedded default when absent).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: GenerateOptions,
+}
+
+/// What to generate, and where (the flags of `hsw-cli generate`; `up` fills them itself).
+#[derive(Debug, Clone, Args)]
+pub struct GenerateOptions {
     /// The directory of the root module.
     #[arg(long, default_value = "terraform")]
     pub out: PathBuf,
@@ -59,11 +67,11 @@ pub struct GenerateArgs {
     /// Change nothing; exit 1 when the directory is not up to date.
     #[arg(long)]
     pub check: bool,
-    /// Per cluster key (`hpc`, `cloud`): its own image, kernel and initrd (what `hsw-cli up` passes: each
-    /// cluster boots the image built from its package list). Wins over the flags above; not a flag itself.
-    #[arg(skip)]
-    pub cluster_images: BTreeMap<String, ClusterImage>,
 }
+
+/// Per cluster key (`hpc`, `cloud`): its own image, kernel and initrd (what `hsw-cli up` passes: each cluster
+/// boots the image built from its package list). Wins over the options' image flags.
+pub type ClusterImages = BTreeMap<String, ClusterImage>;
 
 /// The files one cluster's VMs boot (direct kernel boot).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,24 +93,44 @@ enum Change {
     Unchanged,
 }
 
+/// What `generate` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Files created, updated or removed (or that would be, with `check`).
+    pub changed: usize,
+    /// Files generated.
+    pub files: usize,
+}
+
 /// Runs `generate`; returns the exit code.
 pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
-    let (name, source) = match read_config(args.config.as_deref()) {
-        Ok(pair) => pair,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
+    let session = match Session::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(Error::InvalidConfig { name, report, .. }) => {
+            eprint!("{report}");
+            return Error::invalid(format!("{name} is not valid; nothing was generated")).report();
         }
+        Err(e) => return e.report(),
     };
-    let validated = config::validate_str(&source);
-    let Some(valid) = validated.valid_config() else {
-        eprint!("{}", validated.report.render_text(&name, &source, false));
-        eprintln!("error: {name} is not valid; nothing was generated");
-        return exit::INVALID;
-    };
-    if !validated.report.diagnostics.is_empty() {
-        eprint!("{}", validated.report.render_text(&name, &source, false));
+    session.print_warnings();
+    match generate(&session, &args.options, &ClusterImages::new(), out) {
+        Ok(r) if args.options.check && r.changed > 0 => exit::INVALID,
+        Ok(_) => exit::OK,
+        Err(e) => e.report(),
     }
+}
+
+/// Writes the Terraform root module of a session's config into `options.out` (see the module's text) and says
+/// what changed on `out`.
+pub fn generate(
+    session: &Session,
+    options: &GenerateOptions,
+    images: &ClusterImages,
+    out: &mut dyn Write,
+) -> Result<Report, Error> {
+    let args = options;
+    let name = &session.name;
+    let valid = &session.config;
     // Where the provider connects and keeps its files is the host's business, not the clusters': a sandbox
     // (`hsw-cli up`) overrides them without touching the configuration (its sha256 stays that of the file).
     let mut owned = valid.clone();
@@ -121,20 +149,9 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
         }
     }
     let cfg = &owned;
-    let plan = match config::gpu::plan(cfg) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: no GPU plan exists for {name}: {e}");
-            return exit::INVALID;
-        }
-    };
-    let cwd = match std::env::current_dir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: cannot read the current directory: {e}");
-            return exit::CANNOT_RUN;
-        }
-    };
+    let plan = session.plan()?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::cannot_run(format!("cannot read the current directory: {e}")))?;
     let out_dir = normalize(&cwd.join(&args.out));
     let modules_dir = normalize(&cwd.join(&args.modules));
     if !modules_dir.join("cluster").is_dir() {
@@ -150,8 +167,8 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
     };
     let mut options = Options::new(
         cfg,
-        &name,
-        &source,
+        name,
+        &session.source,
         &relative_source(&out_dir, &modules_dir),
         &ssh_dir,
     );
@@ -175,7 +192,7 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
             options.cmdline.clone_from(&args.cmdline);
         }
     }
-    for (cluster, image) in &args.cluster_images {
+    for (cluster, image) in images {
         if let Some(v) = options.base_images.get_mut(cluster) {
             v.clone_from(&image.base);
         }
@@ -188,20 +205,12 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
             }
         }
     }
-    let files = match terraform::render(cfg, &plan, &options) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: cannot generate the Terraform files of {name}: {e}");
-            return exit::INVALID;
-        }
-    };
-    let changes = match sync(&out_dir, &files, args.check) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
-        }
-    };
+    let files = terraform::render(cfg, plan, &options).map_err(|e| {
+        Error::invalid(format!(
+            "cannot generate the Terraform files of {name}: {e}"
+        ))
+    })?;
+    let changes = sync(&out_dir, &files, args.check)?;
     let mut text = String::new();
     let shown = args.out.display();
     let mut changed = 0;
@@ -227,14 +236,12 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> u8 {
             files.len()
         ));
     }
-    if out.write_all(text.as_bytes()).is_err() {
-        return exit::CANNOT_RUN;
-    }
-    if args.check && changed > 0 {
-        exit::INVALID
-    } else {
-        exit::OK
-    }
+    out.write_all(text.as_bytes())
+        .map_err(|e| Error::cannot_run(format!("cannot write the report: {e}")))?;
+    Ok(Report {
+        changed,
+        files: files.len(),
+    })
 }
 
 /// Writes the files whose text differs and removes stale generated files (those with the header). With
@@ -243,10 +250,10 @@ fn sync(
     dir: &Path,
     files: &[terraform::File],
     dry_run: bool,
-) -> Result<Vec<(String, Change)>, String> {
+) -> Result<Vec<(String, Change)>, Error> {
     if !dry_run {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| Error::cannot_run(format!("cannot create {}: {e}", dir.display())))?;
     }
     let mut changes = Vec::new();
     for f in files {
@@ -255,21 +262,32 @@ fn sync(
             Ok(old) if old == f.contents.as_bytes() => Change::Unchanged,
             Ok(_) => Change::Updated,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Change::Created,
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => {
+                return Err(Error::cannot_run(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
         };
         if change != Change::Unchanged && !dry_run {
             let tmp = dir.join(format!(".{}.tmp", f.name));
             std::fs::write(&tmp, &f.contents)
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, &path)
-                .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+                .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", tmp.display())))?;
+            std::fs::rename(&tmp, &path).map_err(|e| {
+                Error::cannot_run(format!("cannot replace {}: {e}", path.display()))
+            })?;
         }
         changes.push((f.name.clone(), change));
     }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && dry_run => return Ok(changes),
-        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+        Err(e) => {
+            return Err(Error::cannot_run(format!(
+                "cannot list {}: {e}",
+                dir.display()
+            )))
+        }
     };
     let mut stale = Vec::new();
     for entry in entries.flatten() {
@@ -286,7 +304,7 @@ fn sync(
         if !dry_run {
             let path = dir.join(&name);
             std::fs::remove_file(&path)
-                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", path.display())))?;
         }
         changes.push((name, Change::Removed));
     }

@@ -14,7 +14,8 @@ use hsw_gpu_backend::ops::{self, Choice, Opened, Paths};
 use hsw_gpu_backend::simulated::devices_from_config;
 use sha2::{Digest, Sha256};
 
-use crate::{exit, validate::read_config, Format};
+use crate::session::read_config;
+use crate::{exit, Format};
 
 /// The default state directory of the simulated GPU backend (what the provider uses with its default pool).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/hsw/state";

@@ -10,11 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use hsw_core::config::{self, ClusterConfig};
 use hsw_core::host::prepare::{ApplyReport, CommandRecord};
 use hsw_core::host::{self, CheckReport, Host, RollbackOutcome, Status, SystemHost};
 
-use crate::validate::read_config;
+use crate::error::Error;
+use crate::session::Session;
 use crate::{exit, Format};
 
 /// Arguments of `hsw-cli check`.
@@ -55,28 +55,33 @@ pub struct PrepareArgs {
 }
 
 /// Runs `check`; returns the exit code.
-pub fn check(args: &CheckArgs, out: &mut dyn Write) -> u8 {
-    let (name, config) = match load_config(args.config.as_deref()) {
-        Ok(pair) => pair,
-        Err(e) => return cannot_run(&e),
+pub fn run_check(args: &CheckArgs, out: &mut dyn Write) -> u8 {
+    let session = match load_session(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return e.report(),
     };
-    let host = match open_host(args.root.as_deref()) {
-        Ok(h) => h,
-        Err(e) => return cannot_run(&e),
-    };
-    let report = host::run_checks(&host, &config);
-    let written = match args.format {
-        Format::Text => out.write_all(render_checks(&report, &host, &name).as_bytes()),
+    match check(&session, args.root.as_deref(), args.format, out) {
+        Ok(report) if report.failed() => exit::INVALID,
+        Ok(_) => exit::OK,
+        Err(e) => e.report(),
+    }
+}
+
+/// Checks the host at `root` (default `/`) against a session's config and writes the report to `out`.
+pub fn check(
+    session: &Session,
+    root: Option<&Path>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<CheckReport, Error> {
+    let host = open_host(root).map_err(Error::CannotRun)?;
+    let report = host::run_checks(&host, &session.config);
+    let written = match format {
+        Format::Text => out.write_all(render_checks(&report, &host, &session.name).as_bytes()),
         Format::Json => write_json(out, &checks_json(&report)),
     };
-    if written.is_err() {
-        return exit::CANNOT_RUN;
-    }
-    if report.failed() {
-        exit::INVALID
-    } else {
-        exit::OK
-    }
+    written.map_err(|e| Error::cannot_run(format!("cannot write the report: {e}")))?;
+    Ok(report)
 }
 
 /// Runs `prepare`; returns the exit code.
@@ -88,11 +93,12 @@ pub fn prepare(args: &PrepareArgs, out: &mut dyn Write) -> u8 {
     if args.rollback {
         return rollback(&host, args, out);
     }
-    let (name, config) = match load_config(args.config.as_deref()) {
-        Ok(pair) => pair,
-        Err(e) => return cannot_run(&e),
+    let session = match load_session(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return e.report(),
     };
-    let plan = host::plan(&host, &config);
+    let name = &session.name;
+    let plan = host::plan(&host, &session.config);
     let header = format!(
         "hsw-cli prepare: host {} for {name}\n\n",
         host.root().display()
@@ -208,25 +214,15 @@ fn cannot_run(message: &str) -> u8 {
     exit::CANNOT_RUN
 }
 
-/// Reads and validates the config; an invalid one cannot be checked against.
-fn load_config(file: Option<&Path>) -> Result<(String, ClusterConfig), String> {
-    let (name, text) = read_config(file)?;
-    let validated = config::validate_str(&text);
-    match validated.valid_config() {
-        Some(c) => Ok((name, c.clone())),
-        None => {
-            let errors = validated
-                .report
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == hsw_core::diag::Severity::Error)
-                .count();
-            Err(format!(
-                "{name} is not a valid cluster definition ({errors} error{}): run `hsw-cli validate {name}` to see them",
-                if errors == 1 { "" } else { "s" }
-            ))
-        }
-    }
+/// The session of `--config`; an invalid config cannot be checked against (exit 2).
+fn load_session(file: Option<&Path>) -> Result<Session, Error> {
+    Session::load(file).map_err(|e| match e {
+        Error::InvalidConfig { name, errors, .. } => Error::cannot_run(format!(
+            "{name} is not a valid cluster definition ({errors} error{}): run `hsw-cli validate {name}` to see them",
+            if errors == 1 { "" } else { "s" }
+        )),
+        other => other,
+    })
 }
 
 /// The host at `--root` / `HSW_ROOT` (default `/`), judging `HSW_USER`, or `SUDO_USER` under sudo.

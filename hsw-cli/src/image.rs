@@ -7,13 +7,14 @@
 //! The script is run with `bash` and an argument vector; its progress (stderr) streams through, and its
 //! `base=`, `kernel=`, `initrd=`, `manifest=` lines (stdout) say where the files are.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::error::Error;
 use crate::exit;
+use crate::runner::{Cmd, Runner, SystemRunner};
 
 /// `hsw-cli image`.
 #[derive(Debug, Subcommand)]
@@ -75,12 +76,9 @@ pub fn run(cmd: &ImageCommand, out: &mut dyn Write) -> u8 {
         ImageCommand::Build(args) => {
             let repo = match repo_root() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return exit::CANNOT_RUN;
-                }
+                Err(e) => return e.report(),
             };
-            match build(&repo, args, out) {
+            match build(&SystemRunner, &repo, args, out) {
                 Ok(image) => {
                     let _ = writeln!(
                         out,
@@ -92,20 +90,21 @@ pub fn run(cmd: &ImageCommand, out: &mut dyn Write) -> u8 {
                     );
                     exit::OK
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    exit::INVALID
-                }
+                Err(e) => e.report(),
             }
         }
     }
 }
 
 /// Builds (or finds in the cache) the guest image; the script's progress goes to stderr.
-pub fn build(repo: &Path, args: &BuildArgs, out: &mut dyn Write) -> Result<Image, String> {
+pub fn build(
+    runner: &dyn Runner,
+    repo: &Path,
+    args: &BuildArgs,
+    out: &mut dyn Write,
+) -> Result<Image, Error> {
     let script = repo.join("scripts/build-image.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script).args(build_args(args));
+    let cmd = Cmd::new("bash").arg(&script).args(build_args(args));
     let _ = writeln!(
         out,
         "hsw: {} guest image: {} --role {} (cached by content; a first build takes 2-4 minutes)",
@@ -114,34 +113,20 @@ pub fn build(repo: &Path, args: &BuildArgs, out: &mut dyn Write) -> Result<Image
         args.role.as_str()
     );
     let _ = out.flush();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let mut lines = Vec::new();
+    let status = runner
+        .lines(&cmd, &mut |l| lines.push(l.to_owned()))
         .map_err(|e| {
-            format!(
+            Error::invalid(format!(
                 "cannot run bash {} ({e}); install bash and run scripts/install-deps.sh full",
                 script.display()
-            )
+            ))
         })?;
-    let mut lines = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines() {
-            match line {
-                Ok(l) => lines.push(l),
-                Err(e) => return Err(format!("cannot read the output of build-image.sh: {e}")),
-            }
-        }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("build-image.sh did not finish: {e}"))?;
     if !status.success() {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "scripts/build-image.sh failed ({status}); its messages above say why (it needs root and \
              `scripts/install-deps.sh full`, and a Debian mirror the first time)"
-        ));
+        )));
     }
     parse_paths(&lines)
 }
@@ -160,19 +145,19 @@ pub fn build_args(args: &BuildArgs) -> Vec<std::ffi::OsString> {
 }
 
 /// The `key=path` lines build-image.sh prints, checked to exist.
-pub fn parse_paths(lines: &[String]) -> Result<Image, String> {
-    let get = |key: &str| -> Result<PathBuf, String> {
+pub fn parse_paths(lines: &[String]) -> Result<Image, Error> {
+    let get = |key: &str| -> Result<PathBuf, Error> {
         let prefix = format!("{key}=");
         let path = lines
             .iter()
             .find_map(|l| l.strip_prefix(&prefix))
             .map(PathBuf::from)
-            .ok_or_else(|| format!("build-image.sh printed no `{key}=` line"))?;
+            .ok_or_else(|| Error::invalid(format!("build-image.sh printed no `{key}=` line")))?;
         if !path.is_file() {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "build-image.sh named {} as the image's {key}, but there is no such file",
                 path.display()
-            ));
+            )));
         }
         Ok(path)
     };
@@ -186,7 +171,7 @@ pub fn parse_paths(lines: &[String]) -> Result<Image, String> {
 
 /// The repository root (it holds `scripts/`, `modules/` and `ansible/`): `HSW_REPO`, else the current
 /// directory or one above it, else a directory above the binary (`target/debug/hsw-cli`).
-pub fn repo_root() -> Result<PathBuf, String> {
+pub fn repo_root() -> Result<PathBuf, Error> {
     let is_repo = |d: &Path| {
         d.join("scripts/sandbox.sh").is_file()
             && d.join("scripts/build-image.sh").is_file()
@@ -195,12 +180,13 @@ pub fn repo_root() -> Result<PathBuf, String> {
     if let Some(r) = std::env::var_os("HSW_REPO") {
         let r = PathBuf::from(r);
         if is_repo(&r) {
-            return std::path::absolute(&r).map_err(|e| format!("cannot resolve HSW_REPO: {e}"));
+            return std::path::absolute(&r)
+                .map_err(|e| Error::cannot_run(format!("cannot resolve HSW_REPO: {e}")));
         }
-        return Err(format!(
+        return Err(Error::cannot_run(format!(
             "HSW_REPO is {}, which does not hold the hsw repository (scripts/sandbox.sh, modules/)",
             r.display()
-        ));
+        )));
     }
     let mut starts = Vec::new();
     if let Ok(cwd) = std::env::current_dir() {
@@ -214,15 +200,15 @@ pub fn repo_root() -> Result<PathBuf, String> {
             return Ok(found.to_path_buf());
         }
     }
-    Err(
-        "cannot find the hsw repository (scripts/, modules/, ansible/): run hsw-cli from inside it or set HSW_REPO"
-            .to_owned(),
-    )
+    Err(Error::cannot_run(
+        "cannot find the hsw repository (scripts/, modules/, ansible/): run hsw-cli from inside it or set HSW_REPO",
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn paths_come_from_the_key_lines() {
@@ -236,8 +222,9 @@ mod tests {
         let image = parse_paths(&lines).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(image.kernel, dir.path().join("kernel"));
         lines.remove(1);
-        let err = parse_paths(&lines).err().unwrap_or_default();
-        assert!(err.contains("`kernel=`"), "{err}");
+        let err = parse_paths(&lines).unwrap_err();
+        assert_eq!(err.code(), crate::exit::INVALID);
+        assert!(err.to_string().contains("`kernel=`"), "{err}");
     }
 
     #[test]

@@ -9,15 +9,16 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use clap::{Args, Parser, ValueEnum};
 use hsw_core::ansible::hosts::{self, Deployment};
 use hsw_core::ansible::{Inventory, StateLayout};
-use hsw_core::config::{self, ClusterConfig};
+use hsw_core::config::ClusterConfig;
 
+use crate::error::Error;
 use crate::exit;
-use crate::validate::read_config;
+use crate::runner::{Cmd, Runner, SystemRunner};
+use crate::session::Session;
 
 /// Where the hosts come from, and where the state lives (shared by `inventory` and `ansible`).
 #[derive(Debug, Clone, Args)]
@@ -103,31 +104,6 @@ pub fn run_as_script() -> Option<u8> {
     Some(code)
 }
 
-/// Why loading failed: the exit code and a sentence (or a rendered report) for stderr.
-#[derive(Debug)]
-pub struct LoadError {
-    /// The exit code.
-    pub code: u8,
-    /// What to print.
-    pub message: String,
-}
-
-impl LoadError {
-    fn cannot_run(message: String) -> LoadError {
-        LoadError {
-            code: exit::CANNOT_RUN,
-            message: format!("error: {message}"),
-        }
-    }
-
-    fn invalid(message: String) -> LoadError {
-        LoadError {
-            code: exit::INVALID,
-            message: format!("error: {message}"),
-        }
-    }
-}
-
 /// Everything a hand-off command needs.
 #[derive(Debug)]
 pub struct Loaded {
@@ -143,6 +119,30 @@ pub struct Loaded {
     pub state: StateLayout,
 }
 
+/// Where the hosts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hosts {
+    /// The hosts cluster.yaml plans (before `terraform apply`).
+    Planned,
+    /// A saved `terraform output -json`.
+    Saved(PathBuf),
+    /// `terraform output -json` run in this Terraform directory.
+    Terraform(PathBuf),
+}
+
+impl SourceArgs {
+    /// Where these arguments take the hosts from.
+    pub fn hosts(&self) -> Hosts {
+        if self.planned {
+            Hosts::Planned
+        } else if let Some(file) = &self.tf_output {
+            Hosts::Saved(file.clone())
+        } else {
+            Hosts::Terraform(self.terraform_dir.clone())
+        }
+    }
+}
+
 /// The state directory for these arguments (absolute).
 pub fn state_layout(source: &SourceArgs) -> StateLayout {
     let layout = match &source.state_dir {
@@ -153,53 +153,64 @@ pub fn state_layout(source: &SourceArgs) -> StateLayout {
     StateLayout::new(std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()))
 }
 
-/// Reads and validates the config, plans its GPUs, and gets the hosts (Terraform's output, a saved output,
-/// or the plan).
-pub fn load(source: &SourceArgs) -> Result<Loaded, LoadError> {
-    let (name, text) = read_config(source.config.as_deref()).map_err(LoadError::cannot_run)?;
-    let validated = config::validate_str(&text);
-    let Some(cfg) = validated.valid_config().cloned() else {
-        return Err(LoadError {
-            code: exit::INVALID,
-            message: validated.report.render_text(&name, &text, false),
-        });
-    };
-    let plan = config::gpu::plan(&cfg)
-        .map_err(|e| LoadError::invalid(format!("the GPUs of {name} cannot be planned: {e}")))?;
-    let (deployment, hosts_from) = if source.planned {
-        (
-            hosts::planned_hosts(&cfg, &plan),
+/// The session of `--config`, then [`load`] with the hosts and state these arguments name.
+pub fn load_args(source: &SourceArgs) -> Result<Loaded, Error> {
+    let session = Session::load(source.config.as_deref())?;
+    load(
+        &session,
+        &source.hosts(),
+        state_layout(source),
+        &SystemRunner,
+    )
+}
+
+/// Gets the hosts of a session's config (Terraform's output, a saved output, or the plan), checked against it.
+/// `runner` runs `terraform output -json` for [`Hosts::Terraform`].
+pub fn load(
+    session: &Session,
+    hosts: &Hosts,
+    state: StateLayout,
+    runner: &dyn Runner,
+) -> Result<Loaded, Error> {
+    let cfg = &session.config;
+    let plan = session.plan()?;
+    let (deployment, hosts_from) = match hosts {
+        Hosts::Planned => (
+            hosts::planned_hosts(cfg, plan),
             "the hosts cluster.yaml plans".to_owned(),
-        )
-    } else {
-        let (json, from) = match &source.tf_output {
-            Some(file) => (
-                std::fs::read_to_string(file).map_err(|e| {
-                    LoadError::cannot_run(format!(
-                        "cannot read the Terraform output {}: {e}",
-                        file.display()
-                    ))
-                })?,
+        ),
+        Hosts::Saved(file) => {
+            let json = std::fs::read_to_string(file).map_err(|e| {
+                Error::cannot_run(format!(
+                    "cannot read the Terraform output {}: {e}",
+                    file.display()
+                ))
+            })?;
+            (
+                resolve(session, &json)?,
                 format!("the Terraform output in {}", file_name(file)),
-            ),
-            None => (
-                terraform_output(&source.terraform_dir).map_err(LoadError::cannot_run)?,
-                "the Terraform outputs".to_owned(),
-            ),
-        };
-        let parsed = hosts::parse_terraform_output_str(&json)
-            .map_err(|e| LoadError::invalid(e.to_string()))?;
-        let resolved =
-            hosts::resolve(&cfg, &plan, parsed).map_err(|e| LoadError::invalid(e.to_string()))?;
-        (resolved, from)
+            )
+        }
+        Hosts::Terraform(dir) => (
+            resolve(session, &terraform_output(runner, dir)?)?,
+            "the Terraform outputs".to_owned(),
+        ),
     };
     Ok(Loaded {
-        config_name: file_name_of_config(source.config.as_deref(), &name),
-        config: cfg,
+        config_name: session.file_name(),
+        config: cfg.clone(),
         deployment,
         hosts_from,
-        state: state_layout(source),
+        state,
     })
+}
+
+/// The hosts of a `terraform output -json`, checked against the session's config and plan.
+fn resolve(session: &Session, json: &str) -> Result<Deployment, Error> {
+    let parsed =
+        hosts::parse_terraform_output_str(json).map_err(|e| Error::invalid(e.to_string()))?;
+    hosts::resolve(&session.config, session.plan()?, parsed)
+        .map_err(|e| Error::invalid(e.to_string()))
 }
 
 fn file_name(p: &Path) -> String {
@@ -208,48 +219,37 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-fn file_name_of_config(path: Option<&Path>, shown: &str) -> String {
-    match path {
-        Some(p) => file_name(p),
-        None => shown.to_owned(),
-    }
-}
-
 /// Runs `terraform output -json` in `dir` (an argument vector; the binary is `HSW_TERRAFORM` or
 /// `terraform`) and returns its standard output.
-pub fn terraform_output(dir: &Path) -> Result<String, String> {
+pub fn terraform_output(runner: &dyn Runner, dir: &Path) -> Result<String, Error> {
     if !dir.is_dir() {
-        return Err(format!(
+        return Err(Error::cannot_run(format!(
             "the Terraform directory {} does not exist; run `hsw-cli generate` and `terraform apply` first, \
              or name it with --terraform-dir (or a saved output with --tf-output)",
             dir.display()
-        ));
+        )));
     }
     let bin = std::env::var_os("HSW_TERRAFORM").unwrap_or_else(|| "terraform".into());
-    let output = Command::new(&bin)
+    let cmd = Cmd::new(&bin)
         .args(["output", "-json"])
         .current_dir(dir)
-        .env("TF_IN_AUTOMATION", "1")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!(
-                "cannot run `{} output -json` ({e}); install Terraform, set HSW_TERRAFORM, or pass a saved \
-                 output with --tf-output",
-                PathBuf::from(&bin).display()
-            )
-        })?;
+        .env("TF_IN_AUTOMATION", "1");
+    let output = runner.capture(&cmd).map_err(|e| {
+        Error::cannot_run(format!(
+            "cannot run `{} output -json` ({e}); install Terraform, set HSW_TERRAFORM, or pass a saved \
+             output with --tf-output",
+            PathBuf::from(&bin).display()
+        ))
+    })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!(
+        return Err(Error::cannot_run(format!(
             "`terraform output -json` failed in {} ({}): {}",
             dir.display(),
             output.status,
-            stderr.trim()
-        ));
+            output.stderr.trim()
+        )));
     }
-    String::from_utf8(output.stdout)
-        .map_err(|_| "`terraform output -json` printed text that is not UTF-8".to_owned())
+    Ok(output.stdout)
 }
 
 /// The comment lines on top of an inventory file.
@@ -265,12 +265,9 @@ pub fn header(loaded: &Loaded) -> Vec<String> {
 
 /// Runs `inventory`; returns the exit code.
 pub fn run(args: &InventoryArgs, out: &mut dyn Write) -> u8 {
-    let loaded = match load(&args.source) {
+    let loaded = match load_args(&args.source) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("{}", e.message.trim_end());
-            return e.code;
-        }
+        Err(e) => return e.report(),
     };
     let inventory = Inventory::build(&loaded.config, &loaded.deployment, &loaded.state);
     let text = if let Some(host) = &args.host {
@@ -294,4 +291,58 @@ fn json_text(v: &serde_json::Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::fake::FakeRunner;
+
+    #[test]
+    fn terraform_output_runs_in_the_terraform_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = FakeRunner::new();
+        runner.on(&["output", "-json"], 0, "{}");
+        assert_eq!(terraform_output(&runner, dir.path()).unwrap(), "{}");
+        let c = &runner.calls()[0];
+        assert_eq!(c.argv()[1..], ["output", "-json"]);
+        assert_eq!(c.dir.as_deref(), Some(dir.path()));
+        assert_eq!(
+            c.env_value("TF_IN_AUTOMATION"),
+            Some(std::ffi::OsStr::new("1"))
+        );
+        let failing = FakeRunner::new();
+        failing.on_full(&["output"], Some(1), "", "Error: no state\n", None);
+        let e = terraform_output(&failing, dir.path()).unwrap_err();
+        assert_eq!(e.code(), exit::CANNOT_RUN);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "`terraform output -json` failed in {} (exit status: 1): Error: no state",
+                dir.path().display()
+            )
+        );
+        let e = terraform_output(&runner, &dir.path().join("missing")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not exist; run `hsw-cli generate`"),
+            "{e}"
+        );
+        assert_eq!(
+            runner.calls().len(),
+            1,
+            "nothing runs for a missing directory"
+        );
+    }
+
+    #[test]
+    fn planned_hosts_need_no_terraform() {
+        let session = crate::session::testing::default_session();
+        let runner = FakeRunner::new();
+        let loaded = load(&session, &Hosts::Planned, StateLayout::new("/s"), &runner).unwrap();
+        assert!(runner.calls().is_empty());
+        assert_eq!(loaded.hosts_from, "the hosts cluster.yaml plans");
+        assert_eq!(loaded.config_name, session.name);
+        assert!(!loaded.deployment.hosts.is_empty());
+    }
 }

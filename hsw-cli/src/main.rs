@@ -8,11 +8,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod ansible_cmd;
+mod error;
 mod generate;
 mod gpu_cmds;
 mod host_cmds;
 mod image;
 mod inventory;
+mod runner;
+mod session;
 mod up;
 mod validate;
 
@@ -98,7 +101,7 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     let code = match cli.command {
         Command::Validate { file, format } => validate::run(file.as_deref(), format, &mut out),
-        Command::Check(args) => host_cmds::check(&args, &mut out),
+        Command::Check(args) => host_cmds::run_check(&args, &mut out),
         Command::Prepare(args) => host_cmds::prepare(&args, &mut out),
         Command::Gpu(cmd) => gpu_cmds::run(&cmd, &mut out),
         Command::Generate(args) => generate::run(&args, &mut out),

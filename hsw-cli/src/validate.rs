@@ -3,27 +3,10 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use hsw_core::config::{self, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
+use hsw_core::config;
 
+use crate::session::read_config;
 use crate::{exit, Format};
-
-/// Reads a config file, or the embedded default. Errors are sentences for the operator.
-pub fn read_config(file: Option<&Path>) -> Result<(String, String), String> {
-    match file {
-        None => Ok((DEFAULT_CONFIG_NAME.to_owned(), DEFAULT_CONFIG.to_owned())),
-        Some(p) => match std::fs::read(p) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(s) => Ok((p.display().to_string(), s)),
-                Err(e) => Err(format!(
-                    "{} is not UTF-8 text (invalid byte at offset {})",
-                    p.display(),
-                    e.utf8_error().valid_up_to()
-                )),
-            },
-            Err(e) => Err(format!("cannot read {}: {e}", p.display())),
-        },
-    }
-}
 
 /// Runs `validate`; returns the exit code.
 pub fn run(file: Option<&Path>, format: Format, out: &mut dyn Write) -> u8 {

@@ -1,0 +1,119 @@
+//! Step 1 of `up`: the host checks (`hsw-cli check`'s report), the config's warnings, and its GPU plan.
+
+use std::io::Write;
+
+use super::{say, step_header, Up, UP_STEPS};
+use crate::error::Error;
+use crate::{host_cmds, Format};
+
+/// Step 1: the host checks, the config's warnings and its GPU plan.
+pub fn checks(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
+    let session = up.session;
+    step_header(out, n, UP_STEPS, "host checks, validation, GPU plan");
+    if up.args.skip_check {
+        say(out, "host checks skipped (--skip-check)");
+    } else {
+        let report = host_cmds::check(session, up.host_root.as_deref(), Format::Text, out)?;
+        let _ = out.flush();
+        if report.failed() {
+            return Err(Error::invalid(
+                "the host checks above failed (`fail` lines); make the fixes they name (`sudo hsw-cli \
+                 prepare --apply` makes most of them) and run `hsw-cli up` again, or pass --skip-check",
+            ));
+        }
+    }
+    session.print_warnings();
+    say(
+        out,
+        format!(
+            "{} is valid ({})",
+            session.name, session.config.metadata.name
+        ),
+    );
+    let plan = session.plan()?;
+    for i in &plan.instances {
+        say(
+            out,
+            format!(
+                "GPU plan: {} gets MIG {} on {} (slices {}..{})",
+                i.cluster,
+                i.profile,
+                i.device,
+                i.placement_start,
+                i.placement_start + i.placement_size
+            ),
+        );
+    }
+    for w in &plan.whole_gpus {
+        say(
+            out,
+            format!("GPU plan: {} gets the whole GPU {}", w.cluster, w.device),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit;
+    use crate::runner::fake::FakeRunner;
+    use crate::session::Session;
+    use crate::up::testing::{fixture, text, Fixture};
+
+    #[test]
+    fn the_checks_step_prints_the_plan_or_stops_on_a_failed_host_check() {
+        let runner = FakeRunner::new();
+        let f = Fixture::new(Some("sb"));
+        let (r, t) = f.run_step(&runner, checks, 1, |_| {});
+        r.unwrap();
+        assert!(
+            t.contains("==> [1/11] host checks, validation, GPU plan"),
+            "{t}"
+        );
+        assert!(t.contains("hsw: host checks skipped (--skip-check)"), "{t}");
+        assert!(
+            t.contains(&format!(
+                "hsw: {} is valid (hsw-dev)",
+                hsw_core::config::DEFAULT_CONFIG_NAME
+            )),
+            "{t}"
+        );
+        let plan = fixture::session();
+        let plan = plan.plan().unwrap();
+        let mig = plan.instances.first().unwrap();
+        assert!(
+            t.contains(&format!(
+                "hsw: GPU plan: {} gets MIG {} on {}",
+                mig.cluster, mig.profile, mig.device
+            )),
+            "{t}"
+        );
+        // A host that cannot run VMs (no vmx/svm, no /dev/kvm; its config demands KVM): its check report is
+        // printed, and up stops.
+        let hosts = Fixture::repo().join("tests/fixtures/hosts");
+        let root = hosts.join("no-virtualization");
+        let session = Session::load(Some(&hosts.join("gpu-host.yaml"))).unwrap();
+        let ctx = f.ctx(&runner);
+        let mut args = f.args();
+        args.skip_check = false;
+        let mut up = Up::new(&ctx, &session, &args);
+        up.host_root = Some(root.clone());
+        let mut out = Vec::new();
+        let r = checks(&mut up, 1, &mut out);
+        let t = text(&out);
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), exit::INVALID);
+        assert!(
+            e.to_string()
+                .starts_with("the host checks above failed (`fail` lines)"),
+            "{e}"
+        );
+        assert!(
+            t.contains(&format!("hsw-cli check: host {}", root.display())),
+            "{t}"
+        );
+        assert!(!t.contains("GPU plan:"), "{t}");
+        assert!(runner.calls().is_empty(), "the checks step runs no process");
+    }
+}

@@ -1,0 +1,118 @@
+//! What `up` prints at the end: what it made, what changed, what was verified, how to log in, how long each
+//! step took, and the `down` command that removes it all.
+
+use hsw_core::ansible::hosts::Role;
+
+use super::{ssh_user, Target, Up, DEFAULT_SANDBOX};
+use crate::error::Error;
+
+/// The summary `up` prints at the end.
+pub fn summary(up: &Up<'_>, timings: &[(String, u64)]) -> Result<String, Error> {
+    let ctx = up.ctx;
+    let cfg = &up.session.config;
+    let loaded = up.loaded()?;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "hsw: {} is up{}\n",
+        cfg.metadata.name,
+        ctx.sandbox
+            .as_deref()
+            .map(|n| format!(" in sandbox '{n}' (netns {n})"))
+            .unwrap_or_default()
+    ));
+    s.push_str(&format!(
+        "hsw: terraform: {}\n",
+        if up.applied {
+            "changes applied"
+        } else {
+            "no changes (the plan was empty)"
+        }
+    ));
+    match up.ansible_changed {
+        Some(0) => s.push_str("hsw: ansible: no changes (changed=0 on every host)\n"),
+        Some(n) => s.push_str(&format!("hsw: ansible: {n} changes\n")),
+        None => {}
+    }
+    for v in &up.verified {
+        s.push_str(&format!("hsw: verified: {v}\n"));
+    }
+    s.push_str(&format!(
+        "hsw: state {} (Terraform root {})\n",
+        ctx.state.root().display(),
+        ctx.tf_dir.display()
+    ));
+    if let (Some(sb), Some(ctl)) = (
+        &ctx.sandbox,
+        loaded.deployment.with_role(Role::Controller).next(),
+    ) {
+        s.push_str(&format!(
+            "hsw: log in: scripts/sandbox.sh --name {sb} exec -- ssh -i {} -o UserKnownHostsFile={} {}@{}\n",
+            ctx.state.ssh_private_key("hpc").display(),
+            ctx.state.known_hosts("hpc").display(),
+            ssh_user(cfg),
+            ctl.ip
+        ));
+    }
+    s.push_str("hsw: timings:");
+    for (what, secs) in timings {
+        s.push_str(&format!(" {what} {secs} s;"));
+    }
+    s.pop();
+    s.push('\n');
+    s.push_str(&format!(
+        "hsw: remove it all with: hsw-cli down{}",
+        down_flags(&up.args.target)
+    ));
+    Ok(s)
+}
+
+fn down_flags(t: &Target) -> String {
+    let mut s = String::new();
+    if let Some(c) = &t.config {
+        s.push_str(&format!(" --config {}", c.display()));
+    }
+    if t.no_sandbox {
+        s.push_str(" --no-sandbox");
+    } else if t.sandbox_name != DEFAULT_SANDBOX {
+        s.push_str(&format!(" --sandbox-name {}", t.sandbox_name));
+    }
+    if let Some(d) = &t.state_dir {
+        s.push_str(&format!(" --state-dir {}", d.display()));
+    }
+    if let Some(d) = &t.out {
+        s.push_str(&format!(" --out {}", d.display()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn down_flags_repeat_what_up_was_given() {
+        let t = Target {
+            config: Some(PathBuf::from("c.yaml")),
+            sandbox: false,
+            no_sandbox: false,
+            sandbox_name: "other".into(),
+            state_dir: Some(PathBuf::from("/s")),
+            out: None,
+        };
+        assert_eq!(
+            down_flags(&t),
+            " --config c.yaml --sandbox-name other --state-dir /s"
+        );
+        let host = Target {
+            no_sandbox: true,
+            sandbox_name: DEFAULT_SANDBOX.into(),
+            config: None,
+            sandbox: false,
+            state_dir: None,
+            out: Some(PathBuf::from("tf")),
+        };
+        assert_eq!(down_flags(&host), " --no-sandbox --out tf");
+    }
+}

@@ -1,0 +1,650 @@
+//! Steps 4 to 6: the SSH keys, the Terraform root module and the simulated GPUs' state; `terraform init`
+//! over a filesystem mirror of the locally built provider and a private CLI configuration; `terraform plan`,
+//! then `apply` of that plan when it changes something, while a watcher says which VMs run.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hsw_core::config::ClusterConfig;
+
+use super::virsh::Virsh;
+use super::{say, step_header, tail, Ctx, Up, UP_STEPS};
+use crate::ansible_cmd;
+use crate::error::Error;
+use crate::generate::{self, GenerateOptions};
+use crate::runner::Cmd;
+
+const INSTALL_TERRAFORM: &str = "install Terraform (>= 1.0) or set HSW_TERRAFORM";
+
+/// The provider's default GPU state directory for a pool directory: `<pool>/../state` (the provider's
+/// `gpu_state_dir` when its configuration names none).
+pub fn default_gpu_state_dir(pool: &Path) -> PathBuf {
+    pool.parent().unwrap_or(pool).join("state")
+}
+
+/// Step 4: the clusters' SSH keys, the Terraform root module (the sandbox's URI and pool, each cluster's
+/// image), the simulated GPUs.
+pub fn generate_root(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
+    let ctx = up.ctx;
+    let cfg = &up.session.config;
+    step_header(
+        out,
+        n,
+        UP_STEPS,
+        "SSH keys, Terraform root module, simulated GPUs",
+    );
+    let keys = ansible_cmd::cluster_public_keys(ctx.runner, &ctx.state, cfg)?;
+    for (cluster, key) in &keys {
+        say(out, format!("{cluster} SSH key: {}", key.display()));
+    }
+    let libvirt = up.libvirt()?;
+    let options = GenerateOptions {
+        out: ctx.tf_dir.clone(),
+        modules: ctx.repo.join("modules"),
+        state_dir: Some(ctx.state.root().to_path_buf()),
+        base_image: None,
+        kernel: None,
+        initrd: None,
+        cmdline: None,
+        no_kernel_boot: false,
+        libvirt_uri: Some(libvirt.uri.clone()),
+        pool_dir: Some(libvirt.pool.display().to_string()),
+        check: false,
+    };
+    generate::generate(up.session, &options, &up.cluster_images, out)?;
+    let _ = out.flush();
+    seed_gpus(cfg, &libvirt.pool, out)
+}
+
+/// Seeds the simulated GPU backend's state (the provider's default `gpu_state_dir`,
+/// [`default_gpu_state_dir`]) with the configuration's devices, so that the provider finds the GPUs
+/// cluster.yaml names.
+fn seed_gpus(cfg: &ClusterConfig, pool: &Path, out: &mut dyn Write) -> Result<(), Error> {
+    use hsw_core::config::model::GpuBackend;
+    let backend = cfg.host.as_ref().and_then(|h| h.gpu_backend);
+    if matches!(backend, Some(GpuBackend::Nvml)) {
+        return Ok(());
+    }
+    let devices = hsw_gpu_backend::simulated::devices_from_config(cfg);
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let state_dir = default_gpu_state_dir(pool);
+    let paths = hsw_gpu_backend::ops::Paths {
+        state_dir: state_dir.clone(),
+        lock_dir: None,
+    };
+    hsw_gpu_backend::ops::open(
+        hsw_gpu_backend::ops::Choice::Simulated,
+        &paths,
+        Some(&devices),
+    )
+    .map_err(|e| {
+        Error::cannot_run(format!(
+            "cannot seed the simulated GPUs in {}: {}",
+            state_dir.display(),
+            e.message
+        ))
+    })?;
+    for d in &devices {
+        say(
+            out,
+            format!(
+                "simulated GPU {} ({}, MIG {}) in {}",
+                d.pci_address,
+                d.model,
+                if d.mig_enabled { "on" } else { "off" },
+                state_dir.display()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The newest of `target/{release,debug}/terraform-provider-hsw`.
+fn newest_provider(repo: &Path) -> Option<PathBuf> {
+    ["release", "debug"]
+        .iter()
+        .map(|p| repo.join("target").join(p).join("terraform-provider-hsw"))
+        .filter_map(|p| {
+            let m = std::fs::metadata(&p).ok()?.modified().ok()?;
+            Some((m, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// The provider binary: `from_env` (`HSW_PROVIDER_BIN`), else the newest of
+/// `target/{release,debug}/terraform-provider-hsw`, else one built now with cargo (`cargo`: `CARGO`).
+fn provider_binary(
+    ctx: &Ctx<'_>,
+    from_env: Option<OsString>,
+    cargo: Option<OsString>,
+    out: &mut dyn Write,
+) -> Result<PathBuf, Error> {
+    if let Some(p) = from_env {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        return Err(Error::cannot_run(format!(
+            "HSW_PROVIDER_BIN is {}, which is not a file",
+            p.display()
+        )));
+    }
+    if let Some(p) = newest_provider(&ctx.repo) {
+        return Ok(p);
+    }
+    say(
+        out,
+        "building terraform-provider-hsw (cargo build -p terraform-provider-hsw)",
+    );
+    let c = Cmd::new(cargo.unwrap_or_else(|| "cargo".into()))
+        .args([
+            "build",
+            "-p",
+            "terraform-provider-hsw",
+            "--bin",
+            "terraform-provider-hsw",
+        ])
+        .current_dir(&ctx.repo);
+    let status = ctx.stream(
+        &c,
+        "cargo",
+        "install Rust (rustup) or set HSW_PROVIDER_BIN to a built terraform-provider-hsw",
+    )?;
+    if !status.success() {
+        return Err(Error::invalid(format!(
+            "cargo build -p terraform-provider-hsw failed ({status}); see above"
+        )));
+    }
+    newest_provider(&ctx.repo).ok_or_else(|| {
+        Error::invalid("cargo built terraform-provider-hsw but it is not in target/debug")
+    })
+}
+
+fn same_file_contents(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {
+            matches!((std::fs::read(a), std::fs::read(b)), (Ok(x), Ok(y)) if x == y)
+        }
+        _ => false,
+    }
+}
+
+/// Step 5: `terraform init` with the local provider mirror.
+pub fn init(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
+    step_header(out, n, UP_STEPS, "terraform init (local provider mirror)");
+    terraform_init(up.ctx, out)
+}
+
+/// The provider (from `HSW_PROVIDER_BIN`, `target/`, or built), then [`init_with`].
+pub fn terraform_init(ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<(), Error> {
+    let bin = provider_binary(
+        ctx,
+        ctx.provider_bin.clone().map(OsString::from),
+        std::env::var_os("CARGO"),
+        out,
+    )?;
+    init_with(ctx, &bin, out)
+}
+
+/// The filesystem mirror with the provider `bin`, the private CLI configuration, and `terraform init`.
+fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error> {
+    let plat = ctx
+        .mirror()
+        .join("registry.terraform.io/hyperscaler/hsw")
+        .join(env!("CARGO_PKG_VERSION"))
+        .join("linux_amd64");
+    std::fs::create_dir_all(&plat)
+        .map_err(|e| Error::cannot_run(format!("cannot create {}: {e}", plat.display())))?;
+    let dest = plat.join("terraform-provider-hsw");
+    let changed = !same_file_contents(bin, &dest);
+    if changed {
+        let tmp = plat.join(".terraform-provider-hsw.tmp");
+        std::fs::copy(bin, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, &dest))
+            .map_err(|e| {
+                Error::cannot_run(format!(
+                    "cannot copy {} into the mirror {}: {e}",
+                    bin.display(),
+                    plat.display()
+                ))
+            })?;
+    }
+    let rc = format!(
+        "# Written by hsw-cli up: the hsw provider comes from this local mirror, nothing from a registry.\n\
+         provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"hyperscaler/hsw\"]\n  }}\n}}\n",
+        ctx.mirror().display()
+    );
+    std::fs::write(ctx.tfrc(), rc)
+        .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", ctx.tfrc().display())))?;
+    let initialized = ctx.tf_dir.join(".terraform/providers").is_dir()
+        && ctx.tf_dir.join(".terraform.lock.hcl").is_file();
+    say(
+        out,
+        format!(
+            "provider {} ({}); mirror {}",
+            bin.display(),
+            if changed {
+                "copied into the mirror"
+            } else {
+                "unchanged"
+            },
+            ctx.mirror().display()
+        ),
+    );
+    let mut init_args = vec!["init", "-input=false", "-no-color"];
+    // A rebuilt provider has another checksum than the lock file records: -upgrade records the new one.
+    if changed || !initialized {
+        init_args.push("-upgrade");
+    }
+    let o = ctx.capture(&ctx.terraform(&init_args), "terraform", INSTALL_TERRAFORM)?;
+    let both = format!("{}{}", o.stdout, o.stderr);
+    let log = ctx.write_log("terraform-init.log", &both);
+    if !o.status.success() {
+        return Err(Error::invalid(format!(
+            "terraform init failed in {} ({}); log {}:\n{}",
+            ctx.tf_dir.display(),
+            o.status,
+            log.display(),
+            tail(&both, 15)
+        )));
+    }
+    say(out, format!("terraform init done (log {})", log.display()));
+    Ok(())
+}
+
+/// Step 6: `terraform plan`, then `apply` of that plan when it changes something. While Terraform waits for
+/// the VMs, a watcher says every 15 s which VMs run and which have their address.
+pub fn plan_and_apply(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
+    step_header(out, n, UP_STEPS, "terraform plan and apply");
+    let libvirt = up.libvirt()?;
+    up.applied = apply(
+        up.ctx,
+        &libvirt.uri,
+        &libvirt.consoles_hint(" (guest consoles: ", ")"),
+        out,
+    )?;
+    Ok(())
+}
+
+/// Plans and applies; returns whether it applied. `consoles` ends the failure message.
+fn apply(ctx: &Ctx<'_>, uri: &str, consoles: &str, out: &mut dyn Write) -> Result<bool, Error> {
+    let plan_file = "hsw-up.tfplan";
+    let mut args = vec![
+        "plan",
+        "-input=false",
+        "-detailed-exitcode",
+        "-out=hsw-up.tfplan",
+    ];
+    args.extend(ctx.no_color());
+    let o = ctx.capture(&ctx.terraform(&args), "terraform", INSTALL_TERRAFORM)?;
+    let log = ctx.write_log("terraform-plan.log", &format!("{}{}", o.stdout, o.stderr));
+    match o.status.code() {
+        Some(0) => {
+            say(
+                out,
+                "terraform plan: no changes; the infrastructure matches the configuration",
+            );
+            let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
+            return Ok(false);
+        }
+        Some(2) => {
+            let summary = o
+                .stdout
+                .lines()
+                .find(|l| l.contains("Plan:"))
+                .unwrap_or("changes planned")
+                .trim()
+                .to_owned();
+            say(
+                out,
+                format!("terraform plan: {summary} (full plan in {})", log.display()),
+            );
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "terraform plan failed in {} ({}); log {}:\n{}",
+                ctx.tf_dir.display(),
+                o.status,
+                log.display(),
+                tail(&format!("{}{}", o.stdout, o.stderr), 25)
+            )));
+        }
+    }
+    say(
+        out,
+        "terraform apply: creating networks and VMs; each VM is done when it has booted and taken its address",
+    );
+    let mut args = vec!["apply", "-input=false", "-auto-approve"];
+    args.extend(ctx.no_color());
+    args.push(plan_file);
+    let stop = AtomicBool::new(false);
+    let virsh = Virsh::new(ctx.runner, uri);
+    let status = std::thread::scope(|s| {
+        s.spawn(|| watch_vms(&virsh, &stop));
+        let status = ctx.stream(&ctx.terraform(&args), "terraform", INSTALL_TERRAFORM);
+        stop.store(true, Ordering::Relaxed);
+        status
+    });
+    let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
+    let status = status?;
+    if !status.success() {
+        return Err(Error::invalid(format!(
+            "terraform apply failed ({status}); its messages above say which resource and why. Run `hsw-cli \
+             up` again to continue, or `hsw-cli down` to remove what was made{consoles}"
+        )));
+    }
+    Ok(true)
+}
+
+/// Every 15 s until `stop`: which domains run and which have an address.
+fn watch_vms(virsh: &Virsh<'_>, stop: &AtomicBool) {
+    let t0 = Instant::now();
+    let mut next = Duration::from_secs(15);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(250));
+        if t0.elapsed() < next {
+            continue;
+        }
+        next += Duration::from_secs(15);
+        if let Some(line) = running_line(virsh) {
+            eprintln!("hsw: [{} s] running: {line}", t0.elapsed().as_secs());
+        }
+    }
+}
+
+/// `name address` (or `name booting`) of every running domain, or `None` when there is none or libvirt did
+/// not answer.
+fn running_line(virsh: &Virsh<'_>) -> Option<String> {
+    let parts: Vec<String> = virsh
+        .domain_addresses()?
+        .into_iter()
+        .map(|(name, addr)| match addr {
+            Some(a) => format!("{name} {a}"),
+            None => format!("{name} booting"),
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::fake::FakeRunner;
+    use crate::up::testing::{fixture, text, Fixture};
+
+    fn terraform_calls(r: &FakeRunner) -> Vec<Vec<String>> {
+        r.argvs()
+            .into_iter()
+            .filter(|a| a.iter().any(|w| w == "terraform"))
+            .map(|a| {
+                let i = a.iter().position(|w| w == "terraform").unwrap_or(0);
+                a[i + 2..].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_gpu_state_is_beside_the_pool() {
+        assert_eq!(
+            default_gpu_state_dir(Path::new("/var/lib/hsw-sandbox/x/pool")),
+            Path::new("/var/lib/hsw-sandbox/x/state")
+        );
+        assert_eq!(default_gpu_state_dir(Path::new("/")), Path::new("/state"));
+    }
+
+    #[test]
+    fn init_mirrors_the_provider_and_runs_terraform_init() {
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        runner.on(
+            &["init"],
+            0,
+            "Terraform has been successfully initialized!\n",
+        );
+        let ctx = f.ctx(&runner);
+        std::fs::create_dir_all(ctx.state.root()).unwrap();
+        let bin = f.dir.path().join("provider-bin");
+        std::fs::write(&bin, "binary v1").unwrap();
+        let mut out = Vec::new();
+        init_with(&ctx, &bin, &mut out).unwrap();
+        assert_eq!(
+            terraform_calls(&runner),
+            [["init", "-input=false", "-no-color", "-upgrade"]]
+        );
+        let mirrored = ctx
+            .mirror()
+            .join("registry.terraform.io/hyperscaler/hsw")
+            .join(env!("CARGO_PKG_VERSION"))
+            .join("linux_amd64/terraform-provider-hsw");
+        assert_eq!(std::fs::read_to_string(mirrored).unwrap(), "binary v1");
+        let rc = std::fs::read_to_string(ctx.tfrc()).unwrap();
+        assert!(
+            rc.contains(&format!("path    = \"{}\"", ctx.mirror().display())),
+            "{rc}"
+        );
+        let t = text(&out);
+        assert!(t.contains("(copied into the mirror)"), "{t}");
+        assert!(t.contains("hsw: terraform init done (log "), "{t}");
+        let log = std::fs::read_to_string(ctx.logs().join("terraform-init.log")).unwrap();
+        assert!(log.contains("successfully initialized"));
+        // Initialized, same provider: no -upgrade.
+        std::fs::create_dir_all(ctx.tf_dir.join(".terraform/providers")).unwrap();
+        std::fs::write(ctx.tf_dir.join(".terraform.lock.hcl"), "").unwrap();
+        let mut out = Vec::new();
+        init_with(&ctx, &bin, &mut out).unwrap();
+        assert_eq!(
+            terraform_calls(&runner)[1],
+            ["init", "-input=false", "-no-color"]
+        );
+        assert!(text(&out).contains("(unchanged)"));
+    }
+
+    #[test]
+    fn a_failed_init_shows_the_log_tail() {
+        let f = Fixture::new(None);
+        let runner = FakeRunner::new();
+        runner.on_full(
+            &["init"],
+            Some(1),
+            "",
+            "Error: Failed to query available provider packages\n",
+            None,
+        );
+        let ctx = f.ctx(&runner);
+        std::fs::create_dir_all(ctx.state.root()).unwrap();
+        let bin = f.dir.path().join("p");
+        std::fs::write(&bin, "b").unwrap();
+        let e = init_with(&ctx, &bin, &mut Vec::new()).unwrap_err();
+        assert_eq!(e.code(), crate::exit::INVALID);
+        let m = e.to_string();
+        assert!(
+            m.starts_with(&format!(
+                "terraform init failed in {} (exit status: 1)",
+                ctx.tf_dir.display()
+            )),
+            "{m}"
+        );
+        assert!(
+            m.ends_with("Error: Failed to query available provider packages"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn the_provider_comes_from_the_environment_or_a_build() {
+        let f = Fixture::new(None);
+        let runner = FakeRunner::new();
+        let ctx = f.ctx(&runner);
+        let bin = f.dir.path().join("p");
+        std::fs::write(&bin, "b").unwrap();
+        let got = provider_binary(&ctx, Some(bin.clone().into()), None, &mut Vec::new()).unwrap();
+        assert_eq!(got, bin);
+        let e = provider_binary(&ctx, Some("/nonexistent/p".into()), None, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "HSW_PROVIDER_BIN is /nonexistent/p, which is not a file"
+        );
+        assert!(runner.calls().is_empty());
+        // No binary in target/ of a repository without one: cargo builds it.
+        let mut empty = f.ctx(&runner);
+        empty.repo = f.dir.path().to_path_buf();
+        let failing = FakeRunner::new();
+        failing.on(&["cargo", "build"], 101, "");
+        empty.runner = &failing;
+        let e = provider_binary(&empty, None, Some("cargo".into()), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            failing.argvs(),
+            [[
+                "cargo",
+                "build",
+                "-p",
+                "terraform-provider-hsw",
+                "--bin",
+                "terraform-provider-hsw"
+            ]]
+        );
+        assert!(
+            e.to_string()
+                .starts_with("cargo build -p terraform-provider-hsw failed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_plan_applies_nothing() {
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        runner.on(&["plan"], 0, "No changes.\n");
+        let ctx = f.ctx(&runner);
+        let mut out = Vec::new();
+        assert!(!apply(&ctx, "qemu:///x", "", &mut out).unwrap());
+        assert_eq!(
+            terraform_calls(&runner),
+            [[
+                "plan",
+                "-input=false",
+                "-detailed-exitcode",
+                "-out=hsw-up.tfplan",
+                "-no-color"
+            ]]
+        );
+        assert!(text(&out).contains(
+            "hsw: terraform plan: no changes; the infrastructure matches the configuration"
+        ));
+    }
+
+    #[test]
+    fn a_plan_with_changes_is_applied() {
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        runner.on(
+            &["plan"],
+            2,
+            "  # x will be created\nPlan: 7 to add, 0 to change, 0 to destroy.\n",
+        );
+        let ctx = f.ctx(&runner);
+        let mut out = Vec::new();
+        assert!(apply(&ctx, "qemu:///x", "", &mut out).unwrap());
+        let calls = terraform_calls(&runner);
+        assert_eq!(
+            calls[1],
+            [
+                "apply",
+                "-input=false",
+                "-auto-approve",
+                "-no-color",
+                "hsw-up.tfplan"
+            ]
+        );
+        let t = text(&out);
+        assert!(
+            t.contains(
+                "hsw: terraform plan: Plan: 7 to add, 0 to change, 0 to destroy. (full plan in "
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("hsw: terraform apply: creating networks and VMs"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn failures_of_plan_and_apply_say_where_to_look() {
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        runner.on(&["plan"], 1, "Error: bad\n");
+        let ctx = f.ctx(&runner);
+        let e = apply(&ctx, "qemu:///x", "", &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("terraform plan failed in"), "{e}");
+        assert!(e.to_string().ends_with("Error: bad"), "{e}");
+        let runner = FakeRunner::new();
+        runner
+            .on(&["plan"], 2, "Plan: 1 to add\n")
+            .on(&["apply"], 1, "");
+        let e = f
+            .run_step(&runner, plan_and_apply, 6, |up| assert!(!up.applied))
+            .0
+            .unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "or `hsw-cli down` to remove what was made (guest consoles: /var/lib/hsw-sandbox/sb/log/qemu/)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_watcher_line_names_each_domain() {
+        let runner = FakeRunner::new();
+        runner.on(&["list", "--name"], 0, "vm-a\nvm-b\n").on(
+            &["domifaddr", "vm-a"],
+            0,
+            "vnet0 52:54:00:00:00:01 ipv4 10.0.0.5/24\n",
+        );
+        let v = Virsh::new(&runner, "qemu:///x");
+        assert_eq!(
+            running_line(&v).as_deref(),
+            Some("vm-a 10.0.0.5, vm-b booting")
+        );
+        let none = FakeRunner::new();
+        assert_eq!(running_line(&Virsh::new(&none, "qemu:///x")), None);
+    }
+
+    #[test]
+    fn generate_root_writes_the_root_module_for_the_sandbox() {
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        let ctx = f.ctx(&runner);
+        fixture::keys(&ctx);
+        let session = fixture::session();
+        let args = f.args();
+        let mut up = Up::new(&ctx, &session, &args);
+        up.libvirt = Some(f.libvirt());
+        let mut out = Vec::new();
+        generate_root(&mut up, 4, &mut out).unwrap();
+        let providers = std::fs::read_to_string(ctx.tf_dir.join("providers.tf")).unwrap();
+        assert!(
+            providers.contains("socket=/run/hsw-sandbox/sb/libvirt/libvirt-sock"),
+            "{providers}"
+        );
+        assert!(
+            providers.contains(&f.dir.path().join("pool").display().to_string()),
+            "{providers}"
+        );
+        let t = text(&out);
+        assert!(
+            t.contains("==> [4/11] SSH keys, Terraform root module, simulated GPUs"),
+            "{t}"
+        );
+        assert!(t.contains("hsw: hpc SSH key: "), "{t}");
+        assert!(runner.calls().is_empty());
+    }
+}
