@@ -228,7 +228,7 @@ pub fn platform_vars(
         "hsw_secrets_dir".into(),
         json!(state.root().join("secrets").display().to_string()),
     );
-    for cluster in ["hpc", "cloud"] {
+    for cluster in hsw_core::config::model::CLUSTER_KEYS {
         let subnet = hsw_core::config::rules::cluster_network(config, cluster)
             .and_then(|n| config.global.networks.get(n))
             .map(|n| n.subnet.clone());

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use hsw_core::config::{self, ClusterConfig, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
+use hsw_core::config::{
+    self, ClusterConfig, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, MAX_SOURCE_BYTES,
+};
 use hsw_core::diag::Severity;
 use hsw_core::gpu::plan::GpuPlan;
 
@@ -25,13 +27,39 @@ pub struct Session {
     warnings: Option<String>,
 }
 
-/// Reads a config file, or the embedded default: `(name shown, text)`.
+/// Reads a config file, or the embedded default: `(name shown, text)`. Only a regular file of at most
+/// [`MAX_SOURCE_BYTES`] is read: a device such as `/dev/zero` would grow without end and a FIFO would block,
+/// so the file is opened without blocking and refused by its type before anything is read.
 pub fn read_config(file: Option<&Path>) -> Result<(String, String), Error> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
     let Some(p) = file else {
         return Ok((DEFAULT_CONFIG_NAME.to_owned(), DEFAULT_CONFIG.to_owned()));
     };
-    let bytes = std::fs::read(p)
-        .map_err(|e| Error::cannot_run(format!("cannot read {}: {e}", p.display())))?;
+    let cannot = |e: std::io::Error| Error::cannot_run(format!("cannot read {}: {e}", p.display()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+        .map_err(cannot)?;
+    let meta = f.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(Error::cannot_run(format!(
+            "{} is not a regular file; give the path of a cluster definition (a YAML file)",
+            p.display()
+        )));
+    }
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(too_large(p));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(too_large(p));
+    }
     String::from_utf8(bytes)
         .map(|s| (p.display().to_string(), s))
         .map_err(|e| {
@@ -41,6 +69,14 @@ pub fn read_config(file: Option<&Path>) -> Result<(String, String), Error> {
                 e.utf8_error().valid_up_to()
             ))
         })
+}
+
+fn too_large(p: &Path) -> Error {
+    Error::cannot_run(format!(
+        "{} is larger than {} MiB, the most hsw reads as a cluster definition; is it the right file?",
+        p.display(),
+        MAX_SOURCE_BYTES / (1024 * 1024)
+    ))
 }
 
 impl Session {
@@ -137,6 +173,35 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("c.yaml");
+        std::fs::write(&ok, "a: 1\n").unwrap();
+        assert_eq!(read_config(Some(&ok)).unwrap().1, "a: 1\n");
+
+        let refused = |p: &Path| match read_config(Some(p)) {
+            Err(e @ Error::CannotRun(_)) => e.to_string(),
+            other => panic!("{} was not refused: {other:?}", p.display()),
+        };
+        // A device that never ends, a FIFO nobody writes to (opening it must not block), a directory.
+        assert!(refused(Path::new("/dev/zero")).contains("is not a regular file"));
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert!(refused(&fifo).contains("is not a regular file"));
+        }
+        assert!(refused(dir.path()).contains("is not a regular file"));
+        // A (sparse) file over the limit is refused before it is read.
+        let big = dir.path().join("big.yaml");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_SOURCE_BYTES + 1)
+            .unwrap();
+        assert!(refused(&big).contains("larger than 4 MiB"));
+        assert!(refused(&dir.path().join("missing.yaml")).contains("cannot read"));
+    }
 
     #[test]
     fn the_default_loads_and_plans() {

@@ -86,7 +86,7 @@ fn destroy(ctx: &Ctx<'_>, running: bool, out: &mut dyn Write) -> Result<(), Erro
         say(out, "no Terraform state: nothing to destroy");
     }
     // The VMs are gone: their host keys and addresses mean nothing now.
-    for cluster in ["hpc", "cloud"] {
+    for cluster in hsw_core::config::model::CLUSTER_KEYS {
         let _ = std::fs::remove_file(ctx.state.known_hosts(cluster));
         let _ = std::fs::remove_file(ctx.state.known_hosts(cluster).with_extension("old"));
     }

@@ -297,14 +297,7 @@ impl Libvirt {
 /// The host's libvirt URI and pool directory for a config (`host.libvirt_uri`, `host.pool_dir`, or the
 /// defaults).
 pub fn host_libvirt(cfg: &ClusterConfig) -> (String, String) {
-    let host = cfg.host.as_ref();
-    let uri = host
-        .and_then(|h| h.libvirt_uri.clone())
-        .unwrap_or_else(|| "qemu:///system".into());
-    let pool = host
-        .and_then(|h| h.pool_dir.clone())
-        .unwrap_or_else(|| hsw_core::render::terraform::DEFAULT_POOL_DIR.to_owned());
-    (uri, pool)
+    (cfg.libvirt_uri().to_owned(), cfg.pool_dir().to_owned())
 }
 
 /// Prints a progress line (and flushes, so it comes before a child's output).
@@ -666,8 +659,8 @@ mod tests {
     fn host_libvirt_defaults() {
         let s = fixture::session();
         let (uri, pool) = host_libvirt(&s.config);
-        assert_eq!(uri, "qemu:///system");
-        assert_eq!(pool, hsw_core::render::terraform::DEFAULT_POOL_DIR);
+        assert_eq!(uri, hsw_core::config::model::DEFAULT_LIBVIRT_URI);
+        assert_eq!(pool, hsw_core::config::model::DEFAULT_POOL_DIR);
         assert_eq!(ssh_user(&s.config), "hsw");
         let edited = crate::session::testing::edited_session(&[
             ("user: hsw", "user: ops"),

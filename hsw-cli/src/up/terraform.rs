@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use hsw_core::config::model::default_gpu_state_dir;
 use hsw_core::config::ClusterConfig;
 
 use super::virsh::Virsh;
@@ -18,12 +19,6 @@ use crate::generate::{self, GenerateOptions};
 use crate::runner::Cmd;
 
 const INSTALL_TERRAFORM: &str = "install Terraform (>= 1.0) or set HSW_TERRAFORM";
-
-/// The provider's default GPU state directory for a pool directory: `<pool>/../state` (the provider's
-/// `gpu_state_dir` when its configuration names none).
-pub fn default_gpu_state_dir(pool: &Path) -> PathBuf {
-    pool.parent().unwrap_or(pool).join("state")
-}
 
 /// Step 4: the clusters' SSH keys, the Terraform root module (the sandbox's URI and pool, each cluster's
 /// image), the simulated GPUs.
@@ -60,7 +55,7 @@ pub fn generate_root(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(
 }
 
 /// Seeds the simulated GPU backend's state (the provider's default `gpu_state_dir`,
-/// [`default_gpu_state_dir`]) with the configuration's devices, so that the provider finds the GPUs
+/// [`default_gpu_state_dir`](hsw_core::config::model::default_gpu_state_dir)) with the configuration's devices, so that the provider finds the GPUs
 /// cluster.yaml names.
 fn seed_gpus(cfg: &ClusterConfig, pool: &Path, out: &mut dyn Write) -> Result<(), Error> {
     use hsw_core::config::model::GpuBackend;
@@ -387,15 +382,6 @@ mod tests {
                 a[i + 2..].to_vec()
             })
             .collect()
-    }
-
-    #[test]
-    fn the_gpu_state_is_beside_the_pool() {
-        assert_eq!(
-            default_gpu_state_dir(Path::new("/var/lib/hsw-sandbox/x/pool")),
-            Path::new("/var/lib/hsw-sandbox/x/state")
-        );
-        assert_eq!(default_gpu_state_dir(Path::new("/")), Path::new("/state"));
     }
 
     #[test]

@@ -135,7 +135,7 @@ pub mod fixture {
 
     /// Both clusters' SSH key pairs in the state directory, so that no ssh-keygen runs.
     pub fn keys(ctx: &Ctx<'_>) {
-        for c in ["hpc", "cloud"] {
+        for c in hsw_core::config::model::CLUSTER_KEYS {
             std::fs::create_dir_all(ctx.state.ssh_dir(c)).unwrap();
             std::fs::write(ctx.state.ssh_private_key(c), "k").unwrap();
             std::fs::write(ctx.state.ssh_public_key(c), "ssh-ed25519 AAAA").unwrap();

@@ -47,8 +47,7 @@ use crate::gpu::plan::GpuPlan;
 use crate::layout::Layout;
 pub use crate::layout::{GpuUnit, Role, UnitKind};
 
-/// The name of the Terraform output that lists the VMs.
-pub const TERRAFORM_OUTPUT: &str = "hsw_inventory";
+use crate::render::terraform::INVENTORY_OUTPUT as TERRAFORM_OUTPUT;
 
 /// One VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

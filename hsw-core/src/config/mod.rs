@@ -20,6 +20,9 @@ use yaml::Positions;
 pub const DEFAULT_CONFIG: &str = include_str!("../../../examples/minimal-dev.yaml");
 /// The name the default configuration is shown under.
 pub const DEFAULT_CONFIG_NAME: &str = "<embedded default: examples/minimal-dev.yaml>";
+/// The largest cluster definition hsw reads, in bytes (a 1,000-node config is a few KiB; the loader's own
+/// budgets are in [`yaml`]).
+pub const MAX_SOURCE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The outcome of reading and validating one file.
 #[derive(Debug, Clone)]

@@ -22,6 +22,12 @@ pub const DEFAULT_LIBVIRT_URI: &str = "qemu:///system";
 /// The directory of VM disks, seeds and base images when `host.pool_dir` is not set.
 pub const DEFAULT_POOL_DIR: &str = "/var/lib/hsw/images";
 
+/// The provider's GPU state directory when its configuration names none: `state` beside the pool directory
+/// (`<pool>/../state`; the pool itself when it has no parent).
+pub fn default_gpu_state_dir(pool_dir: &std::path::Path) -> std::path::PathBuf {
+    pool_dir.parent().unwrap_or(pool_dir).join("state")
+}
+
 /// An hsw cluster definition: the networks, GPUs and the HPC (Slurm) and cloud (Kubernetes)
 /// clusters that run side by side on one workstation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -589,5 +595,20 @@ impl<T> PerCluster<T> {
             "cloud" => self.cloud.as_ref(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_gpu_state_is_beside_the_pool() {
+        assert_eq!(
+            default_gpu_state_dir(Path::new("/var/lib/hsw-sandbox/x/pool")),
+            Path::new("/var/lib/hsw-sandbox/x/state")
+        );
+        assert_eq!(default_gpu_state_dir(Path::new("/")), Path::new("/state"));
     }
 }

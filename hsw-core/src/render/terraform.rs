@@ -75,8 +75,6 @@ pub const INVENTORY_OUTPUT: &str = "hsw_inventory";
 /// The `format` of the [`INVENTORY_OUTPUT`] output.
 pub const INVENTORY_FORMAT: &str = "hsw-inventory/1";
 
-pub use crate::config::model::DEFAULT_POOL_DIR;
-
 /// The default kernel command line for direct kernel boot of the images `scripts/build-image.sh` makes.
 pub const DEFAULT_CMDLINE: &str = "root=/dev/vda rw console=ttyS0 net.ifnames=0";
 
