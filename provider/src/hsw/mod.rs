@@ -439,3 +439,51 @@ pub(crate) mod planning {
         }
     }
 }
+
+/// What the libvirt-backed resources (`hsw_network`, `hsw_vm`) share: finding their object again from the state or
+/// an import id, and turning libvirt's errors into diagnostics.
+pub(crate) mod libvirt_objects {
+    use crate::backend::libvirt::{Key, LibvirtError};
+    use crate::framework::{AttrPath, Diagnostics, Value};
+
+    use super::values::req_str;
+
+    /// A kind of libvirt object, as messages name it.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Kind {
+        /// The resource's word for it, capitalised: `Network`, `VM`.
+        pub title: &'static str,
+        /// libvirt's word for it: `network`, `domain`.
+        pub libvirt: &'static str,
+        /// The `virsh` command that lists them all.
+        pub list: &'static str,
+    }
+
+    /// The key that finds a resource's object again: its `id` (libvirt's UUID) once known, else its `name`.
+    pub fn state_key(state: &Value) -> Result<Key, Diagnostics> {
+        Ok(match state.get("id").as_str() {
+            Some(id) => Key::Uuid(id.to_owned()),
+            None => Key::Name(req_str(state, "name", &AttrPath::root())?),
+        })
+    }
+
+    /// The answer to `terraform import <address> <id>` (a name or a UUID) from what a lookup by that id `found`:
+    /// the state, or an error saying where to list what exists.
+    pub fn imported(kind: Kind, id: &str, found: Option<Value>) -> Result<Vec<Value>, Diagnostics> {
+        found.map(|v| vec![v]).ok_or_else(|| {
+            Diagnostics::error(
+                format!("{} not found", kind.title),
+                format!(
+                    "libvirt has no {} named {id:?} or with that UUID. Check `{}` on the provider's URI.",
+                    kind.libvirt, kind.list
+                ),
+            )
+        })
+    }
+
+    /// A `map_err` for a libvirt call: an error with `summary`, and `what` failed followed by libvirt's message.
+    pub fn lv_err(summary: &str, what: String) -> impl FnOnce(LibvirtError) -> Diagnostics {
+        let summary = summary.to_owned();
+        move |e| Diagnostics::error(summary, format!("{what}: {}.", e.message))
+    }
+}
