@@ -3,8 +3,9 @@
 //! `hsw_gpus`). The GPU ones go through `hsw-gpu-backend` ([`gpu`]).
 //!
 //! Layout: [`validate`] and [`model`] are pure (checks, XML rendering and reading); [`network`], [`vm`] and
-//! [`host`] turn Terraform values into model values and drive a [`Backend`]; [`docs`] renders the registry
-//! documentation from the schemas.
+//! [`host`] turn Terraform values into model values and drive a [`Backend`] (`libvirt_objects` is what the two
+//! libvirt resources share); [`mig_instance`], [`mdev`] and [`gpus`] drive the GPU backend; [`docs`] renders the
+//! registry documentation from the schemas, for the types [`HswProvider`] lists.
 //!
 //! The backend is made when Terraform configures the provider, by a [`BackendFactory`]: the real one opens one
 //! libvirt connection for the provider's lifetime; tests inject fakes with [`HswProvider::with_factory`].
@@ -139,8 +140,9 @@ pub fn provider_schema() -> Schema {
     Schema::new(
         Block::new()
             .describe(
-                "The hsw provider manages libvirt networks and virtual machines on one host: isolated or NAT networks \
-                 with DHCP and DNS, and VMs booted from copy-on-write overlays of a base image with cloud-init.",
+                "The hsw provider manages libvirt networks, virtual machines and GPU partitions on one host: isolated \
+                 or NAT networks with DHCP and DNS, VMs booted from copy-on-write overlays of a base image with \
+                 cloud-init, MIG instances and vGPUs (mdevs) to give them, and what the host and its GPUs offer.",
             )
             .attribute(Attribute::optional("uri", Type::String).describe(format!(
                 "The libvirt connection URI. Defaults to the `HSW_LIBVIRT_URI` environment variable, else \
