@@ -384,6 +384,16 @@ pub(crate) mod values {
             .collect()
     }
 
+    /// The elements of list attribute `name` (none when null or unknown), each with its path (`name[i]`).
+    pub fn items<'a>(v: &'a Value, name: &'a str) -> impl Iterator<Item = (AttrPath, &'a Value)> {
+        v.get(name)
+            .as_slice()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(move |(i, x)| (AttrPath::attr(name).then_index(i), x))
+    }
+
     /// The error for a value that had to be known.
     pub fn missing(path: AttrPath) -> Diagnostics {
         Diagnostics::error_at(
@@ -487,5 +497,63 @@ pub(crate) mod libvirt_objects {
     pub fn lv_err(summary: &str, what: String) -> impl FnOnce(LibvirtError) -> Diagnostics {
         let summary = summary.to_owned();
         move |e| Diagnostics::error(summary, format!("{what}: {}.", e.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::libvirt_objects::{imported, state_key, Kind};
+    use super::values::items;
+    use crate::backend::libvirt::Key;
+    use crate::framework::Value;
+
+    #[test]
+    fn items_carry_their_paths() {
+        let v = Value::object([(
+            "disk",
+            Value::List(vec![Value::from("a"), Value::from("b")]),
+        )]);
+        let seen: Vec<(String, Option<&str>)> = items(&v, "disk")
+            .map(|(at, x)| (at.to_string(), x.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("disk[0]".to_owned(), Some("a")),
+                ("disk[1]".to_owned(), Some("b"))
+            ]
+        );
+        assert_eq!(items(&v, "other").count(), 0);
+    }
+
+    #[test]
+    fn state_key_prefers_the_id() {
+        let named = Value::object([("id", Value::Null), ("name", Value::from("lab"))]);
+        assert_eq!(state_key(&named).unwrap(), Key::Name("lab".into()));
+        let made = named
+            .clone()
+            .with("id", "1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+        assert_eq!(
+            state_key(&made).unwrap(),
+            Key::Uuid("1b4e28ba-2fa1-11d2-883f-0016d3cca427".into())
+        );
+        let neither = Value::object([("id", Value::Null), ("name", Value::Null)]);
+        assert!(state_key(&neither).is_err());
+    }
+
+    #[test]
+    fn import_of_nothing_names_the_kind_and_where_to_look() {
+        let kind = Kind {
+            title: "Network",
+            libvirt: "network",
+            list: "virsh net-list --all",
+        };
+        let found = imported(kind, "lab", Some(Value::from("x"))).unwrap();
+        assert_eq!(found, [Value::from("x")]);
+        let d = imported(kind, "lab", None).unwrap_err();
+        let text = d.to_string();
+        assert!(text.contains("Network not found"), "{text}");
+        assert!(text.contains("no network named \"lab\""), "{text}");
+        assert!(text.contains("`virsh net-list --all`"), "{text}");
     }
 }

@@ -15,7 +15,7 @@ use crate::hsw::model::network::DhcpHost;
 use crate::hsw::model::vm::{Accel, CpuMode, HostDev, Nic, VmSpec};
 use crate::hsw::planning::{default_attr, plan_with};
 use crate::hsw::validate;
-use crate::hsw::values::{missing, opt_str, opt_u64, req_str, str_list};
+use crate::hsw::values::{items, missing, opt_str, opt_u64, req_str, str_list};
 
 /// One interface as configured.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,32 +158,15 @@ pub(super) fn check(v: &Value, pool_dir: Option<&Path>) -> Diagnostics {
             bad(AttrPath::attr("hostname"), "Invalid host name", m);
         }
     }
-    for (i, k) in v
-        .get("ssh_authorized_keys")
-        .as_slice()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (at, k) in items(v, "ssh_authorized_keys") {
         if let Some(k) = k.as_str() {
             if let Err(m) = validate::ssh_key(k) {
-                bad(
-                    AttrPath::attr("ssh_authorized_keys").then_index(i),
-                    "Invalid SSH key",
-                    m,
-                );
+                bad(at, "Invalid SSH key", m);
             }
         }
     }
     let mut macs = HashSet::new();
-    for (i, nic) in v
-        .get("network_interface")
-        .as_slice()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let at = AttrPath::attr("network_interface").then_index(i);
+    for (at, nic) in items(v, "network_interface") {
         if let Some(n) = nic.get("network").as_str() {
             if let Err(m) = validate::name(n) {
                 bad(at.then_attr("network"), "Invalid network name", m);
@@ -208,19 +191,11 @@ pub(super) fn check(v: &Value, pool_dir: Option<&Path>) -> Diagnostics {
             }
         }
     }
-    for (i, disk) in v
-        .get("extra_disk")
-        .as_slice()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (at, disk) in items(v, "extra_disk") {
         if let Some(n) = disk.get("size_gib").as_number() {
             if n.as_u64().is_none_or(|x| !(1..=65536).contains(&x)) {
                 bad(
-                    AttrPath::attr("extra_disk")
-                        .then_index(i)
-                        .then_attr("size_gib"),
+                    at.then_attr("size_gib"),
                     "Value out of range",
                     format!("size_gib is {n}: use a whole number from 1 to 65536."),
                 );
@@ -234,14 +209,7 @@ pub(super) fn check(v: &Value, pool_dir: Option<&Path>) -> Diagnostics {
             "A VM can have at most 20 extra disks.".into(),
         );
     }
-    for (i, h) in v
-        .get("hostdev")
-        .as_slice()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let at = AttrPath::attr("hostdev").then_index(i);
+    for (at, h) in items(v, "hostdev") {
         let (pci, mdev) = (h.get("pci"), h.get("mdev"));
         if pci.is_wholly_known() && mdev.is_wholly_known() && pci.is_null() == mdev.is_null() {
             bad(
@@ -275,14 +243,7 @@ pub(super) fn inputs(v: &Value, pool_dir: &Path) -> Result<Inputs, Diagnostics> 
         opt_u64(v, n, &root, min, max)?.ok_or_else(|| missing(AttrPath::attr(n)))
     };
     let mut nics = Vec::new();
-    for (i, nic) in v
-        .get("network_interface")
-        .as_slice()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let at = AttrPath::attr("network_interface").then_index(i);
+    for (i, (at, nic)) in items(v, "network_interface").enumerate() {
         let mac = match nic.get("mac").as_str() {
             Some(m) => validate::mac(m).map_err(|m| {
                 Diagnostics::error_at(at.then_attr("mac"), "Invalid MAC address", m)
@@ -297,21 +258,14 @@ pub(super) fn inputs(v: &Value, pool_dir: &Path) -> Result<Inputs, Diagnostics> 
         });
     }
     let mut extra_disks = Vec::new();
-    for (i, disk) in v
-        .get("extra_disk")
-        .as_slice()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let at = AttrPath::attr("extra_disk").then_index(i);
+    for (at, disk) in items(v, "extra_disk") {
         extra_disks.push(
             opt_u64(disk, "size_gib", &at, 1, 65536)?
                 .ok_or_else(|| missing(at.then_attr("size_gib")))?,
         );
     }
     let mut hostdevs = Vec::new();
-    for h in v.get("hostdev").as_slice().unwrap_or_default() {
+    for (_, h) in items(v, "hostdev") {
         if let Some(p) = h.get("pci").as_str() {
             let (d, b, s, f) = validate::pci_address(p)
                 .map_err(|m| Diagnostics::error("Invalid PCI address", m))?;
