@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::backend::libvirt::{DomainInfo, Key};
+use crate::backend::libvirt::{DomainInfo, ErrorKind, Key, LibvirtError};
 use crate::framework::{AttrPath, Context, Diagnostics, Value};
 use crate::hsw::model::network::{DhcpHost, NetworkSpec};
 use crate::hsw::model::vm::{Accel, VmSpec, METADATA_KEY, METADATA_NS};
@@ -77,25 +77,15 @@ impl VmResource {
                 }
             }
             if info.active {
-                match lv.domain_destroy(name).await {
-                    Err(e) if e.kind != crate::backend::libvirt::ErrorKind::InvalidState => {
-                        return Err(lv_err(
-                            "Cannot power off the VM",
-                            format!("libvirt could not power off {name}"),
-                        )(e))
-                    }
-                    _ => {}
-                }
+                done_if_off(lv.domain_destroy(name).await).map_err(lv_err(
+                    "Cannot power off the VM",
+                    format!("libvirt could not power off {name}"),
+                ))?;
             }
-            match lv.domain_undefine(name).await {
-                Err(e) if !e.is_not_found() => {
-                    return Err(lv_err(
-                        "Cannot remove the VM",
-                        format!("libvirt could not undefine {name}"),
-                    )(e))
-                }
-                _ => {}
-            }
+            done_if_gone(lv.domain_undefine(name).await).map_err(lv_err(
+                "Cannot remove the VM",
+                format!("libvirt could not undefine {name}"),
+            ))?;
         }
         let mut seen = HashSet::new();
         for (net, host) in leases {
@@ -134,15 +124,10 @@ impl VmResource {
         if !is_active().await? {
             return Ok(());
         }
-        match lv.domain_shutdown(name).await {
-            Err(e) if e.kind != crate::backend::libvirt::ErrorKind::InvalidState => {
-                return Err(lv_err(
-                    "Cannot shut the VM down",
-                    format!("libvirt could not ask {name} to shut down"),
-                )(e))
-            }
-            _ => {}
-        }
+        done_if_off(lv.domain_shutdown(name).await).map_err(lv_err(
+            "Cannot shut the VM down",
+            format!("libvirt could not ask {name} to shut down"),
+        ))?;
         let deadline = Instant::now() + Duration::from_secs(timeout);
         while Instant::now() < deadline {
             if !is_active().await? {
@@ -154,12 +139,12 @@ impl VmResource {
             }
         }
         tracing::warn!(vm = name, "graceful shutdown timed out; powering off");
-        match lv.domain_destroy(name).await {
-            Err(e) if e.kind != crate::backend::libvirt::ErrorKind::InvalidState => {
-                Err(lv_err("Cannot power off the VM", format!("{name} did not shut down within {timeout} s and libvirt could not power it off"))(e))
-            }
-            _ => Ok(()),
-        }
+        done_if_off(lv.domain_destroy(name).await).map_err(lv_err(
+            "Cannot power off the VM",
+            format!(
+                "{name} did not shut down within {timeout} s and libvirt could not power it off"
+            ),
+        ))
     }
 
     pub(super) async fn resolve_accel(
@@ -462,5 +447,21 @@ impl VmResource {
             .map(|i| input_reservations(&i))
             .unwrap_or_default();
         self.remove_all(c, &name, info.as_ref(), &from_state).await
+    }
+}
+
+/// A power call's result, with libvirt's "invalid state" (the domain is already off) counted as done.
+fn done_if_off(r: Result<(), LibvirtError>) -> Result<(), LibvirtError> {
+    match r {
+        Err(e) if e.kind == ErrorKind::InvalidState => Ok(()),
+        r => r,
+    }
+}
+
+/// A removal's result, with "not found" (the domain is already gone) counted as done.
+fn done_if_gone(r: Result<(), LibvirtError>) -> Result<(), LibvirtError> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        r => r,
     }
 }
