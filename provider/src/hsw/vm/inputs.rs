@@ -493,7 +493,7 @@ pub(super) fn plan(
     Ok(out)
 }
 
-pub(super) fn mark_addresses_unknown(planned: &mut Value) {
+fn mark_addresses_unknown(planned: &mut Value) {
     if let Some(Value::List(nics)) = planned.get_mut("network_interface") {
         for n in nics {
             n.set("addresses", Value::Unknown);

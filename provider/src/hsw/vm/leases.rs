@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::libvirt::{AddressSource, DhcpLease, Key, NetworkSection, UpdateCommand};
 use crate::framework::{AttrPath, Context, Diagnostics};
+use crate::hsw::libvirt_objects::lv_err;
 use crate::hsw::model::network::{DhcpHost, NetworkSpec};
 use crate::hsw::model::vm::VmSpec;
 use crate::hsw::Configured;
@@ -12,11 +13,10 @@ use crate::hsw::Configured;
 use super::inputs::{Inputs, NicIn};
 use super::read::metadata_of;
 use super::{VmResource, DEFAULT_IP_TIMEOUT};
-use crate::hsw::libvirt_objects::lv_err;
 
 /// What an interface's DHCP leases looked like before its VM started (see `start_and_wait`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct LeaseMark {
+struct LeaseMark {
     /// Whether there was any lease.
     any: bool,
     /// The newest expiry among them (seconds since the epoch; 0 = never expires).
@@ -24,7 +24,7 @@ pub(super) struct LeaseMark {
 }
 
 impl LeaseMark {
-    pub(super) fn of(leases: &[DhcpLease]) -> LeaseMark {
+    fn of(leases: &[DhcpLease]) -> LeaseMark {
         LeaseMark {
             any: !leases.is_empty(),
             newest: leases.iter().map(|l| l.expiry).max().unwrap_or(0),
@@ -32,13 +32,13 @@ impl LeaseMark {
     }
 
     /// Whether a renewal would be visible: false when the earlier leases never expire.
-    pub(super) fn shows_renewals(&self) -> bool {
+    fn shows_renewals(&self) -> bool {
         !self.any || self.newest != 0
     }
 
     /// Whether `lease` was granted or renewed after the mark was taken. A lease that never expires cannot show a
     /// renewal, so it counts only when there was none before.
-    pub(super) fn is_fresh(&self, lease: &DhcpLease) -> bool {
+    fn is_fresh(&self, lease: &DhcpLease) -> bool {
         !self.any || (lease.expiry != 0 && lease.expiry > self.newest)
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::libvirt::{DomainInfo, ErrorKind, Key, LibvirtError};
 use crate::framework::{AttrPath, Context, Diagnostics, Value};
+use crate::hsw::libvirt_objects::lv_err;
 use crate::hsw::model::network::{DhcpHost, NetworkSpec};
 use crate::hsw::model::vm::{Accel, VmSpec, METADATA_KEY, METADATA_NS};
 use crate::hsw::values::req_str;
@@ -16,11 +17,10 @@ use super::inputs::{input_reservations, inputs, Inputs, Layout};
 use super::leases::{add_lease, remove_lease, reservations};
 use super::read::metadata_of;
 use super::{VmResource, DEFAULT_SHUTDOWN_TIMEOUT, GIB};
-use crate::hsw::libvirt_objects::lv_err;
 
 impl VmResource {
     /// Checks a path is inside the pool directory once symbolic links are resolved, and exists.
-    pub(super) async fn check_file(
+    async fn check_file(
         &self,
         c: &Configured,
         attr: &str,
@@ -61,7 +61,7 @@ impl VmResource {
     }
 
     /// Removes a domain hsw made and everything it owns: the domain, its static leases, its directory.
-    pub(super) async fn remove_all(
+    async fn remove_all(
         &self,
         c: &Configured,
         name: &str,
@@ -106,7 +106,7 @@ impl VmResource {
             })
     }
 
-    pub(super) async fn wait_off(
+    async fn wait_off(
         &self,
         ctx: &Context,
         c: &Configured,
@@ -147,11 +147,7 @@ impl VmResource {
         ))
     }
 
-    pub(super) async fn resolve_accel(
-        &self,
-        c: &Configured,
-        requested: &str,
-    ) -> Result<Accel, Diagnostics> {
+    async fn resolve_accel(&self, c: &Configured, requested: &str) -> Result<Accel, Diagnostics> {
         if requested == "tcg" {
             return Ok(Accel::Tcg);
         }
@@ -169,7 +165,7 @@ impl VmResource {
         }
     }
 
-    pub(super) async fn create_inner(
+    async fn create_inner(
         &self,
         ctx: &Context,
         c: &Configured,
@@ -292,11 +288,7 @@ impl VmResource {
         self.mark_complete(c, inp).await
     }
 
-    pub(super) async fn mark_complete(
-        &self,
-        c: &Configured,
-        inp: &Inputs,
-    ) -> Result<(), Diagnostics> {
+    async fn mark_complete(&self, c: &Configured, inp: &Inputs) -> Result<(), Diagnostics> {
         let xml = format!(
             "<vm>{}</vm>",
             crate::hsw::model::xml::escape(&inp.metadata(true))

@@ -18,7 +18,6 @@
 //! Updates: `vcpu`, `memory`, `accelerator`, `cpu_mode` and `hostdev` apply by a graceful shutdown (ACPI), up to
 //! `shutdown_timeout` seconds, then a forced power-off, a redefinition and a start. `running`, `autostart` and the
 //! timeouts change in place. Anything else replaces the VM.
-
 //!
 //! Code map: [`schema`] (attributes and descriptions), [`inputs`] (plan-time checks, config → domain input, plan
 //! defaults, file layout), [`lifecycle`] (create with crash recovery, update, delete), [`leases`] (static DHCP
@@ -48,6 +47,7 @@ pub use schema::schema;
 pub const DEFAULT_IP_TIMEOUT: u64 = 300;
 /// Seconds to wait for a graceful shutdown when `shutdown_timeout` is not set.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 120;
+/// Bytes in a GiB (disk sizes are given in GiB).
 pub(super) const GIB: u64 = 1 << 30;
 
 /// How messages name a VM.
@@ -68,9 +68,7 @@ impl VmResource {
     pub fn new(shared: Shared) -> VmResource {
         VmResource { shared }
     }
-}
 
-impl VmResource {
     fn configured(&self) -> Result<&Configured, Diagnostics> {
         configured(&self.shared)
     }
