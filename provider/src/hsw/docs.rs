@@ -2,7 +2,9 @@
 //! Pure: the caller reads the examples and writes the pages (see `provider/tests/docs.rs`, which regenerates them
 //! with `UPDATE_EXPECT=1` and fails when the committed pages differ).
 
-use crate::framework::{Attribute, Block, Nesting, Schema, Type};
+use crate::framework::{Attribute, Block, Nesting, Provider, Schema, Type};
+
+use super::HswProvider;
 
 /// One page: its path under `provider/docs/` and its Markdown.
 pub type Page = (String, String);
@@ -179,58 +181,77 @@ pub fn render_page(
     out
 }
 
-/// Every page: the provider index, the resources and the data sources.
+/// The page path under `provider/docs/` of a resource (`resources/vm.md`) or data source
+/// (`data-sources/host.md`).
+fn page_path(dir: &str, type_name: &str) -> String {
+    format!("{dir}/{}.md", type_name.trim_start_matches("hsw_"))
+}
+
+/// Every page: the provider index, the resources and the data sources, in the order the provider lists them
+/// ([`Provider::resources`], [`Provider::data_sources`]), so a new type gets its page and its line in the index.
 pub fn render_all(examples: Examples<'_>) -> Vec<Page> {
-    let provider = super::provider_schema();
-    let mut index = front_matter("hsw Provider", &provider.block.description);
+    let provider = HswProvider::default();
+    let resources: Vec<(String, Schema)> = provider
+        .resources()
+        .iter()
+        .map(|r| (r.type_name().to_owned(), r.schema()))
+        .collect();
+    let data_sources: Vec<(String, Schema)> = provider
+        .data_sources()
+        .iter()
+        .map(|d| (d.type_name().to_owned(), d.schema()))
+        .collect();
+    let schema = super::provider_schema();
+    let mut index = front_matter("hsw Provider", &schema.block.description);
     index.push_str(&format!(
         "# hsw Provider\n\n{}\n\n",
-        provider.block.description.trim()
+        schema.block.description.trim()
     ));
+    for (title, dir, list) in [
+        ("Resources", "resources", &resources),
+        ("Data Sources", "data-sources", &data_sources),
+    ] {
+        index.push_str(&format!("## {title}\n\n"));
+        for (type_name, s) in list {
+            let first = s.block.description.split(". ").next().unwrap_or_default();
+            index.push_str(&format!(
+                "- [`{type_name}`]({}): {}.\n",
+                page_path(dir, type_name),
+                first.trim().trim_end_matches('.')
+            ));
+        }
+        index.push('\n');
+    }
     if let Some(e) = examples("examples/provider/provider.tf") {
         index.push_str("## Example Usage\n\n");
         index.push_str(&code("terraform", &e));
         index.push('\n');
     }
-    index.push_str(&schema_section(&provider));
+    index.push_str(&schema_section(&schema));
     let mut pages = vec![("index.md".to_owned(), index)];
-    for (type_name, schema) in [
-        ("hsw_network", super::network::schema()),
-        ("hsw_vm", super::vm::schema()),
-        ("hsw_mig_instance", super::mig_instance::schema()),
-        ("hsw_mdev", super::mdev::schema()),
-    ] {
-        let short = type_name.trim_start_matches("hsw_");
+    for (type_name, s) in &resources {
         pages.push((
-            format!("resources/{short}.md"),
+            page_path("resources", type_name),
             render_page(
                 "resource",
                 type_name,
-                &schema,
+                s,
                 examples(&format!("examples/resources/{type_name}/resource.tf")).as_deref(),
                 examples(&format!("examples/resources/{type_name}/import.sh")).as_deref(),
             ),
         ));
     }
-    pages.push((
-        "data-sources/host.md".to_owned(),
-        render_page(
-            "data source",
-            "hsw_host",
-            &super::host::schema(),
-            examples("examples/data-sources/hsw_host/data-source.tf").as_deref(),
-            None,
-        ),
-    ));
-    pages.push((
-        "data-sources/gpus.md".to_owned(),
-        render_page(
-            "data source",
-            "hsw_gpus",
-            &super::gpus::schema(),
-            examples("examples/data-sources/hsw_gpus/data-source.tf").as_deref(),
-            None,
-        ),
-    ));
+    for (type_name, s) in &data_sources {
+        pages.push((
+            page_path("data-sources", type_name),
+            render_page(
+                "data source",
+                type_name,
+                s,
+                examples(&format!("examples/data-sources/{type_name}/data-source.tf")).as_deref(),
+                None,
+            ),
+        ));
+    }
     pages
 }

@@ -12,7 +12,7 @@ use crate::framework::{
     PlanRequest, Resource, Schema, Type, Value,
 };
 
-use super::gpu::{blocking, diag, MigCell};
+use super::gpu::{blocking, diag, unless_gone, MigCell};
 use super::values::{opt_str, req_str};
 use super::Shared;
 
@@ -118,6 +118,14 @@ fn check(config: &Value) -> Diagnostics {
         }
     }
     d
+}
+
+/// What finds a stored instance again: its GPU (the PCI address the backend reported, else the `gpu` argument)
+/// and its GPU instance id; `None` when the state has no id (nothing was made).
+fn instance_key(state: &Value) -> Result<Option<(String, u32)>, Diagnostics> {
+    let gpu =
+        opt_str(state, "gpu_pci").map_or_else(|| req_str(state, "gpu", &AttrPath::root()), Ok)?;
+    Ok(u32_of(state, "gi_id").map(|gi_id| (gpu, gi_id)))
 }
 
 fn u32_of(v: &Value, name: &str) -> Option<u32> {
@@ -271,11 +279,7 @@ impl MigInstanceResource {
         let mig = self.mig.get(&self.shared).await?;
         let kind = mig.backend.kind().as_str().to_owned();
         let found = blocking(move || ops::read(mig.backend.as_ref(), &gpu, gi_id)).await?;
-        match found {
-            Ok(i) => Ok((i, kind)),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok((None, kind)),
-            Err(e) => Err(diag(e, None)),
-        }
+        Ok((unless_gone(found)?, kind))
     }
 }
 
@@ -335,9 +339,7 @@ impl Resource for MigInstanceResource {
     }
 
     async fn read(&self, _ctx: &Context, state: &Value) -> Result<Option<Value>, Diagnostics> {
-        let root = AttrPath::root();
-        let gpu = opt_str(state, "gpu_pci").map_or_else(|| req_str(state, "gpu", &root), Ok)?;
-        let Some(gi_id) = u32_of(state, "gi_id") else {
+        let Some((gpu, gi_id)) = instance_key(state)? else {
             return Ok(None);
         };
         let (found, kind) = self.read_instance(gpu, gi_id).await?;
@@ -373,19 +375,13 @@ impl Resource for MigInstanceResource {
     }
 
     async fn delete(&self, _ctx: &Context, state: &Value) -> Result<(), Diagnostics> {
-        let root = AttrPath::root();
-        let gpu = opt_str(state, "gpu_pci").map_or_else(|| req_str(state, "gpu", &root), Ok)?;
-        let Some(gi_id) = u32_of(state, "gi_id") else {
+        let Some((gpu, gi_id)) = instance_key(state)? else {
             return Ok(());
         };
         let mig = self.mig.get(&self.shared).await?;
         let done = blocking(move || ops::destroy(mig.backend.as_ref(), &mig.lock_dir, &gpu, gi_id))
             .await?;
-        match done {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(diag(e, None)),
-        }
+        unless_gone(done)
     }
 
     async fn import(&self, _ctx: &Context, id: &str) -> Result<Vec<Value>, Diagnostics> {

@@ -3,8 +3,9 @@
 //! `hsw_gpus`). The GPU ones go through `hsw-gpu-backend` ([`gpu`]).
 //!
 //! Layout: [`validate`] and [`model`] are pure (checks, XML rendering and reading); [`network`], [`vm`] and
-//! [`host`] turn Terraform values into model values and drive a [`Backend`]; [`docs`] renders the registry
-//! documentation from the schemas.
+//! [`host`] turn Terraform values into model values and drive a [`Backend`] (`libvirt_objects` is what the two
+//! libvirt resources share); [`mig_instance`], [`mdev`] and [`gpus`] drive the GPU backend; [`docs`] renders the
+//! registry documentation from the schemas, for the types [`HswProvider`] lists.
 //!
 //! The backend is made when Terraform configures the provider, by a [`BackendFactory`]: the real one opens one
 //! libvirt connection for the provider's lifetime; tests inject fakes with [`HswProvider::with_factory`].
@@ -139,8 +140,9 @@ pub fn provider_schema() -> Schema {
     Schema::new(
         Block::new()
             .describe(
-                "The hsw provider manages libvirt networks and virtual machines on one host: isolated or NAT networks \
-                 with DHCP and DNS, and VMs booted from copy-on-write overlays of a base image with cloud-init.",
+                "The hsw provider manages libvirt networks, virtual machines and GPU partitions on one host: isolated \
+                 or NAT networks with DHCP and DNS, VMs booted from copy-on-write overlays of a base image with \
+                 cloud-init, MIG instances and vGPUs (mdevs) to give them, and what the host and its GPUs offer.",
             )
             .attribute(Attribute::optional("uri", Type::String).describe(format!(
                 "The libvirt connection URI. Defaults to the `HSW_LIBVIRT_URI` environment variable, else \
@@ -382,6 +384,16 @@ pub(crate) mod values {
             .collect()
     }
 
+    /// The elements of list attribute `name` (none when null or unknown), each with its path (`name[i]`).
+    pub fn items<'a>(v: &'a Value, name: &'a str) -> impl Iterator<Item = (AttrPath, &'a Value)> {
+        v.get(name)
+            .as_slice()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(move |(i, x)| (AttrPath::attr(name).then_index(i), x))
+    }
+
     /// The error for a value that had to be known.
     pub fn missing(path: AttrPath) -> Diagnostics {
         Diagnostics::error_at(
@@ -437,5 +449,111 @@ pub(crate) mod planning {
             proposed.set(name, v.clone());
             config.set(name, v);
         }
+    }
+}
+
+/// What the libvirt-backed resources (`hsw_network`, `hsw_vm`) share: finding their object again from the state or
+/// an import id, and turning libvirt's errors into diagnostics.
+pub(crate) mod libvirt_objects {
+    use crate::backend::libvirt::{Key, LibvirtError};
+    use crate::framework::{AttrPath, Diagnostics, Value};
+
+    use super::values::req_str;
+
+    /// A kind of libvirt object, as messages name it.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Kind {
+        /// The resource's word for it, capitalised: `Network`, `VM`.
+        pub title: &'static str,
+        /// libvirt's word for it: `network`, `domain`.
+        pub libvirt: &'static str,
+        /// The `virsh` command that lists them all.
+        pub list: &'static str,
+    }
+
+    /// The key that finds a resource's object again: its `id` (libvirt's UUID) once known, else its `name`.
+    pub fn state_key(state: &Value) -> Result<Key, Diagnostics> {
+        Ok(match state.get("id").as_str() {
+            Some(id) => Key::Uuid(id.to_owned()),
+            None => Key::Name(req_str(state, "name", &AttrPath::root())?),
+        })
+    }
+
+    /// The answer to `terraform import <address> <id>` (a name or a UUID) from what a lookup by that id `found`:
+    /// the state, or an error saying where to list what exists.
+    pub fn imported(kind: Kind, id: &str, found: Option<Value>) -> Result<Vec<Value>, Diagnostics> {
+        found.map(|v| vec![v]).ok_or_else(|| {
+            Diagnostics::error(
+                format!("{} not found", kind.title),
+                format!(
+                    "libvirt has no {} named {id:?} or with that UUID. Check `{}` on the provider's URI.",
+                    kind.libvirt, kind.list
+                ),
+            )
+        })
+    }
+
+    /// A `map_err` for a libvirt call: an error with `summary`, and `what` failed followed by libvirt's message.
+    pub fn lv_err(summary: &str, what: String) -> impl FnOnce(LibvirtError) -> Diagnostics {
+        let summary = summary.to_owned();
+        move |e| Diagnostics::error(summary, format!("{what}: {}.", e.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::libvirt_objects::{imported, state_key, Kind};
+    use super::values::items;
+    use crate::backend::libvirt::Key;
+    use crate::framework::Value;
+
+    #[test]
+    fn items_carry_their_paths() {
+        let v = Value::object([(
+            "disk",
+            Value::List(vec![Value::from("a"), Value::from("b")]),
+        )]);
+        let seen: Vec<(String, Option<&str>)> = items(&v, "disk")
+            .map(|(at, x)| (at.to_string(), x.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("disk[0]".to_owned(), Some("a")),
+                ("disk[1]".to_owned(), Some("b"))
+            ]
+        );
+        assert_eq!(items(&v, "other").count(), 0);
+    }
+
+    #[test]
+    fn state_key_prefers_the_id() {
+        let named = Value::object([("id", Value::Null), ("name", Value::from("lab"))]);
+        assert_eq!(state_key(&named).unwrap(), Key::Name("lab".into()));
+        let made = named
+            .clone()
+            .with("id", "1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+        assert_eq!(
+            state_key(&made).unwrap(),
+            Key::Uuid("1b4e28ba-2fa1-11d2-883f-0016d3cca427".into())
+        );
+        let neither = Value::object([("id", Value::Null), ("name", Value::Null)]);
+        assert!(state_key(&neither).is_err());
+    }
+
+    #[test]
+    fn import_of_nothing_names_the_kind_and_where_to_look() {
+        let kind = Kind {
+            title: "Network",
+            libvirt: "network",
+            list: "virsh net-list --all",
+        };
+        let found = imported(kind, "lab", Some(Value::from("x"))).unwrap();
+        assert_eq!(found, [Value::from("x")]);
+        let d = imported(kind, "lab", None).unwrap_err();
+        let text = d.to_string();
+        assert!(text.contains("Network not found"), "{text}");
+        assert!(text.contains("no network named \"lab\""), "{text}");
+        assert!(text.contains("`virsh net-list --all`"), "{text}");
     }
 }

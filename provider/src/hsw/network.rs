@@ -14,10 +14,18 @@ use crate::framework::{
     Nesting, PlanOutcome, PlanRequest, Resource, Schema, Type, Value,
 };
 
+use super::libvirt_objects::{imported, lv_err, state_key, Kind};
 use super::model::network::{first_usable, parse_subnet, DhcpHost, DnsHost, NetMode, NetworkSpec};
 use super::planning::{default_attr, plan_with};
 use super::values::{opt_str, opt_u64, problems, req_str, str_list};
 use super::{configured, validate, Shared};
+
+/// How messages name a network.
+const NETWORK: Kind = Kind {
+    title: "Network",
+    libvirt: "network",
+    list: "virsh net-list --all",
+};
 
 /// The `hsw_network` resource.
 #[derive(Debug)]
@@ -549,34 +557,19 @@ impl Resource for NetworkResource {
         if info.active {
             lv.network_stop(&info.name).await?;
         }
-        lv.network_undefine(&info.name).await.map_err(|e| {
-            Diagnostics::error(
-                "Cannot remove the network",
-                format!(
-                    "libvirt could not undefine network {}: {}.",
-                    info.name, e.message
-                ),
-            )
-        })?;
+        lv.network_undefine(&info.name).await.map_err(lv_err(
+            "Cannot remove the network",
+            format!("libvirt could not undefine network {}", info.name),
+        ))?;
         Ok(())
     }
 
     async fn read(&self, _ctx: &Context, state: &Value) -> Result<Option<Value>, Diagnostics> {
-        let key = match state.get("id").as_str() {
-            Some(id) => Key::Uuid(id.to_owned()),
-            None => Key::Name(req_str(state, "name", &AttrPath::root())?),
-        };
-        self.read_by(&key).await
+        self.read_by(&state_key(state)?).await
     }
 
     async fn import(&self, _ctx: &Context, id: &str) -> Result<Vec<Value>, Diagnostics> {
-        match self.read_by(&Key::parse(id)).await? {
-            Some(v) => Ok(vec![v]),
-            None => Err(Diagnostics::error(
-                "Network not found",
-                format!("libvirt has no network named {id:?} or with that UUID. Check `virsh net-list --all` on the provider's URI."),
-            )),
-        }
+        imported(NETWORK, id, self.read_by(&Key::parse(id)).await?)
     }
 }
 
