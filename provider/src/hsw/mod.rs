@@ -34,10 +34,8 @@ use crate::framework::{
     Provider, Resource, Schema, Type, Value,
 };
 
-/// The default libvirt URI.
-pub const DEFAULT_URI: &str = "qemu:///system";
-/// The default pool directory.
-pub const DEFAULT_POOL_DIR: &str = "/var/lib/hsw/images";
+/// The default libvirt URI and pool directory: the ones `cluster.yaml`'s `host` block defaults to.
+pub use hsw_core::config::model::{DEFAULT_LIBVIRT_URI as DEFAULT_URI, DEFAULT_POOL_DIR};
 /// The GPU backends `gpu_backend` accepts.
 pub const GPU_BACKENDS: [&str; 3] = ["auto", "nvml", "simulated"];
 
@@ -244,10 +242,7 @@ pub fn resolve_config(config: &Value) -> Result<ProviderConfig, Diagnostics> {
         "HSW_POOL_DIR",
         DEFAULT_POOL_DIR,
     ));
-    let default_state = pool_dir
-        .parent()
-        .unwrap_or(&pool_dir)
-        .join("state")
+    let default_state = hsw_core::config::model::default_gpu_state_dir(&pool_dir)
         .to_string_lossy()
         .into_owned();
     let resolved = ProviderConfig {
