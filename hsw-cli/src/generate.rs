@@ -141,6 +141,8 @@ pub fn generate(
         }
         if let Some(host) = owned.host.as_mut() {
             if let Some(uri) = &args.libvirt_uri {
+                hsw_core::config::uri::check_libvirt_uri(uri)
+                    .map_err(|e| Error::cannot_run(format!("--libvirt-uri: {e}")))?;
                 host.libvirt_uri = Some(uri.clone());
             }
             if let Some(dir) = &args.pool_dir {

@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod model;
 pub mod rules;
 pub mod schema;
+pub mod uri;
 pub mod yaml;
 
 pub use model::ClusterConfig;

@@ -64,9 +64,11 @@ pub struct Metadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostSettings {
-    /// libvirt connection URI the provider uses (default `qemu:///system`).
+    /// libvirt connection URI the provider uses (default `qemu:///system`): `qemu:///system`,
+    /// `qemu+unix:///system?socket=/path`, `qemu+ssh://[user@]host[:port]/system` (parameters `keyfile`,
+    /// `known_hosts`) or `test:///default`; nothing else (no `ext` transport, which runs a program).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9+]+://[^\s'`$;|&<>]*$"))]
+    #[schemars(regex(pattern = r"^(qemu|qemu\+unix|qemu\+ssh|test)://[^\s'`$;|<>]*$"))]
     pub libvirt_uri: Option<String>,
     /// Directory that holds VM disks, cloud-init seeds and base images (default `/var/lib/hsw/images`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

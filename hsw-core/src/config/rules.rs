@@ -233,7 +233,19 @@ pub fn check(config: &ClusterConfig) -> Vec<Diagnostic> {
     check_slurm(config, &mut out);
     check_kubernetes(config, &networks, &mut out);
     check_gpus(config, &mut out);
+    check_host(config, &mut out);
     out
+}
+
+fn check_host(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
+    if let Some(uri) = config.host.as_ref().and_then(|h| h.libvirt_uri.as_deref()) {
+        if let Err(e) = super::uri::check_libvirt_uri(uri) {
+            out.push(
+                Diagnostic::error("host.libvirt-uri", "/host/libvirt_uri", e)
+                    .with_hint("leave libvirt_uri out for the local system libvirtd"),
+            );
+        }
+    }
 }
 
 fn check_networks(

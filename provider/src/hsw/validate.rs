@@ -42,34 +42,10 @@ pub fn bridge(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a libvirt connection URI: a scheme, then only `A-Z a-z 0-9 : / + . _ - = % , @` and one `?` (for
-/// parameters such as `?socket=/run/x/libvirt-sock`). No shell metacharacters other than that `?`.
+/// Checks a libvirt connection URI: hsw's one policy ([`hsw_core::config::uri`]), the same the configuration
+/// file and the CLI apply (qemu:///system, qemu+unix with a socket, qemu+ssh, test:///default; no `ext`).
 pub fn uri(value: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = value.split_once(':') else {
-        return Err(format!(
-            "{} is not a libvirt URI: it needs a scheme, as in qemu:///system or test:///default.",
-            quote(value)
-        ));
-    };
-    let scheme_ok = !scheme.is_empty()
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '+');
-    let rest_ok = rest.chars().all(|c| {
-        c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                ':' | '/' | '+' | '.' | '_' | '-' | '=' | '%' | ',' | '@' | '?'
-            )
-    }) && rest.matches('?').count() <= 1;
-    if !scheme_ok || !rest_ok {
-        return Err(format!(
-            "{} is not an accepted libvirt URI: use letters, digits and : / + . _ - = % , @ with at most one '?'; \
-             shell metacharacters such as & ; | $ ` and spaces are refused.",
-            quote(value)
-        ));
-    }
-    Ok(())
+    hsw_core::config::uri::check_libvirt_uri(value)
 }
 
 /// Checks an absolute path lexically: it starts with `/`, has no `.` or `..` component and no empty component,
