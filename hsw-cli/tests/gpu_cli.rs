@@ -6,14 +6,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use hsw_gpu_backend::mdev::{MdevBackend, SysfsMdev, SysfsRoot};
 use hsw_gpu_backend::mig::GpuBackend;
 use hsw_gpu_backend::ops::{self, CreateRequest};
 use hsw_gpu_backend::simulated::SimulatedBackend;
 
-use support::repo;
+use testkit::repo;
 
 const GPU: &str = "0000:65:00.0";
 
@@ -53,15 +53,13 @@ impl World {
     }
 
     fn hsw(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-            .args(args)
+        support::hsw()
+            .command(args)
             .args(["--backend", "simulated", "--state-dir"])
             .arg(self.state())
             .arg("--sysfs-root")
             .arg(self.sysfs())
             .current_dir(self.dir.path())
-            .env_remove("HSW_GPU_STATE_DIR")
-            .env_remove("HSW_SYSFS_ROOT")
             .output()
             .unwrap()
     }
@@ -119,8 +117,8 @@ fn discover_prints_the_inventory_and_the_backend() {
 
     // NVML is not on this machine: asked for explicitly, it fails with a clear message.
     if !Path::new("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1").exists() {
-        let o = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-            .args(["gpu", "discover", "--backend", "nvml"])
+        let o = support::hsw()
+            .command(&["gpu", "discover", "--backend", "nvml"])
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(2));

@@ -6,22 +6,17 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use support::repo;
+use testkit::repo;
 
 fn fixtures() -> PathBuf {
     repo().join("tests/fixtures/hosts")
 }
 
 fn hsw(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsw-cli"));
-    cmd.args(args)
-        .current_dir(repo())
-        .env("NO_COLOR", "1")
-        .env_remove("HSW_ROOT")
-        .env_remove("HSW_USER")
-        .env_remove("SUDO_USER");
+    let mut cmd = support::hsw().command(args);
+    cmd.env_remove("SUDO_USER");
     for (k, v) in env {
         cmd.env(k, v);
     }

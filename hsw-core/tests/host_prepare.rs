@@ -105,20 +105,6 @@ mod host_prepare {
         (dir, root)
     }
 
-    fn golden(path: &Path, actual: &str) {
-        if std::env::var_os("UPDATE_EXPECT").is_some() {
-            fs::write(path, actual).unwrap();
-            return;
-        }
-        let want = fs::read_to_string(path)
-            .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", path.display()));
-        assert!(
-            want == actual,
-            "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{actual}",
-            path.display()
-        );
-    }
-
     fn writes(plan: &prepare::Plan) -> Vec<String> {
         plan.steps
             .iter()
@@ -158,9 +144,9 @@ mod host_prepare {
             let before = snapshot(&dir);
             let host = FixtureHost::new(&dir, m["user"].as_str().unwrap(), 500 * GIB);
             let plan = prepare::plan(&host, &config_for(&name));
-            golden(&dir.join("prepare.txt"), &plan.render_text());
+            testkit::golden::check(dir.join("prepare.txt"), &plan.render_text());
             let after = snapshot(&dir);
-            if std::env::var_os("UPDATE_EXPECT").is_none() {
+            if !testkit::golden::updating() {
                 assert!(before == after, "{name}: planning changed the tree");
             }
             assert!(

@@ -5,6 +5,15 @@
 
 use std::path::{Path, PathBuf};
 
+/// Makes a missing Terraform a failure.
+pub const TERRAFORM: &str = "HSW_REQUIRE_TERRAFORM";
+/// Makes a missing Ansible (`ansible`, `ansible-playbook`, `ansible-inventory`) a failure.
+pub const ANSIBLE: &str = "HSW_REQUIRE_ANSIBLE";
+/// Makes a missing ansible-lint a failure.
+pub const ANSIBLE_LINT: &str = "HSW_REQUIRE_ANSIBLE_LINT";
+/// Makes a missing (or unusable) Packer a failure.
+pub const PACKER: &str = "HSW_REQUIRE_PACKER";
+
 /// Whether the variable `var` asks for the tool (set, and neither empty nor `0`).
 pub fn required(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")

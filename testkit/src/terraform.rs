@@ -18,8 +18,6 @@ use std::process::{Child, Command, Stdio};
 pub const PROVIDER_ADDRESS: &str = "registry.terraform.io/hyperscaler/hsw";
 /// The version the mirror serves it as.
 pub const PROVIDER_VERSION: &str = "0.1.0";
-/// The variable that makes a missing Terraform a failure.
-pub const REQUIRE_VAR: &str = "HSW_REQUIRE_TERRAFORM";
 
 /// Inherited variables that would change what Terraform does or prints.
 const SCRUBBED: [&str; 8] = [
@@ -72,7 +70,7 @@ pub fn binaries() -> Vec<(&'static str, PathBuf)> {
         .into_iter()
         .filter_map(|(label, bin)| {
             if bin.is_none() {
-                crate::require::skip(REQUIRE_VAR, &not_found(label));
+                crate::require::skip(crate::require::TERRAFORM, &not_found(label));
             }
             bin.map(|b| (label, b))
         })
@@ -132,6 +130,8 @@ pub struct Terraform {
     pub bin: PathBuf,
     /// The CLI configuration (`TF_CLI_CONFIG_FILE`).
     pub cli_config: PathBuf,
+    /// Variables set on every command, after the scrubbing.
+    pub env: Vec<(String, String)>,
 }
 
 /// What one Terraform command did.
@@ -145,7 +145,55 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// The exit code (-1 when killed by a signal), stdout and stderr.
+    pub fn parts(self) -> (i32, String, String) {
+        (self.code.unwrap_or(-1), self.stdout, self.stderr)
+    }
+}
+
+/// A Terraform working directory: every command runs there, and a failure to run fails the test.
+#[derive(Debug, Clone)]
+pub struct Workdir {
+    /// The Terraform.
+    pub tf: Terraform,
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl Workdir {
+    /// `terraform ARGS`, whatever its exit code.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.tf
+            .run(&self.dir, args)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `terraform ARGS`, which must exit with `code`; its stdout.
+    pub fn expect(&self, args: &[&str], code: i32) -> String {
+        self.tf
+            .expect(&self.dir, args, code)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 impl Terraform {
+    /// `bin` with the CLI configuration `cli_config`.
+    pub fn new(bin: impl Into<PathBuf>, cli_config: impl Into<PathBuf>) -> Terraform {
+        Terraform {
+            bin: bin.into(),
+            cli_config: cli_config.into(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets `key` on every command.
+    #[must_use]
+    pub fn env(mut self, key: &str, value: &str) -> Terraform {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// `terraform ARGS` in `dir`, offline, with the environment scrubbed; add to it and run it.
     pub fn command(&self, dir: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
@@ -158,6 +206,9 @@ impl Terraform {
             .env("CHECKPOINT_DISABLE", "1")
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
 
@@ -297,10 +348,7 @@ mod tests {
 
     #[test]
     fn commands_are_offline_and_scrubbed() {
-        let tf = Terraform {
-            bin: "terraform".into(),
-            cli_config: "/x/cli.tfrc".into(),
-        };
+        let tf = Terraform::new("terraform", "/x/cli.tfrc").env("TF_REATTACH_PROVIDERS", "{}");
         let c = tf.command(Path::new("/"), &["plan"]);
         let envs: Vec<(String, Option<String>)> = c
             .get_envs()
@@ -316,7 +364,7 @@ mod tests {
             ("CHECKPOINT_DISABLE", Some("1")),
             ("TF_INPUT", Some("0")),
             ("TF_LOG", None),
-            ("TF_REATTACH_PROVIDERS", None),
+            ("TF_REATTACH_PROVIDERS", Some("{}")),
         ] {
             assert!(
                 envs.contains(&(want.0.to_owned(), want.1.map(str::to_owned))),
