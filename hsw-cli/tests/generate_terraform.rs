@@ -22,8 +22,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use testkit::repo;
 use testkit::terraform::{self, Terraform};
+use testkit::{copy_tree_except, repo};
 
 const MODULES: [&str; 5] = [
     "network",
@@ -68,22 +68,9 @@ impl Tf {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().filter_map(Result::ok) {
-        let name = e.file_name();
-        let name_s = name.to_string_lossy();
-        if name_s == ".terraform" || name_s == ".terraform.lock.hcl" || name_s.ends_with(".tfstate")
-        {
-            continue;
-        }
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else if t.is_file() {
-            std::fs::copy(e.path(), to.join(&name)).unwrap();
-        }
-    }
+/// Leaves out Terraform's working state when copying modules and roots.
+fn not_state(name: &str) -> bool {
+    name == ".terraform" || name == ".terraform.lock.hcl" || name.ends_with(".tfstate")
 }
 
 fn hsw(dir: &Path, args: &[&str]) {
@@ -110,8 +97,12 @@ fn modules_and_generated_roots_pass_terraform() {
 
     // A copy of the modules, the committed root, and a root generated from every example.
     let work = tmp.path().join("work");
-    copy_dir(&repo().join("modules"), &work.join("modules"));
-    copy_dir(&repo().join("terraform"), &work.join("terraform"));
+    copy_tree_except(&repo().join("modules"), &work.join("modules"), &not_state);
+    copy_tree_except(
+        &repo().join("terraform"),
+        &work.join("terraform"),
+        &not_state,
+    );
     let mut roots = vec![work.join("terraform")];
     let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
         .unwrap()

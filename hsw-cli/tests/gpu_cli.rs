@@ -17,19 +17,6 @@ use testkit::repo;
 
 const GPU: &str = "0000:65:00.0";
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
-
 struct World {
     dir: tempfile::TempDir,
 }
@@ -37,7 +24,7 @@ struct World {
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(
+        testkit::copy_tree(
             &repo().join("tests/fixtures/sysfs/a100-vgpu"),
             &dir.path().join("sysfs"),
         );

@@ -52,18 +52,7 @@ fn golden(case: &str, file: &str, actual: &str) {
         .join("tests/fixtures/terraform-output/expected")
         .join(case)
         .join(file);
-    if std::env::var_os("UPDATE_EXPECT").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", path.display()));
-    assert!(
-        want == actual,
-        "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{actual}",
-        path.display()
-    );
+    testkit::golden::check(path, actual);
 }
 
 fn goldens(case: &str) {

@@ -45,23 +45,6 @@ mod host_prepare {
         validate_str(DEFAULT_CONFIG).config.unwrap()
     }
 
-    /// Copies a tree, keeping modes and symlinks.
-    fn copy_tree(from: &Path, to: &Path) {
-        fs::create_dir_all(to).unwrap();
-        for entry in fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let (src, dst) = (entry.path(), to.join(entry.file_name()));
-            let ft = entry.file_type().unwrap();
-            if ft.is_symlink() {
-                std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
-            } else if ft.is_dir() {
-                copy_tree(&src, &dst);
-            } else {
-                fs::copy(&src, &dst).unwrap();
-            }
-        }
-    }
-
     /// Every entry under `root` (except the prepare state): path → (kind, mode, bytes or link target).
     fn snapshot(root: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
         fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String, u32, Vec<u8>)>) {
@@ -101,7 +84,7 @@ mod host_prepare {
     fn temp_case(case: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        copy_tree(&fixtures().join(case), &root);
+        testkit::copy_tree(&fixtures().join(case), &root);
         (dir, root)
     }
 
