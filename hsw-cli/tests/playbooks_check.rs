@@ -56,7 +56,7 @@ fn ansible(tool: &str) -> Command {
 
 #[test]
 fn every_playbook_passes_syntax_check_with_the_planned_inventories() {
-    if !require::tool("ansible-playbook", require::ANSIBLE).is_some() {
+    if require::tool("ansible-playbook", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -162,7 +162,7 @@ const MIG_PLAN: &str =
 
 #[test]
 fn gpu_workers_get_the_mig_config_of_their_gpu_plan() {
-    if !require::tool("ansible", require::ANSIBLE).is_some() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -247,7 +247,7 @@ const NFT: &str = "lookup('ansible.builtin.template', 'ansible/roles/nft_segment
 
 #[test]
 fn segmentation_drops_the_other_cluster_except_monitoring() {
-    if !require::tool("ansible", require::ANSIBLE).is_some() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -306,7 +306,7 @@ fn nft_check(rules: &str) {
 
 #[test]
 fn prometheus_scrapes_every_vm_and_the_gpu_vms_dcgm_exporters() {
-    if !require::tool("ansible", require::ANSIBLE).is_some() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -329,7 +329,7 @@ fn prometheus_scrapes_every_vm_and_the_gpu_vms_dcgm_exporters() {
 
 #[test]
 fn the_download_steps_are_tagged_online() {
-    if !require::tool("ansible-playbook", require::ANSIBLE).is_some() {
+    if require::tool("ansible-playbook", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -37,11 +37,11 @@ fn golden_text_and_json() {
         );
         let stem = path.with_extension("");
         testkit::golden::check(
-            &stem.with_extension("txt"),
+            stem.with_extension("txt"),
             &format!("exit: {code}\n{}", String::from_utf8_lossy(&text.stdout)),
         );
         testkit::golden::check(
-            &stem.with_extension("json"),
+            stem.with_extension("json"),
             &String::from_utf8_lossy(&json.stdout),
         );
         let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -113,7 +113,7 @@ mod host_checks {
                 serde_json::to_string_pretty(&serde_json::json!({ "checks": report.checks }))
                     .unwrap();
             text.push('\n');
-            testkit::golden::check(&case.dir.join("expected.json"), &text);
+            testkit::golden::check(case.dir.join("expected.json"), &text);
 
             let expect = case.meta["expect"].as_object().unwrap();
             for (id, want) in expect {
