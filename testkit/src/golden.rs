@@ -44,7 +44,7 @@ pub fn check_dir_with<N: AsRef<str>, C: AsRef<str>>(dir: &Path, files: &[(N, C)]
             .unwrap_or_else(|e| {
                 panic!(
                     "the golden folder {} cannot be read ({e}): {}",
-                    dir.display(),
+                    shown(dir),
                     hint()
                 )
             })
@@ -57,7 +57,7 @@ pub fn check_dir_with<N: AsRef<str>, C: AsRef<str>>(dir: &Path, files: &[(N, C)]
         assert!(
             want == got,
             "the set of files in {} changed: committed {want:?}, produced {got:?}: {}",
-            dir.display(),
+            shown(dir),
             hint()
         );
     }
@@ -80,7 +80,7 @@ pub fn check_with(path: &Path, actual: &str, update: bool) {
     let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!(
             "the golden file {} cannot be read ({e}): {}",
-            path.display(),
+            shown(path),
             hint()
         )
     });
@@ -96,10 +96,28 @@ pub fn compare(path: &Path, expected: &str, actual: &str) -> Result<(), String> 
     }
     Err(format!(
         "{} differs from the output (- golden, + actual):\n{}{}",
-        path.display(),
+        shown(path),
         diff(expected, actual),
         hint()
     ))
+}
+
+/// `path` relative to the repository root when it is inside it (resolving `..`), else as given.
+fn shown(path: &Path) -> String {
+    let resolved = path
+        .parent()
+        .and_then(|p| p.canonicalize().ok())
+        .zip(path.file_name())
+        .map(|(dir, name)| dir.join(name));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(|p| p.canonicalize().ok());
+    match (resolved, root) {
+        (Some(p), Some(root)) => p
+            .strip_prefix(&root)
+            .map_or_else(|_| p.display().to_string(), |rel| rel.display().to_string()),
+        _ => path.display().to_string(),
+    }
 }
 
 fn hint() -> String {
