@@ -8,17 +8,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use support::repo;
+use testkit::repo;
 
 fn hsw(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run hsw-cli")
+    support::hsw().dir(dir).run(args)
 }
 
 fn text(o: &Output) -> String {
@@ -54,7 +49,7 @@ fn generated_files(dir: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn committed_terraform_directory_is_what_the_default_generates() {
-    if std::env::var_os("UPDATE_EXPECT").is_some() {
+    if testkit::golden::updating() {
         let o = hsw(&repo(), &["generate"]);
         assert!(o.status.success(), "{}", text(&o));
         return;

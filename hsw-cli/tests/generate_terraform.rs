@@ -19,68 +19,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
-// The same search for Terraform as the provider's real-Terraform tests.
-#[path = "../../provider/tests/support/terraforms.rs"]
-mod terraforms;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use support::repo;
+use testkit::terraform::{self, Terraform};
+use testkit::{copy_tree_except, repo};
 
-const ADDRESS: &str = "registry.terraform.io/hyperscaler/hsw";
 const MODULES: [&str; 4] = ["network", "vm-group", "gpu-partition", "cluster"];
 
-fn provider_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HSW_PROVIDER_BIN") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    ["debug", "release"]
-        .iter()
-        .map(|p| target.join(p).join("terraform-provider-hsw"))
-        .find(|p| p.is_file())
-}
-
-/// Terraform with a private CLI configuration whose only provider source is the mirror.
+/// Terraform with the label it is reported under.
 struct Tf {
-    bin: PathBuf,
-    cli_config: PathBuf,
+    tf: Terraform,
     label: String,
 }
 
 impl Tf {
     fn run(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .current_dir(dir)
-            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("TF_INPUT", "0");
-        for v in [
-            "TF_LOG",
-            "TF_DATA_DIR",
-            "TF_PLUGIN_CACHE_DIR",
-            "TF_WORKSPACE",
-            "TF_REATTACH_PROVIDERS",
-        ] {
-            cmd.env_remove(v);
-        }
+        let mut cmd = self.tf.command(dir, args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let o = cmd
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        if o.status.success() {
+        let r = self.tf.output(cmd)?;
+        let text = format!("{}{}", r.stdout, r.stderr);
+        if r.code == Some(0) {
             Ok(text)
         } else {
             Err(format!(
@@ -101,93 +62,41 @@ impl Tf {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().filter_map(Result::ok) {
-        let name = e.file_name();
-        let name_s = name.to_string_lossy();
-        if name_s == ".terraform" || name_s == ".terraform.lock.hcl" || name_s.ends_with(".tfstate")
-        {
-            continue;
-        }
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            copy_dir(&e.path(), &to.join(&name));
-        } else if t.is_file() {
-            std::fs::copy(e.path(), to.join(&name)).unwrap();
-        }
-    }
+/// Leaves out Terraform's working state when copying modules and roots.
+fn not_state(name: &str) -> bool {
+    name == ".terraform" || name == ".terraform.lock.hcl" || name.ends_with(".tfstate")
 }
 
 fn hsw(dir: &Path, args: &[&str]) {
-    let o = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run hsw-cli");
+    let o = support::hsw().dir(dir).run(args);
     assert!(
         o.status.success(),
-        "hsw-cli {} failed:\n{}{}",
+        "hsw-cli {} failed: {}",
         args.join(" "),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        testkit::describe(&o)
     );
 }
 
 #[test]
 fn modules_and_generated_roots_pass_terraform() {
-    let required = std::env::var("HSW_REQUIRE_TERRAFORM").is_ok_and(|v| v == "1");
-    let found: Vec<(&str, Option<PathBuf>)> = vec![
-        ("Terraform on PATH", terraforms::on_path()),
-        ("Terraform 1.0", terraforms::v1_0()),
-    ];
-    let mut missing = Vec::new();
-    let mut tfs = Vec::new();
-    for (label, bin) in found {
-        match bin {
-            Some(b) => tfs.push((label, b)),
-            None => missing.push(label),
-        }
-    }
-    for label in &missing {
-        println!(
-            "SKIPPED {label}: not found (HSW_TERRAFORM / HSW_TERRAFORM_1_0, or provider/scripts/install-test-terraform.sh)"
-        );
-    }
-    assert!(
-        !required || missing.is_empty(),
-        "HSW_REQUIRE_TERRAFORM=1 but {} not found",
-        missing.join(" and ")
-    );
+    let tfs = terraform::binaries();
     if tfs.is_empty() {
         return;
     }
-    let Some(provider) = provider_binary() else {
-        panic!(
-            "terraform-provider-hsw is not built: run `cargo build -p terraform-provider-hsw` (or set HSW_PROVIDER_BIN)"
-        );
-    };
+    let provider = terraform::provider_binary();
 
     // The mirror and the CLI configuration.
     let tmp = tempfile::tempdir().unwrap();
-    let mirror = tmp.path().join("mirror");
-    let plugin_dir = mirror.join(ADDRESS).join("0.1.0/linux_amd64");
-    std::fs::create_dir_all(&plugin_dir).unwrap();
-    std::os::unix::fs::symlink(&provider, plugin_dir.join("terraform-provider-hsw")).unwrap();
-    let cli_config = tmp.path().join("cli.tfrc");
-    std::fs::write(
-        &cli_config,
-        format!(
-            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"{ADDRESS}\"]\n  }}\n}}\n",
-            mirror.display()
-        ),
-    )
-    .unwrap();
+    let cli_config = terraform::mirror(tmp.path(), &provider).unwrap();
 
     // A copy of the modules, the committed root, and a root generated from every example.
     let work = tmp.path().join("work");
-    copy_dir(&repo().join("modules"), &work.join("modules"));
-    copy_dir(&repo().join("terraform"), &work.join("terraform"));
+    copy_tree_except(&repo().join("modules"), &work.join("modules"), &not_state);
+    copy_tree_except(
+        &repo().join("terraform"),
+        &work.join("terraform"),
+        &not_state,
+    );
     let mut roots = vec![work.join("terraform")];
     let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
         .unwrap()
@@ -252,18 +161,11 @@ fn modules_and_generated_roots_pass_terraform() {
     let mut failures = Vec::new();
     for (label, bin) in tfs {
         let tf = Tf {
-            bin,
-            cli_config: cli_config.clone(),
+            tf: Terraform::new(bin, &cli_config),
             label: label.to_owned(),
         };
-        let version = tf
-            .run(&work, &["version"], &[])
-            .unwrap_or_default()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        println!("--- {label}: {} ({version})", tf.bin.display());
+        let version = tf.tf.version();
+        println!("--- {label}: {} ({version})", tf.tf.bin.display());
         let mut check = |r: Result<(), String>| {
             if let Err(e) = r {
                 println!("FAILED {e}");

@@ -6,29 +6,16 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use hsw_gpu_backend::mdev::{MdevBackend, SysfsMdev, SysfsRoot};
 use hsw_gpu_backend::mig::GpuBackend;
 use hsw_gpu_backend::ops::{self, CreateRequest};
 use hsw_gpu_backend::simulated::SimulatedBackend;
 
-use support::repo;
+use testkit::repo;
 
 const GPU: &str = "0000:65:00.0";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
 
 struct World {
     dir: tempfile::TempDir,
@@ -37,7 +24,7 @@ struct World {
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(
+        testkit::copy_tree(
             &repo().join("tests/fixtures/sysfs/a100-vgpu"),
             &dir.path().join("sysfs"),
         );
@@ -53,15 +40,13 @@ impl World {
     }
 
     fn hsw(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-            .args(args)
+        support::hsw()
+            .command(args)
             .args(["--backend", "simulated", "--state-dir"])
             .arg(self.state())
             .arg("--sysfs-root")
             .arg(self.sysfs())
             .current_dir(self.dir.path())
-            .env_remove("HSW_GPU_STATE_DIR")
-            .env_remove("HSW_SYSFS_ROOT")
             .output()
             .unwrap()
     }
@@ -119,8 +104,8 @@ fn discover_prints_the_inventory_and_the_backend() {
 
     // NVML is not on this machine: asked for explicitly, it fails with a clear message.
     if !Path::new("/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1").exists() {
-        let o = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-            .args(["gpu", "discover", "--backend", "nvml"])
+        let o = support::hsw()
+            .command(&["gpu", "discover", "--backend", "nvml"])
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(2));

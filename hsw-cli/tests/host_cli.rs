@@ -5,23 +5,18 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-use support::repo;
+use testkit::repo;
 
 fn fixtures() -> PathBuf {
     repo().join("tests/fixtures/hosts")
 }
 
 fn hsw(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsw-cli"));
-    cmd.args(args)
-        .current_dir(repo())
-        .env("NO_COLOR", "1")
-        .env_remove("HSW_ROOT")
-        .env_remove("HSW_USER")
-        .env_remove("SUDO_USER");
+    let mut cmd = support::hsw().command(args);
+    cmd.env_remove("SUDO_USER");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -220,27 +215,11 @@ fn the_real_host_can_be_checked() {
     assert_eq!(total, 9);
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let ft = entry.file_type().unwrap();
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
-        } else if ft.is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
-
 #[test]
 fn prepare_plans_applies_and_rolls_back_a_fixture_copy() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
-    copy_tree(&fixtures().join("nouveau-loaded"), &root);
+    testkit::copy_tree(&fixtures().join("nouveau-loaded"), &root);
     let config = fixtures().join("gpu-host.yaml");
     let (r, c) = (root.to_str().unwrap(), config.to_str().unwrap());
     let env = [("HSW_USER", "bob")];

@@ -12,23 +12,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{have, ok, repo};
+use testkit::{ok, repo, require};
 
 use serde_json::Value;
 
 const STATE: &str = "/var/lib/hsw-test/.hsw";
 
 fn hsw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args(args)
-        .env_remove("HSW_CONFIG")
-        .env_remove("HSW_TF_OUTPUT")
-        .env_remove("HSW_TERRAFORM_DIR")
-        .env_remove("HSW_STATE_DIR")
-        .env_remove("HSW_ANSIBLE_PLAYBOOK")
-        .current_dir(repo())
-        .output()
-        .unwrap()
+    support::hsw().run(args)
 }
 
 fn inventory(config: &str, extra: &[&str]) -> String {
@@ -126,21 +117,21 @@ fn compare_with_ansible(config: &str) {
 
 #[test]
 fn ansible_reads_the_default_config_inventory_like_we_do() {
-    if have("ansible-inventory") {
+    if require::tool("ansible-inventory", require::ANSIBLE).is_some() {
         compare_with_ansible("minimal-dev");
     }
 }
 
 #[test]
 fn ansible_reads_the_production_like_inventory_like_we_do() {
-    if have("ansible-inventory") {
+    if require::tool("ansible-inventory", require::ANSIBLE).is_some() {
         compare_with_ansible("production-like");
     }
 }
 
 #[test]
 fn the_hpc_playbook_passes_syntax_check_with_the_generated_inventory() {
-    if !have("ansible-playbook") {
+    if require::tool("ansible-playbook", require::ANSIBLE).is_none() {
         return;
     }
     for config in ["minimal-dev", "production-like", "cpu-only"] {

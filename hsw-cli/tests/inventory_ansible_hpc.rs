@@ -8,23 +8,19 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-use support::repo;
+use testkit::repo;
 
+/// `ansible hpc` needs ssh-keygen; its absence is a skip, or a failure with `HSW_REQUIRE_ANSIBLE=1`.
 fn have_ssh_keygen() -> bool {
-    let ok = Command::new("ssh-keygen").arg("-?").output().is_ok();
-    if !ok {
-        eprintln!("ssh-keygen is not installed: test skipped");
-    }
-    ok
+    testkit::require::tool("ssh-keygen", testkit::require::ANSIBLE).is_some()
 }
 
 fn hpc(state: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hsw-cli"));
-    c.args([
+    let mut c = support::hsw().command(&[
         "ansible",
         "hpc",
         "--config",
@@ -32,14 +28,8 @@ fn hpc(state: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Output {
         "--tf-output",
         "tests/fixtures/terraform-output/minimal-dev.json",
         "--state-dir",
-    ])
-    .arg(state)
-    .args(extra)
-    .env_remove("HSW_CONFIG")
-    .env_remove("HSW_TF_OUTPUT")
-    .env_remove("HSW_STATE_DIR")
-    .env_remove("HSW_ANSIBLE_PLAYBOOK")
-    .current_dir(repo());
+    ]);
+    c.arg(state).args(extra);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -205,12 +195,11 @@ fn a_config_without_hpc_is_refused() {
     let end = source.find("  cloud:\n    control_plane").unwrap();
     let cloud_only = format!("{}{}", &source[..start], &source[end..]);
     std::fs::write(&cfg, cloud_only).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args(["ansible", "hpc", "--planned", "--dry-run", "--config"])
+    let o = support::hsw()
+        .command(&["ansible", "hpc", "--planned", "--dry-run", "--config"])
         .arg(&cfg)
         .arg("--state-dir")
         .arg(dir.path().join("state"))
-        .current_dir(repo())
         .output()
         .unwrap();
     assert_eq!(

@@ -8,25 +8,17 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-use support::repo;
+use testkit::repo;
 
 /// The state directory in the goldens (absolute, so the files do not depend on the checkout).
 const STATE: &str = "/var/lib/hsw-test/.hsw";
 
 fn hsw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args(args)
-        .env_remove("HSW_CONFIG")
-        .env_remove("HSW_TF_OUTPUT")
-        .env_remove("HSW_TERRAFORM_DIR")
-        .env_remove("HSW_STATE_DIR")
-        .current_dir(repo())
-        .output()
-        .unwrap()
+    support::hsw().run(args)
 }
 
 fn stdout(o: &Output) -> String {
@@ -60,18 +52,7 @@ fn golden(case: &str, file: &str, actual: &str) {
         .join("tests/fixtures/terraform-output/expected")
         .join(case)
         .join(file);
-    if std::env::var_os("UPDATE_EXPECT").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", path.display()));
-    assert!(
-        want == actual,
-        "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{actual}",
-        path.display()
-    );
+    testkit::golden::check(path, actual);
 }
 
 fn goldens(case: &str) {
@@ -200,13 +181,7 @@ fn host_prints_one_host_or_an_empty_object() {
 }
 
 fn script(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hsw-cli"));
-    c.args(args)
-        .env_remove("HSW_CONFIG")
-        .env_remove("HSW_TF_OUTPUT")
-        .env_remove("HSW_TERRAFORM_DIR")
-        .env_remove("HSW_STATE_DIR")
-        .current_dir(repo());
+    let mut c = support::hsw().command(args);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -250,8 +225,8 @@ fn terraform_output_runs_in_the_terraform_directory() {
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args([
+    let out = support::hsw()
+        .command(&[
             "inventory",
             "--config",
             "examples/production-like.yaml",
@@ -260,9 +235,6 @@ fn terraform_output_runs_in_the_terraform_directory() {
         .arg(&tf_dir)
         .arg("--list")
         .env("HSW_TERRAFORM", &fake)
-        .env_remove("HSW_TF_OUTPUT")
-        .env_remove("HSW_STATE_DIR")
-        .current_dir(repo())
         .output()
         .unwrap();
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -288,8 +260,8 @@ fn terraform_output_runs_in_the_terraform_directory() {
         "#!/bin/sh\necho 'Error: No outputs found' >&2\nexit 1\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args([
+    let out = support::hsw()
+        .command(&[
             "inventory",
             "--config",
             "examples/production-like.yaml",
@@ -297,8 +269,6 @@ fn terraform_output_runs_in_the_terraform_directory() {
         ])
         .arg(&tf_dir)
         .env("HSW_TERRAFORM", &fake)
-        .env_remove("HSW_TF_OUTPUT")
-        .current_dir(repo())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -8,15 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::process::Command;
 
-use support::repo;
-
-fn required() -> bool {
-    std::env::var("HSW_REQUIRE_PACKER").is_ok_and(|v| v == "1")
-}
+use testkit::repo;
 
 /// Packer's version as (major, minor), or why it cannot be used.
 fn packer_version() -> Result<(u32, u32), String> {
@@ -38,7 +32,7 @@ fn packer_version() -> Result<(u32, u32), String> {
     }
 }
 
-/// Whether the test can run; with `HSW_REQUIRE_PACKER=1` a reason not to is a failure.
+/// Whether the test can run; with `HSW_REQUIRE_PACKER=1` a reason not to is a failure (`testkit::require`).
 fn usable() -> bool {
     let reason = match packer_version() {
         Ok((1, minor)) if minor < 10 => return true,
@@ -47,8 +41,7 @@ fn usable() -> bool {
         ),
         Err(e) => e,
     };
-    assert!(!required(), "HSW_REQUIRE_PACKER=1 but {reason}");
-    eprintln!("packer_check skipped: {reason}");
+    testkit::require::skip(testkit::require::PACKER, &reason);
     false
 }
 

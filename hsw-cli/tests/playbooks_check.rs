@@ -12,7 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{have, ok, repo};
+use testkit::{ok, repo, require};
 
 use serde_json::Value;
 
@@ -34,14 +34,9 @@ const CONFIGS: [&str; 5] = [
 /// `hsw-cli inventory --planned` for an example, written into `dir`; returns the file.
 fn planned_inventory(config: &str, dir: &Path) -> PathBuf {
     let cfg = format!("examples/{config}.yaml");
-    let out = ok(Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args(["inventory", "--planned", "--config", &cfg, "--state-dir"])
+    let out = ok(support::hsw()
+        .command(&["inventory", "--planned", "--config", &cfg, "--state-dir"])
         .arg(dir.join("state"))
-        .env_remove("HSW_CONFIG")
-        .env_remove("HSW_TF_OUTPUT")
-        .env_remove("HSW_TERRAFORM_DIR")
-        .env_remove("HSW_STATE_DIR")
-        .current_dir(repo())
         .output()
         .unwrap());
     let path = dir.join(format!("{config}.yml"));
@@ -61,7 +56,7 @@ fn ansible(tool: &str) -> Command {
 
 #[test]
 fn every_playbook_passes_syntax_check_with_the_planned_inventories() {
-    if !have("ansible-playbook") {
+    if require::tool("ansible-playbook", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -107,12 +102,9 @@ fn ansible_lint_production_profile_passes_on_the_playbooks() {
         .output()
         .unwrap());
     let Some(lint) = ansible_lint() else {
-        assert!(
-            std::env::var("HSW_REQUIRE_ANSIBLE_LINT").as_deref() != Ok("1"),
-            "ansible-lint is not installed and HSW_REQUIRE_ANSIBLE_LINT=1 (ansible/lint.sh --install)"
-        );
-        eprintln!(
-            "ansible-lint is not installed: test skipped (ansible/lint.sh --install installs it)"
+        require::skip(
+            require::ANSIBLE_LINT,
+            "ansible-lint is not installed (ansible/lint.sh --install installs it)",
         );
         return;
     };
@@ -170,7 +162,7 @@ const MIG_PLAN: &str =
 
 #[test]
 fn gpu_workers_get_the_mig_config_of_their_gpu_plan() {
-    if !have("ansible") {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -255,7 +247,7 @@ const NFT: &str = "lookup('ansible.builtin.template', 'ansible/roles/nft_segment
 
 #[test]
 fn segmentation_drops_the_other_cluster_except_monitoring() {
-    if !have("ansible") {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -314,7 +306,7 @@ fn nft_check(rules: &str) {
 
 #[test]
 fn prometheus_scrapes_every_vm_and_the_gpu_vms_dcgm_exporters() {
-    if !have("ansible") {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -337,7 +329,7 @@ fn prometheus_scrapes_every_vm_and_the_gpu_vms_dcgm_exporters() {
 
 #[test]
 fn the_download_steps_are_tagged_online() {
-    if !have("ansible-playbook") {
+    if require::tool("ansible-playbook", require::ANSIBLE).is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

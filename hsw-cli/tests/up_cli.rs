@@ -8,13 +8,13 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use support::repo;
+use testkit::repo;
 
 fn hsw_in(dir: &Path, envs: &[(&str, &Path)], args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hsw-cli"));
-    c.args(args).current_dir(dir).env("NO_COLOR", "1");
+    let mut c = support::hsw().command(args);
+    c.current_dir(dir);
     for (k, v) in envs {
         c.env(k, v);
     }

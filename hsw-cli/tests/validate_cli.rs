@@ -5,36 +5,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use support::repo;
+use testkit::repo;
 
 fn hsw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hsw-cli"))
-        .args(args)
-        .current_dir(repo())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run hsw-cli")
-}
-
-fn check_golden(expected: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_EXPECT").is_some() {
-        std::fs::write(expected, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(expected).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: run with UPDATE_EXPECT=1",
-            expected.display()
-        )
-    });
-    assert!(
-        want == actual,
-        "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{actual}",
-        expected.display()
-    );
+    support::hsw().run(args)
 }
 
 #[test]
@@ -60,12 +36,12 @@ fn golden_text_and_json() {
             String::from_utf8_lossy(&text.stderr)
         );
         let stem = path.with_extension("");
-        check_golden(
-            &stem.with_extension("txt"),
+        testkit::golden::check(
+            stem.with_extension("txt"),
             &format!("exit: {code}\n{}", String::from_utf8_lossy(&text.stdout)),
         );
-        check_golden(
-            &stem.with_extension("json"),
+        testkit::golden::check(
+            stem.with_extension("json"),
             &String::from_utf8_lossy(&json.stdout),
         );
         let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

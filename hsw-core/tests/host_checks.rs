@@ -69,20 +69,6 @@ mod host_checks {
         FixtureHost::new(&case.dir, user, free)
     }
 
-    fn golden(path: &Path, actual: &str) {
-        if std::env::var_os("UPDATE_EXPECT").is_some() {
-            std::fs::write(path, actual).unwrap();
-            return;
-        }
-        let want = std::fs::read_to_string(path)
-            .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", path.display()));
-        assert!(
-            want == actual,
-            "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{actual}",
-            path.display()
-        );
-    }
-
     fn status_of(report: &CheckReport, id: &str) -> Status {
         report
             .get(id)
@@ -127,7 +113,7 @@ mod host_checks {
                 serde_json::to_string_pretty(&serde_json::json!({ "checks": report.checks }))
                     .unwrap();
             text.push('\n');
-            golden(&case.dir.join("expected.json"), &text);
+            testkit::golden::check(case.dir.join("expected.json"), &text);
 
             let expect = case.meta["expect"].as_object().unwrap();
             for (id, want) in expect {

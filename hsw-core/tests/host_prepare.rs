@@ -45,23 +45,6 @@ mod host_prepare {
         validate_str(DEFAULT_CONFIG).config.unwrap()
     }
 
-    /// Copies a tree, keeping modes and symlinks.
-    fn copy_tree(from: &Path, to: &Path) {
-        fs::create_dir_all(to).unwrap();
-        for entry in fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let (src, dst) = (entry.path(), to.join(entry.file_name()));
-            let ft = entry.file_type().unwrap();
-            if ft.is_symlink() {
-                std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
-            } else if ft.is_dir() {
-                copy_tree(&src, &dst);
-            } else {
-                fs::copy(&src, &dst).unwrap();
-            }
-        }
-    }
-
     /// Every entry under `root` (except the prepare state): path → (kind, mode, bytes or link target).
     fn snapshot(root: &Path) -> Vec<(String, String, u32, Vec<u8>)> {
         fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String, u32, Vec<u8>)>) {
@@ -101,22 +84,8 @@ mod host_prepare {
     fn temp_case(case: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        copy_tree(&fixtures().join(case), &root);
+        testkit::copy_tree(&fixtures().join(case), &root);
         (dir, root)
-    }
-
-    fn golden(path: &Path, actual: &str) {
-        if std::env::var_os("UPDATE_EXPECT").is_some() {
-            fs::write(path, actual).unwrap();
-            return;
-        }
-        let want = fs::read_to_string(path)
-            .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", path.display()));
-        assert!(
-            want == actual,
-            "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{actual}",
-            path.display()
-        );
     }
 
     fn writes(plan: &prepare::Plan) -> Vec<String> {
@@ -158,9 +127,9 @@ mod host_prepare {
             let before = snapshot(&dir);
             let host = FixtureHost::new(&dir, m["user"].as_str().unwrap(), 500 * GIB);
             let plan = prepare::plan(&host, &config_for(&name));
-            golden(&dir.join("prepare.txt"), &plan.render_text());
+            testkit::golden::check(dir.join("prepare.txt"), &plan.render_text());
             let after = snapshot(&dir);
-            if std::env::var_os("UPDATE_EXPECT").is_none() {
+            if !testkit::golden::updating() {
                 assert!(before == after, "{name}: planning changed the tree");
             }
             assert!(

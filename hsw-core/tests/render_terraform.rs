@@ -44,34 +44,11 @@ fn golden(example: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/render_expected")
         .join(example);
-    if std::env::var_os("UPDATE_EXPECT").is_some() {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in &files {
-            std::fs::write(dir.join(&f.name), &f.contents).unwrap();
-        }
-        return;
-    }
-    let mut expected: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|f| (f.name.as_str(), f.contents.as_str()))
         .collect();
-    expected.sort();
-    let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-    assert_eq!(
-        names, expected,
-        "the set of files changed (UPDATE_EXPECT=1 regenerates them)"
-    );
-    for f in &files {
-        let want = std::fs::read_to_string(dir.join(&f.name)).unwrap();
-        assert!(
-            want == f.contents,
-            "{}/{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{}",
-            dir.display(),
-            f.name,
-            f.contents
-        );
-    }
+    testkit::golden::check_dir(&dir, &files);
 }
 
 #[test]

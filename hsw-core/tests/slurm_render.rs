@@ -47,19 +47,7 @@ fn golden(case: &str, files: &RenderedFiles) {
         ("gres.conf", &files.gres_conf),
         ("cgroup.conf", &files.cgroup_conf),
     ] {
-        let path = dir.join(name);
-        if std::env::var_os("UPDATE_EXPECT").is_some() {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, text).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| panic!("{} is missing: run with UPDATE_EXPECT=1", path.display()));
-        assert!(
-            want == *text,
-            "{} differs (UPDATE_EXPECT=1 regenerates it)\n--- expected\n{want}\n--- actual\n{text}",
-            path.display()
-        );
+        testkit::golden::check(dir.join(name), text);
     }
 }
 

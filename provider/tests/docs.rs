@@ -18,21 +18,9 @@ fn docs_are_generated_from_the_schemas() {
     let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
     let pages = render_all(&read);
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
-    let mut stale = Vec::new();
     for (path, content) in &pages {
-        let file = docs.join(path);
-        if update {
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(&file, content).unwrap();
-        } else if std::fs::read_to_string(&file).ok().as_deref() != Some(content.as_str()) {
-            stale.push(path.clone());
-        }
+        testkit::golden::check(docs.join(path), content);
     }
-    assert!(
-        stale.is_empty(),
-        "provider/docs is stale ({stale:?}): run `UPDATE_EXPECT=1 cargo test -p terraform-provider-hsw --test docs`"
-    );
     // Every example is embedded somewhere.
     let all: String = pages.iter().map(|(_, c)| c.as_str()).collect();
     for ex in [
@@ -54,12 +42,8 @@ fn docs_are_generated_from_the_schemas() {
 
 #[test]
 fn examples_are_formatted() {
-    let Some(tf) = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("terraform"))
-            .find(|p| p.is_file())
-    }) else {
-        println!("SKIPPED: terraform is not on PATH");
+    let Some(tf) = testkit::terraform::on_path() else {
+        testkit::require::skip(testkit::require::TERRAFORM, "terraform is not on PATH");
         return;
     };
     let out = std::process::Command::new(tf)

@@ -10,54 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/terraforms.rs"]
-mod terraforms;
-
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use hsw_gpu_backend::mig::GpuBackend;
 use hsw_gpu_backend::simulated::SimulatedBackend;
-
-struct Work {
-    tf: PathBuf,
-    dir: PathBuf,
-}
-
-impl Work {
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(&self.tf)
-            .args(args)
-            .current_dir(&self.dir)
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("TF_INPUT", "0")
-            .env("TF_CLI_CONFIG_FILE", self.dir.join("cli.tfrc"))
-            .env_remove("TF_LOG")
-            .env_remove("HSW_GPU_BACKEND")
-            .env_remove("HSW_GPU_STATE_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn expect(&self, args: &[&str], code: i32) -> String {
-        let (c, out, err) = self.run(args);
-        assert_eq!(
-            c,
-            code,
-            "{} {} exited {c}\n--- stdout\n{out}\n--- stderr\n{err}",
-            self.tf.display(),
-            args.join(" ")
-        );
-        out
-    }
-}
+use testkit::terraform::{self, Terraform, Workdir};
 
 fn config(root: &Path, extra: &str) -> String {
     format!(
@@ -113,24 +70,11 @@ fn scenario(tf: &Path) {
     std::fs::create_dir_all(r.join("sysfs")).unwrap();
     let dir = r.join("tf");
     std::fs::create_dir_all(&dir).unwrap();
-    let plat = r.join("mirror/registry.terraform.io/hyperscaler/hsw/0.1.0/linux_amd64");
-    std::fs::create_dir_all(&plat).unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_terraform-provider-hsw"),
-        plat.join("terraform-provider-hsw"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("cli.tfrc"),
-        format!(
-            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"hyperscaler/hsw\"]\n  }}\n}}\n",
-            r.join("mirror").display()
-        ),
-    )
-    .unwrap();
+    let cli_config =
+        terraform::mirror(r, Path::new(env!("CARGO_BIN_EXE_terraform-provider-hsw"))).unwrap();
     std::fs::write(dir.join("main.tf"), config(r, "")).unwrap();
-    let w = Work {
-        tf: tf.to_owned(),
+    let w = Workdir {
+        tf: Terraform::new(tf, cli_config),
         dir,
     };
     let gis = || {
@@ -175,7 +119,7 @@ fn scenario(tf: &Path) {
         ],
         0,
     );
-    let (code, out, err) = w.run(&plan);
+    let (code, out, err) = w.run(&plan).parts();
     assert!(
         code == 0 || (code == 2 && !out.contains("will be") && !out.contains("must be")),
         "plan after import should change no resource\n{out}{err}"
@@ -202,7 +146,7 @@ resource "hsw_mig_instance" "bad" {
 }
 "#;
     std::fs::write(w.dir.join("main.tf"), config(r, bad)).unwrap();
-    let (code, out, err) = w.run(&["plan", "-no-color", "-input=false"]);
+    let (code, out, err) = w.run(&["plan", "-no-color", "-input=false"]).parts();
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         err.contains("Profile not on this GPU") && err.contains("Did you mean"),
@@ -218,7 +162,7 @@ resource "hsw_mig_instance" "big" {
 }
 "#;
     std::fs::write(w.dir.join("main.tf"), config(r, overlap)).unwrap();
-    let (code, out, err) = w.run(&apply);
+    let (code, out, err) = w.run(&apply).parts();
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("Not enough room on the GPU"), "{err}");
     assert_eq!(gis().len(), 2);
@@ -233,14 +177,8 @@ resource "hsw_mig_instance" "big" {
 
 #[test]
 fn terraform_drives_mig_instances_on_the_simulated_backend() {
-    let required = std::env::var("HSW_REQUIRE_TERRAFORM").is_ok_and(|v| v == "1");
-    let tfs = terraforms::all();
-    if tfs.is_empty() {
-        assert!(!required, "no Terraform found (HSW_REQUIRE_TERRAFORM=1)");
-        println!("SKIPPED: no Terraform found (see provider/tests/terraform.rs)");
-        return;
-    }
-    for tf in tfs {
+    let tfs = terraform::binaries();
+    for (_, tf) in tfs {
         println!("--- {}", tf.display());
         scenario(&tf);
     }

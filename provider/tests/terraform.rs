@@ -16,17 +16,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
-#[path = "support/terraforms.rs"]
-mod terraforms;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use terraform_provider_hsw::protocol::{serve, ServeOptions};
-
-const ADDRESS: &str = "registry.terraform.io/hyperscaler/hsw";
+use testkit::terraform::{self, DebugProvider, Run, Terraform, PROVIDER_ADDRESS as ADDRESS};
 
 fn main() -> ExitCode {
     if std::env::var_os("TF_PLUGIN_MAGIC_COOKIE").is_some()
@@ -42,18 +38,16 @@ fn main() -> ExitCode {
         println!("terraform_end_to_end: test");
         return ExitCode::SUCCESS;
     }
-    let required = std::env::var("HSW_REQUIRE_TERRAFORM").is_ok_and(|v| v == "1");
     let mut failed = false;
-    for (label, found) in [
-        ("Terraform on PATH", terraforms::on_path()),
-        ("Terraform 1.0", terraforms::v1_0()),
-    ] {
+    for (label, found) in terraform::candidates() {
         let Some(tf) = found else {
-            println!("SKIPPED {label}: not found (see the header of provider/tests/terraform.rs to install it)");
-            failed |= required;
+            failed |= testkit::require::missing(
+                testkit::require::TERRAFORM,
+                &terraform::not_found(label),
+            );
             continue;
         };
-        let version = version_of(&tf);
+        let version = terraform::version(&tf);
         println!("--- {label}: {} ({version})", tf.display());
         match scenario(&tf) {
             Ok(()) => println!("ok {version}"),
@@ -70,62 +64,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn version_of(tf: &Path) -> String {
-    Command::new(tf)
-        .arg("version")
-        .env("CHECKPOINT_DISABLE", "1")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "unknown version".into())
-}
-
 /// A Terraform working directory with its own CLI configuration and provider mirror.
 struct Work {
-    tf: PathBuf,
+    tf: Terraform,
     _root: tempfile::TempDir,
     dir: PathBuf,
-    cli_config: PathBuf,
     state_dir: PathBuf,
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
 }
 
 impl Work {
     fn new(tf: &Path) -> Result<Work, String> {
         let root = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mirror = root.path().join("mirror");
-        let plat = mirror.join("registry.terraform.io/hyperscaler/hsw/0.1.0/linux_amd64");
-        std::fs::create_dir_all(&plat).map_err(|e| e.to_string())?;
+        // This test binary is the provider (see `main`).
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        std::fs::copy(&exe, plat.join("terraform-provider-hsw"))
-            .map_err(|e| format!("copy provider: {e}"))?;
-        let cli_config = root.path().join("cli.tfrc");
-        std::fs::write(
-            &cli_config,
-            format!(
-                "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"hyperscaler/hsw\"]\n  }}\n}}\n",
-                mirror.display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
+        let cli_config = terraform::mirror(root.path(), &exe)?;
         let dir = root.path().join("tf");
         let state_dir = root.path().join("state");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&state_dir).map_err(|e| e.to_string())?;
         Ok(Work {
-            tf: tf.to_owned(),
+            tf: Terraform::new(tf, cli_config),
             dir,
-            cli_config,
             state_dir,
             _root: root,
         })
@@ -177,21 +136,7 @@ output "env" {{
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.tf);
-        c.args(args)
-            .current_dir(&self.dir)
-            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("TF_INPUT", "0")
-            .env_remove("TF_LOG")
-            .env_remove("TF_LOG_PROVIDER")
-            .env_remove("TF_LOG_CORE")
-            .env_remove("TF_REATTACH_PROVIDERS")
-            .env_remove("TF_PLUGIN_CACHE_DIR")
-            .env_remove("HSW_TEST_PROVIDER_SERVE")
-            .stdin(Stdio::null());
-        c
+        self.tf.command(&self.dir, args)
     }
 
     fn run_with(&self, mut c: Command) -> Result<Run, String> {
@@ -458,43 +403,21 @@ fn step(name: &str) {
 /// Starts this binary as the test provider with `--debug` and runs `terraform plan` attached to it.
 fn reattach(w: &Work) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
-        .arg("--debug")
-        .env("HSW_TEST_PROVIDER_SERVE", "1")
-        .env("TF_LOG_PROVIDER", "off")
-        .env_remove("TF_PLUGIN_MAGIC_COOKIE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let result = (|| {
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let reattach = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .take(20)
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("TF_REATTACH_PROVIDERS='")
-                    .map(|r| r.trim_end_matches('\'').to_owned())
-            })
-            .ok_or("the debug provider printed no TF_REATTACH_PROVIDERS line")?;
-        let mut c = w.command(&["plan", "-no-color", "-input=false", "-detailed-exitcode"]);
-        c.env("TF_REATTACH_PROVIDERS", &reattach);
-        let r = w.run_with(c)?;
-        check(
-            r.code == Some(0),
-            "plan through the debug provider should be empty",
-            &r,
-        )?;
-        // The provider keeps serving after Terraform is done.
-        check(
-            child.try_wait().map_err(|e| e.to_string())?.is_none(),
-            "the debug provider should still run",
-            &r,
-        )
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    let mut serve = Command::new(exe);
+    serve.env("HSW_TEST_PROVIDER_SERVE", "1");
+    let mut provider = DebugProvider::start(serve)?;
+    let mut c = w.command(&["plan", "-no-color", "-input=false", "-detailed-exitcode"]);
+    c.env("TF_REATTACH_PROVIDERS", &provider.reattach);
+    let r = w.run_with(c)?;
+    check(
+        r.code == Some(0),
+        "plan through the debug provider should be empty",
+        &r,
+    )?;
+    // The provider keeps serving after Terraform is done.
+    check(
+        provider.is_running(),
+        "the debug provider should still run",
+        &r,
+    )
 }

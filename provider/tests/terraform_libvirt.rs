@@ -12,89 +12,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "support/terraforms.rs"]
-mod terraforms;
+use std::path::Path;
+use std::process::Command;
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
-fn have(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-struct Provider(Child);
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the real provider in debug mode; returns it and its `TF_REATTACH_PROVIDERS` value.
-fn start_provider() -> (Provider, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_terraform-provider-hsw"))
-        .arg("--debug")
-        .env("TF_LOG_PROVIDER", "off")
-        .env_remove("TF_PLUGIN_MAGIC_COOKIE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let reattach = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .take(20)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("TF_REATTACH_PROVIDERS='")
-                .map(|r| r.trim_end_matches('\'').to_owned())
-        })
-        .expect("the debug provider prints TF_REATTACH_PROVIDERS");
-    (Provider(child), reattach)
-}
-
-struct Work {
-    tf: PathBuf,
-    dir: PathBuf,
-    reattach: String,
-}
-
-impl Work {
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(&self.tf)
-            .args(args)
-            .current_dir(&self.dir)
-            .env("TF_REATTACH_PROVIDERS", &self.reattach)
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("TF_INPUT", "0")
-            .env("TF_CLI_CONFIG_FILE", self.dir.join("cli.tfrc"))
-            .env_remove("TF_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn expect(&self, args: &[&str], code: i32) -> String {
-        let (c, out, err) = self.run(args);
-        assert_eq!(
-            c,
-            code,
-            "terraform {} exited {c}\n--- stdout\n{out}\n--- stderr\n{err}",
-            args.join(" ")
-        );
-        out
-    }
-}
+use testkit::require;
+use testkit::terraform::{self, DebugProvider, Terraform, Workdir};
 
 fn config(pool: &Path, memory: u32) -> String {
     format!(
@@ -166,29 +88,17 @@ fn scenario(tf: &Path) {
     let dir = root.path().join("tf");
     std::fs::create_dir_all(&dir).unwrap();
     // `init` still wants the provider installable: a filesystem mirror holding the binary.
-    let plat = root
-        .path()
-        .join("mirror/registry.terraform.io/hyperscaler/hsw/0.1.0/linux_amd64");
-    std::fs::create_dir_all(&plat).unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_terraform-provider-hsw"),
-        plat.join("terraform-provider-hsw"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("cli.tfrc"),
-        format!(
-            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"hyperscaler/hsw\"]\n  }}\n}}\n",
-            root.path().join("mirror").display()
-        ),
+    let cli_config = terraform::mirror(
+        root.path(),
+        Path::new(env!("CARGO_BIN_EXE_terraform-provider-hsw")),
     )
     .unwrap();
     std::fs::write(dir.join("main.tf"), config(&pool, 256)).unwrap();
-    let (_provider, reattach) = start_provider();
-    let w = Work {
-        tf: tf.to_owned(),
+    let provider =
+        DebugProvider::start(Command::new(env!("CARGO_BIN_EXE_terraform-provider-hsw"))).unwrap();
+    let w = Workdir {
+        tf: Terraform::new(tf, cli_config).env("TF_REATTACH_PROVIDERS", &provider.reattach),
         dir,
-        reattach,
     };
     w.expect(&["init", "-no-color", "-input=false"], 0);
     let plan = w.expect(
@@ -245,7 +155,9 @@ fn scenario(tf: &Path) {
         0,
     );
     // Terraform 1.0 drops the outputs with `state rm`, and may plan to set them again: no resource may change.
-    let (code, out, err) = w.run(&["plan", "-no-color", "-input=false", "-detailed-exitcode"]);
+    let (code, out, err) = w
+        .run(&["plan", "-no-color", "-input=false", "-detailed-exitcode"])
+        .parts();
     assert!(
         code == 0 || (code == 2 && !out.contains("will be") && !out.contains("must be")),
         "plan after import should change no resource\n{out}{err}"
@@ -271,7 +183,7 @@ fn scenario(tf: &Path) {
     // An injection is refused at plan time, naming the attribute.
     let bad = config(&pool, 512).replace("name   = \"tflab\"", "name   = \"tflab'/><x\"");
     std::fs::write(w.dir.join("main.tf"), bad).unwrap();
-    let (code, out, err) = w.run(&["plan", "-no-color", "-input=false"]);
+    let (code, out, err) = w.run(&["plan", "-no-color", "-input=false"]).parts();
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("Invalid network name"), "{err}");
 
@@ -287,22 +199,18 @@ fn scenario(tf: &Path) {
 
 #[test]
 fn terraform_against_the_libvirt_test_driver() {
-    let required = std::env::var("HSW_REQUIRE_TERRAFORM").is_ok_and(|v| v == "1");
-    if !have("qemu-img") || !(have("genisoimage") || have("cloud-localds")) {
-        assert!(
-            !required,
-            "qemu-img and genisoimage are required (HSW_REQUIRE_TERRAFORM=1)"
+    let Some(_) = require::tool("qemu-img", require::TERRAFORM) else {
+        return;
+    };
+    if require::on_path("genisoimage").is_none() && require::on_path("cloud-localds").is_none() {
+        require::skip(
+            require::TERRAFORM,
+            "genisoimage (or cloud-localds) is not installed",
         );
-        println!("SKIPPED: qemu-img and genisoimage (or cloud-localds) are needed");
         return;
     }
-    let tfs = terraforms::all();
-    if tfs.is_empty() {
-        assert!(!required, "no Terraform found (HSW_REQUIRE_TERRAFORM=1)");
-        println!("SKIPPED: no Terraform found (see provider/tests/terraform.rs)");
-        return;
-    }
-    for tf in tfs {
+    let tfs = terraform::binaries();
+    for (_, tf) in tfs {
         println!("--- {}", tf.display());
         scenario(&tf);
     }

@@ -1,44 +1,8 @@
-//! Helpers the hsw-cli integration tests share (`mod support;` in each test file that needs them).
+//! What only hsw-cli's integration tests share (`mod support;`): the binary under test, run through the test kit
+//! (`testkit::cli`: from the repository root, `HSW_*` scrubbed, colours off). Golden files, the skip/require
+//! policy and real Terraform are in `testkit`.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// The repository root (canonical: it is compared with paths the CLI prints).
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("the repository root exists")
-}
-
-/// Whether `tool --version` runs; with `HSW_REQUIRE_ANSIBLE` set its absence fails the test.
-pub fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("HSW_REQUIRE_ANSIBLE").is_none(),
-            "{tool} is not installed and HSW_REQUIRE_ANSIBLE is set"
-        );
-        eprintln!(
-            "{tool} is not installed: test skipped (HSW_REQUIRE_ANSIBLE=1 makes this a failure)"
-        );
-    }
-    ok
-}
-
-/// The stdout of a command that must have succeeded (its output is shown when it did not).
-pub fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({}):\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
+/// `hsw-cli`, run from the repository root with a scrubbed environment.
+pub fn hsw() -> testkit::cli::Cli {
+    testkit::cli::Cli::new(env!("CARGO_BIN_EXE_hsw-cli"))
 }

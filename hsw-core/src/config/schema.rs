@@ -451,14 +451,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../schemas/cluster.schema.json"
         );
-        if std::env::var_os("UPDATE_EXPECT").is_some() {
-            std::fs::write(path, &generated).unwrap();
-        }
-        let on_disk = std::fs::read_to_string(path).unwrap();
-        assert!(
-            on_disk == generated,
-            "schemas/cluster.schema.json is stale: run `UPDATE_EXPECT=1 cargo test -p hsw-core schema`"
-        );
+        testkit::golden::check(path, &generated);
     }
 
     #[test]

@@ -427,19 +427,10 @@ mod tests {
     #[test]
     fn golden_xml() {
         let xml = sample().to_xml();
-        let want = include_str!("testdata/vm.xml");
-        if std::env::var_os("UPDATE_EXPECT").is_some() {
-            std::fs::write(
-                concat!(env!("CARGO_MANIFEST_DIR"), "/src/hsw/model/testdata/vm.xml"),
-                &xml,
-            )
-            .unwrap();
-        } else {
-            assert_eq!(
-                xml, want,
-                "UPDATE_EXPECT=1 rewrites src/hsw/model/testdata/vm.xml"
-            );
-        }
+        testkit::golden::check(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/src/hsw/model/testdata/vm.xml"),
+            &xml,
+        );
         let back = VmSpec::from_xml(&xml).unwrap();
         assert_eq!(
             back,
