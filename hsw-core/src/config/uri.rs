@@ -68,9 +68,11 @@ pub fn check_libvirt_uri(value: &str) -> Result<(), String> {
             }
             &["keyfile", "known_hosts"]
         }
-        ("qemu", Some(t)) => return refuse(format!(
+        ("qemu", Some(t)) => {
+            return refuse(format!(
             "the transport `{t}` is not supported (only unix and ssh; `ext` would run a program)"
-        )),
+        ))
+        }
         (d, _) => return refuse(format!("the driver `{d}` is not supported")),
     };
     if driver == "qemu" && path != "/system" {
