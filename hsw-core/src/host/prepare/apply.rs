@@ -104,21 +104,22 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// UTC calendar fields `(year, month, day, hour, minute, second)` of seconds since the epoch
-/// (Howard Hinnant's `civil_from_days`). The one date conversion hsw-core and hsw-cli share.
+/// UTC calendar fields `(year, month, day, hour, minute, second)` of seconds since the epoch (the `time`
+/// crate's calendar; a time past its range, year 9999, gives the epoch). The one date conversion of hsw-core,
+/// hsw-cli and the provider's log lines.
 pub fn utc_fields(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
-    let days = i64::try_from(unix / 86_400).unwrap_or(0);
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+    let t = i64::try_from(unix)
+        .ok()
+        .and_then(|u| time::OffsetDateTime::from_unix_timestamp(u).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    (
+        i64::from(t.year()),
+        i64::from(u8::from(t.month())),
+        i64::from(t.day()),
+        u64::from(t.hour()),
+        u64::from(t.minute()),
+        u64::from(t.second()),
+    )
 }
 
 /// `YYYYMMDDTHHMMSSZ` for seconds since the epoch (UTC).
