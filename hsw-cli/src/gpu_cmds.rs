@@ -127,19 +127,30 @@ pub fn run(cmd: &GpuCommand, out: &mut dyn Write) -> u8 {
     }
 }
 
-fn plan(args: &PlanArgs, out: &mut dyn Write) -> u8 {
-    let (name, source) = match read_config(args.config.as_deref()) {
-        Ok(pair) => pair,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_RUN;
-        }
-    };
+/// Reads a config (or the embedded default) into its name, text and model: the GPU commands plan and seed from a model that
+/// deserializes even when a semantic rule fails (`validate` reports those). On failure the diagnostics or the
+/// error are printed and the exit code is returned.
+fn load_model(file: Option<&Path>) -> Result<(String, String, config::ClusterConfig), u8> {
+    let (name, source) = read_config(file).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::CANNOT_RUN
+    })?;
     let validated = config::validate_str(&source);
-    let Some(cfg) = validated.config.as_ref() else {
-        eprint!("{}", validated.report.render_text(&name, &source, false));
-        return exit::INVALID;
+    match validated.config {
+        Some(cfg) => Ok((name, source, cfg)),
+        None => {
+            eprint!("{}", validated.report.render_text(&name, &source, false));
+            Err(exit::INVALID)
+        }
+    }
+}
+
+fn plan(args: &PlanArgs, out: &mut dyn Write) -> u8 {
+    let (name, source, cfg) = match load_model(args.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
+    let cfg = &cfg;
     let result = config::gpu::plan(cfg);
     let written = match (&result, args.format) {
         (Ok(plan), Format::Json) => {
@@ -342,21 +353,10 @@ fn mdev_map(
 fn discover(args: &DiscoverArgs, out: &mut dyn Write) -> u8 {
     let seed = match &args.config {
         None => None,
-        Some(p) => {
-            let (name, source) = match read_config(Some(p)) {
-                Ok(pair) => pair,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return exit::CANNOT_RUN;
-                }
-            };
-            let validated = config::validate_str(&source);
-            let Some(cfg) = validated.config.as_ref() else {
-                eprint!("{}", validated.report.render_text(&name, &source, false));
-                return exit::INVALID;
-            };
-            Some(devices_from_config(cfg))
-        }
+        Some(p) => match load_model(Some(p)) {
+            Ok((_, _, cfg)) => Some(devices_from_config(&cfg)),
+            Err(code) => return code,
+        },
     };
     let opened = match open_backend(&args.backend, seed.as_deref()) {
         Ok(o) => o,
