@@ -103,6 +103,7 @@ pub fn run(cmd: &AnsibleCommand, out: &mut dyn Write) -> u8 {
         AnsibleCommand::Hpc(args) => hpc(args, out),
         AnsibleCommand::Platform(args) => platform(args, out),
     }
+    .unwrap_or_else(|e| e.report())
 }
 
 /// What `ansible platform` wrote.
@@ -114,15 +115,10 @@ pub struct PlatformFiles {
     pub extra_vars: PathBuf,
 }
 
-fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
-    let loaded = match load_args(&args.source) {
-        Ok(l) => l,
-        Err(e) => return e.report(),
-    };
-    let files = match write_platform_files(&loaded, args.offline) {
-        Ok(f) => f,
-        Err(e) => return e.report(),
-    };
+/// `ansible platform`: the inventory and the platform variables, then the playbooks; the playbook's exit code.
+fn platform(args: &PlatformArgs, out: &mut dyn Write) -> Result<u8, Error> {
+    let loaded = load_args(&args.source)?;
+    let files = write_platform_files(&loaded, args.offline)?;
     let playbooks: Vec<PathBuf> = args
         .playbooks
         .iter()
@@ -141,7 +137,7 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> u8 {
         files.inventory.display(),
         files.extra_vars.display()
     );
-    run_playbook(&args.run, &argv, out)
+    Ok(run_playbook(&args.run, &argv, out))
 }
 
 /// Prints the ansible-playbook command line, then (unless `--dry-run`) runs it with [`ansible_env`]'s settings
@@ -317,22 +313,12 @@ pub struct HpcFiles {
     pub munge_key: PathBuf,
 }
 
-fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
-    let loaded = match load_args(&args.source) {
-        Ok(l) => l,
-        Err(e) => return e.report(),
-    };
-    let rendered = match slurm::render(&loaded.config, &loaded.deployment) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::INVALID;
-        }
-    };
-    let files = match write_hpc_files(&SystemRunner, &loaded, &rendered) {
-        Ok(f) => f,
-        Err(e) => return e.report(),
-    };
+/// `ansible hpc`: keys, inventory, the Slurm files and the variables, then the HPC playbook; its exit code.
+fn hpc(args: &HpcArgs, out: &mut dyn Write) -> Result<u8, Error> {
+    let loaded = load_args(&args.source)?;
+    let rendered = slurm::render(&loaded.config, &loaded.deployment)
+        .map_err(|e| Error::invalid(e.to_string()))?;
+    let files = write_hpc_files(&SystemRunner, &loaded, &rendered)?;
     let argv = playbook_argv(
         &files.inventory,
         &files.extra_vars,
@@ -352,7 +338,7 @@ fn hpc(args: &HpcArgs, out: &mut dyn Write) -> u8 {
         "hsw: SSH public key for cloud-init: {}",
         files.ssh_public_key.display()
     );
-    run_playbook(&args.run, &argv, out)
+    Ok(run_playbook(&args.run, &argv, out))
 }
 
 /// Writes everything `ansible hpc` needs into the state directory: keys (kept when they exist), the
