@@ -55,12 +55,11 @@ pub fn generate_root(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(
 }
 
 /// Seeds the simulated GPU backend's state (the provider's default `gpu_state_dir`,
-/// [`default_gpu_state_dir`](hsw_core::config::model::default_gpu_state_dir)) with the configuration's devices, so that the provider finds the GPUs
-/// cluster.yaml names.
+/// [`default_gpu_state_dir`]) with the configuration's devices, so that the provider finds the GPUs cluster.yaml
+/// names.
 fn seed_gpus(cfg: &ClusterConfig, pool: &Path, out: &mut dyn Write) -> Result<(), Error> {
     use hsw_core::config::model::GpuBackend;
-    let backend = cfg.host.as_ref().and_then(|h| h.gpu_backend);
-    if matches!(backend, Some(GpuBackend::Nvml)) {
+    if cfg.gpu_backend() == GpuBackend::Nvml {
         return Ok(());
     }
     let devices = hsw_gpu_backend::simulated::devices_from_config(cfg);

@@ -60,7 +60,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 
-use crate::config::model::{Accelerator, ClusterConfig, Network, NetworkMode};
+use crate::config::model::{ClusterConfig, Network, NetworkMode};
 use crate::config::rules::{self, groups, parse_subnet};
 use crate::gpu::GpuPlan;
 use crate::layout::{GpuUnit, Layout, LayoutError, UnitKind, Vm};
@@ -536,12 +536,10 @@ fn main_tf(
                 body.push(Item::Attr("cmdline".into(), Expr::str(c.clone())));
             }
         }
-        let accel = match config.host.as_ref().and_then(|h| h.accelerator) {
-            None | Some(Accelerator::Auto) => "auto",
-            Some(Accelerator::Kvm) => "kvm",
-            Some(Accelerator::Tcg) => "tcg",
-        };
-        body.push(Item::Attr("accelerator".into(), Expr::str(accel)));
+        body.push(Item::Attr(
+            "accelerator".into(),
+            Expr::str(config.accelerator().as_str()),
+        ));
         body.push(Item::Blank);
         body.push(Item::Attr(
             "ssh_authorized_keys".into(),
