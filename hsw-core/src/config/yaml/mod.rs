@@ -272,6 +272,8 @@ struct Builder<'a> {
     spent: Cost,
     root: Option<Node>,
     documents: usize,
+    /// Whether an alias was met: the size messages then blame aliases, otherwise the file itself.
+    aliased: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -283,6 +285,7 @@ impl<'a> Builder<'a> {
             spent: Cost::default(),
             root: None,
             documents: 0,
+            aliased: false,
         }
     }
 
@@ -327,10 +330,17 @@ impl<'a> Builder<'a> {
             path: self.current_path(),
         };
         if self.spent.nodes > MAX_NODES {
-            return Err(too_large(format!(
-                "the document expands to more than {MAX_NODES} nodes through aliases; refusing to load it (is this \
-                 an alias bomb?)"
-            )));
+            return Err(too_large(if self.aliased {
+                format!(
+                    "the document expands to more than {MAX_NODES} nodes through aliases; refusing to load it (is \
+                     this an alias bomb?)"
+                )
+            } else {
+                format!(
+                    "the document has more than {MAX_NODES} nodes (keys, values and list items); a cluster \
+                     definition needs far fewer: is this the right file?"
+                )
+            }));
         }
         if self.spent.bytes > MAX_EXPANDED_BYTES {
             return Err(too_large(format!(
@@ -388,6 +398,7 @@ impl<'a> Builder<'a> {
                         path: self.current_path(),
                     });
                 };
+                self.aliased = true;
                 self.count(anchored.cost, pos)?;
                 self.finish(Node::Shared(anchored), 0)
             }

@@ -85,8 +85,23 @@ fn alias_bomb_fails_fast() {
     let started = std::time::Instant::now();
     let e = parse(&s).unwrap_err();
     assert_eq!(e.rule, "yaml.too-large");
+    assert!(e.message.contains("through aliases"), "{}", e.message);
     // Not a timing test: just a guard that we did not expand 10^12 nodes before failing.
     assert!(started.elapsed().as_secs() < 30);
+}
+
+#[test]
+fn a_file_of_too_many_nodes_is_not_called_an_alias_bomb() {
+    let s: String = (0..=MAX_NODES / 2).map(|i| format!("k{i}: v\n")).collect();
+    let e = parse(&s).unwrap_err();
+    assert_eq!(e.rule, "yaml.too-large");
+    assert!(
+        e.message
+            .contains(&format!("has more than {MAX_NODES} nodes"))
+            && !e.message.contains("alias"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
