@@ -136,7 +136,7 @@ fn load_model(file: Option<&Path>) -> Result<(String, String, config::ClusterCon
         exit::CANNOT_RUN
     })?;
     let validated = config::validate_str(&source);
-    match validated.config {
+    match validated.valid_config().cloned() {
         Some(cfg) => Ok((name, source, cfg)),
         None => {
             eprint!("{}", validated.report.render_text(&name, &source, false));
