@@ -148,10 +148,7 @@ impl GpuUnit {
     /// The unit id the root module gives a planned unit: `<device>-mig-<placement start>` or
     /// `<device>-whole`, so a slice keeps its Terraform address while its profile changes.
     pub fn id(&self) -> String {
-        match (self.kind, self.placement_start) {
-            (UnitKind::Mig, Some(start)) => format!("{}-mig-{start}", self.device),
-            (kind, _) => format!("{}-{}", self.device, kind.as_str()),
-        }
+        unit_id(self.kind, &self.device, self.placement_start)
     }
 
     /// The unit as Terraform's output reports it: what only the plan knows left out, so that a planned unit
@@ -162,6 +159,14 @@ impl GpuUnit {
             gpu_pci: None,
             ..self.clone()
         }
+    }
+}
+
+/// The unit id of a unit of this kind on `device` ([`GpuUnit::id`]).
+pub fn unit_id(kind: UnitKind, device: &str, placement_start: Option<u32>) -> String {
+    match (kind, placement_start) {
+        (UnitKind::Mig, Some(start)) => format!("{device}-mig-{start}"),
+        (kind, _) => format!("{device}-{}", kind.as_str()),
     }
 }
 
