@@ -535,6 +535,49 @@ mod tests {
     }
 
     #[test]
+    fn every_planned_unit_reaches_exactly_one_vm_and_says_how() {
+        let config = validate_str(DEFAULT_CONFIG).config.expect("default config");
+        let plan = gpu::plan(&config).unwrap();
+        let layout = Layout::checked(&config, &plan).unwrap();
+        assert_eq!(layout.targets.len(), layout.gpu_units.len());
+        for (u, t) in layout.gpu_units.iter().zip(&layout.targets) {
+            assert_eq!(t.unit_id, u.id());
+            let holders: Vec<&Vm> = layout
+                .vms
+                .iter()
+                .filter(|v| v.gpu_units.iter().any(|x| x.id() == u.id()))
+                .collect();
+            assert_eq!(holders.len(), 1, "{}", u.id());
+            assert_eq!(t.vm.as_deref(), Some(holders[0].name.as_str()));
+            assert_eq!(t.cluster, holders[0].cluster);
+            // Simulated, but the type a real GPU would get is resolved all the same.
+            assert_eq!(t.attach, Attach::Simulated);
+            assert!(t
+                .vgpu_type
+                .as_deref()
+                .is_some_and(|ty| ty.starts_with("A100DX-")));
+        }
+
+        let mut real = config.clone();
+        real.host.as_mut().expect("host").gpu_backend = Some(GpuBackend::Nvml);
+        let layout = Layout::checked(&real, &plan).unwrap();
+        assert!(layout.targets.iter().all(|t| t.attach == Attach::Vgpu));
+
+        // A unit left over has no VM.
+        let mut extra = config.clone();
+        extra
+            .global
+            .gpu_allocation
+            .as_mut()
+            .and_then(|a| a.mig_slices.as_mut())
+            .expect("mig_slices")
+            .hpc = Some(3);
+        let plan = gpu::plan(&extra).unwrap();
+        let layout = Layout::new(&extra, &plan);
+        assert_eq!(layout.targets.iter().filter(|t| t.vm.is_none()).count(), 1);
+    }
+
+    #[test]
     fn a_too_short_range_is_a_problem_but_still_laid_out() {
         let mut config = validate_str(DEFAULT_CONFIG).config.expect("default config");
         let hpc = config.clusters.hpc.as_mut().expect("hpc");

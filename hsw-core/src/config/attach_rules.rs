@@ -1,11 +1,11 @@
 //! The rules for how GPU units reach the VMs (`global.gpu_allocation.attach`), over the model and the layout of
 //! its GPU plan. Rule ids: `gpu.vgpu-type-unknown` (a named vGPU type a GPU's model does not have),
-//! `gpu.vgpu-type-missing` (warning: a MIG slice on real GPUs whose type hsw cannot name), `gpu.vgpus-per-vm`
-//! (a VM given more MIG-backed vGPUs than NVIDIA allows in one VM). A unit no VM takes is `gpu.units-unused`
-//! in [`crate::config::rules`].
+//! `gpu.vgpus-per-vm` (a VM given more MIG-backed vGPUs than NVIDIA allows in one VM). A unit no VM takes is
+//! `gpu.units-unused` in [`crate::config::rules`]. Every catalogued model has a vGPU table
+//! ([`crate::gpu::vgpu`]) and the planner refuses MIG on uncatalogued ones, so every planned slice has a type.
 
 use crate::config::gpu::device_use;
-use crate::config::model::{ClusterConfig, GpuBackend, CLUSTER_KEYS};
+use crate::config::model::{ClusterConfig, CLUSTER_KEYS};
 use crate::config::rules::groups;
 use crate::config::yaml::escape_token;
 use crate::diag::Diagnostic;
@@ -82,8 +82,7 @@ pub fn check_named_types(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// The checks over the layout of a plan: VMs with more MIG-backed vGPUs than allowed, and MIG slices on real
-/// GPUs without a known vGPU type.
+/// The check over the layout of a plan: no VM gets more MIG-backed vGPUs than allowed.
 pub fn check_layout(config: &ClusterConfig, plan: &GpuPlan, out: &mut Vec<Diagnostic>) {
     let layout = Layout::new(config, plan);
     for g in groups(config) {
@@ -112,43 +111,11 @@ pub fn check_layout(config: &ClusterConfig, plan: &GpuPlan, out: &mut Vec<Diagno
                     ),
                 )
                 .with_hint(format!(
-                    "set `gpus_per_node: {}` and raise `count`, or give `{}` whole GPUs (passthrough: several per VM), or larger MIG profiles",
+                    "set `gpus_per_node: {}` and raise `count`, or give `{}` whole GPUs (passthrough: several per VM), or fewer, larger slices",
                     vgpu::MAX_MIG_VGPUS_PER_VM,
                     g.cluster
                 )),
             );
         }
-    }
-    if config.gpu_backend() == GpuBackend::Simulated {
-        return;
-    }
-    let mut warned: Vec<(String, String)> = Vec::new();
-    for (unit, target) in layout.gpu_units.iter().zip(&layout.targets) {
-        let (UnitKind::Mig, Some(profile), None) = (
-            unit.kind,
-            unit.profile.as_deref(),
-            target.vgpu_type.as_deref(),
-        ) else {
-            continue;
-        };
-        let key = (target.cluster.to_owned(), profile.to_owned());
-        if warned.contains(&key) {
-            continue;
-        }
-        warned.push(key);
-        out.push(
-            Diagnostic::warning(
-                "gpu.vgpu-type-missing",
-                "/global/gpu_allocation",
-                format!(
-                    "hsw does not know the MIG-backed vGPU type of a `{profile}` slice of `{}` (its model has no vGPU table), so cluster `{}` cannot attach it",
-                    unit.device, target.cluster
-                ),
-            )
-            .with_hint(format!(
-                "name it: `attach: {{{}: {{vgpu_types: {{\"{profile}\": \"<type>\"}}}}}}` with a type the host driver lists (`nvidia-smi vgpu -s`)",
-                target.cluster
-            )),
-        );
     }
 }

@@ -712,10 +712,12 @@ fn check_gpus(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
             );
         }
     }
-    if !out
-        .iter()
-        .any(|d| d.rule.starts_with("gpu.") && d.severity == crate::diag::Severity::Error)
-    {
+    // A unit no VM takes does not stop the planner: whether the request fits is a finding of its own.
+    if !out.iter().any(|d| {
+        d.rule.starts_with("gpu.")
+            && d.rule != "gpu.units-unused"
+            && d.severity == crate::diag::Severity::Error
+    }) {
         match crate::config::gpu::plan(config) {
             Ok(plan) => attach_rules::check_layout(config, &plan, out),
             Err(e) => out.push(
