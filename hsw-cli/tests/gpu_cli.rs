@@ -121,17 +121,19 @@ fn plan_writes_the_mdev_map_with_metadata() {
     let sim = SimulatedBackend::open(&w.state(), None).unwrap();
     let cfg = repo().join("examples/minimal-dev.yaml");
     let map = w.dir.path().join("out/mdev_map.json");
-    let o = w.hsw(&[
-        "gpu",
-        "plan",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--write-map",
-        map.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&map).unwrap()).unwrap();
+    let write_map = || {
+        let o = w.hsw(&[
+            "gpu",
+            "plan",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--write-map",
+            map.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&map).unwrap()).unwrap()
+    };
+    let v = write_map();
     let m = &v["metadata"];
     assert_eq!(m["config_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(m["backend"], "simulated");
@@ -181,17 +183,7 @@ fn plan_writes_the_mdev_map_with_metadata() {
         },
     )
     .unwrap();
-    let o = w.hsw(&[
-        "gpu",
-        "plan",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--write-map",
-        map.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&map).unwrap()).unwrap();
+    let v = write_map();
     let u = &v["units"][2];
     assert!(u["gi_id"].is_u64() && u["ci_id"].is_u64(), "{u}");
     assert!(u["mig_device_uuid"].is_string(), "{u}");
