@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use hsw_core::config;
+use hsw_core::gpu::GpuPlan;
+use hsw_core::layout::{unit_id, Attach, Layout, UnitKind, UnitTarget};
 use hsw_gpu_backend::inventory::{discover as discover_inventory, render_text, Inventory};
 use hsw_gpu_backend::mdev::{MdevBackend, SysfsMdev, SysfsRoot, Vgpu};
 use hsw_gpu_backend::ops::{self, Choice, Opened, Paths};
@@ -23,7 +25,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/hsw/state";
 /// `hsw-cli gpu`.
 #[derive(Debug, Subcommand)]
 pub enum GpuCommand {
-    /// Print which MIG instance (device, profile, placement) and which whole GPU each cluster gets.
+    /// Print which MIG instance (device, profile, placement) and which whole GPU each cluster gets, the VM that
+    /// gets it and how (MIG-backed vGPU and its type, passthrough, or simulated).
     Plan(PlanArgs),
     /// Print the GPUs the backend sees: MIG mode, profiles with placements, instances, vGPU types and vGPUs.
     Discover(DiscoverArgs),
@@ -154,47 +157,14 @@ fn plan(args: &PlanArgs, out: &mut dyn Write) -> u8 {
     let result = config::gpu::plan(cfg);
     let written = match (&result, args.format) {
         (Ok(plan), Format::Json) => {
-            let v = serde_json::json!({
-                "config": name,
-                "instances": plan.instances.iter().map(|i| serde_json::json!({
-                    "cluster": i.cluster,
-                    "device": i.device,
-                    "profile": i.profile,
-                    "profile_id": i.profile_id,
-                    "placement_start": i.placement_start,
-                    "placement_size": i.placement_size,
-                })).collect::<Vec<_>>(),
-                "whole_gpus": plan.whole_gpus,
-            });
+            let v = plan_json(&name, cfg, plan);
             writeln!(
                 out,
                 "{}",
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             )
         }
-        (Ok(plan), Format::Text) => {
-            let mut s = format!("GPU plan for {name}\n");
-            if plan.instances.is_empty() && plan.whole_gpus.is_empty() {
-                s.push_str("  no GPU units requested\n");
-            }
-            for i in &plan.instances {
-                s.push_str(&format!(
-                    "  {:<6} MIG  {:<10} {:<12} slices {}..{}\n",
-                    i.cluster,
-                    i.device,
-                    i.profile,
-                    i.placement_start,
-                    i.placement_start + i.placement_size
-                ));
-            }
-            for w in &plan.whole_gpus {
-                s.push_str(&format!(
-                    "  {:<6} GPU  {:<10} (whole, passthrough)\n",
-                    w.cluster, w.device
-                ));
-            }
-            out.write_all(s.as_bytes())
-        }
+        (Ok(plan), Format::Text) => out.write_all(plan_text(&name, cfg, plan).as_bytes()),
         (Err(e), Format::Json) => writeln!(
             out,
             "{}",
@@ -220,6 +190,97 @@ fn plan(args: &PlanArgs, out: &mut dyn Write) -> u8 {
         eprintln!("wrote {}", path.display());
     }
     exit::OK
+}
+
+/// Where a planned unit goes: its target in the layout.
+fn target<'a>(
+    layout: &'a Layout,
+    kind: UnitKind,
+    device: &str,
+    placement_start: Option<u32>,
+) -> Option<&'a UnitTarget> {
+    layout.target(&unit_id(kind, device, placement_start))
+}
+
+/// `gpu plan --format json`: each instance and whole GPU with the VM that gets it and how.
+fn plan_json(name: &str, cfg: &config::model::ClusterConfig, plan: &GpuPlan) -> serde_json::Value {
+    let layout = Layout::new(cfg, plan);
+    serde_json::json!({
+        "config": name,
+        "instances": plan.instances.iter().map(|i| {
+            let t = target(&layout, UnitKind::Mig, &i.device, Some(i.placement_start));
+            serde_json::json!({
+                "cluster": i.cluster,
+                "device": i.device,
+                "profile": i.profile,
+                "profile_id": i.profile_id,
+                "placement_start": i.placement_start,
+                "placement_size": i.placement_size,
+                "vm": t.and_then(|t| t.vm.clone()),
+                "attach": t.map(|t| t.attach),
+                "vgpu_type": t.and_then(|t| t.vgpu_type.clone()),
+            })
+        }).collect::<Vec<_>>(),
+        "whole_gpus": plan.whole_gpus.iter().map(|w| {
+            let t = target(&layout, UnitKind::Whole, &w.device, None);
+            serde_json::json!({
+                "cluster": w.cluster,
+                "device": w.device,
+                "vm": t.and_then(|t| t.vm.clone()),
+                "attach": t.map(|t| t.attach),
+            })
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// `-> <vm> (vgpu <type>)`, `-> <vm> (passthrough)`, `-> <vm> (simulated; on real GPUs: ...)`, or `-> no VM`.
+fn target_text(kind: UnitKind, t: Option<&UnitTarget>) -> String {
+    let Some(t) = t else {
+        return "-> no VM".into();
+    };
+    let vm = t.vm.as_deref().unwrap_or("no VM");
+    let real = match (kind, &t.vgpu_type) {
+        (UnitKind::Whole, _) => "passthrough".to_owned(),
+        (_, Some(ty)) => format!("vgpu {ty}"),
+        (_, None) => "vgpu of an unknown type".to_owned(),
+    };
+    match t.attach {
+        Attach::Simulated => format!("-> {vm} (simulated; on real GPUs: {real})"),
+        Attach::Vgpu | Attach::Passthrough => format!("-> {vm} ({real})"),
+    }
+}
+
+/// `gpu plan` as text: one line per unit, with the VM that gets it and how.
+fn plan_text(name: &str, cfg: &config::model::ClusterConfig, plan: &GpuPlan) -> String {
+    let layout = Layout::new(cfg, plan);
+    let mut s = format!("GPU plan for {name}\n");
+    if plan.instances.is_empty() && plan.whole_gpus.is_empty() {
+        s.push_str("  no GPU units requested\n");
+    }
+    for i in &plan.instances {
+        let t = target(&layout, UnitKind::Mig, &i.device, Some(i.placement_start));
+        s.push_str(&format!(
+            "  {:<6} MIG  {:<10} {:<12} slices {}..{}  {}\n",
+            i.cluster,
+            i.device,
+            i.profile,
+            i.placement_start,
+            i.placement_start + i.placement_size,
+            target_text(UnitKind::Mig, t)
+        ));
+    }
+    for w in &plan.whole_gpus {
+        let t = target(&layout, UnitKind::Whole, &w.device, None);
+        s.push_str(&format!(
+            "  {:<6} GPU  {:<10} {:<12} {:<11}  {}\n",
+            w.cluster,
+            w.device,
+            "whole",
+            "",
+            target_text(UnitKind::Whole, t)
+        ));
+    }
+    s
 }
 
 /// UTC time as `2024-05-01T12:34:56Z`.
@@ -252,12 +313,14 @@ fn open_backend(
     ops::open(b.backend.choice(), &paths, seed).map_err(|e| e.message)
 }
 
-/// The mapping `--write-map` writes: metadata, then each planned instance with what exists of it.
+/// The mapping `--write-map` writes: metadata, then one entry per planned unit (layout order: each cluster's MIG
+/// instances, then its whole GPUs) with its VM, how it attaches, and what the backend knows of it; what is not
+/// known yet (a GI not created, the VF parent and mdev found at apply) is null.
 fn mdev_map(
     name: &str,
     source: &str,
     cfg: &config::model::ClusterConfig,
-    plan: &hsw_core::gpu::GpuPlan,
+    plan: &GpuPlan,
     b: &BackendArgs,
 ) -> serde_json::Value {
     let sha = Sha256::digest(source.as_bytes())
@@ -303,35 +366,46 @@ fn mdev_map(
             })
         })
         .collect();
-    let instances: Vec<serde_json::Value> = plan
-        .instances
+    let layout = Layout::new(cfg, plan);
+    let units: Vec<serde_json::Value> = layout
+        .gpu_units
         .iter()
-        .map(|i| {
-            let (pci, dev) = found(&i.device);
-            let gi = dev.and_then(|d| {
-                d.gpu_instances.iter().find(|g| {
+        .zip(&layout.targets)
+        .map(|(u, t)| {
+            let (pci, dev) = found(&u.device);
+            let planned = plan.instances.iter().find(|i| {
+                u.kind == UnitKind::Mig
+                    && i.device == u.device
+                    && Some(i.placement_start) == u.placement_start
+            });
+            let gi = planned.and_then(|i| {
+                dev?.gpu_instances.iter().find(|g| {
                     g.profile_id == i.profile_id && g.placement.start == i.placement_start
                 })
             });
             let ci = gi.and_then(|g| g.compute_instances.first());
             serde_json::json!({
-                "cluster": i.cluster,
-                "device": i.device,
+                "id": t.unit_id,
+                "cluster": t.cluster,
+                "vm": t.vm,
+                "kind": u.kind.as_str(),
+                "attach": t.attach,
+                "device": u.device,
                 "pci_address": pci,
                 "gpu_uuid": dev.map(|d| d.uuid.clone()),
-                "profile": i.profile,
-                "profile_id": i.profile_id,
-                "placement_start": i.placement_start,
-                "placement_size": i.placement_size,
+                "profile": u.profile,
+                "profile_id": planned.map(|i| i.profile_id),
+                "placement": planned.map(|i| serde_json::json!({
+                    "start": i.placement_start,
+                    "size": i.placement_size,
+                })),
                 "gi_id": gi.map(|g| g.gi_id),
                 "ci_id": ci.map(|c| c.ci_id),
                 "mig_device_uuid": ci.and_then(|c| c.mig_device_uuid.clone()),
-                "mdev_uuids": inv.as_ref().map(|inv| inv
-                    .vgpus
-                    .iter()
-                    .filter(|v| Some(v.parent.as_str()) == dev.map(|d| d.pci_address.as_str()))
-                    .filter_map(|v| v.uuid.clone())
-                    .collect::<Vec<_>>()).unwrap_or_default(),
+                // The VF that holds the GI and the vGPU on it are found at apply (hsw_mdev); until then unknown.
+                "vgpu_parent": serde_json::Value::Null,
+                "mdev_uuid": u.mdev_uuid,
+                "vgpu_type": t.vgpu_type,
             })
         })
         .collect();
@@ -345,8 +419,7 @@ fn mdev_map(
             "backend_reason": reason,
             "devices": devices,
         },
-        "instances": instances,
-        "whole_gpus": plan.whole_gpus,
+        "units": units,
     })
 }
 

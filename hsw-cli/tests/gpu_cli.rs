@@ -121,25 +121,73 @@ fn plan_writes_the_mdev_map_with_metadata() {
     let sim = SimulatedBackend::open(&w.state(), None).unwrap();
     let cfg = repo().join("examples/minimal-dev.yaml");
     let map = w.dir.path().join("out/mdev_map.json");
-    let o = w.hsw(&[
-        "gpu",
-        "plan",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--write-map",
-        map.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&map).unwrap()).unwrap();
+    let write_map = || {
+        let o = w.hsw(&[
+            "gpu",
+            "plan",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--write-map",
+            map.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&map).unwrap()).unwrap()
+    };
+    let v = write_map();
     let m = &v["metadata"];
     assert_eq!(m["config_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(m["backend"], "simulated");
     assert!(m["generated_at"].as_str().unwrap().ends_with('Z'));
     let uuid = sim.devices().unwrap()[0].uuid.clone();
     assert_eq!(m["devices"][0]["uuid"], uuid.as_str());
-    assert_eq!(v["instances"].as_array().unwrap().len(), 3);
-    assert!(v["instances"][0]["gi_id"].is_null(), "not created yet");
+    // One entry per unit, with its VM; what does not exist yet is null.
+    let units = v["units"].as_array().unwrap();
+    assert_eq!(units.len(), 3);
+    let vms: Vec<&str> = units.iter().map(|u| u["vm"].as_str().unwrap()).collect();
+    assert_eq!(
+        vms,
+        [
+            "hsw-dev-compute-1",
+            "hsw-dev-compute-2",
+            "hsw-dev-gpu-worker-1"
+        ]
+    );
+    let u = &units[2];
+    assert_eq!(u["cluster"], "cloud");
+    assert_eq!(u["device"], "GPU-0");
+    assert_eq!(u["pci_address"], GPU);
+    assert_eq!(u["gpu_uuid"], uuid.as_str());
+    assert_eq!(u["profile"], "3g.40gb");
+    assert_eq!(u["placement"], serde_json::json!({"start": 4, "size": 4}));
+    assert_eq!(u["attach"], "simulated");
+    assert_eq!(u["vgpu_type"], "A100DX-3-40C");
+    for key in [
+        "gi_id",
+        "ci_id",
+        "mig_device_uuid",
+        "vgpu_parent",
+        "mdev_uuid",
+    ] {
+        assert!(u[key].is_null(), "{key}: not created yet");
+    }
+
+    // Once the instance exists, the map names its GI, CI and MIG device.
+    ops::create(
+        &sim,
+        &w.state().join("locks"),
+        &CreateRequest {
+            gpu: GPU.into(),
+            profile: "3g.40gb".into(),
+            placement_start: Some(4),
+            compute_slices: None,
+        },
+    )
+    .unwrap();
+    let v = write_map();
+    let u = &v["units"][2];
+    assert!(u["gi_id"].is_u64() && u["ci_id"].is_u64(), "{u}");
+    assert!(u["mig_device_uuid"].is_string(), "{u}");
+    assert!(v["units"][0]["gi_id"].is_null());
 
     // The default path.
     let o = w.hsw(&[
@@ -235,4 +283,50 @@ fn cleanup_lists_saves_and_removes_only_what_no_state_holds() {
     let vgpus = mdev.vgpus().unwrap();
     assert_eq!(vgpus.len(), 1);
     assert_eq!(vgpus[0].id(), kept_vgpu.id());
+}
+
+/// `gpu plan` in both formats, for a simulated config (every unit `simulated`, the vGPU type it would get) and an
+/// NVML one (MIG slices as vGPUs, a whole GPU by passthrough): golden files in `tests/fixtures/gpu-plan/`.
+#[test]
+fn plan_names_the_vm_and_the_attachment_of_every_unit() {
+    for example in ["minimal-dev", "production-like"] {
+        let config = format!("examples/{example}.yaml");
+        let text = testkit::ok(support::hsw().run(&["gpu", "plan", "--config", &config]));
+        testkit::golden::check(
+            repo().join(format!("tests/fixtures/gpu-plan/{example}.txt")),
+            &text,
+        );
+        let json = testkit::ok(
+            support::hsw().run(&["gpu", "plan", "--config", &config, "--format", "json"]),
+        );
+        testkit::golden::check(
+            repo().join(format!("tests/fixtures/gpu-plan/{example}.json")),
+            &json,
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for unit in v["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(v["whole_gpus"].as_array().unwrap())
+        {
+            assert!(unit["vm"].is_string(), "{unit}");
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&testkit::ok(support::hsw().run(&[
+        "gpu",
+        "plan",
+        "--config",
+        "examples/production-like.yaml",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(v["instances"][0]["attach"], "vgpu");
+    assert_eq!(v["instances"][0]["vgpu_type"], "A100DX-2-20C");
+    assert_eq!(v["whole_gpus"][0]["attach"], "passthrough");
+    assert_eq!(
+        v["whole_gpus"][0]["vm"],
+        "hyperscaler-emulation-gpu-worker-3"
+    );
 }

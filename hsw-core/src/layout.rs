@@ -15,16 +15,23 @@
 //!
 //! A cluster's units are its planned MIG instances (in plan order: device order, then placement start), then
 //! its whole GPUs (device order). They are dealt to the cluster's GPU-enabled VMs in node order,
-//! `gpus_per_node` units each; units left over stay unassigned (they are still in [`Layout::gpu_units`]).
+//! `gpus_per_node` units each; units left over stay unassigned (they are still in [`Layout::gpu_units`], with
+//! no VM in [`Layout::targets`]; validation refuses them, `gpu.units-unused`).
+//!
+//! Each unit's [`UnitTarget`] says which VM gets it and how ([`Attach`]): a MIG slice as a MIG-backed vGPU of
+//! the type `attach.<cluster>.vgpu_types` names for its profile, else the catalog's ([`crate::gpu::vgpu`]), a
+//! whole GPU by passthrough; with `host.gpu_backend: simulated` every unit is `simulated` (the vGPU type is
+//! still resolved, so the simulation walks the same path).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::model::{ClusterConfig, CLUSTER_KEYS};
+use crate::config::model::{ClusterConfig, GpuBackend, CLUSTER_KEYS};
 use crate::config::rules::{self, parse_ip_range};
 use crate::gpu::plan::GpuPlan;
+use crate::gpu::{catalog, vgpu};
 
 /// What a VM is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -141,10 +148,7 @@ impl GpuUnit {
     /// The unit id the root module gives a planned unit: `<device>-mig-<placement start>` or
     /// `<device>-whole`, so a slice keeps its Terraform address while its profile changes.
     pub fn id(&self) -> String {
-        match (self.kind, self.placement_start) {
-            (UnitKind::Mig, Some(start)) => format!("{}-mig-{start}", self.device),
-            (kind, _) => format!("{}-{}", self.device, kind.as_str()),
-        }
+        unit_id(self.kind, &self.device, self.placement_start)
     }
 
     /// The unit as Terraform's output reports it: what only the plan knows left out, so that a planned unit
@@ -156,6 +160,53 @@ impl GpuUnit {
             ..self.clone()
         }
     }
+}
+
+/// The unit id of a unit of this kind on `device` ([`GpuUnit::id`]).
+pub fn unit_id(kind: UnitKind, device: &str, placement_start: Option<u32>) -> String {
+    match (kind, placement_start) {
+        (UnitKind::Mig, Some(start)) => format!("{device}-mig-{start}"),
+        (kind, _) => format!("{device}-{}", kind.as_str()),
+    }
+}
+
+/// How a unit reaches its VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    /// A MIG-backed vGPU on the slice (its parent is the VF that holds the GPU instance).
+    Vgpu,
+    /// PCI passthrough (vfio-pci) of the whole GPU.
+    Passthrough,
+    /// Nothing reaches the VM: the simulated backend.
+    Simulated,
+}
+
+impl Attach {
+    /// `vgpu`, `passthrough` or `simulated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attach::Vgpu => "vgpu",
+            Attach::Passthrough => "passthrough",
+            Attach::Simulated => "simulated",
+        }
+    }
+}
+
+/// Where one planned unit goes and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitTarget {
+    /// The unit's id ([`GpuUnit::id`]).
+    pub unit_id: String,
+    /// The cluster key.
+    pub cluster: &'static str,
+    /// The VM that gets it (its name as libvirt and the inventory show it); `None`: no VM takes it.
+    pub vm: Option<String>,
+    /// How it reaches the VM.
+    pub attach: Attach,
+    /// The vGPU type of a MIG unit: `attach.<cluster>.vgpu_types[<profile>]`, else the catalog's for the GPU's
+    /// model and board; `None` for a whole GPU or a model without a table.
+    pub vgpu_type: Option<String>,
 }
 
 /// One VM.
@@ -220,6 +271,8 @@ pub struct Layout {
     pub vms: Vec<Vm>,
     /// Every GPU unit of the plan: each cluster's (`hpc`, then `cloud`) MIG instances, then whole GPUs.
     pub gpu_units: Vec<GpuUnit>,
+    /// Where each of [`Layout::gpu_units`] goes and how, in the same order.
+    pub targets: Vec<UnitTarget>,
     /// What did not fit, in the order found; empty for a validated configuration. The layout is still as
     /// complete as it can be: a group whose addresses do not parse has no VMs, a VM the plan has too few
     /// units for gets fewer, a unit of an unknown device has no PCI address.
@@ -251,6 +304,54 @@ impl Layout {
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Vm> {
         self.vms.iter().filter(move |v| v.role == role)
     }
+
+    /// Where the unit with this id ([`GpuUnit::id`]) goes.
+    pub fn target(&self, unit_id: &str) -> Option<&UnitTarget> {
+        self.targets.iter().find(|t| t.unit_id == unit_id)
+    }
+}
+
+/// How a unit of `cluster` reaches a VM, and its vGPU type (see the module documentation).
+pub fn attach_of(
+    config: &ClusterConfig,
+    cluster: &str,
+    unit: &GpuUnit,
+) -> (Attach, Option<String>) {
+    let vgpu_type = match (unit.kind, unit.profile.as_deref()) {
+        (UnitKind::Mig, Some(profile)) => vgpu_type_of(config, cluster, &unit.device, profile),
+        _ => None,
+    };
+    let attach = match unit.kind {
+        _ if config.gpu_backend() == GpuBackend::Simulated => Attach::Simulated,
+        UnitKind::Mig | UnitKind::Mdev => Attach::Vgpu,
+        UnitKind::Whole => Attach::Passthrough,
+    };
+    (attach, vgpu_type)
+}
+
+/// The vGPU type a MIG slice of `profile` on `device` gets in `cluster`: the config's, else the catalog's.
+pub fn vgpu_type_of(
+    config: &ClusterConfig,
+    cluster: &str,
+    device: &str,
+    profile: &str,
+) -> Option<String> {
+    let explicit = config.unit_attach(cluster).vgpu_types.and_then(|m| {
+        m.iter()
+            .find(|(p, _)| p.eq_ignore_ascii_case(profile))
+            .map(|(_, t)| vgpu::normalise_type_name(t))
+    });
+    explicit.or_else(|| {
+        let dev = config
+            .global
+            .gpu_allocation
+            .as_ref()?
+            .devices
+            .iter()
+            .find(|d| d.id == device)?;
+        let model = catalog::lookup_model(&dev.model)?;
+        vgpu::default_type(model, &dev.model, model.profile(profile)?)
+    })
 }
 
 /// The name of a VM: `<metadata.name>-<role>-<index>`, `index` from 1.
@@ -323,12 +424,14 @@ fn derive(config: &ClusterConfig, plan: Option<&GpuPlan>) -> Layout {
     };
     let groups = rules::groups(config);
     let mut vms = Vec::new();
+    let mut targets = Vec::new();
     for cluster in CLUSTER_KEYS {
         let units: &[GpuUnit] = per_cluster
             .iter()
             .find(|(c, _)| *c == cluster)
             .map_or(&[], |(_, u)| u.as_slice());
         let mut pool = units.iter().cloned();
+        let mut next_unit = 0usize;
         let needed: u64 = groups
             .iter()
             .filter(|g| g.cluster == cluster)
@@ -362,8 +465,21 @@ fn derive(config: &ClusterConfig, plan: Option<&GpuPlan>) -> Layout {
                 });
             }
             for n in 0..g.count {
+                let name = vm_name(config, role, n + 1);
+                let gpu_units: Vec<GpuUnit> = pool.by_ref().take(g.gpu_units as usize).collect();
+                for u in &gpu_units {
+                    let (attach, vgpu_type) = attach_of(config, cluster, u);
+                    targets.push(UnitTarget {
+                        unit_id: u.id(),
+                        cluster,
+                        vm: Some(name.clone()),
+                        attach,
+                        vgpu_type,
+                    });
+                }
+                next_unit += gpu_units.len();
                 vms.push(Vm {
-                    name: vm_name(config, role, n + 1),
+                    name,
                     cluster,
                     role,
                     index: n + 1,
@@ -371,14 +487,25 @@ fn derive(config: &ClusterConfig, plan: Option<&GpuPlan>) -> Layout {
                     vcpu: g.cpu_cores,
                     memory_gb: g.memory_gb,
                     disk_gb: g.disk_gb,
-                    gpu_units: pool.by_ref().take(g.gpu_units as usize).collect(),
+                    gpu_units,
                 });
             }
+        }
+        for u in units.iter().skip(next_unit) {
+            let (attach, vgpu_type) = attach_of(config, cluster, u);
+            targets.push(UnitTarget {
+                unit_id: u.id(),
+                cluster,
+                vm: None,
+                attach,
+                vgpu_type,
+            });
         }
     }
     Layout {
         vms,
         gpu_units: per_cluster.into_iter().flat_map(|(_, u)| u).collect(),
+        targets,
         problems,
     }
 }
@@ -405,6 +532,49 @@ mod tests {
         let bare = Layout::without_gpus(&config);
         assert_eq!(bare.vms.len(), layout.vms.len());
         assert!(bare.gpu_units.is_empty() && bare.problems.is_empty());
+    }
+
+    #[test]
+    fn every_planned_unit_reaches_exactly_one_vm_and_says_how() {
+        let config = validate_str(DEFAULT_CONFIG).config.expect("default config");
+        let plan = gpu::plan(&config).unwrap();
+        let layout = Layout::checked(&config, &plan).unwrap();
+        assert_eq!(layout.targets.len(), layout.gpu_units.len());
+        for (u, t) in layout.gpu_units.iter().zip(&layout.targets) {
+            assert_eq!(t.unit_id, u.id());
+            let holders: Vec<&Vm> = layout
+                .vms
+                .iter()
+                .filter(|v| v.gpu_units.iter().any(|x| x.id() == u.id()))
+                .collect();
+            assert_eq!(holders.len(), 1, "{}", u.id());
+            assert_eq!(t.vm.as_deref(), Some(holders[0].name.as_str()));
+            assert_eq!(t.cluster, holders[0].cluster);
+            // Simulated, but the type a real GPU would get is resolved all the same.
+            assert_eq!(t.attach, Attach::Simulated);
+            assert!(t
+                .vgpu_type
+                .as_deref()
+                .is_some_and(|ty| ty.starts_with("A100DX-")));
+        }
+
+        let mut real = config.clone();
+        real.host.as_mut().expect("host").gpu_backend = Some(GpuBackend::Nvml);
+        let layout = Layout::checked(&real, &plan).unwrap();
+        assert!(layout.targets.iter().all(|t| t.attach == Attach::Vgpu));
+
+        // A unit left over has no VM.
+        let mut extra = config.clone();
+        extra
+            .global
+            .gpu_allocation
+            .as_mut()
+            .and_then(|a| a.mig_slices.as_mut())
+            .expect("mig_slices")
+            .hpc = Some(3);
+        let plan = gpu::plan(&extra).unwrap();
+        let layout = Layout::new(&extra, &plan);
+        assert_eq!(layout.targets.iter().filter(|t| t.vm.is_none()).count(), 1);
     }
 
     #[test]

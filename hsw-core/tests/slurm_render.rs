@@ -1,7 +1,8 @@
 //! slurm.conf, gres.conf and cgroup.conf rendered from the examples and the Terraform output fixtures:
 //! golden files (`tests/fixtures/terraform-output/expected/<case>/`) for the default config with simulated
 //! MIG on its 2 compute nodes, the production-like config on NVML, and the CPU-only config; the choices the
-//! module documents (NodeAddr always, the memory reserve, Count without File for simulated GPUs); and an
+//! module documents (NodeAddr always, the memory reserve, placeholder devices and the `simulated_gpu` feature
+//! only for simulated GPUs, /dev/nvidia<i> on real ones); and an
 //! optional smoke test with a real `slurmctld` when one is installed.
 //! Regenerate the expectations with `UPDATE_EXPECT=1 cargo test -p hsw-core --test slurm_render`.
 
@@ -73,7 +74,7 @@ fn default_config_with_simulated_mig_matches_golden_files() {
     assert!(files.slurm_conf.contains("\nGresTypes=gpu\n"));
     assert!(files
         .slurm_conf
-        .contains("Gres=gpu:2g.20gb:1 State=UNKNOWN"));
+        .contains("Gres=gpu:2g.20gb:1 Features=simulated_gpu State=UNKNOWN"));
     assert!(files
         .slurm_conf
         .contains("SlurmctldHost=hsw-dev-controller-1(192.168.100.10)\n"));
@@ -162,9 +163,9 @@ fn memory_reserve_is_documented_and_applied() {
 }
 
 #[test]
-fn real_gpus_without_a_vgpu_get_a_placeholder_device() {
-    // Terraform may report a MIG instance on NVML that reached the VM as no device (no vGPU): counting it
-    // keeps slurmd from waiting for /dev/nvidia0.
+fn real_gpus_never_get_a_placeholder_device() {
+    // On NVML every unit names the device the guest driver creates, whether or not Terraform reported its
+    // vGPU yet: a placeholder would let Slurm schedule `--gres=gpu` jobs onto no GPU.
     let (cfg, mut deployment) = load("production-like", "production-like");
     for h in &mut deployment.hosts {
         for u in &mut h.gpu_units {
@@ -173,13 +174,34 @@ fn real_gpus_without_a_vgpu_get_a_placeholder_device() {
     }
     let files = slurm::render(&cfg, &deployment).unwrap();
     assert!(files.gres_conf.contains(
-        "NodeName=hyperscaler-emulation-compute-2 Name=gpu Type=1g.10gb File=/dev/hsw-sim-gpu0\n"
+        "NodeName=hyperscaler-emulation-compute-2 Name=gpu Type=1g.10gb File=/dev/nvidia0\n"
     ));
-    assert!(!files
+    assert!(!files.gres_conf.contains(slurm::SIM_GPU_DEVICE_PREFIX));
+    assert!(!files.gres_conf.contains("SIMULATED"));
+    assert!(!files.slurm_conf.contains("Features="));
+    assert!(files.cgroup_conf.contains("ConstrainDevices=yes\n"));
+}
+
+#[test]
+fn simulated_gpus_say_so_in_gres_conf_and_node_features() {
+    let files = render("minimal-dev", "minimal-dev");
+    for n in ["hsw-dev-compute-1", "hsw-dev-compute-2"] {
+        let line = files
+            .slurm_conf
+            .lines()
+            .find(|l| l.starts_with(&format!("NodeName={n} ")))
+            .unwrap();
+        assert!(
+            line.contains(&format!(" Features={} ", slurm::SIM_GPU_FEATURE)),
+            "{line}"
+        );
+    }
+    assert!(files
         .gres_conf
-        .lines()
-        .any(|l| !l.starts_with('#') && l.contains("/dev/nvidia")));
-    assert!(files.cgroup_conf.contains("ConstrainDevices=no\n"));
+        .contains(&format!("Features={}", slurm::SIM_GPU_FEATURE)));
+    // A controller without GPUs carries no feature.
+    let cpu = render("cpu-only", "cpu-only");
+    assert!(!cpu.slurm_conf.contains("Features="));
 }
 
 #[test]

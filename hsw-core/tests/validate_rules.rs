@@ -641,8 +641,8 @@ fn units_for_a_missing_cluster_are_refused() {
 }
 
 #[test]
-fn unused_units_warn() {
-    let d = expect(
+fn a_unit_no_vm_takes_is_refused() {
+    let d = expect_error(
         &edit(&[(
             "      hpc: 2\n      cloud: 1",
             "      hpc: 3\n      cloud: 1",
@@ -650,12 +650,98 @@ fn unused_units_warn() {
         "gpu.units-unused",
         "/global/gpu_allocation",
     );
-    assert_eq!(d.severity, Severity::Warning);
+    assert!(d.message.contains("1 would reach no VM"), "{}", d.message);
     assert!(
-        d.message.contains("1 will stay unassigned"),
-        "{}",
-        d.message
+        d.hint.as_deref().unwrap_or("").contains("mig_slices.hpc"),
+        "{d:?}"
     );
+}
+
+const ATTACH_AT: &str = "    mig_slices:\n      hpc: 2\n      cloud: 1\n";
+
+fn with_attach(attach: &str) -> String {
+    edit(&[(ATTACH_AT, &format!("{ATTACH_AT}    attach:\n{attach}"))])
+}
+
+#[test]
+fn attach_written_out_is_the_default_meaning() {
+    let src = with_attach(
+        "      hpc: {mig: vgpu, whole: passthrough, vgpu_types: {\"2g.20gb\": \"NVIDIA A100DX-2-20C\"}}\n",
+    );
+    let v = validate_str(&src);
+    assert!(
+        v.report.diagnostics.is_empty(),
+        "{:#?}",
+        v.report.diagnostics
+    );
+    let plain = validate_str(DEFAULT_CONFIG).config.unwrap();
+    let explicit = v.config.unwrap();
+    let plan = hsw_core::config::gpu::plan(&plain).unwrap();
+    let a = hsw_core::layout::Layout::checked(&plain, &plan).unwrap();
+    let b = hsw_core::layout::Layout::checked(&explicit, &plan).unwrap();
+    assert_eq!(a.targets, b.targets);
+}
+
+#[test]
+fn a_vgpu_type_of_another_model_is_refused() {
+    let d = expect_error(
+        &with_attach("      hpc: {vgpu_types: {\"2g.20gb\": \"H100XM-2-20C\"}}\n"),
+        "gpu.vgpu-type-unknown",
+        "/global/gpu_allocation/attach/hpc/vgpu_types/2g.20gb",
+    );
+    let hint = d.hint.unwrap();
+    assert!(
+        hint.contains("A100DX-2-20C") && hint.contains("A100D-2-20C"),
+        "{hint}"
+    );
+    // The right type, as the driver prints it, is accepted.
+    let ok = with_attach("      hpc: {vgpu_types: {\"2g.20gb\": \"GRID A100D-2-20C\"}}\n");
+    assert!(findings(&ok).is_empty(), "{:#?}", findings(&ok));
+}
+
+#[test]
+fn a_vgpu_type_for_a_profile_no_gpu_has_is_refused() {
+    expect_error(
+        &with_attach("      cloud: {vgpu_types: {\"1g.5gb\": \"A100-1-5C\"}}\n"),
+        "gpu.unknown-profile",
+        "/global/gpu_allocation/attach/cloud/vgpu_types/1g.5gb",
+    );
+}
+
+#[test]
+fn more_mig_vgpus_for_a_vm_than_nvidia_allows_are_refused() {
+    let src = edit(&[(
+        "    compute_nodes:\n      count: 2\n",
+        "    compute_nodes:\n      count: 1\n      gpus_per_node: 2\n",
+    )]);
+    let d = expect_error(
+        &src,
+        "gpu.vgpus-per-vm",
+        "/clusters/hpc/compute_nodes/gpus_per_node",
+    );
+    assert!(d.message.contains("2 MIG slices"), "{}", d.message);
+}
+
+#[test]
+fn several_whole_gpus_in_one_vm_are_fine() {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/whole-gpu.yaml"
+    ))
+    .unwrap();
+    let two = src
+        .replace("      hpc: 1\n      cloud: 1\n", "      hpc: 2\n")
+        .replace(
+            "      gpu_enabled: true\n      ip_range: 192.168.110.11",
+            "      gpu_enabled: true\n      gpus_per_node: 2\n      ip_range: 192.168.110.11",
+        )
+        .replace(
+            "gpu_enabled: true, ip_range: 192.168.210.12",
+            "ip_range: 192.168.210.12",
+        );
+    assert_ne!(two, src);
+    let all = findings(&two);
+    assert!(all.is_empty(), "{all:#?}");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //!
 //! Reading goes YAML text → JSON value with positions ([`yaml`]) → JSON Schema check
 //! ([`schema`]) → typed model ([`model`]) → semantic rules ([`rules`], including GPU placement
-//! through [`gpu`]). Every stage adds to one [`Report`]; none stops at its first finding.
+//! through [`gpu`] and how the units reach the VMs in [`attach_rules`]). Every stage adds to one [`Report`]; none stops at its first finding.
 
+pub mod attach_rules;
 pub mod gpu;
 pub mod model;
 pub mod rules;

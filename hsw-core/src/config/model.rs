@@ -204,6 +204,40 @@ pub struct GpuAllocation {
     /// Number of whole GPUs (PCI passthrough) per cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whole_gpus: Option<PerCluster<u32>>,
+    /// How each cluster's units reach its VMs. Default: MIG slices as MIG-backed vGPUs (the type from hsw's catalog), whole GPUs by PCI passthrough; with `host.gpu_backend: simulated` nothing reaches a VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach: Option<PerCluster<UnitAttach>>,
+}
+
+/// How one cluster's GPU units reach its VMs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitAttach {
+    /// How a MIG slice reaches a VM: `vgpu` (a MIG-backed NVIDIA vGPU on the slice; the default and the only way: a MIG instance cannot be passed through by itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig: Option<MigAttach>,
+    /// How a whole GPU reaches a VM: `passthrough` (vfio-pci; the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole: Option<WholeAttach>,
+    /// The vGPU type per MIG profile, e.g. `{"1g.10gb": "A100DX-1-10C"}` (the name the host driver lists, without `NVIDIA `/`GRID `). Default: hsw's catalog for the GPU's model. A type must belong to the model of every GPU that profile is planned on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vgpu_types: Option<BTreeMap<String, String>>,
+}
+
+/// How a MIG slice reaches a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MigAttach {
+    /// A MIG-backed vGPU (NVIDIA vGPU for Compute, a `-<g>-<FB>C` type) whose parent is the VF that holds the slice.
+    Vgpu,
+}
+
+/// How a whole GPU reaches a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WholeAttach {
+    /// PCI passthrough (vfio-pci) of the whole GPU.
+    Passthrough,
 }
 
 /// A value per cluster.
@@ -522,6 +556,18 @@ impl ClusterConfig {
             .as_ref()
             .and_then(|h| h.accelerator)
             .unwrap_or(Accelerator::Auto)
+    }
+
+    /// How the cluster with this key attaches its units (`global.gpu_allocation.attach.<cluster>`, else the
+    /// defaults).
+    pub fn unit_attach(&self, cluster: &str) -> UnitAttach {
+        self.global
+            .gpu_allocation
+            .as_ref()
+            .and_then(|a| a.attach.as_ref())
+            .and_then(|a| a.get(cluster))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether the configuration defines the cluster with this key (`hpc` or `cloud`).

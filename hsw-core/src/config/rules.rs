@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use crate::config::attach_rules;
 use crate::config::model::{ClusterConfig, GpuAllocation, NodeGroup, Strategy, CLUSTER_KEYS};
 use crate::config::schema::suggest;
 use crate::config::yaml::escape_token;
@@ -651,6 +652,7 @@ fn check_gpus(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
     };
     check_gpu_devices(alloc, out);
     check_gpu_strategy(alloc, out);
+    attach_rules::check_named_types(config, out);
     // Units per cluster against what GPU-enabled nodes need.
     for cluster in CLUSTER_KEYS {
         let mig = alloc
@@ -694,26 +696,34 @@ fn check_gpus(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
                 );
             }
         } else if units > needed {
-            out.push(Diagnostic::warning(
-                "gpu.units-unused",
-                "/global/gpu_allocation",
-                format!(
-                    "cluster `{cluster}` is allocated {units} GPU unit{} but its GPU-enabled nodes use {needed}; {} will stay unassigned",
-                    if units == 1 { "" } else { "s" },
-                    units - needed
-                ),
-            ));
+            out.push(
+                Diagnostic::error(
+                    "gpu.units-unused",
+                    "/global/gpu_allocation",
+                    format!(
+                        "cluster `{cluster}` is allocated {units} GPU unit{} but its GPU-enabled nodes take {needed}; {} would reach no VM",
+                        if units == 1 { "" } else { "s" },
+                        units - needed
+                    ),
+                )
+                .with_hint(format!(
+                    "lower `global.gpu_allocation.mig_slices.{cluster}` / `whole_gpus.{cluster}` to {needed} in all, or add GPU-enabled nodes"
+                )),
+            );
         }
     }
-    if !out
-        .iter()
-        .any(|d| d.rule.starts_with("gpu.") && d.severity == crate::diag::Severity::Error)
-    {
-        if let Err(e) = crate::config::gpu::plan(config) {
-            out.push(
+    // A unit no VM takes does not stop the planner: whether the request fits is a finding of its own.
+    if !out.iter().any(|d| {
+        d.rule.starts_with("gpu.")
+            && d.rule != "gpu.units-unused"
+            && d.severity == crate::diag::Severity::Error
+    }) {
+        match crate::config::gpu::plan(config) {
+            Ok(plan) => attach_rules::check_layout(config, &plan, out),
+            Err(e) => out.push(
                 Diagnostic::error("gpu.infeasible", "/global/gpu_allocation", format!("the GPU request cannot be placed: {e}"))
                     .with_hint("run `hsw-cli gpu plan` to see what fits; lower the counts or allow more profiles"),
-            );
+            ),
         }
     }
 }

@@ -24,13 +24,16 @@
 //!   character device (1:3, like /dev/null) the playbook's slurm role makes (a systemd-tmpfiles rule, so it is
 //!   there again after a reboot), under a comment naming the simulated device and placement;
 //!   `ConstrainDevices=no` in cgroup.conf (there is nothing to constrain). Slurm schedules them exactly like
-//!   real ones (`--gres=gpu:1g.10gb:1`). With real
-//!   GPUs (NVML), each unit is one line with `File=/dev/nvidia<i>`, `i` its order in the VM, and
-//!   `ConstrainDevices=yes`. Which one applies: [`crate::ansible::Deployment::gpus_simulated`]. A unit on real
-//!   GPUs that reaches the VM as no device (a MIG instance Terraform reports without a vGPU `mdev_uuid`: a
-//!   MIG instance enters a VM only as a MIG-backed vGPU) gets a placeholder the simulated way, so slurmd never
-//!   waits.
-//! - Nothing is auto-detected: Debian's Slurm has no NVML plugin, so gres.conf is explicit.
+//!   real ones (`--gres=gpu:1g.10gb:1`), and says they are not: gres.conf's header and the node's `Features`
+//!   ([`SIM_GPU_FEATURE`], shown by `sinfo -o %f`).
+//! - **Real GPUs** (any backend but `simulated`, see [`crate::ansible::Deployment::gpus_simulated`]): each
+//!   unit the VM holds is one line with `File=/dev/nvidia<i>`, `i` its order in the VM (`/dev/nvidia0` first),
+//!   the device the guest driver creates for a passed-through GPU and for a MIG-backed vGPU alike; and
+//!   `ConstrainDevices=yes`. Never a placeholder: a unit whose device is missing in the guest (driver not
+//!   loaded, vGPU not attached yet) leaves slurmd waiting and the node not responding, which `sinfo` shows,
+//!   instead of jobs scheduled onto no GPU.
+//! - Nothing is auto-detected (no `AutoDetect=nvml`): Debian's Slurm is built without the NVML plugin, and
+//!   explicit lines keep the gres types (`1g.10gb`) hsw planned, so gres.conf is explicit.
 
 pub mod check;
 pub mod model;
@@ -49,6 +52,8 @@ pub const LOG_DIR: &str = "/var/log/slurm";
 /// The placeholder devices of GPU units with no device in the VM (simulated GPUs): `<prefix><j>`, `j` from 0
 /// per node. The playbook's slurm role makes them (character devices 1:3).
 pub const SIM_GPU_DEVICE_PREFIX: &str = "/dev/hsw-sim-gpu";
+/// The node feature of compute nodes whose GPU units are simulated (`sinfo -o "%n %f"` shows it).
+pub const SIM_GPU_FEATURE: &str = "simulated_gpu";
 
 /// The three files, as typed models.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +196,11 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
             cpus: group.cpu_cores,
             real_memory: real_memory_mib(group.memory_gb),
             gres: node_gres(config, h),
+            features: if simulated && !h.gpu_units.is_empty() {
+                vec![SIM_GPU_FEATURE.to_owned()]
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     let any_gpu = nodes.iter().any(|n| !n.gres.is_empty());
@@ -255,41 +265,35 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
             String::new(),
             "The GPUs are SIMULATED (host.gpu_backend): no GPU device exists in the VMs, and Slurm drops a".into(),
             format!("GPU without File=, so each unit has a placeholder device {SIM_GPU_DEVICE_PREFIX}<j> (made by the playbook)."),
-            "Slurm schedules these units like real ones (--gres=gpu:<type>:<n>).".into(),
+            format!("Slurm schedules these units like real ones (--gres=gpu:<type>:<n>); the nodes carry Features={SIM_GPU_FEATURE}."),
         ]);
     } else {
         gres_comments.extend([
             String::new(),
-            "One line per GPU unit the VM holds as a device (/dev/nvidia<i>, i its order in the VM); units".into(),
-            format!("Terraform reports without a device in the VM (a MIG instance with no vGPU) get a placeholder {SIM_GPU_DEVICE_PREFIX}<j>."),
+            "One line per GPU unit of the VM: the device the NVIDIA guest driver creates for it (/dev/nvidia<i>,".into(),
+            "i its order in the VM), a passed-through GPU and a MIG-backed vGPU alike. A node whose device is".into(),
+            "missing (driver not loaded, vGPU not attached) does not respond in sinfo until it exists.".into(),
         ]);
     }
     for h in &compute {
-        // Units with a device file in the VM: a passed-through GPU, or a vGPU (mdev), on real GPUs only.
-        let attached =
-            |u: &GpuUnit| !simulated && (u.kind == UnitKind::Whole || u.mdev_uuid.is_some());
-        for (i, u) in h.gpu_units.iter().filter(|u| attached(u)).enumerate() {
+        for (i, u) in h.gpu_units.iter().enumerate() {
+            let (comment, file) = if simulated {
+                (
+                    format!("{}: {} (simulated)", h.name, describe_unit(u)),
+                    format!("{SIM_GPU_DEVICE_PREFIX}{i}"),
+                )
+            } else {
+                (
+                    format!("{}: {}", h.name, describe_unit(u)),
+                    format!("/dev/nvidia{i}"),
+                )
+            };
             lines.push(GresLine {
-                comment: Some(format!("{}: {}", h.name, describe_unit(u))),
+                comment: Some(comment),
                 node: h.name.clone(),
                 name: "gpu".into(),
                 kind: gres_type(config, u),
-                file: Some(format!("/dev/nvidia{i}")),
-                count: None,
-            });
-        }
-        let why = if simulated {
-            "simulated"
-        } else {
-            "not attached to the VM: no vGPU reported, so a placeholder device"
-        };
-        for (j, u) in h.gpu_units.iter().filter(|u| !attached(u)).enumerate() {
-            lines.push(GresLine {
-                comment: Some(format!("{}: {} ({why})", h.name, describe_unit(u))),
-                node: h.name.clone(),
-                name: "gpu".into(),
-                kind: gres_type(config, u),
-                file: Some(format!("{SIM_GPU_DEVICE_PREFIX}{j}")),
+                file: Some(file),
                 count: None,
             });
         }

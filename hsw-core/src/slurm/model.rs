@@ -112,12 +112,13 @@ impl Key {
 }
 
 /// The attributes of a `NodeName=` line hsw writes.
-pub const NODE_ATTRIBUTES: [&str; 6] = [
+pub const NODE_ATTRIBUTES: [&str; 7] = [
     "NodeName",
     "NodeAddr",
     "CPUs",
     "RealMemory",
     "Gres",
+    "Features",
     "State",
 ];
 /// The attributes of a `PartitionName=` line hsw writes.
@@ -169,6 +170,8 @@ pub struct NodeDef {
     pub real_memory: u64,
     /// `Gres`: empty for none.
     pub gres: Vec<Gres>,
+    /// `Features` (what `sinfo -o %f` shows, what `--constraint` selects): empty for none.
+    pub features: Vec<String>,
 }
 
 /// One generic resource of a node: `name:type:count`.
@@ -290,6 +293,9 @@ impl SlurmConf {
             );
             if !n.gres.is_empty() {
                 let _ = write!(out, " Gres={}", gres_spec(&n.gres));
+            }
+            if !n.features.is_empty() {
+                let _ = write!(out, " Features={}", n.features.join(","));
             }
             out.push_str(" State=UNKNOWN\n");
         }
