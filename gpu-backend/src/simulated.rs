@@ -318,9 +318,7 @@ impl SimulatedBackend {
         // Injected failures are consumed even when the operation fails: save whenever the state changed.
         let after = serde_json::to_vec_pretty(&st).unwrap_or_default();
         if serde_json::to_vec(&st).unwrap_or_default() != before {
-            let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-            std::fs::write(&tmp, &after)
-                .and_then(|()| std::fs::rename(&tmp, &path))
+            hsw_core::fsx::write_atomic(&path, &after, 0o644)
                 .map_err(|e| GpuError::io("write the simulated GPU state", &path, &e))?;
         }
         out
@@ -887,5 +885,26 @@ mod tests {
         assert_eq!(d[1].uuid, "GPU-fixed");
         assert!(!d[1].mig.current, "an uncatalogued GPU has no MIG");
         assert!(b.profiles(1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_state_is_never_written_through_a_link() {
+        let (d, b) = sim();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        // The temporary name the writer used to use.
+        std::os::unix::fs::symlink(&victim, d.path().join(format!("{STATE_FILE}.tmp"))).unwrap();
+        b.create_gpu_instance(0, 19, 0).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+
+        // A link at the state file itself: another state directory's file.
+        let other = tempfile::tempdir().unwrap();
+        let linked = other.path().join(STATE_FILE);
+        std::os::unix::fs::symlink(d.path().join(STATE_FILE), &linked).unwrap();
+        let before = std::fs::read(d.path().join(STATE_FILE)).unwrap();
+        let b2 = SimulatedBackend::open(other.path(), None).unwrap();
+        let e = b2.create_gpu_instance(0, 19, 1).unwrap_err();
+        assert!(e.message.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read(d.path().join(STATE_FILE)).unwrap(), before);
     }
 }
