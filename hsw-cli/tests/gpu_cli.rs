@@ -236,3 +236,30 @@ fn cleanup_lists_saves_and_removes_only_what_no_state_holds() {
     assert_eq!(vgpus.len(), 1);
     assert_eq!(vgpus[0].id(), kept_vgpu.id());
 }
+
+#[test]
+fn plan_never_writes_the_map_through_a_link() {
+    let w = World::new();
+    w.seed();
+    let cfg = repo().join("examples/minimal-dev.yaml");
+    let victim = w.dir.path().join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    let map = w.dir.path().join("mdev_map.json");
+    std::os::unix::fs::symlink(&victim, &map).unwrap();
+    let o = w.hsw(&[
+        "gpu",
+        "plan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--write-map",
+        map.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot write {}", map.display()))
+            && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+}
