@@ -198,9 +198,8 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
     let dest = plat.join("terraform-provider-hsw");
     let changed = !same_file_contents(bin, &dest);
     if changed {
-        let tmp = plat.join(".terraform-provider-hsw.tmp");
-        std::fs::copy(bin, &tmp)
-            .and_then(|_| std::fs::rename(&tmp, &dest))
+        std::fs::read(bin)
+            .and_then(|bytes| hsw_core::fsx::write_atomic(&dest, &bytes, 0o755))
             .map_err(|e| {
                 Error::cannot_run(format!(
                     "cannot copy {} into the mirror {}: {e}",
@@ -214,7 +213,7 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
          provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"hyperscaler/hsw\"]\n  }}\n}}\n",
         ctx.mirror().display()
     );
-    std::fs::write(ctx.tfrc(), rc)
+    hsw_core::fsx::write_atomic(&ctx.tfrc(), rc.as_bytes(), 0o644)
         .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", ctx.tfrc().display())))?;
     let initialized = ctx.tf_dir.join(".terraform/providers").is_dir()
         && ctx.tf_dir.join(".terraform.lock.hcl").is_file();
@@ -428,6 +427,47 @@ mod tests {
             ["init", "-input=false", "-no-color"]
         );
         assert!(text(&out).contains("(unchanged)"));
+    }
+
+    #[test]
+    fn init_never_writes_through_a_planted_link() {
+        let f = Fixture::new(None);
+        let runner = FakeRunner::new();
+        runner.on(&["init"], 0, "");
+        let ctx = f.ctx(&runner);
+        std::fs::create_dir_all(ctx.state.root()).unwrap();
+        let plat = ctx
+            .mirror()
+            .join("registry.terraform.io/hyperscaler/hsw")
+            .join(env!("CARGO_PKG_VERSION"))
+            .join("linux_amd64");
+        std::fs::create_dir_all(&plat).unwrap();
+        let victim = f.dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        // The fixed temporary name the copy used to go through.
+        std::os::unix::fs::symlink(&victim, plat.join(".terraform-provider-hsw.tmp")).unwrap();
+        let bin = f.dir.path().join("provider-bin");
+        std::fs::write(&bin, "binary v1").unwrap();
+        init_with(&ctx, &bin, &mut Vec::new()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let mirrored = plat.join("terraform-provider-hsw");
+        assert_eq!(std::fs::read_to_string(&mirrored).unwrap(), "binary v1");
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&mirrored).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        // A link at the CLI configuration is refused, naming it.
+        std::fs::remove_file(ctx.tfrc()).unwrap();
+        std::os::unix::fs::symlink(&victim, ctx.tfrc()).unwrap();
+        let e = init_with(&ctx, &bin, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&ctx.tfrc().display().to_string()) && e.contains("symbolic link"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 
     #[test]
