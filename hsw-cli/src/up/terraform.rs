@@ -48,6 +48,7 @@ pub fn generate_root(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(
         libvirt_uri: Some(libvirt.uri.clone()),
         pool_dir: Some(libvirt.pool.display().to_string()),
         check: false,
+        force: false,
     };
     generate::generate(up.session, &options, &up.cluster_images, out)?;
     let _ = out.flush();
@@ -644,7 +645,7 @@ mod tests {
     }
 
     #[test]
-    fn generate_root_writes_the_root_module_for_the_sandbox() {
+    fn generate_root_writes_the_root_module_for_the_sandbox_and_keeps_hand_edits() {
         let f = Fixture::new(Some("sb"));
         let runner = FakeRunner::new();
         let ctx = f.ctx(&runner);
@@ -671,5 +672,32 @@ mod tests {
         );
         assert!(t.contains("hsw: hpc SSH key: "), "{t}");
         assert!(runner.calls().is_empty());
+
+        // A hand edit of the root is not overwritten, and the error says how to proceed.
+        let providers = ctx.tf_dir.join("providers.tf");
+        let edited = std::fs::read_to_string(&providers)
+            .unwrap()
+            .replace("pool_dir", "pool_dir_mine");
+        std::fs::write(&providers, &edited).unwrap();
+        let e = generate_root(&mut up, 4, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "{} (changed since hsw-cli generate wrote it)",
+                providers.display()
+            )) && e.contains(&format!(
+                "remove them or run `hsw-cli generate --force --out {}`, then run the command again",
+                ctx.tf_dir.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&providers).unwrap(), edited);
+        // Removed, it is written again.
+        std::fs::remove_file(&providers).unwrap();
+        generate_root(&mut up, 4, &mut Vec::new()).unwrap();
+        assert!(!std::fs::read_to_string(&providers)
+            .unwrap()
+            .contains("pool_dir_mine"));
     }
 }
