@@ -889,22 +889,19 @@ mod tests {
 
     #[test]
     fn the_state_is_never_written_through_a_link() {
+        use std::{fs, os::unix::fs::symlink};
         let (d, b) = sim();
-        let victim = d.path().join("victim");
-        std::fs::write(&victim, b"keep").unwrap();
-        // The temporary name the writer used to use.
-        std::os::unix::fs::symlink(&victim, d.path().join(format!("{STATE_FILE}.tmp"))).unwrap();
+        let (victim, state) = (d.path().join("victim"), d.path().join(STATE_FILE));
+        fs::write(&victim, b"keep").unwrap();
+        // At the temporary name the writer used to use, then at the state file itself.
+        symlink(&victim, d.path().join(format!("{STATE_FILE}.tmp"))).unwrap();
         b.create_gpu_instance(0, 19, 0).unwrap();
-        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
-
-        // A link at the state file itself: another state directory's file.
-        let other = tempfile::tempdir().unwrap();
-        let linked = other.path().join(STATE_FILE);
-        std::os::unix::fs::symlink(d.path().join(STATE_FILE), &linked).unwrap();
-        let before = std::fs::read(d.path().join(STATE_FILE)).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        let (other, before) = (tempfile::tempdir().unwrap(), fs::read(&state).unwrap());
+        symlink(&state, other.path().join(STATE_FILE)).unwrap();
         let b2 = SimulatedBackend::open(other.path(), None).unwrap();
         let e = b2.create_gpu_instance(0, 19, 1).unwrap_err();
         assert!(e.message.contains("symbolic link"), "{e}");
-        assert_eq!(std::fs::read(d.path().join(STATE_FILE)).unwrap(), before);
+        assert_eq!(fs::read(&state).unwrap(), before);
     }
 }
