@@ -318,9 +318,7 @@ impl SimulatedBackend {
         // Injected failures are consumed even when the operation fails: save whenever the state changed.
         let after = serde_json::to_vec_pretty(&st).unwrap_or_default();
         if serde_json::to_vec(&st).unwrap_or_default() != before {
-            let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-            std::fs::write(&tmp, &after)
-                .and_then(|()| std::fs::rename(&tmp, &path))
+            hsw_core::fsx::write_atomic(&path, &after, 0o644)
                 .map_err(|e| GpuError::io("write the simulated GPU state", &path, &e))?;
         }
         out
@@ -887,5 +885,23 @@ mod tests {
         assert_eq!(d[1].uuid, "GPU-fixed");
         assert!(!d[1].mig.current, "an uncatalogued GPU has no MIG");
         assert!(b.profiles(1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_state_is_never_written_through_a_link() {
+        use std::{fs, os::unix::fs::symlink};
+        let (d, b) = sim();
+        let (victim, state) = (d.path().join("victim"), d.path().join(STATE_FILE));
+        fs::write(&victim, b"keep").unwrap();
+        // At the temporary name the writer used to use, then at the state file itself.
+        symlink(&victim, d.path().join(format!("{STATE_FILE}.tmp"))).unwrap();
+        b.create_gpu_instance(0, 19, 0).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        let (other, before) = (tempfile::tempdir().unwrap(), fs::read(&state).unwrap());
+        symlink(&state, other.path().join(STATE_FILE)).unwrap();
+        let b2 = SimulatedBackend::open(other.path(), None).unwrap();
+        let e = b2.create_gpu_instance(0, 19, 1).unwrap_err();
+        assert!(e.message.contains("symbolic link"), "{e}");
+        assert_eq!(fs::read(&state).unwrap(), before);
     }
 }

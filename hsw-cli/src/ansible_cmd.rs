@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -417,24 +417,11 @@ fn make_private_dir(dir: &Path) -> Result<(), Error> {
         })
 }
 
-/// Writes a file through a temporary file and a rename, so a reader never sees half of it.
+/// Writes a file of the state directory (inventory, playbook variables, rendered configuration: some hold
+/// secrets) through [`hsw_core::fsx::write_atomic`], readable by its owner only.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp-hsw");
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::cannot_run(format!("cannot write {}: {e}", path.display()))
-    })
+    hsw_core::fsx::write_atomic(path, bytes, 0o600)
+        .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Makes sure a cluster's SSH key pair exists (`ssh-keygen -t ed25519 -N '' -f <state>/ssh/<cluster>/id_ed25519`,
@@ -520,7 +507,14 @@ pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, E
     if let Some(dir) = path.parent() {
         make_private_dir(dir)?;
     }
-    if let Ok(meta) = fs::metadata(&path) {
+    if let Ok(meta) = fs::symlink_metadata(&path) {
+        if meta.file_type().is_symlink() {
+            return Err(Error::cannot_run(format!(
+                "the Munge key {} is a symbolic link, and hsw never writes or changes a file through a link: \
+                 remove the link and run the command again",
+                path.display()
+            )));
+        }
         if meta.len() >= 32 {
             fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).map_err(|e| {
                 Error::cannot_run(format!("cannot set the mode of {}: {e}", path.display()))
@@ -540,20 +534,7 @@ pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, E
         .map_err(|e| {
             Error::cannot_run(format!("cannot read random bytes from /dev/urandom: {e}"))
         })?;
-    let tmp = path.with_extension("tmp-hsw");
-    let _ = fs::remove_file(&tmp);
-    let written = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o400)
-            .open(&tmp)?;
-        f.write_all(&key)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)
-    })();
-    written.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
+    hsw_core::fsx::write_atomic(&path, &key, 0o400).map_err(|e| {
         Error::cannot_run(format!(
             "cannot write the Munge key {}: {e}",
             path.display()
@@ -707,5 +688,48 @@ mod tests {
         for host in ["hsw-dev-controller", "hsw-dev-control-plane"] {
             assert!(inv.contains(host), "{host} not in the inventory:\n{inv}");
         }
+    }
+
+    #[test]
+    fn the_state_files_are_private_and_never_written_through_links() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let state_dir = dir.path().join("state");
+        let ansible = state_dir.join("ansible");
+        fs::create_dir_all(&ansible).unwrap_or_else(|e| panic!("{e}"));
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap_or_else(|e| panic!("{e}"));
+        // The fixed temporary names the writer used to use.
+        for planted in ["inventory.tmp-hsw", "platform-vars.tmp-hsw"] {
+            std::os::unix::fs::symlink(&victim, ansible.join(planted))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let loaded = load_args(&SourceArgs {
+            config: None,
+            tf_output: None,
+            terraform_dir: dir.path().join("terraform"),
+            planned: true,
+            state_dir: Some(state_dir.clone()),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let files = write_platform_files(&loaded, true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fs::read_to_string(&victim).unwrap_or_default(), "keep");
+        for f in [&files.inventory, &files.extra_vars] {
+            let mode = fs::symlink_metadata(f)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
+        // A link at the final path is refused, naming it, and its target is untouched.
+        fs::remove_file(&files.inventory).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&victim, &files.inventory).unwrap_or_else(|e| panic!("{e}"));
+        let e = write_platform_files(&loaded, true)
+            .err()
+            .unwrap_or_else(|| panic!("a link at the inventory was written through"));
+        let text = e.to_string();
+        assert!(
+            text.contains(&files.inventory.display().to_string()) && text.contains("symbolic link"),
+            "{text}"
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap_or_default(), "keep");
     }
 }

@@ -5,13 +5,17 @@
 //! renders the files, writes the ones whose text changed, and removes files it wrote before that are no longer
 //! generated: only files in the output directory whose first line is the generated-file header. Nothing else in
 //! the directory (`.terraform/`, state, lock file, files of your own) is touched.
+//!
+//! A file it would replace or remove must be one it wrote and nobody changed since (the header's body hash,
+//! [`terraform::provenance`]); otherwise nothing at all is written and the error names the files and
+//! `--force`. Every write goes through [`hsw_core::fsx::write_atomic`].
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use clap::Args;
-use hsw_core::render::terraform::{self, Options, HEADER_PREFIX};
+use hsw_core::render::terraform::{self, Options, Provenance};
 
 use crate::error::Error;
 use crate::exit;
@@ -67,6 +71,10 @@ pub struct GenerateOptions {
     /// Change nothing; exit 1 when the directory is not up to date.
     #[arg(long)]
     pub check: bool,
+    /// Overwrite (or remove) files of the output directory that hsw-cli generate did not write, or that were
+    /// edited since it wrote them (without it, such files stop the command before anything is written).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Per cluster key (`hpc`, `cloud`): its own image, kernel and initrd (what `hsw-cli up` passes: each cluster
@@ -212,7 +220,7 @@ pub fn generate(
             "cannot generate the Terraform files of {name}: {e}"
         ))
     })?;
-    let changes = sync(&out_dir, &files, args.check)?;
+    let changes = sync(&out_dir, &files, args.check, args.force)?;
     let mut text = String::new();
     let shown = args.out.display();
     let mut changed = 0;
@@ -247,22 +255,27 @@ pub fn generate(
 }
 
 /// Writes the files whose text differs and removes stale generated files (those with the header). With
-/// `dry_run`, only says what it would do.
+/// `dry_run`, only says what it would do. Without `force`, refuses (before changing anything) when a file it
+/// would replace or remove is not one it wrote, unchanged.
 fn sync(
     dir: &Path,
     files: &[terraform::File],
     dry_run: bool,
+    force: bool,
 ) -> Result<Vec<(String, Change)>, Error> {
-    if !dry_run {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::cannot_run(format!("cannot create {}: {e}", dir.display())))?;
-    }
     let mut changes = Vec::new();
+    // Files it may not touch without `force`: (name, why).
+    let mut refused = Vec::new();
     for f in files {
         let path = dir.join(&f.name);
         let change = match std::fs::read(&path) {
             Ok(old) if old == f.contents.as_bytes() => Change::Unchanged,
-            Ok(_) => Change::Updated,
+            Ok(old) => {
+                if let Some(why) = not_ours(&old) {
+                    refused.push((f.name.clone(), why));
+                }
+                Change::Updated
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Change::Created,
             Err(e) => {
                 return Err(Error::cannot_run(format!(
@@ -271,34 +284,63 @@ fn sync(
                 )))
             }
         };
-        if change != Change::Unchanged && !dry_run {
-            let tmp = dir.join(format!(".{}.tmp", f.name));
-            std::fs::write(&tmp, &f.contents)
-                .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", tmp.display())))?;
-            std::fs::rename(&tmp, &path).map_err(|e| {
-                Error::cannot_run(format!("cannot replace {}: {e}", path.display()))
-            })?;
-        }
         changes.push((f.name.clone(), change));
     }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dry_run => return Ok(changes),
+    let mut stale = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if files.iter().any(|f| f.name == name)
+                    || !entry.file_type().is_ok_and(|t| t.is_file())
+                {
+                    continue;
+                }
+                // Unreadable files are not ours to remove.
+                let Ok(old) = std::fs::read(entry.path()) else {
+                    continue;
+                };
+                if terraform::provenance(&old) == Provenance::Foreign {
+                    continue;
+                }
+                if let Some(why) = not_ours(&old) {
+                    refused.push((name.clone(), why));
+                }
+                stale.push(name);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(Error::cannot_run(format!(
                 "cannot list {}: {e}",
                 dir.display()
             )))
         }
-    };
-    let mut stale = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if files.iter().any(|f| f.name == name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
-        }
-        if is_generated(&entry.path()) {
-            stale.push(name);
+    }
+    if !refused.is_empty() && !force {
+        refused.sort();
+        let list: Vec<String> = refused
+            .iter()
+            .map(|(name, why)| format!("{} ({why})", dir.join(name).display()))
+            .collect();
+        return Err(Error::invalid(format!(
+            "refusing to replace files hsw-cli generate did not write as they are: {}. Keep Terraform of your \
+             own in files of your own beside them (generate leaves those alone); to replace these, remove them \
+             or run `hsw-cli generate --force --out {}`, then run the command again",
+            list.join(", "),
+            dir.display()
+        )));
+    }
+    if !dry_run {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::cannot_run(format!("cannot create {}: {e}", dir.display())))?;
+        for (f, (_, change)) in files.iter().zip(&changes) {
+            if *change != Change::Unchanged {
+                let path = dir.join(&f.name);
+                hsw_core::fsx::write_atomic(&path, f.contents.as_bytes(), 0o644).map_err(|e| {
+                    Error::cannot_run(format!("cannot write {}: {e}", path.display()))
+                })?;
+            }
         }
     }
     stale.sort();
@@ -313,14 +355,13 @@ fn sync(
     Ok(changes)
 }
 
-/// Whether a file starts with the generated-file header.
-fn is_generated(path: &Path) -> bool {
-    use std::io::Read as _;
-    let mut head = vec![0u8; HEADER_PREFIX.len()];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && head == HEADER_PREFIX.as_bytes()
+/// Why a file may not be replaced without `--force`, or `None` when hsw-cli generate wrote it as it is.
+fn not_ours(contents: &[u8]) -> Option<&'static str> {
+    match terraform::provenance(contents) {
+        Provenance::Generated => None,
+        Provenance::Edited => Some("changed since hsw-cli generate wrote it"),
+        Provenance::Foreign => Some("no generated-file header"),
+    }
 }
 
 /// A path without `.` and `..` components (lexically; `..` above the root stays at the root).

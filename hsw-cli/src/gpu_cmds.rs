@@ -298,7 +298,7 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), String> {
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let text = serde_json::to_string_pretty(v).unwrap_or_default();
-    std::fs::write(path, format!("{text}\n"))
+    hsw_core::fsx::write_atomic(path, format!("{text}\n").as_bytes(), 0o644)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

@@ -91,7 +91,8 @@ fn writes_only_changes_and_removes_only_its_own_stale_files() {
         text(&o)
     );
 
-    // A hand edit is undone; a stale generated file goes; other files stay.
+    // A stale generated file goes (one from an hsw-cli before the body hash too); other files stay; a file
+    // hsw did not write stops everything until --force.
     std::fs::write(out.join("main.tf"), "# edited\n").unwrap();
     let stale = format!(
         "{}old.yaml (sha256 00); do not edit\n",
@@ -100,17 +101,25 @@ fn writes_only_changes_and_removes_only_its_own_stale_files() {
     std::fs::write(out.join("old.tf"), stale).unwrap();
     std::fs::write(out.join("mine.tf"), "# my own file\n").unwrap();
     std::fs::create_dir_all(out.join(".terraform")).unwrap();
-    let o = hsw(tmp.path(), &["generate", "--check"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        stdout.contains("would update terraform/main.tf"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("would remove terraform/old.tf"), "{stdout}");
-    assert!(out.join("old.tf").exists(), "--check changed something");
+    for args in [&["generate", "--check"][..], &["generate"]] {
+        let o = hsw(tmp.path(), args);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            stderr.contains(&format!(
+                "{} (no generated-file header)",
+                out.join("main.tf").display()
+            )) && stderr.contains("--force"),
+            "{stderr}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("main.tf")).unwrap(),
+            "# edited\n"
+        );
+        assert!(out.join("old.tf").exists(), "{args:?} changed something");
+    }
 
-    let o = hsw(tmp.path(), &["generate"]);
+    let o = hsw(tmp.path(), &["generate", "--force"]);
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(
@@ -122,6 +131,68 @@ fn writes_only_changes_and_removes_only_its_own_stale_files() {
     assert!(!out.join("old.tf").exists());
     assert!(out.join("mine.tf").exists());
     assert!(out.join(".terraform").is_dir());
+}
+
+#[test]
+fn edited_generated_files_are_refused_and_links_never_followed() {
+    let tmp = scratch();
+    let out = tmp.path().join("terraform");
+    let o = hsw(tmp.path(), &["generate"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let fresh = generated_files(&out);
+
+    // An edit below an intact header is found by the body hash.
+    let main = out.join("main.tf");
+    let edited = format!("{}# my change\n", std::fs::read_to_string(&main).unwrap());
+    std::fs::write(&main, &edited).unwrap();
+    // A generated file no longer generated, edited since: not removed either.
+    let versions = std::fs::read_to_string(out.join("versions.tf")).unwrap();
+    std::fs::write(out.join("old.tf"), format!("{versions}# mine\n")).unwrap();
+    let o = hsw(tmp.path(), &["generate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    for name in ["main.tf", "old.tf"] {
+        assert!(
+            stderr.contains(&format!(
+                "{} (changed since hsw-cli generate wrote it)",
+                out.join(name).display()
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(&format!("hsw-cli generate --force --out {}", out.display())),
+        "{stderr}"
+    );
+    // Nothing was written: not even the files nobody edited.
+    assert_eq!(std::fs::read_to_string(&main).unwrap(), edited);
+    assert_eq!(
+        std::fs::read_to_string(out.join("providers.tf")).unwrap(),
+        fresh.iter().find(|(n, _)| n == "providers.tf").unwrap().1
+    );
+    assert!(out.join("old.tf").exists());
+
+    // With --force, through the fixed temporary name the writer used to use, planted as a link.
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    std::os::unix::fs::symlink(&victim, out.join(".main.tf.tmp")).unwrap();
+    let o = hsw(tmp.path(), &["generate", "--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert_eq!(generated_files(&out), fresh);
+
+    // A link at a generated file's path is refused, naming it; its target is untouched.
+    std::fs::remove_file(&main).unwrap();
+    std::os::unix::fs::symlink(&victim, &main).unwrap();
+    let o = hsw(tmp.path(), &["generate", "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("cannot write {}", main.display()))
+            && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
 }
 
 #[test]

@@ -330,3 +330,30 @@ fn plan_names_the_vm_and_the_attachment_of_every_unit() {
         "hyperscaler-emulation-gpu-worker-3"
     );
 }
+
+#[test]
+fn plan_never_writes_the_map_through_a_link() {
+    let w = World::new();
+    w.seed();
+    let cfg = repo().join("examples/minimal-dev.yaml");
+    let victim = w.dir.path().join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    let map = w.dir.path().join("mdev_map.json");
+    std::os::unix::fs::symlink(&victim, &map).unwrap();
+    let o = w.hsw(&[
+        "gpu",
+        "plan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--write-map",
+        map.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot write {}", map.display()))
+            && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+}

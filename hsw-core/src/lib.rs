@@ -1,6 +1,7 @@
 pub mod ansible;
 pub mod config;
 pub mod diag;
+pub mod fsx;
 pub mod gpu;
 pub mod host;
 pub mod layout;

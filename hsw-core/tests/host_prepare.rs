@@ -473,6 +473,80 @@ mod host_prepare {
         );
     }
 
+    fn mode_of(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn backups_keep_their_modes_in_private_directories() {
+        let (_tmp, root) = temp_case("user-not-in-groups");
+        fs::set_permissions(root.join("etc/gshadow"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(root.join("etc/group"), fs::Permissions::from_mode(0o644)).unwrap();
+        // A state directory an older hsw-cli made world-readable is narrowed.
+        let state = root.join("var/lib/hsw/prepare");
+        fs::create_dir_all(&state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
+        let host = FixtureHost::new(&root, "bob", 500 * GIB);
+        let report = prepare::apply(&host, &prepare::plan(&host, &default_config()))
+            .unwrap()
+            .unwrap();
+        assert!(report.error.is_none(), "{:?}", report.error);
+        let run = state.join(&report.manifest.run_id);
+        assert_eq!(mode_of(&state), 0o700, "the state directory");
+        assert_eq!(mode_of(&run), 0o700, "the run directory");
+        assert_eq!(mode_of(&run.join("files")), 0o700, "the backups' directory");
+        assert_eq!(mode_of(&run.join("manifest.json")), 0o600);
+        // The parents keep the usual mode (the image pool lives under /var/lib/hsw too).
+        assert_eq!(mode_of(&root.join("var/lib/hsw")) & 0o005, 0o005);
+        let mut seen = Vec::new();
+        for f in &report.manifest.files {
+            let backup = run.join(f.backup.as_deref().unwrap());
+            let original = mode_of(&root.join(f.path.trim_start_matches('/')));
+            assert_eq!(mode_of(&backup), original, "the backup of {}", f.path);
+            assert_eq!(f.mode, format!("{original:04o}"));
+            seen.push((f.path.clone(), original));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("/etc/group".to_owned(), 0o644),
+                ("/etc/gshadow".to_owned(), 0o640)
+            ]
+        );
+        // Rollback restores the content with the same modes.
+        assert!(matches!(
+            prepare::rollback(&host, false).unwrap(),
+            RollbackOutcome::Restored { .. }
+        ));
+        assert_eq!(mode_of(&root.join("etc/gshadow")), 0o640);
+        assert_eq!(mode_of(&root.join("etc/group")), 0o644);
+    }
+
+    #[test]
+    fn a_link_at_a_planned_path_is_refused_before_anything_is_written() {
+        let (_tmp, root) = temp_case("no-iommu");
+        let host = FixtureHost::new(&root, "alice", 500 * GIB);
+        let grub = root.join("etc/default/grub");
+        let elsewhere = root.join("elsewhere");
+        fs::rename(&grub, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &grub).unwrap();
+        let before = fs::read(&elsewhere).unwrap();
+        let plan = prepare::plan(&host, &gpu_config());
+        assert!(writes(&plan).contains(&"/etc/default/grub".to_owned()));
+        let err = prepare::apply(&host, &plan).unwrap_err();
+        assert!(
+            err.contains("/etc/default/grub is a symbolic link")
+                && err.contains("run `hsw-cli prepare` again"),
+            "{err}"
+        );
+        assert_eq!(fs::read(&elsewhere).unwrap(), before);
+        assert!(fs::symlink_metadata(&grub)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(prepare::list_runs(&host).unwrap().is_empty());
+    }
+
     #[test]
     fn nothing_to_roll_back_on_a_fresh_host() {
         let (_tmp, root) = temp_case("healthy");

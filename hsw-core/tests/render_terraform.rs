@@ -76,12 +76,19 @@ fn rendering_is_deterministic_and_every_file_has_the_header() {
         let (source, _, _) = load(example);
         let sha = terraform::sha256_hex(&source);
         for f in &a {
-            let first = f.contents.lines().next().unwrap_or_default();
+            let (first, rest) = f.contents.split_once('\n').unwrap_or_default();
             assert_eq!(
                 first,
-                format!("{HEADER_PREFIX}examples/{example}.yaml (sha256 {sha}); do not edit"),
+                format!(
+                    "{HEADER_PREFIX}examples/{example}.yaml (sha256 {sha}); body sha256 {}; do not edit",
+                    terraform::sha256_hex(rest)
+                ),
                 "{example}/{}",
                 f.name
+            );
+            assert_eq!(
+                terraform::provenance(f.contents.as_bytes()),
+                terraform::Provenance::Generated
             );
             assert!(!f.contents.contains("null_resource") && !f.contents.contains("local-exec"));
         }

@@ -48,6 +48,7 @@ pub fn generate_root(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(
         libvirt_uri: Some(libvirt.uri.clone()),
         pool_dir: Some(libvirt.pool.display().to_string()),
         check: false,
+        force: false,
     };
     generate::generate(up.session, &options, &up.cluster_images, out)?;
     let _ = out.flush();
@@ -198,9 +199,8 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
     let dest = plat.join("terraform-provider-hsw");
     let changed = !same_file_contents(bin, &dest);
     if changed {
-        let tmp = plat.join(".terraform-provider-hsw.tmp");
-        std::fs::copy(bin, &tmp)
-            .and_then(|_| std::fs::rename(&tmp, &dest))
+        std::fs::read(bin)
+            .and_then(|bytes| hsw_core::fsx::write_atomic(&dest, &bytes, 0o755))
             .map_err(|e| {
                 Error::cannot_run(format!(
                     "cannot copy {} into the mirror {}: {e}",
@@ -214,7 +214,7 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
          provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"hyperscaler/hsw\"]\n  }}\n}}\n",
         ctx.mirror().display()
     );
-    std::fs::write(ctx.tfrc(), rc)
+    hsw_core::fsx::write_atomic(&ctx.tfrc(), rc.as_bytes(), 0o644)
         .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", ctx.tfrc().display())))?;
     let initialized = ctx.tf_dir.join(".terraform/providers").is_dir()
         && ctx.tf_dir.join(".terraform.lock.hcl").is_file();
@@ -431,6 +431,47 @@ mod tests {
     }
 
     #[test]
+    fn init_never_writes_through_a_planted_link() {
+        let f = Fixture::new(None);
+        let runner = FakeRunner::new();
+        runner.on(&["init"], 0, "");
+        let ctx = f.ctx(&runner);
+        std::fs::create_dir_all(ctx.state.root()).unwrap();
+        let plat = ctx
+            .mirror()
+            .join("registry.terraform.io/hyperscaler/hsw")
+            .join(env!("CARGO_PKG_VERSION"))
+            .join("linux_amd64");
+        std::fs::create_dir_all(&plat).unwrap();
+        let victim = f.dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        // The fixed temporary name the copy used to go through.
+        std::os::unix::fs::symlink(&victim, plat.join(".terraform-provider-hsw.tmp")).unwrap();
+        let bin = f.dir.path().join("provider-bin");
+        std::fs::write(&bin, "binary v1").unwrap();
+        init_with(&ctx, &bin, &mut Vec::new()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let mirrored = plat.join("terraform-provider-hsw");
+        assert_eq!(std::fs::read_to_string(&mirrored).unwrap(), "binary v1");
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&mirrored).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        // A link at the CLI configuration is refused, naming it.
+        std::fs::remove_file(ctx.tfrc()).unwrap();
+        std::os::unix::fs::symlink(&victim, ctx.tfrc()).unwrap();
+        let e = init_with(&ctx, &bin, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&ctx.tfrc().display().to_string()) && e.contains("symbolic link"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
     fn a_failed_init_shows_the_log_tail() {
         let f = Fixture::new(None);
         let runner = FakeRunner::new();
@@ -604,7 +645,7 @@ mod tests {
     }
 
     #[test]
-    fn generate_root_writes_the_root_module_for_the_sandbox() {
+    fn generate_root_writes_the_root_module_for_the_sandbox_and_keeps_hand_edits() {
         let f = Fixture::new(Some("sb"));
         let runner = FakeRunner::new();
         let ctx = f.ctx(&runner);
@@ -631,5 +672,32 @@ mod tests {
         );
         assert!(t.contains("hsw: hpc SSH key: "), "{t}");
         assert!(runner.calls().is_empty());
+
+        // A hand edit of the root is not overwritten, and the error says how to proceed.
+        let providers = ctx.tf_dir.join("providers.tf");
+        let edited = std::fs::read_to_string(&providers)
+            .unwrap()
+            .replace("pool_dir", "pool_dir_mine");
+        std::fs::write(&providers, &edited).unwrap();
+        let e = generate_root(&mut up, 4, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "{} (changed since hsw-cli generate wrote it)",
+                providers.display()
+            )) && e.contains(&format!(
+                "remove them or run `hsw-cli generate --force --out {}`, then run the command again",
+                ctx.tf_dir.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&providers).unwrap(), edited);
+        // Removed, it is written again.
+        std::fs::remove_file(&providers).unwrap();
+        generate_root(&mut up, 4, &mut Vec::new()).unwrap();
+        assert!(!std::fs::read_to_string(&providers)
+            .unwrap()
+            .contains("pool_dir_mine"));
     }
 }

@@ -3,8 +3,8 @@
 //! rollback exact.
 
 use std::fs;
-use std::io::{self, Write as _};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Plan, Step};
+use crate::fsx::{write_atomic, write_atomic_owned};
 use crate::host::env::{host_path, read_optional, Host};
 use crate::host::run::{CommandSpec, RunOutcome, ALTERNATE_ROOT};
 
@@ -137,35 +138,19 @@ fn io_err(what: &str, path: &str, e: io::Error) -> String {
     format!("cannot {what} {path}: {e}{hint}")
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, with
-/// `mode` and, when given and different, the owner.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.hsw-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            let meta = f.metadata()?;
-            if meta.uid() != uid || meta.gid() != gid {
-                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-            }
-        }
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+/// Creates `dir` (and missing parents) and makes it 0700: the state directory and its runs hold copies of
+/// files such as `/etc/gshadow`, so nobody but their owner may list or enter them. An existing directory (one
+/// an older hsw-cli made 0755) is narrowed too. Missing parents get the usual mode: `/var/lib/hsw` also holds
+/// the image pool, which QEMU must be able to reach.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)?;
     }
-    result
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
 /// Applies `plan`: backs up, writes, runs (commands only on the real root). `Ok(None)` when the
@@ -177,7 +162,7 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
     }
     let state = host.prepare_state_dir();
     let state_shown = host_path(host.root(), &state);
-    fs::create_dir_all(&state).map_err(|e| io_err("create", &state_shown, e))?;
+    private_dir(&state).map_err(|e| io_err("create", &state_shown, e))?;
     let unix = now_unix();
     let seq = list_runs(host)?
         .iter()
@@ -188,9 +173,12 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
     let run_id = format!("{seq:04}-{}", utc_stamp(unix));
     let dir = state.join(&run_id);
     let dir_shown = host_path(host.root(), &dir);
-    fs::create_dir_all(dir.join("files")).map_err(|e| io_err("create", &dir_shown, e))?;
+    private_dir(&dir)
+        .and_then(|()| private_dir(&dir.join("files")))
+        .map_err(|e| io_err("create", &dir_shown, e))?;
 
     // Back up every file first, and check that none changed since the plan.
+    let as_root = rustix::process::geteuid().is_root();
     let mut manifest = Manifest {
         format: 1,
         run_id: run_id.clone(),
@@ -213,6 +201,12 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
             continue;
         };
         let real = host.path(path);
+        if fs::symlink_metadata(&real).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "{path} is a symbolic link, and prepare never writes through or over a link: replace it \
+                 with the file it points to (or remove it) and run `hsw-cli prepare` again"
+            ));
+        }
         let current = match fs::read(&real) {
             Ok(b) => Some(b),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -225,9 +219,12 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
         }
         let record = match &current {
             Some(bytes) => {
-                let meta = fs::metadata(&real).map_err(|e| io_err("read", path, e))?;
+                let meta = fs::symlink_metadata(&real).map_err(|e| io_err("read", path, e))?;
                 let backup = format!("files/{n}");
-                fs::write(dir.join(&backup), bytes).map_err(|e| io_err("back up", path, e))?;
+                // The backup keeps the file's mode, and its owner when that can be given (as root).
+                let owner = as_root.then(|| (meta.uid(), meta.gid()));
+                write_atomic_owned(&dir.join(&backup), bytes, meta.permissions().mode(), owner)
+                    .map_err(|e| io_err("back up", path, e))?;
                 FileRecord {
                     path: path.clone(),
                     existed: true,
@@ -275,7 +272,7 @@ pub fn apply(host: &dyn Host, plan: &Plan) -> Result<Option<ApplyReport>, String
             .and_then(|r| u32::from_str_radix(&r.mode, 8).ok())
             .unwrap_or(*mode);
         let owner = record.and_then(|r| Some((r.uid?, r.gid?)));
-        if let Err(e) = write_atomic(&real, after.as_bytes(), mode, owner) {
+        if let Err(e) = write_atomic_owned(&real, after.as_bytes(), mode, owner) {
             error = Some(io_err("write", path, e));
             break;
         }
@@ -354,7 +351,7 @@ fn save_manifest(dir: &Path, m: &Manifest) -> Result<(), String> {
     let mut text =
         serde_json::to_string_pretty(m).map_err(|e| format!("cannot encode the manifest: {e}"))?;
     text.push('\n');
-    write_atomic(&dir.join("manifest.json"), text.as_bytes(), 0o600, None)
+    write_atomic(&dir.join("manifest.json"), text.as_bytes(), 0o600)
         .map_err(|e| io_err("write", &dir.join("manifest.json").display().to_string(), e))
 }
 
@@ -476,7 +473,8 @@ pub fn rollback(host: &dyn Host, force: bool) -> Result<RollbackOutcome, String>
             }
             let mode = u32::from_str_radix(&f.mode, 8).unwrap_or(0o644);
             let owner = f.uid.zip(f.gid);
-            write_atomic(&real, &bytes, mode, owner).map_err(|e| io_err("restore", &f.path, e))?;
+            write_atomic_owned(&real, &bytes, mode, owner)
+                .map_err(|e| io_err("restore", &f.path, e))?;
         } else {
             match fs::remove_file(&real) {
                 Ok(()) => {}

@@ -1,0 +1,171 @@
+//! The one way hsw writes a file: [`write_atomic`].
+//!
+//! The bytes go to a temporary file created exclusively (`O_CREAT | O_EXCL`, a random name, so a planted link
+//! or file at a guessable name is never opened) in the target's own directory, with the final mode from
+//! creation on (never wider than asked, so a private file is never readable by others, not even while it is
+//! written); the file is fsynced and renamed over the final path, and the directory fsynced. A reader sees
+//! the old file or the new one, never half of one. rename(2) replaces a link rather than following it, and a
+//! link or a directory at the final path is refused before anything is written, with the fix: hsw never
+//! writes through, or over, a link.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically with permission bits `mode` (see the module text). Refuses a link or a
+/// directory at `path` (the error says what to do). The error names no path: callers say what they wrote.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_owned(path, bytes, mode, None)
+}
+
+/// [`write_atomic`], and the file gets the owner `(uid, gid)` when given and different from the creator's
+/// (changing it needs root: `prepare` keeps the owner of the files it replaces and backs up).
+pub fn write_atomic_owned(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    check_target(path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mode = mode & 0o7777;
+    // The creation mode is masked by the umask, so it is never wider than `mode`; the exact bits are set below.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".hsw-tmp")
+        .permissions(fs::Permissions::from_mode(mode & 0o777))
+        .tempfile_in(dir)?;
+    let f = tmp.as_file_mut();
+    f.write_all(bytes)?;
+    if let Some((uid, gid)) = owner {
+        let meta = f.metadata()?;
+        if meta.uid() != uid || meta.gid() != gid {
+            std::os::unix::fs::fchown(&*f, Some(uid), Some(gid))?;
+        }
+    }
+    // After the chown, which clears set-id bits.
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.sync_all()?;
+    // The temporary file is removed when this fails (the error hands it back, and it drops).
+    tmp.persist(path).map_err(|e| e.error)?;
+    // The rename itself is durable once the directory is synced; a directory that cannot be opened for
+    // that (no read permission) still holds the new file.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Refuses a symbolic link or a directory at `path`; anything else (nothing, a regular file) may be replaced.
+fn check_target(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "it is a symbolic link, and hsw never writes through or over a link: remove the link ({}) \
+                 and run the command again",
+                path.display()
+            ),
+        )),
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "it is a directory: move the directory {} away and run the command again",
+                path.display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn writes_creates_and_replaces_with_the_mode_asked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(mode_of(&p), 0o600);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
+        write_atomic(&p, b"two", 0o640).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(mode_of(&p), 0o640);
+        // Nothing but the file is left in the directory.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_link_at_the_final_path_is_refused_and_its_target_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let p = d.path().join("f");
+        symlink(&victim, &p).unwrap();
+        let e = write_atomic(&p, b"evil", 0o644).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(e.to_string().contains("remove the link"), "{e}");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        // A dangling link is refused too (it would otherwise create its target).
+        let dangling = d.path().join("g");
+        symlink(d.path().join("nowhere"), &dangling).unwrap();
+        assert!(write_atomic(&dangling, b"x", 0o644).is_err());
+        assert!(!d.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn links_at_guessable_temporary_names_are_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let p = d.path().join("f");
+        // The names the hand-written writers used.
+        for planted in [
+            ".f.tmp",
+            "f.tmp",
+            "f.tmp-hsw",
+            &format!(".f.hsw-tmp-{}", std::process::id()),
+        ] {
+            symlink(&victim, d.path().join(planted)).unwrap();
+        }
+        write_atomic(&p, b"new", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn a_directory_at_the_final_path_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::create_dir(&p).unwrap();
+        let e = write_atomic(&p, b"x", 0o644).unwrap_err();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        assert!(p.is_dir());
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_and_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(write_atomic(&d.path().join("no/f"), b"x", 0o644).is_err());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+}
