@@ -607,7 +607,7 @@ impl MdevBackend for SysfsMdev {
                     .map_err(|e| GpuError::io("create the mdevctl directory", dir, &e))?;
             }
             let text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
-            std::fs::write(&p, format!("{text}\n"))
+            hsw_core::fsx::write_atomic(&p, format!("{text}\n").as_bytes(), 0o644)
                 .map_err(|e| GpuError::io("write the mdevctl definition", &p, &e))
         } else if p.exists() {
             std::fs::remove_file(&p)

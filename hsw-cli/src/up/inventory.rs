@@ -30,7 +30,7 @@ pub fn inventory(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), E
         )));
     }
     let tf_output = ctx.tf_output_file();
-    std::fs::write(&tf_output, &o.stdout)
+    hsw_core::fsx::write_atomic(&tf_output, o.stdout.as_bytes(), 0o600)
         .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", tf_output.display())))?;
     let loaded = inventory::load(
         up.session,
@@ -117,7 +117,7 @@ fn forget_replaced_host_keys(
         now.insert(h.name.clone(), uuid);
     }
     let text = serde_json::to_string_pretty(&now).unwrap_or_default();
-    std::fs::write(&record, text)
+    hsw_core::fsx::write_atomic(&record, text.as_bytes(), 0o600)
         .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", record.display())))
 }
 
@@ -195,6 +195,34 @@ mod tests {
             .on(&["domuuid"], 0, "new-uuid\n");
         f.run_step(&again, inventory, 7, |_| {}).0.unwrap();
         assert!(!again.argvs().iter().any(|a| a[0] == "ssh-keygen"));
+    }
+
+    /// The saved Terraform output is private and never written through a planted link.
+    #[test]
+    fn the_saved_output_is_private_and_never_written_through_a_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let f = Fixture::new(Some("sb"));
+        let session = fixture::session();
+        let planned = fixture::loaded(&session, &f.ctx(&FakeRunner::new())).deployment;
+        let runner = FakeRunner::new();
+        runner
+            .on(&["output", "-json"], 0, &fixture::tf_output(&planned))
+            .on(&["domuuid"], 0, "u\n");
+        let ctx = f.ctx(&runner);
+        std::fs::create_dir_all(ctx.state.root()).unwrap();
+        let victim = ctx.state.root().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, ctx.tf_output_file()).unwrap();
+        let e = f.run_step(&runner, inventory, 7, |_| {}).0.unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        std::fs::remove_file(ctx.tf_output_file()).unwrap();
+        f.run_step(&runner, inventory, 7, |_| {}).0.unwrap();
+        let mode = std::fs::metadata(ctx.tf_output_file())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

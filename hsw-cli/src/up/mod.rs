@@ -268,7 +268,8 @@ impl<'r> Ctx<'r> {
     fn write_log(&self, name: &str, text: &str) -> PathBuf {
         let dir = self.logs();
         let path = dir.join(name);
-        let _ = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text));
+        let _ = std::fs::create_dir_all(&dir)
+            .and_then(|()| hsw_core::fsx::write_atomic(&path, text.as_bytes(), 0o600));
         path
     }
 }
