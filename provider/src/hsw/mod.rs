@@ -112,6 +112,7 @@ impl Default for HswProvider {
                 Ok(Backend {
                     libvirt: Arc::new(libvirt),
                     storage: Arc::new(LocalStorage),
+                    lock_wait: crate::backend::LOCK_WAIT,
                 })
             })
         }))

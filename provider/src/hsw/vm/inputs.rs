@@ -306,6 +306,8 @@ pub(super) fn inputs(v: &Value, pool_dir: &Path) -> Result<Inputs, Diagnostics> 
 /// Where a VM's files are.
 #[derive(Debug, Clone)]
 pub(super) struct Layout {
+    /// `<pool_dir>/vms`, holding every VM's directory.
+    pub(super) vms: PathBuf,
     pub(super) dir: PathBuf,
     pub(super) root: PathBuf,
     pub(super) iso: PathBuf,
@@ -314,8 +316,10 @@ pub(super) struct Layout {
 
 impl Layout {
     pub(super) fn new(pool: &Path, name: &str) -> Layout {
-        let dir = pool.join("vms").join(name);
+        let vms = pool.join("vms");
+        let dir = vms.join(name);
         Layout {
+            vms,
             root: dir.join("root.qcow2"),
             iso: dir.join("cidata.iso"),
             seed_dir: dir.join("cidata"),

@@ -16,7 +16,7 @@ use crate::hsw::{validate, Configured};
 use super::inputs::{input_reservations, inputs, Inputs, Layout};
 use super::leases::{add_lease, remove_lease, reservations};
 use super::read::metadata_of;
-use super::{VmResource, DEFAULT_SHUTDOWN_TIMEOUT, GIB};
+use super::{VmResource, DEFAULT_SHUTDOWN_TIMEOUT, GIB, VM_DIR_MODE};
 
 impl VmResource {
     /// Checks a path is inside the pool directory once symbolic links are resolved, and exists.
@@ -208,10 +208,13 @@ impl VmResource {
             }
         }
         // Files: the VM's directory, overlay, extra disks, seed.
-        storage
-            .create_dir(&layout.dir, 0o711)
-            .await
-            .map_err(|e| Diagnostics::error("Cannot create the VM's directory", e.0))?;
+        // `vms/` too: one made by an older version is 0755, and listing it shows every VM's files.
+        for dir in [&layout.vms, &layout.dir] {
+            storage
+                .create_dir(dir, VM_DIR_MODE)
+                .await
+                .map_err(|e| Diagnostics::error("Cannot create the VM's directory", e.0))?;
+        }
         let size = match inp.disk_size_gib {
             Some(g) => {
                 let base_size = storage.image_size(&base).await.map_err(|e| {

@@ -1,7 +1,9 @@
 //! `hsw_vm`: a libvirt domain booted from a copy-on-write qcow2 overlay of a base image, with cloud-init.
 //!
 //! Files: everything a VM owns lives in `<pool_dir>/vms/<name>/`: `root.qcow2` (the overlay), `data-N.qcow2`
-//! (extra disks), `cidata.iso` and `cidata/` (the NoCloud seed and its sources, mode 0600). Static addresses are
+//! (extra disks), `cidata.iso` and `cidata/` (the NoCloud seed and its sources). Every file is created 0600 (never
+//! readable by others, not even for a moment), `cidata/` is 0700, and `vms/` and each VM's directory are
+//! [`VM_DIR_MODE`] (0711: traversable, not listable). Static addresses are
 //! DHCP reservations added to the network with `virNetworkUpdate`. Destroy removes the domain, the directory and
 //! the reservations.
 //!
@@ -49,6 +51,9 @@ pub const DEFAULT_IP_TIMEOUT: u64 = 300;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 120;
 /// Bytes in a GiB (disk sizes are given in GiB).
 pub(super) const GIB: u64 = 1 << 30;
+/// The mode of `<pool_dir>/vms/` and of each VM's directory: others may traverse them (a QEMU running as an
+/// unprivileged user under libvirt's dynamic ownership opens the files libvirt hands it) but not list them.
+pub const VM_DIR_MODE: u32 = 0o711;
 
 /// How messages name a VM.
 const VM: Kind = Kind {
