@@ -14,6 +14,7 @@ pub mod docs;
 pub mod gpu;
 pub mod gpus;
 pub mod host;
+pub mod locks;
 pub mod mdev;
 pub mod mig_instance;
 pub mod model;
