@@ -380,10 +380,10 @@ fn try_lock_file(dir: &Path, name: &str) -> Result<Option<std::fs::File>, Storag
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| io_err("open the lock file", &path, &e))?;
-    match file.try_lock() {
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_err("lock", &path, &e)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(io_err("lock", &path, &std::io::Error::from(e))),
     }
 }
 

@@ -3,6 +3,11 @@
 //! In place: `dhcp_host` and `dns_host` entries (through `virNetworkUpdate`, live and persistent) and `autostart`.
 //! Everything else replaces the network. The id is the network's UUID; import takes a name or a UUID.
 //! Static leases that `hsw_vm` adds for its interfaces' `ip` are not part of this resource's state.
+//!
+//! Create holds the name's lock ([`super::locks`]) and records its random creator id in hsw's network metadata.
+//! A network of the same name is adopted only when it is identical, inactive and marked as hsw's (an apply that
+//! died between define and start; a live one would hold the lock); a running or unmarked one is refused, never
+//! undefined.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;

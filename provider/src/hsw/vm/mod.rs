@@ -11,9 +11,12 @@
 //! (JSON in `<metadata>`, see [`crate::hsw::model::vm`]), except the cloud-init texts, read from the seed sources
 //! (they may hold secrets, so they are not put in the domain XML).
 //!
-//! Crash safety: the domain is defined with `"complete": false` in its metadata, and marked complete when create
-//! finishes. A create that finds a domain of the same name that hsw left incomplete (the provider died mid-create)
-//! removes it and its files and starts over; files and reservations have names derived from the VM name and are
+//! Crash safety: create holds the name's lock ([`crate::hsw::locks`]) throughout; the domain is defined with
+//! `"complete": false` and this create's random `"creator"` id in its metadata, and marked complete when create
+//! finishes. A create that finds a domain of the same name that hsw left incomplete holds the lock, so that
+//! domain's creator is no longer running (the provider died mid-create): it removes it and its files and starts
+//! over. A create still running elsewhere keeps its lock, and a second create of the name waits for it, then fails
+//! saying so. A failed create cleans up only a domain carrying its own id; files and reservations have names derived from the VM name and are
 //! replaced, so a retry converges with no orphan. A complete hsw domain or a foreign domain of the same name is
 //! never touched: create fails and says to import it or choose another name.
 //!
