@@ -959,6 +959,21 @@ async fn two_creates_racing_on_one_name() {
         other => panic!("exactly one create should win: {other:?}"),
     };
     assert_eq!(lost[0].summary, "VM already exists", "{lost:?}");
+    // Only the winner defined a domain; the loser waited for the name instead of racing it.
+    let defines =
+        w.lv.calls()
+            .iter()
+            .filter(|c| c.starts_with("domain_define"))
+            .count();
+    assert_eq!(defines, 1, "one definition: {:?}", w.lv.calls());
+    assert_eq!(
+        w.st.dir_mode(std::path::Path::new("/pool/vms")),
+        Some(0o711)
+    );
+    assert_eq!(
+        w.st.dir_mode(std::path::Path::new("/pool/vms/node1")),
+        Some(0o711)
+    );
     let dom =
         w.lv.domain_lookup(&Key::Name("node1".into()))
             .await

@@ -549,6 +549,8 @@ impl Storage for FakeStorage {
         overlay: &Path,
         size: Option<u64>,
     ) -> Result<(), StorageError> {
+        // The real one runs qemu-img on the blocking pool: other tasks (another create) run meanwhile.
+        tokio::task::yield_now().await;
         let base_size = self.image_size(base).await?;
         if !self
             .exists(overlay.parent().unwrap_or(Path::new("/")))
