@@ -414,6 +414,31 @@ mod tests {
     }
 
     #[test]
+    fn element_limit_counts_every_element() {
+        let list = |n: u32| {
+            let mut b = vec![0xdd];
+            b.extend_from_slice(&n.to_be_bytes());
+            b.resize(b.len() + n as usize, 0xc0);
+            b
+        };
+        let ty = Type::list(Type::String);
+        // The list itself and its elements: 100 000 in all is the limit.
+        let ok = decode(&ty, &list(99_999)).unwrap();
+        assert_eq!(ok.as_slice().map(<[Value]>::len), Some(99_999));
+        let err = decode(&ty, &list(100_000)).unwrap_err();
+        assert!(
+            err.too_large && err.message.contains("100000 elements"),
+            "{err}"
+        );
+        // A huge announced length with no elements behind it is refused the same way, without allocating.
+        assert!(
+            decode(&ty, &[0xdd, 0xff, 0xff, 0xff, 0xff])
+                .unwrap_err()
+                .too_large
+        );
+    }
+
+    #[test]
     fn numbers_follow_cty() {
         assert_eq!(decode(&Type::Number, &[0x05]).unwrap(), Value::from(5i64));
         let big = encode(
