@@ -46,9 +46,10 @@ pub const MAGIC_COOKIE_VALUE: &str =
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The plugin protocol version this provider speaks (tfplugin6).
 pub const PROTOCOL_VERSION: u32 = 6;
-/// The largest gRPC message accepted or sent: 64 MiB, what Terraform's own plugin client accepts from a provider.
-/// A request carries at most four values of [`crate::framework::MAX_VALUE_BYTES`] each (prior state,
-/// proposed state, configuration, planned state), so this is no tighter than the per-value limit.
+/// The largest gRPC message accepted or sent: 64 MiB, the cap Terraform's plugin client sets for the largest reply
+/// it expects from a provider (`GetProviderSchema`, `maxRecvSize = 64 << 20`). A request carries at most four
+/// values of [`crate::framework::MAX_VALUE_BYTES`] each (prior state, proposed state, configuration, planned
+/// state), so this is no tighter than the per-value limit.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// How the binary presents itself.
