@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use harness::{strings, Tf};
 use terraform_provider_hsw::backend::libvirt::fake::FakeLibvirt;
 use terraform_provider_hsw::backend::libvirt::{Key, Libvirt};
-use terraform_provider_hsw::backend::storage::{FakeFile, FakeStorage};
+use terraform_provider_hsw::backend::storage::{FakeFile, FakeStorage, Storage as _};
 use terraform_provider_hsw::backend::Backend;
 use terraform_provider_hsw::framework::Value;
 
@@ -293,9 +293,42 @@ async fn network_defaults_and_conflicts() {
         .unwrap_err();
     assert_eq!(err[0].summary, "Network already exists");
     assert_eq!(err[0].path, "name");
-    // The identical one (an apply interrupted after define) is.
+    // Nor is an identical, running one: another configuration may manage it.
+    let err = tf
+        .apply("hsw_network", &Value::Null, &cfg)
+        .await
+        .unwrap_err();
+    assert_eq!(err[0].summary, "Network already exists");
+    // An identical one left inactive by an hsw create that died between define and start is adopted.
+    w.lv.network_stop("iso").await.unwrap();
     let again = tf.apply("hsw_network", &Value::Null, &cfg).await.unwrap();
     assert_eq!(again.get("id"), state.get("id"));
+    // An identical inactive one that hsw's metadata does not claim is neither adopted nor removed.
+    let xml =
+        w.lv.network_lookup(&Key::Name("iso".into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .xml;
+    let (from, to) = (
+        xml.find("<metadata>").unwrap(),
+        xml.find("</metadata>").unwrap(),
+    );
+    let foreign = format!("{}{}", &xml[..from], &xml[to + "</metadata>".len()..]);
+    w.lv.network_stop("iso").await.unwrap();
+    w.lv.network_define(&foreign).await.unwrap();
+    let err = tf
+        .apply("hsw_network", &Value::Null, &cfg)
+        .await
+        .unwrap_err();
+    assert_eq!(err[0].summary, "Network already exists");
+    assert!(w
+        .lv
+        .network_lookup(&Key::Name("iso".into()))
+        .await
+        .unwrap()
+        .is_some());
+    w.lv.network_start("iso").await.unwrap();
 
     // Removing `mode` from a nat network plans the default, which replaces it.
     let nat = cfg.clone().with("mode", "nat");
@@ -750,14 +783,35 @@ async fn create_recovers_from_an_interrupted_apply() {
         .await;
     let cfg = vm_config(tf);
     let state = tf.converge("hsw_vm", &Value::Null, &cfg).await;
-    // Simulate a provider that died mid-create: the domain is still marked incomplete, the state has nothing.
-    let meta = state.get("id").as_str().unwrap().to_owned();
-    let dom = w.lv.domain_lookup(&Key::Uuid(meta)).await.unwrap().unwrap();
-    let incomplete = dom
-        .xml
-        .replace("&quot;complete&quot;:true", "&quot;complete&quot;:false");
+    // Another apply is creating it: the domain is marked incomplete by that create, whose lock is held. This
+    // create waits, then fails without touching that VM.
+    let id = state.get("id").as_str().unwrap().to_owned();
+    let dom =
+        w.lv.domain_lookup(&Key::Uuid(id.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+    let incomplete = dom.xml.replace(
+        "&quot;complete&quot;:true",
+        "&quot;complete&quot;:false,&quot;creator&quot;:&quot;other-apply&quot;",
+    );
     assert_ne!(incomplete, dom.xml);
     w.lv.domain_define(&incomplete).await.unwrap();
+    let held =
+        w.st.try_lock(std::path::Path::new("/pool/.hsw-locks"), "VM-node1")
+            .await
+            .unwrap()
+            .expect("the lock is free");
+    let err = tf.apply("hsw_vm", &Value::Null, &cfg).await.unwrap_err();
+    assert_eq!(err[0].summary, "Name in use by another apply", "{err:?}");
+    assert!(err[0].detail.contains("VM-node1.lock"), "{err:?}");
+    assert!(w.lv.domain_lookup(&Key::Uuid(id)).await.unwrap().is_some());
+    assert!(
+        w.st.exists(std::path::Path::new("/pool/vms/node1/root.qcow2"))
+            .await
+    );
+    // That provider died mid-create: its lock is free, the domain still incomplete, the state has nothing.
+    drop(held);
     let again = tf.converge("hsw_vm", &Value::Null, &cfg).await;
     assert_ne!(
         again.get("id"),
@@ -885,4 +939,49 @@ async fn cloud_init_from_arguments() {
         matches!(&snap[&PathBuf::from("/pool/vms/node1/cidata.iso")], FakeFile::Iso(f) if f.len() == 3)
     );
     assert_eq!(tf.import("hsw_vm", "node1").await.unwrap(), state);
+}
+
+/// Two creates of one name at once: the second waits for the first and then finds a complete VM, which it
+/// refuses to touch; exactly one VM results.
+#[tokio::test]
+async fn two_creates_racing_on_one_name() {
+    let w = world().await;
+    let tf = &w.tf;
+    tf.converge("hsw_network", &Value::Null, &net_config(tf))
+        .await;
+    let cfg = vm_config(tf);
+    let (a, b) = tokio::join!(
+        tf.apply("hsw_vm", &Value::Null, &cfg),
+        tf.apply("hsw_vm", &Value::Null, &cfg)
+    );
+    let (won, lost) = match (a, b) {
+        (Ok(s), Err(e)) | (Err(e), Ok(s)) => (s, e),
+        other => panic!("exactly one create should win: {other:?}"),
+    };
+    assert_eq!(lost[0].summary, "VM already exists", "{lost:?}");
+    // Only the winner defined a domain; the loser waited for the name instead of racing it.
+    let defines =
+        w.lv.calls()
+            .iter()
+            .filter(|c| c.starts_with("domain_define"))
+            .count();
+    assert_eq!(defines, 1, "one definition: {:?}", w.lv.calls());
+    assert_eq!(
+        w.st.dir_mode(std::path::Path::new("/pool/vms")),
+        Some(0o711)
+    );
+    assert_eq!(
+        w.st.dir_mode(std::path::Path::new("/pool/vms/node1")),
+        Some(0o711)
+    );
+    let dom =
+        w.lv.domain_lookup(&Key::Name("node1".into()))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(Some(dom.uuid.as_str()), won.get("id").as_str());
+    assert!(
+        w.st.exists(std::path::Path::new("/pool/vms/node1/root.qcow2"))
+            .await
+    );
 }

@@ -248,6 +248,7 @@ async fn resources_against_the_test_driver_with_real_files() {
     let backend = Backend {
         libvirt: Arc::new(lv.clone()),
         storage: Arc::new(LocalStorage),
+        lock_wait: terraform_provider_hsw::backend::LOCK_WAIT,
     };
     let tf = Tf::new(backend, &pool_dir).await;
     let net_cfg = tf.config(
@@ -312,12 +313,11 @@ async fn resources_against_the_test_driver_with_real_files() {
         iso.windows(6).any(|w| w == b"CIDATA" || w == b"cidata"),
         "volume id cidata"
     );
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(dir.join("cidata/user-data"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    // Disks, seed and sources private, directories not listable by others (the test runs under umask 022).
+    assert_eq!(
+        harness::readable_by_others(&pool.path().join("vms")),
+        Vec::<String>::new()
+    );
     assert_eq!(tf.import("hsw_vm", "tdnode").await.unwrap(), vm);
 
     // In place through the real backend: memory.

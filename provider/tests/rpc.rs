@@ -59,6 +59,23 @@ async fn configure(svc: &ProviderService, dir: &std::path::Path) {
     );
 }
 
+/// Applies the create of [`config`].
+async fn apply_create(svc: &ProviderService) -> pb::apply_resource_change::Response {
+    let ty = ty();
+    let cfg = config();
+    svc.apply_resource_change(Request::new(pb::apply_resource_change::Request {
+        type_name: "hsw_test_file".into(),
+        prior_state: dv(&ty, &Value::Null),
+        planned_state: dv(&ty, &cfg),
+        config: dv(&ty, &cfg),
+        planned_private: Vec::new(),
+        provider_meta: None,
+    }))
+    .await
+    .unwrap()
+    .into_inner()
+}
+
 fn config() -> Value {
     support::file_schema()
         .block
@@ -359,20 +376,87 @@ async fn bad_input_gives_diagnostics_not_panics() {
         .into_inner();
     assert_eq!(errors(&resp.diagnostics), ["Unknown resource type"]);
     // Apply of an unconfigured provider fails cleanly, keeping no state.
-    let ty = ty();
-    let cfg = config();
-    let resp = svc
-        .apply_resource_change(Request::new(pb::apply_resource_change::Request {
-            type_name: "hsw_test_file".into(),
-            prior_state: dv(&ty, &Value::Null),
-            planned_state: dv(&ty, &cfg),
-            config: dv(&ty, &cfg),
-            planned_private: Vec::new(),
-            provider_meta: None,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = apply_create(&svc).await;
     assert_eq!(errors(&resp.diagnostics), ["Provider not configured"]);
     assert!(resp.new_state.is_none());
+}
+
+/// `--debug` mode serves many Terraform runs with one service: a `StopProvider` from one run must not cancel the
+/// calls of the next.
+#[tokio::test]
+async fn calls_after_stop_provider_are_not_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service();
+    configure(&svc, dir.path()).await;
+    svc.stop_provider(Request::new(pb::stop_provider::Request {}))
+        .await
+        .unwrap();
+    let resp = apply_create(&svc).await;
+    assert!(
+        errors(&resp.diagnostics).is_empty(),
+        "{:?}",
+        resp.diagnostics
+    );
+    assert!(resp.new_state.is_some());
+}
+
+/// The high-water mark of this process's resident memory, in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A hostile `DynamicValue`: 16 million msgpack nils (16 MB) in one list used to expand to over a gigabyte of
+/// decoded values. It is refused before decoding, with a diagnostic naming the limit, in bounded memory.
+#[tokio::test]
+async fn a_huge_value_is_refused_in_bounded_memory() {
+    let svc = service();
+    let nils: u32 = 16_000_000;
+    // {"rule": [nil × 16 000 000]}
+    let mut hostile = vec![0x81, 0xa4];
+    hostile.extend_from_slice(b"rule");
+    hostile.push(0xdd);
+    hostile.extend_from_slice(&nils.to_be_bytes());
+    hostile.resize(hostile.len() + nils as usize, 0xc0);
+    let json_nulls = format!("{{\"rule\":[{}null]}}", "null,".repeat(200_000));
+    let before = peak_rss_kib();
+    for dv in [
+        pb::DynamicValue {
+            msgpack: hostile,
+            json: Vec::new(),
+        },
+        pb::DynamicValue {
+            msgpack: Vec::new(),
+            json: json_nulls.into_bytes(),
+        },
+        pb::DynamicValue {
+            msgpack: vec![0xc4; (16 << 20) + 1],
+            json: Vec::new(),
+        },
+    ] {
+        let resp = svc
+            .validate_resource_config(Request::new(pb::validate_resource_config::Request {
+                type_name: "hsw_test_file".into(),
+                config: Some(dv),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(errors(&resp.diagnostics), ["Value too large"]);
+        let detail = &resp.diagnostics[0].detail;
+        assert!(
+            detail.contains("more than 100000 elements") || detail.contains("16 MiB"),
+            "{detail}"
+        );
+    }
+    // The inputs themselves are about 50 MB; decoding them used to take over a gigabyte.
+    let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 256,
+        "decoding grew the peak RSS by {grown_mib} MiB"
+    );
 }

@@ -12,6 +12,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod harness;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -123,6 +125,11 @@ fn scenario(tf: &Path) {
     assert!(
         pool.join("vms/tfnode/root.qcow2").is_file()
             && pool.join("vms/tfnode/cidata.iso").is_file()
+    );
+    // No file of the VM is readable by others, and no directory listable (Terraform runs under umask 022).
+    assert_eq!(
+        harness::readable_by_others(&pool.join("vms")),
+        Vec::<String>::new()
     );
     w.expect(
         &["plan", "-no-color", "-input=false", "-detailed-exitcode"],

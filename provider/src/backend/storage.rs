@@ -49,6 +49,21 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     async fn read_text(&self, path: &Path) -> Result<Option<String>, StorageError>;
     /// Removes a file or a directory tree; a missing one is fine.
     async fn remove_all(&self, path: &Path) -> Result<(), StorageError>;
+    /// Takes the lock `name` in the lock directory `dir` (made, mode 0700, when missing) without waiting: `None`
+    /// while another holder has it (another apply's provider, or another call in this one). Dropping the guard
+    /// releases the lock, and so does the holder's death, so a free lock proves no live holder.
+    async fn try_lock(&self, dir: &Path, name: &str) -> Result<Option<NameLock>, StorageError>;
+}
+
+/// A held lock of [`Storage::try_lock`]; dropping it releases the lock.
+pub struct NameLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for NameLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameLock")
+    }
 }
 
 /// The real pool directory on this machine.
@@ -97,16 +112,34 @@ fn which(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-fn write_private(path: &Path, content: &str) -> Result<(), StorageError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
+/// The mode of every file a VM owns: disks hold the guest's keys and data, seeds its cloud-init secrets.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// Replaces whatever is at `path` (a planted symbolic link is removed, never followed) with a new, empty file of
+/// mode [`PRIVATE_FILE_MODE`], created exclusively. Tools that then write into it (`qemu-img create`,
+/// `genisoimage -output`) keep an existing file's mode, so the file is never readable by others.
+fn create_private(path: &Path) -> Result<std::fs::File, StorageError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_err("replace", path, &e));
+        }
+        _ => {}
+    }
+    let f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
+        .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
         .open(path)
-        .map_err(|e| io_err("write", path, &e))?;
-    f.write_all(content.as_bytes())
+        .map_err(|e| io_err("create", path, &e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+        .map_err(|e| io_err("set the permissions of", path, &e))?;
+    Ok(f)
+}
+
+fn write_private(path: &Path, content: &str) -> Result<(), StorageError> {
+    create_private(path)?
+        .write_all(content.as_bytes())
         .map_err(|e| io_err("write", path, &e))
 }
 
@@ -125,8 +158,13 @@ impl Storage for LocalStorage {
     async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), StorageError> {
         let p = path.to_owned();
         blocking(move || {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::create_dir_all(&p).map_err(|e| io_err("create the directory", &p, &e))?;
+            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+            // Every directory made here gets `mode` from the start (the umask can only narrow it).
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(&p)
+                .map_err(|e| io_err("create the directory", &p, &e))?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| io_err("set the permissions of", &p, &e))
         })
@@ -172,7 +210,7 @@ impl Storage for LocalStorage {
     ) -> Result<(), StorageError> {
         let (base, overlay) = (base.to_owned(), overlay.to_owned());
         blocking(move || {
-            let _ = std::fs::remove_file(&overlay);
+            create_private(&overlay)?;
             let size = size.map(|s| s.to_string());
             let mut args: Vec<&std::ffi::OsStr> = vec![
                 "create".as_ref(),
@@ -196,7 +234,7 @@ impl Storage for LocalStorage {
     async fn create_disk(&self, path: &Path, size: u64) -> Result<(), StorageError> {
         let p = path.to_owned();
         blocking(move || {
-            let _ = std::fs::remove_file(&p);
+            create_private(&p)?;
             let size = size.to_string();
             run(
                 "qemu-img",
@@ -223,16 +261,19 @@ impl Storage for LocalStorage {
     ) -> Result<(), StorageError> {
         let (dir, iso, files) = (dir.to_owned(), iso.to_owned(), files.to_vec());
         blocking(move || {
-            use std::os::unix::fs::PermissionsExt as _;
+            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
             let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).map_err(|e| io_err("create the directory", &dir, &e))?;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| io_err("set the permissions of", &dir, &e))?;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| io_err("create the directory", &dir, &e))?;
             for (name, content) in &files {
                 write_private(&dir.join(name), content)?;
             }
-            let tmp = iso.with_extension("iso.tmp");
-            let _ = std::fs::remove_file(&tmp);
+            // Built inside the private (0700) seed directory, into a file that is 0600 from the start, then
+            // renamed into place: rename replaces a link planted at `iso` instead of following it.
+            let tmp = dir.join(".cidata.iso.tmp");
+            create_private(&tmp)?;
             let names: Vec<&std::ffi::OsStr> = files
                 .iter()
                 .map(|(n, _)| std::ffi::OsStr::new(*n))
@@ -263,7 +304,7 @@ impl Storage for LocalStorage {
                     args.iter().map(std::ffi::OsString::as_os_str).collect();
                 run("cloud-localds", &refs, None)?;
             }
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
                 .map_err(|e| io_err("set the permissions of", &tmp, &e))?;
             std::fs::rename(&tmp, &iso).map_err(|e| io_err("move the seed ISO to", &iso, &e))
         })
@@ -280,6 +321,12 @@ impl Storage for LocalStorage {
         .await
     }
 
+    async fn try_lock(&self, dir: &Path, name: &str) -> Result<Option<NameLock>, StorageError> {
+        let (dir, name) = (dir.to_owned(), name.to_owned());
+        blocking(move || Ok(try_lock_file(&dir, &name)?.map(|f| NameLock { _held: Box::new(f) })))
+            .await
+    }
+
     async fn remove_all(&self, path: &Path) -> Result<(), StorageError> {
         let p = path.to_owned();
         blocking(move || {
@@ -294,6 +341,49 @@ impl Storage for LocalStorage {
             }
         })
         .await
+    }
+}
+
+/// Opens (creating it 0600, never through a link) and `flock`s `<dir>/<name>.lock`.
+fn try_lock_file(dir: &Path, name: &str) -> Result<Option<std::fs::File>, StorageError> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    // Missing directories above the lock directory are traversable by others (the pool directory may be one).
+    if let Some(parent) = dir.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(parent)
+            .map_err(|e| io_err("create the directory", parent, &e))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(io_err("create the lock directory", dir, &e));
+        }
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| io_err("inspect", dir, &e))?;
+    if !meta.is_dir() {
+        return Err(StorageError(format!(
+            "The lock directory {} is not a directory (a link or a file is in its place): remove it.",
+            dir.display()
+        )));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_err("set the permissions of", dir, &e))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(PRIVATE_FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| io_err("open the lock file", &path, &e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(io_err("lock", &path, &std::io::Error::from(e))),
     }
 }
 
@@ -321,6 +411,25 @@ pub enum FakeFile {
 #[derive(Debug, Clone, Default)]
 pub struct FakeStorage {
     files: Arc<Mutex<BTreeMap<PathBuf, FakeFile>>>,
+    /// The locks held now (lock directory joined with the name), as a `flock` table.
+    locks: Arc<Mutex<std::collections::BTreeSet<PathBuf>>>,
+    /// The mode each directory was last given by `create_dir`.
+    modes: Arc<Mutex<BTreeMap<PathBuf, u32>>>,
+}
+
+/// The guard of a fake lock: releases it when dropped, as closing a `flock`ed file does.
+struct FakeLockGuard {
+    locks: Arc<Mutex<std::collections::BTreeSet<PathBuf>>>,
+    key: PathBuf,
+}
+
+impl Drop for FakeLockGuard {
+    fn drop(&mut self) {
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
 }
 
 impl FakeStorage {
@@ -345,6 +454,15 @@ impl FakeStorage {
             }
         }
         g.insert(path, file);
+    }
+
+    /// The mode `create_dir` last gave `path`, if it made or chmodded it.
+    pub fn dir_mode(&self, path: &Path) -> Option<u32> {
+        self.modes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+            .copied()
     }
 
     /// Every path in the tree with its file.
@@ -401,8 +519,12 @@ impl Storage for FakeStorage {
         Self::resolve(&self.lock(), path).is_some()
     }
 
-    async fn create_dir(&self, path: &Path, _mode: u32) -> Result<(), StorageError> {
+    async fn create_dir(&self, path: &Path, mode: u32) -> Result<(), StorageError> {
         self.put(path, FakeFile::Dir);
+        self.modes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path.to_owned(), mode);
         Ok(())
     }
 
@@ -427,6 +549,8 @@ impl Storage for FakeStorage {
         overlay: &Path,
         size: Option<u64>,
     ) -> Result<(), StorageError> {
+        // The real one runs qemu-img on the blocking pool: other tasks (another create) run meanwhile.
+        tokio::task::yield_now().await;
         let base_size = self.image_size(base).await?;
         if !self
             .exists(overlay.parent().unwrap_or(Path::new("/")))
@@ -487,11 +611,102 @@ impl Storage for FakeStorage {
         self.lock().retain(|p, _| !p.starts_with(path));
         Ok(())
     }
+
+    async fn try_lock(&self, dir: &Path, name: &str) -> Result<Option<NameLock>, StorageError> {
+        let key = dir.join(format!("{name}.lock"));
+        let mut held = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !held.insert(key.clone()) {
+            return Ok(None);
+        }
+        Ok(Some(NameLock {
+            _held: Box::new(FakeLockGuard {
+                locks: Arc::clone(&self.locks),
+                key,
+            }),
+        }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn local_files_are_private_and_planted_links_are_replaced_not_followed() {
+        if !which("qemu-img") || !(which("genisoimage") || which("cloud-localds")) {
+            println!("SKIPPED: qemu-img and genisoimage (or cloud-localds) are needed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let (disk, iso) = (dir.path().join("d.qcow2"), dir.path().join("cidata.iso"));
+        for p in [&disk, &iso] {
+            std::os::unix::fs::symlink(&victim, p).unwrap();
+        }
+        let s = LocalStorage;
+        s.create_disk(&disk, 1 << 20).await.unwrap();
+        let overlay = dir.path().join("o.qcow2");
+        s.create_overlay(&disk, &overlay, None).await.unwrap();
+        let seed = dir.path().join("cidata");
+        s.create_seed(
+            &seed,
+            &iso,
+            &[
+                ("user-data", "#cloud-config\n".into()),
+                ("meta-data", String::new()),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        for p in [&disk, &overlay, &iso, &seed.join("user-data")] {
+            assert!(
+                std::fs::symlink_metadata(p).unwrap().is_file(),
+                "{}",
+                p.display()
+            );
+            assert_eq!(mode(p), 0o600, "{}", p.display());
+        }
+        assert_eq!(mode(&seed), 0o700);
+        let vms = dir.path().join("vms/a");
+        s.create_dir(&vms, 0o711).await.unwrap();
+        assert_eq!((mode(&vms), mode(vms.parent().unwrap())), (0o711, 0o711));
+    }
+
+    #[tokio::test]
+    async fn a_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("pool/.hsw-locks");
+        let local: &dyn Storage = &LocalStorage;
+        let fake = FakeStorage::new();
+        for s in [local, &fake] {
+            let held = s.try_lock(&locks, "vm-a").await.unwrap().unwrap();
+            assert!(s.try_lock(&locks, "vm-a").await.unwrap().is_none());
+            assert!(s.try_lock(&locks, "vm-b").await.unwrap().is_some());
+            drop(held);
+            // A child another test forks may share the lock file until it execs: the lock frees soon, not at once.
+            let mut freed = false;
+            for _ in 0..50 {
+                if s.try_lock(&locks, "vm-a").await.unwrap().is_some() {
+                    freed = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert!(freed, "the lock is free once its holder drops it");
+        }
+        assert_eq!(mode(&locks), 0o700);
+        assert_eq!(mode(&locks.join("vm-a.lock")), 0o600);
+    }
 
     #[tokio::test]
     async fn fake_resolves_links() {

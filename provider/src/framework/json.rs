@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde_json::Value as J;
 
 use super::diagnostics::AttrPath;
-use super::value::{Number, Type, Value, MAX_DEPTH};
+use super::value::{
+    over_byte_limit, over_node_limit, Number, Type, Value, MAX_DEPTH, MAX_VALUE_NODES,
+};
 
 /// A value that does not fit its type, found while decoding or encoding. Names the path, never the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +21,9 @@ pub struct ValueError {
     pub path: AttrPath,
     /// What is wrong.
     pub message: String,
+    /// Whether the input was refused for its size ([`crate::framework::MAX_VALUE_BYTES`],
+    /// [`MAX_VALUE_NODES`]) rather than for its shape.
+    pub too_large: bool,
 }
 
 impl ValueError {
@@ -27,8 +32,41 @@ impl ValueError {
         ValueError {
             path: path.clone(),
             message: message.into(),
+            too_large: false,
         }
     }
+
+    /// Input refused for its size, before decoding.
+    pub fn too_large(message: impl Into<String>) -> ValueError {
+        ValueError {
+            too_large: true,
+            ..ValueError::new(&AttrPath::root(), message)
+        }
+    }
+}
+
+/// Refuses JSON text over the byte or element limits without building anything: every element but the first
+/// follows a `[`, `{` or `,` outside a string, so counting those bounds the element count from above.
+fn check_json_size(bytes: &[u8]) -> Result<(), ValueError> {
+    if let Some(m) = over_byte_limit(bytes.len()) {
+        return Err(ValueError::too_large(m));
+    }
+    let (mut in_string, mut escaped, mut nodes) = (false, false, 1usize);
+    for &b in bytes {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') | (false, _, b'"') => in_string = !in_string,
+            (false, _, b'[' | b'{' | b',') => {
+                nodes += 1;
+                if nodes > MAX_VALUE_NODES + 1 {
+                    return Err(ValueError::too_large(over_node_limit()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Options for [`from_json`].
@@ -41,6 +79,7 @@ pub struct JsonOptions {
 
 /// Decodes JSON text as a value of type `ty`.
 pub fn from_json_bytes(ty: &Type, bytes: &[u8], opts: JsonOptions) -> Result<Value, ValueError> {
+    check_json_size(bytes)?;
     let j: J = serde_json::from_slice(bytes)
         .map_err(|e| ValueError::new(&AttrPath::root(), format!("not valid JSON: {e}")))?;
     from_json(ty, &j, opts)

@@ -43,4 +43,7 @@ pub use resource::{
     PlanOutcome, PlanRequest, Provider, Resource,
 };
 pub use schema::{Attribute, Block, NestedBlock, Nesting, Schema};
-pub use value::{Number, Type, TypeSpecError, Value, MAX_DEPTH};
+pub use value::{
+    over_byte_limit, over_node_limit, Number, Type, TypeSpecError, Value, MAX_DEPTH,
+    MAX_VALUE_BYTES, MAX_VALUE_NODES,
+};

@@ -203,6 +203,29 @@ impl fmt::Display for Type {
 /// How deep values and types may nest; decoding refuses deeper input instead of exhausting the stack.
 pub const MAX_DEPTH: usize = 64;
 
+/// The largest encoded value (msgpack or JSON) the provider decodes: 16 MiB. hsw's states are a few KiB (the
+/// largest part is cloud-init text), so this only stops hostile or broken input before it is decoded.
+pub const MAX_VALUE_BYTES: usize = 16 << 20;
+
+/// The most elements one decoded value may hold, counting every null, number, string, list, map and object:
+/// 100 000. Checked on the encoded bytes before anything is built, so that a list of a million nulls (one byte
+/// each in msgpack) cannot expand into gigabytes of decoded values.
+pub const MAX_VALUE_NODES: usize = 100_000;
+
+/// The sentence for input over [`MAX_VALUE_BYTES`]: `None` when `len` is within it.
+pub fn over_byte_limit(len: usize) -> Option<String> {
+    (len > MAX_VALUE_BYTES).then(|| {
+        format!(
+            "the value is {len} bytes, over the limit of {MAX_VALUE_BYTES} bytes (16 MiB) the provider decodes"
+        )
+    })
+}
+
+/// The sentence for input over [`MAX_VALUE_NODES`].
+pub fn over_node_limit() -> String {
+    format!("the value holds more than {MAX_VALUE_NODES} elements, the most the provider decodes")
+}
+
 /// A Terraform number.
 ///
 /// Terraform numbers are arbitrary-precision decimals. Integers that fit `i64` and floats are kept natively;

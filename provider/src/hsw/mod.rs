@@ -14,6 +14,7 @@ pub mod docs;
 pub mod gpu;
 pub mod gpus;
 pub mod host;
+pub mod locks;
 pub mod mdev;
 pub mod mig_instance;
 pub mod model;
@@ -112,6 +113,7 @@ impl Default for HswProvider {
                 Ok(Backend {
                     libvirt: Arc::new(libvirt),
                     storage: Arc::new(LocalStorage),
+                    lock_wait: crate::backend::LOCK_WAIT,
                 })
             })
         }))
@@ -151,8 +153,10 @@ pub fn provider_schema() -> Schema {
             .attribute(Attribute::optional("pool_dir", Type::String).describe(format!(
                 "The absolute directory holding base images, kernels and initrds (every path given to `hsw_vm` \
                  must be inside it, symbolic links included) and the VMs' disks and cloud-init seeds, which are \
-                 written to `<pool_dir>/vms/<name>/`. Defaults to the `HSW_POOL_DIR` environment variable, else \
-                 `{DEFAULT_POOL_DIR}`. libvirt's QEMU processes must be able to read it."
+                 written to `<pool_dir>/vms/<name>/` (files 0600, directories 0711: not readable or listable by \
+                 other users). A create holds a lock per name in `<pool_dir>/.hsw-locks/` (0700), so a second apply \
+                 creating the same name waits for it (up to 120 s). Defaults to the `HSW_POOL_DIR` environment \
+                 variable, else `{DEFAULT_POOL_DIR}`. libvirt's QEMU processes must be able to traverse it."
             )))
             .attribute(Attribute::optional("gpu_backend", Type::String).describe(
                 "How GPU resources reach the GPUs: `auto` (NVML when an NVIDIA driver is present, else simulated), \

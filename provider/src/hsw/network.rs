@@ -3,6 +3,11 @@
 //! In place: `dhcp_host` and `dns_host` entries (through `virNetworkUpdate`, live and persistent) and `autostart`.
 //! Everything else replaces the network. The id is the network's UUID; import takes a name or a UUID.
 //! Static leases that `hsw_vm` adds for its interfaces' `ip` are not part of this resource's state.
+//!
+//! Create holds the name's lock ([`super::locks`]) and records its random creator id in hsw's network metadata.
+//! A network of the same name is adopted only when it is identical, inactive and marked as hsw's (an apply that
+//! died between define and start; a live one would hold the lock); a running or unmarked one is refused, never
+//! undefined.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -15,6 +20,7 @@ use crate::framework::{
 };
 
 use super::libvirt_objects::{imported, lv_err, state_key, Kind};
+use super::locks::lock_name;
 use super::model::network::{first_usable, parse_subnet, DhcpHost, DnsHost, NetMode, NetworkSpec};
 use super::planning::{default_attr, plan_with};
 use super::values::{opt_str, opt_u64, problems, req_str, str_list};
@@ -303,6 +309,7 @@ fn spec_from(v: &Value) -> Result<NetworkSpec, Diagnostics> {
             Diagnostics::error_at(AttrPath::attr("dns_host"), "Invalid DNS entry", m)
         })?,
         mtu,
+        creator: None,
     })
 }
 
@@ -374,6 +381,7 @@ fn same_network(a: &NetworkSpec, b: &NetworkSpec) -> bool {
     let norm = |s: &NetworkSpec| {
         let mut s = s.clone();
         s.uuid = None;
+        s.creator = None;
         s.dhcp_hosts.sort();
         s.dns_hosts.sort();
         s
@@ -409,42 +417,52 @@ impl Resource for NetworkResource {
         }))
     }
 
-    async fn create(&self, _ctx: &Context, planned: &Value) -> Result<Value, Diagnostics> {
-        let backend = &configured(&self.shared)?.backend;
-        let lv = &backend.libvirt;
-        let spec = spec_from(planned)?;
+    async fn create(&self, ctx: &Context, planned: &Value) -> Result<Value, Diagnostics> {
+        let c = configured(&self.shared)?;
+        let lv = &c.backend.libvirt;
+        let mut spec = spec_from(planned)?;
         let p = problems("Invalid network", &AttrPath::root(), spec.check());
         if p.has_errors() {
             return Err(p);
         }
         let autostart = planned.get("autostart").as_bool().unwrap_or(false);
+        // Held until the network is started: another apply creating this name waits, and a network found
+        // inactive with hsw's creator id now was left by a create that died (a live one would hold the lock).
+        let _lock = lock_name(ctx, c, "network", &spec.name).await?;
         let info = match lv.network_lookup(&Key::Name(spec.name.clone())).await? {
-            // An identical network left by an interrupted apply: adopt it.
-            Some(existing)
-                if NetworkSpec::from_xml(&existing.xml).is_ok_and(|s| same_network(&spec, &s)) =>
-            {
+            Some(existing) => {
+                let left = NetworkSpec::from_xml(&existing.xml)
+                    .ok()
+                    .filter(|s| s.creator.is_some() && !existing.active && same_network(&spec, s));
+                if left.is_none() {
+                    return Err(Diagnostics::error_at(
+                        AttrPath::attr("name"),
+                        "Network already exists",
+                        format!(
+                            "A libvirt network named {} already exists (UUID {}), and it is not one an interrupted hsw \
+                             apply left behind (those are inactive, identical, and marked in hsw's metadata). Import it \
+                             with `terraform import <address> {}`, remove it (virsh net-destroy / net-undefine), or \
+                             choose another name.",
+                            spec.name, existing.uuid, spec.name
+                        ),
+                    ));
+                }
+                tracing::info!(network = %spec.name, "adopting a network left inactive by an interrupted apply");
                 existing
             }
-            Some(existing) => {
-                return Err(Diagnostics::error_at(
-                    AttrPath::attr("name"),
-                    "Network already exists",
-                    format!(
-                        "A libvirt network named {} already exists (UUID {}) with other settings. Import it with \
-                         `terraform import <address> {}`, remove it (virsh net-destroy / net-undefine), or choose another name.",
-                        spec.name, existing.uuid, spec.name
-                    ),
-                ))
+            None => {
+                spec.creator = Some(uuid::Uuid::new_v4().to_string());
+                lv.network_define(&spec.to_xml()).await.map_err(|e| {
+                    Diagnostics::error(
+                        "Cannot define the network",
+                        format!("libvirt refused network {}: {}. Check the name and bridge are not used by another network.", spec.name, e.message),
+                    )
+                })?
             }
-            None => lv.network_define(&spec.to_xml()).await.map_err(|e| {
-                Diagnostics::error(
-                    "Cannot define the network",
-                    format!("libvirt refused network {}: {}. Check the name and bridge are not used by another network.", spec.name, e.message),
-                )
-            })?,
         };
         if !info.active {
             if let Err(e) = lv.network_start(&spec.name).await {
+                // Only an hsw network reaches here: one this create defined, or a dead create's leftover.
                 let _ = lv.network_undefine(&spec.name).await;
                 return Err(Diagnostics::error(
                     "Cannot start the network",

@@ -117,6 +117,12 @@ pub(crate) fn decode_dynamic(
         Some(_) => return Ok(Value::Null),
     };
     result.map_err(|e| {
+        if e.too_large {
+            return Diagnostics::error(
+                "Value too large",
+                format!("The {what} was refused before decoding: {}. hsw's resources need far less; split the configuration, or check what sent this request.", e.message),
+            );
+        }
         Diagnostics::error(
             "Invalid value from Terraform",
             format!("The {what} does not match the provider's schema ({e}). This is a bug in the provider or in Terraform."),

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 use rmpv::Value as M;
 
 use crate::framework::json::ValueError;
+use crate::framework::{over_byte_limit, over_node_limit, MAX_VALUE_NODES};
 use crate::framework::{AttrPath, Number, Type, Value, MAX_DEPTH};
 
-/// Decodes msgpack bytes as a value of type `ty`. Trailing bytes are an error.
+/// Decodes msgpack bytes as a value of type `ty`. Trailing bytes are an error; input over
+/// [`crate::framework::MAX_VALUE_BYTES`] or [`MAX_VALUE_NODES`] is refused before anything is built.
 pub fn decode(ty: &Type, bytes: &[u8]) -> Result<Value, ValueError> {
+    check_size(bytes)?;
     let mut rd = bytes;
     let m = rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH)
         .map_err(|e| ValueError::new(&AttrPath::root(), format!("invalid msgpack: {e}")))?;
@@ -27,6 +30,78 @@ pub fn decode(ty: &Type, bytes: &[u8]) -> Result<Value, ValueError> {
         ));
     }
     from_msgpack(ty, &m, &AttrPath::root(), 0)
+}
+
+/// Walks the msgpack markers, counting elements, without building anything. Malformed or truncated input passes
+/// here and is reported by the decoder.
+fn check_size(bytes: &[u8]) -> Result<(), ValueError> {
+    if let Some(m) = over_byte_limit(bytes.len()) {
+        return Err(ValueError::too_large(m));
+    }
+    let be = |at: usize, n: usize| -> Option<usize> {
+        let b = bytes.get(at..at.checked_add(n)?)?;
+        Some(b.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    };
+    // `pending`: elements announced by the containers read so far and not yet read.
+    let (mut at, mut pending, mut nodes) = (0usize, 1usize, 0usize);
+    while pending > 0 {
+        let Some(&marker) = bytes.get(at) else {
+            return Ok(());
+        };
+        at += 1;
+        pending -= 1;
+        nodes += 1;
+        // (bytes of length field, fixed payload, children per length unit or 0 when the length counts bytes)
+        let (len_bytes, fixed, per): (usize, usize, usize) = match marker {
+            0x80..=0x8f => {
+                pending += 2 * usize::from(marker & 0x0f);
+                (0, 0, 0)
+            }
+            0x90..=0x9f => {
+                pending += usize::from(marker & 0x0f);
+                (0, 0, 0)
+            }
+            0xa0..=0xbf => (0, usize::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (1, 0, 0),
+            0xc5 | 0xda => (2, 0, 0),
+            0xc6 | 0xdb => (4, 0, 0),
+            0xc7 => (1, 1, 0),
+            0xc8 => (2, 1, 0),
+            0xc9 => (4, 1, 0),
+            0xca | 0xce | 0xd2 => (0, 4, 0),
+            0xcb | 0xcf | 0xd3 => (0, 8, 0),
+            0xcc | 0xd0 => (0, 1, 0),
+            0xcd | 0xd1 => (0, 2, 0),
+            0xd4 => (0, 2, 0),
+            0xd5 => (0, 3, 0),
+            0xd6 => (0, 5, 0),
+            0xd7 => (0, 9, 0),
+            0xd8 => (0, 17, 0),
+            0xdc => (2, 0, 1),
+            0xdd => (4, 0, 1),
+            0xde => (2, 0, 2),
+            0xdf => (4, 0, 2),
+            _ => (0, 0, 0),
+        };
+        let len = if len_bytes == 0 {
+            0
+        } else {
+            let Some(len) = be(at, len_bytes) else {
+                return Ok(());
+            };
+            at += len_bytes;
+            len
+        };
+        if per == 0 {
+            at = at.saturating_add(fixed).saturating_add(len);
+        } else {
+            pending = pending.saturating_add(len.saturating_mul(per));
+        }
+        if nodes.saturating_add(pending) > MAX_VALUE_NODES {
+            return Err(ValueError::too_large(over_node_limit()));
+        }
+    }
+    Ok(())
 }
 
 /// Encodes a value of type `ty` as msgpack bytes.
@@ -336,6 +411,31 @@ mod tests {
         )
         .unwrap();
         assert!(decode(&ty(), &bytes).is_err());
+    }
+
+    #[test]
+    fn element_limit_counts_every_element() {
+        let list = |n: u32| {
+            let mut b = vec![0xdd];
+            b.extend_from_slice(&n.to_be_bytes());
+            b.resize(b.len() + n as usize, 0xc0);
+            b
+        };
+        let ty = Type::list(Type::String);
+        // The list itself and its elements: 100 000 in all is the limit.
+        let ok = decode(&ty, &list(99_999)).unwrap();
+        assert_eq!(ok.as_slice().map(<[Value]>::len), Some(99_999));
+        let err = decode(&ty, &list(100_000)).unwrap_err();
+        assert!(
+            err.too_large && err.message.contains("100000 elements"),
+            "{err}"
+        );
+        // A huge announced length with no elements behind it is refused the same way, without allocating.
+        assert!(
+            decode(&ty, &[0xdd, 0xff, 0xff, 0xff, 0xff])
+                .unwrap_err()
+                .too_large
+        );
     }
 
     #[test]

@@ -46,8 +46,11 @@ pub const MAGIC_COOKIE_VALUE: &str =
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The plugin protocol version this provider speaks (tfplugin6).
 pub const PROTOCOL_VERSION: u32 = 6;
-/// The largest gRPC message accepted or sent (large states and plans).
-const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// The largest gRPC message accepted or sent: 64 MiB, the cap Terraform's plugin client sets for the largest reply
+/// it expects from a provider (`GetProviderSchema`, `maxRecvSize = 64 << 20`). A request carries at most four
+/// values of [`crate::framework::MAX_VALUE_BYTES`] each (prior state, proposed state, configuration, planned
+/// state), so this is no tighter than the per-value limit.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// How the binary presents itself.
 #[derive(Debug, Clone)]

@@ -42,7 +42,9 @@ pub struct ProviderService {
     data_sources: HashMap<String, DataSourceEntry>,
     /// Problems found in the schemas at start-up, reported to Terraform by `GetProviderSchema`.
     schema_problems: Diagnostics,
-    stop: watch::Sender<bool>,
+    /// Turns true when Terraform sends `StopProvider`. Each `StopProvider` stops the calls in flight and puts a
+    /// fresh sender here, so that later calls (`--debug` mode serves many Terraform runs) are not cancelled.
+    stop: std::sync::Mutex<watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for ProviderService {
@@ -120,12 +122,24 @@ impl ProviderService {
             resources,
             data_sources,
             schema_problems: problems,
-            stop,
+            stop: std::sync::Mutex::new(stop),
         }
     }
 
+    fn stop_sender(&self) -> std::sync::MutexGuard<'_, watch::Sender<bool>> {
+        self.stop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn context(&self) -> Context {
-        Context::new(self.stop.subscribe())
+        Context::new(self.stop_sender().subscribe())
+    }
+
+    /// Stops every call in flight; calls that start later get a fresh, running context.
+    fn stop_calls_in_flight(&self) {
+        let in_flight = std::mem::replace(&mut *self.stop_sender(), watch::channel(false).0);
+        in_flight.send_replace(true);
     }
 
     fn resource(&self, name: &str) -> Result<&ResourceEntry, Diagnostics> {
@@ -669,7 +683,7 @@ impl pb::provider_server::Provider for ProviderService {
             tf_rpc = "StopProvider",
             "Terraform asked the provider to stop"
         );
-        self.stop.send_replace(true);
+        self.stop_calls_in_flight();
         Ok(Response::new(pb::stop_provider::Response {
             error: String::new(),
         }))

@@ -468,3 +468,23 @@ pub fn strings(items: &[&str]) -> Value {
 pub fn p(s: &str) -> &Path {
     Path::new(s)
 }
+
+/// Every file under `root` (itself included) that users other than the owner may read, or list when it is a
+/// directory, as `path (mode)`; symbolic links are not followed. Empty when `root` is private throughout.
+pub fn readable_by_others(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut found = Vec::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o044 != 0 {
+            found.push(format!("{} ({mode:o})", p.display()));
+        }
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    found.sort();
+    found
+}

@@ -219,7 +219,13 @@ impl Resource for FileResource {
         Ok(out)
     }
 
-    async fn create(&self, _ctx: &Context, planned: &Value) -> Result<Value, Diagnostics> {
+    async fn create(&self, ctx: &Context, planned: &Value) -> Result<Value, Diagnostics> {
+        if ctx.is_stopping() {
+            return Err(Diagnostics::error(
+                "Interrupted",
+                "Terraform asked the provider to stop before the file was written.",
+            ));
+        }
         let name = planned.get("name").as_str().unwrap_or_default();
         let id = format!("{name}-{}", std::process::id());
         let v = finish(planned.clone().with("id", id));

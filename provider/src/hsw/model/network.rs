@@ -117,7 +117,13 @@ pub struct NetworkSpec {
     pub dns_hosts: Vec<DnsHost>,
     /// The bridge MTU.
     pub mtu: Option<u32>,
+    /// The id of the hsw create that defined the network, kept in hsw's metadata ([`NETWORK_METADATA_NS`]);
+    /// `None` for a network hsw did not create (or that a version before creator ids made).
+    pub creator: Option<String>,
 }
+
+/// The XML namespace of hsw's network metadata (`{"creator": "<id>"}`).
+pub const NETWORK_METADATA_NS: &str = "https://hyperscaler.github.io/hsw/xmlns/network/1";
 
 /// One problem found by [`NetworkSpec::check`]: the attribute (as in the resource schema) and a sentence.
 pub type Problem = (String, String);
@@ -230,6 +236,15 @@ impl NetworkSpec {
         if let Some(u) = &self.uuid {
             w.text("uuid", &[], u);
         }
+        if let Some(c) = &self.creator {
+            w.open("metadata", &[]);
+            w.text(
+                "hsw:network",
+                &[("xmlns:hsw", NETWORK_METADATA_NS)],
+                &serde_json::json!({ "creator": c }).to_string(),
+            );
+            w.close();
+        }
         if self.mode != NetMode::Isolated {
             w.empty("forward", &[("mode", self.mode.as_str())]);
         }
@@ -284,6 +299,9 @@ impl NetworkSpec {
         let root = doc.root_element();
         let name = read::child_text(root, "name").ok_or("The network XML has no name.")?;
         let uuid = read::child_text(root, "uuid");
+        let creator = read::metadata_text(root, NETWORK_METADATA_NS, "network")
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|j| j.get("creator")?.as_str().map(str::to_owned));
         let mode = match read::child(root, "forward")
             .and_then(|f| f.attribute("mode").map(str::to_owned))
         {
@@ -379,6 +397,7 @@ impl NetworkSpec {
             dns_domain,
             dns_hosts,
             mtu,
+            creator,
         })
     }
 }
@@ -410,6 +429,7 @@ mod tests {
                 hostnames: vec!["api".into(), "api.lab.internal".into()],
             }],
             mtu: Some(1500),
+            creator: None,
         }
     }
 
@@ -452,10 +472,12 @@ mod tests {
             dns_domain: None,
             dns_hosts: vec![],
             mtu: None,
+            creator: Some("4f1c2a".into()),
             ..sample()
         };
         let xml = spec.to_xml();
         assert!(!xml.contains("forward"));
+        assert!(xml.contains("<metadata>"), "{xml}");
         assert_eq!(NetworkSpec::from_xml(&xml).unwrap(), spec);
     }
 

@@ -284,16 +284,7 @@ impl VmSpec {
             _ => Accel::Tcg,
         };
         let uuid = read::child_text(root, "uuid");
-        let metadata = read::child(root, "metadata")
-            .and_then(|m| {
-                m.children().find(|n| {
-                    n.is_element()
-                        && n.tag_name().namespace() == Some(METADATA_NS)
-                        && n.tag_name().name() == "vm"
-                })
-            })
-            .map(|n| n.text().unwrap_or_default().trim().to_owned())
-            .unwrap_or_default();
+        let metadata = read::metadata_text(root, METADATA_NS, "vm").unwrap_or_default();
         let vcpu = read::child_text(root, "vcpu")
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| format!("Domain {name} has no valid vcpu element."))?;

@@ -122,6 +122,19 @@ pub mod read {
     pub fn attr(node: Node<'_, '_>, name: &str) -> Option<String> {
         node.attribute(name).map(str::to_owned)
     }
+
+    /// The text, trimmed, of the element `name` in namespace `ns` inside `node`'s `<metadata>` (whatever prefix
+    /// libvirt gave it).
+    pub fn metadata_text(node: Node<'_, '_>, ns: &str, name: &str) -> Option<String> {
+        child(node, "metadata")?
+            .children()
+            .find(|n| {
+                n.is_element()
+                    && n.tag_name().namespace() == Some(ns)
+                    && n.tag_name().name() == name
+            })
+            .map(|n| n.text().unwrap_or_default().trim().to_owned())
+    }
 }
 
 #[cfg(test)]

@@ -306,6 +306,8 @@ pub(super) fn inputs(v: &Value, pool_dir: &Path) -> Result<Inputs, Diagnostics> 
 /// Where a VM's files are.
 #[derive(Debug, Clone)]
 pub(super) struct Layout {
+    /// `<pool_dir>/vms`, holding every VM's directory.
+    pub(super) vms: PathBuf,
     pub(super) dir: PathBuf,
     pub(super) root: PathBuf,
     pub(super) iso: PathBuf,
@@ -314,8 +316,10 @@ pub(super) struct Layout {
 
 impl Layout {
     pub(super) fn new(pool: &Path, name: &str) -> Layout {
-        let dir = pool.join("vms").join(name);
+        let vms = pool.join("vms");
+        let dir = vms.join(name);
         Layout {
+            vms,
             root: dir.join("root.qcow2"),
             iso: dir.join("cidata.iso"),
             seed_dir: dir.join("cidata"),
@@ -366,10 +370,11 @@ impl Inputs {
         files
     }
 
-    pub(super) fn metadata(&self, complete: bool) -> String {
-        json!({
+    /// hsw's metadata: complete when `creator` is `None`; else incomplete, made by the create with that id.
+    pub(super) fn metadata(&self, creator: Option<&str>) -> String {
+        let mut j = json!({
             "version": 1,
-            "complete": complete,
+            "complete": creator.is_none(),
             "accelerator": self.accelerator,
             "cpu_mode": self.cpu_mode,
             "base_image": self.base_image,
@@ -387,8 +392,11 @@ impl Inputs {
             })).collect::<Vec<_>>(),
             "wait_for_ip_timeout": self.ip_timeout,
             "shutdown_timeout": self.shutdown_timeout,
-        })
-        .to_string()
+        });
+        if let (Some(c), Some(o)) = (creator, j.as_object_mut()) {
+            o.insert("creator".into(), c.into());
+        }
+        j.to_string()
     }
 
     pub(super) fn spec(
@@ -396,7 +404,7 @@ impl Inputs {
         layout: &Layout,
         accel: Accel,
         uuid: Option<String>,
-        complete: bool,
+        creator: Option<&str>,
     ) -> VmSpec {
         VmSpec {
             name: self.name.clone(),
@@ -422,7 +430,7 @@ impl Inputs {
                 })
                 .collect(),
             hostdevs: self.hostdevs.clone(),
-            metadata: self.metadata(complete),
+            metadata: self.metadata(creator),
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::backend::libvirt::{DomainInfo, ErrorKind, Key, LibvirtError};
 use crate::framework::{AttrPath, Context, Diagnostics, Value};
 use crate::hsw::libvirt_objects::lv_err;
+use crate::hsw::locks::lock_name;
 use crate::hsw::model::network::{DhcpHost, NetworkSpec};
 use crate::hsw::model::vm::{Accel, VmSpec, METADATA_KEY, METADATA_NS};
 use crate::hsw::values::req_str;
@@ -16,7 +17,7 @@ use crate::hsw::{validate, Configured};
 use super::inputs::{input_reservations, inputs, Inputs, Layout};
 use super::leases::{add_lease, remove_lease, reservations};
 use super::read::metadata_of;
-use super::{VmResource, DEFAULT_SHUTDOWN_TIMEOUT, GIB};
+use super::{VmResource, DEFAULT_SHUTDOWN_TIMEOUT, GIB, VM_DIR_MODE};
 
 impl VmResource {
     /// Checks a path is inside the pool directory once symbolic links are resolved, and exists.
@@ -170,6 +171,7 @@ impl VmResource {
         ctx: &Context,
         c: &Configured,
         inp: &Inputs,
+        creator: &str,
     ) -> Result<(), Diagnostics> {
         let lv = &c.backend.libvirt;
         let storage = &c.backend.storage;
@@ -208,10 +210,13 @@ impl VmResource {
             }
         }
         // Files: the VM's directory, overlay, extra disks, seed.
-        storage
-            .create_dir(&layout.dir, 0o711)
-            .await
-            .map_err(|e| Diagnostics::error("Cannot create the VM's directory", e.0))?;
+        // `vms/` too: one made by an older version is 0755, and listing it shows every VM's files.
+        for dir in [&layout.vms, &layout.dir] {
+            storage
+                .create_dir(dir, VM_DIR_MODE)
+                .await
+                .map_err(|e| Diagnostics::error("Cannot create the VM's directory", e.0))?;
+        }
         let size = match inp.disk_size_gib {
             Some(g) => {
                 let base_size = storage.image_size(&base).await.map_err(|e| {
@@ -273,8 +278,8 @@ impl VmResource {
                 d
             })?;
         }
-        // The domain, marked incomplete until the end.
-        let spec = inp.spec(&layout, accel, None, false);
+        // The domain, marked incomplete (by this create) until the end.
+        let spec = inp.spec(&layout, accel, None, Some(creator));
         lv.domain_define(&spec.to_xml()).await.map_err(lv_err(
             "Cannot define the VM",
             format!("libvirt refused the definition of {}", inp.name),
@@ -291,7 +296,7 @@ impl VmResource {
     async fn mark_complete(&self, c: &Configured, inp: &Inputs) -> Result<(), Diagnostics> {
         let xml = format!(
             "<vm>{}</vm>",
-            crate::hsw::model::xml::escape(&inp.metadata(true))
+            crate::hsw::model::xml::escape(&inp.metadata(None))
         );
         c.backend
             .libvirt
@@ -311,6 +316,9 @@ impl VmResource {
         let c = self.configured()?;
         let inp = inputs(planned, &c.config.pool_dir)?;
         let lv = &c.backend.libvirt;
+        // Held until the create ends: another apply creating this name waits, and a domain left incomplete that is
+        // found now was left by a create that is no longer running (a live one would hold the lock).
+        let _lock = lock_name(ctx, c, "VM", &inp.name).await?;
         if let Some(existing) = lv.domain_lookup(&Key::Name(inp.name.clone())).await? {
             let meta = VmSpec::from_xml(&existing.xml)
                 .ok()
@@ -318,7 +326,7 @@ impl VmResource {
                 .and_then(metadata_of);
             match meta.as_ref().and_then(|m| m.get("complete")).and_then(serde_json::Value::as_bool) {
                 Some(false) => {
-                    tracing::info!(vm = %inp.name, "removing a VM left incomplete by an interrupted apply");
+                    tracing::info!(vm = %inp.name, creator = ?creator_of(&existing), "removing a VM left incomplete by an interrupted apply");
                     self.remove_all(c, &inp.name, Some(&existing), &[]).await?;
                 }
                 Some(true) => {
@@ -337,13 +345,20 @@ impl VmResource {
                 }
             }
         }
-        if let Err(e) = self.create_inner(ctx, c, &inp).await {
+        let creator = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = self.create_inner(ctx, c, &inp, &creator).await {
             let info = lv
                 .domain_lookup(&Key::Name(inp.name.clone()))
                 .await
                 .ok()
                 .flatten();
-            // Clean up only what this create made: a domain found now is ours (there was none, or we removed it).
+            // Clean up only what this create made: no domain yet, or the one marked with this create's id.
+            if info
+                .as_ref()
+                .is_some_and(|i| creator_of(i).as_deref() != Some(creator.as_str()))
+            {
+                return Err(e);
+            }
             if let Err(cleanup) = self
                 .remove_all(c, &inp.name, info.as_ref(), &input_reservations(&inp))
                 .await
@@ -386,7 +401,7 @@ impl VmResource {
         if old.hardware() != new.hardware() {
             let accel = self.resolve_accel(c, &new.accelerator).await?;
             self.wait_off(ctx, c, &new.name, shutdown_timeout).await?;
-            let spec = new.spec(&layout, accel, Some(info.uuid.clone()), true);
+            let spec = new.spec(&layout, accel, Some(info.uuid.clone()), None);
             lv.domain_define(&spec.to_xml()).await.map_err(lv_err(
                 "Cannot redefine the VM",
                 format!("libvirt refused the new definition of {}", new.name),
@@ -395,7 +410,7 @@ impl VmResource {
                 self.start_and_wait(ctx, c, &new, false).await?;
             }
         } else {
-            if old.metadata(true) != new.metadata(true) {
+            if old.metadata(None) != new.metadata(None) {
                 self.mark_complete(c, &new).await?;
             }
             let active = lv
@@ -440,6 +455,12 @@ impl VmResource {
             .unwrap_or_default();
         self.remove_all(c, &name, info.as_ref(), &from_state).await
     }
+}
+
+/// The id of the create that marked a domain incomplete (hsw's metadata), if any.
+fn creator_of(info: &DomainInfo) -> Option<String> {
+    let meta = metadata_of(&VmSpec::from_xml(&info.xml).ok()?)?;
+    meta.get("creator")?.as_str().map(str::to_owned)
 }
 
 /// A power call's result, with libvirt's "invalid state" (the domain is already off) counted as done.

@@ -1,7 +1,9 @@
 //! `hsw_vm`: a libvirt domain booted from a copy-on-write qcow2 overlay of a base image, with cloud-init.
 //!
 //! Files: everything a VM owns lives in `<pool_dir>/vms/<name>/`: `root.qcow2` (the overlay), `data-N.qcow2`
-//! (extra disks), `cidata.iso` and `cidata/` (the NoCloud seed and its sources, mode 0600). Static addresses are
+//! (extra disks), `cidata.iso` and `cidata/` (the NoCloud seed and its sources). Every file is created 0600 (never
+//! readable by others, not even for a moment), `cidata/` is 0700, and `vms/` and each VM's directory are
+//! [`VM_DIR_MODE`] (0711: traversable, not listable). Static addresses are
 //! DHCP reservations added to the network with `virNetworkUpdate`. Destroy removes the domain, the directory and
 //! the reservations.
 //!
@@ -9,9 +11,12 @@
 //! (JSON in `<metadata>`, see [`crate::hsw::model::vm`]), except the cloud-init texts, read from the seed sources
 //! (they may hold secrets, so they are not put in the domain XML).
 //!
-//! Crash safety: the domain is defined with `"complete": false` in its metadata, and marked complete when create
-//! finishes. A create that finds a domain of the same name that hsw left incomplete (the provider died mid-create)
-//! removes it and its files and starts over; files and reservations have names derived from the VM name and are
+//! Crash safety: create holds the name's lock ([`crate::hsw::locks`]) throughout; the domain is defined with
+//! `"complete": false` and this create's random `"creator"` id in its metadata, and marked complete when create
+//! finishes. A create that finds a domain of the same name that hsw left incomplete holds the lock, so that
+//! domain's creator is no longer running (the provider died mid-create): it removes it and its files and starts
+//! over. A create still running elsewhere keeps its lock, and a second create of the name waits for it, then fails
+//! saying so. A failed create cleans up only a domain carrying its own id; files and reservations have names derived from the VM name and are
 //! replaced, so a retry converges with no orphan. A complete hsw domain or a foreign domain of the same name is
 //! never touched: create fails and says to import it or choose another name.
 //!
@@ -49,6 +54,9 @@ pub const DEFAULT_IP_TIMEOUT: u64 = 300;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 120;
 /// Bytes in a GiB (disk sizes are given in GiB).
 pub(super) const GIB: u64 = 1 << 30;
+/// The mode of `<pool_dir>/vms/` and of each VM's directory: others may traverse them (a QEMU running as an
+/// unprivileged user under libvirt's dynamic ownership opens the files libvirt hands it) but not list them.
+pub const VM_DIR_MODE: u32 = 0o711;
 
 /// How messages name a VM.
 const VM: Kind = Kind {
