@@ -2,7 +2,8 @@
 # Smoke test of the end-to-end harness, with plain virsh (no Terraform, no provider):
 #   sandbox (netns + private libvirtd) -> guest image (built or cached) -> isolated network with DHCP ->
 #   a TCG guest (direct kernel boot, qcow2 overlay, NoCloud seed from cloud-localds) -> DHCP lease ->
-#   ssh from inside the netns -> hostname check -> teardown -> nothing left.
+#   ssh from inside the netns -> hostname check -> QEMU runs as the sandbox's unprivileged user, owning the 0600
+#   disks only while the guest runs -> teardown -> nothing left.
 #
 # Usage: tests/e2e/smoke.sh [--keep] [--netconfig mac|none]
 #   --keep            on failure, leave the sandbox (and the guest) running for debugging;
@@ -76,6 +77,9 @@ v() { timeout 60 virsh -q -c "$uri" "$@"; }
 
 work="$pool/smoke"
 mkdir -p "$work"
+chmod 0711 "$work"   # as the provider keeps a VM's directory: QEMU passes through, never lists it
+qemu_user=$(sandbox env QEMU_USER)
+info "guests run as $qemu_user, security driver $(sandbox env SECURITY_DRIVER)"
 ssh-keygen -q -t ed25519 -N '' -C hsw-smoke -f "$work/id_ed25519"
 
 step "network $net (isolated, DHCP, bridge $bridge, 192.168.150.0/24)"
@@ -116,6 +120,7 @@ EOF
   seed_args=(--network-config="$work/network-config" "${seed_args[@]}")
 fi
 cloud-localds "${seed_args[@]}"
+chmod 0600 "$work/root.qcow2" "$work/seed.iso"   # as the provider makes them: root's alone until libvirt chowns
 info "seed: hostname $guest_hostname, key $work/id_ed25519.pub, network-config: $netconfig"
 
 cat > "$work/domain.xml" <<EOF
@@ -207,8 +212,23 @@ mapfile -t c <<< "$checks"
 [ "${c[4]:-}" = 0 ] || fail "failed units in the guest: $(gssh sudo -n systemctl --failed --plain --no-legend 2>&1)"
 info "sudo works, root password locked, eth0 configured, cloud-init done, no failed units ($(( $(date +%s) - t_boot )) s)"
 
+step "QEMU runs unprivileged"
+qemu_users=()
+for p in $(ip netns pids "$ns"); do
+  [ "$(cat "/proc/$p/comm" 2>/dev/null)" = qemu-system-x86 ] || continue
+  qemu_users+=("$(ps -o user= -p "$p")")
+done
+[ "${#qemu_users[@]}" = 1 ] || fail "expected one QEMU process in netns $ns, found ${#qemu_users[@]}"
+[ "${qemu_users[0]}" = "$qemu_user" ] || fail "QEMU runs as '${qemu_users[0]}', expected '$qemu_user'"
+disk_owner=$(stat -c %U "$work/root.qcow2")
+[ "$disk_owner" = "$qemu_user" ] || fail "root.qcow2 is owned by '$disk_owner' while the guest runs, expected '$qemu_user'"
+info "QEMU runs as $qemu_user; root.qcow2 is $(stat -c '%U %a' "$work/root.qcow2") while the guest runs"
+
 step "teardown"
 v destroy "$dom" >/dev/null
+disk_owner=$(stat -c '%U %a' "$work/root.qcow2")
+[ "$disk_owner" = "root 600" ] || fail "root.qcow2 is '$disk_owner' after the guest stopped, expected 'root 600'"
+info "after destroy root.qcow2 is back to root 0600"
 v undefine "$dom" >/dev/null
 v net-destroy "$net" >/dev/null
 v net-undefine "$net" >/dev/null
