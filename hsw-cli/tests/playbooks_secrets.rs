@@ -4,7 +4,8 @@
 //!   uses one) has `no_log: true`, and a `copy` or `template` of one also `diff: false`;
 //! - no command line carries a secret (commands take them on stdin or from a 0600 file);
 //! - no container command line expands an environment variable that a Kubernetes Secret feeds;
-//! - every `pip install` is `--require-hashes`, from requirements pinned by version and sha256.
+//! - every `pip install` or `pip download` the project runs (in `ansible/`, `scripts/`, `tests/` and the scripts
+//!   those call) is `--require-hashes`, from requirements pinned by version and sha256.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -387,18 +388,57 @@ fn no_container_command_line_expands_a_kubernetes_secret() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
+/// The `pip install` / `pip download` command lines of a file: from `pip` to the end of the line and the next one
+/// (comments and messages that mention pip are not commands).
+fn pip_commands(text: &str) -> Vec<String> {
+    text.match_indices("pip")
+        .filter_map(|(i, _)| {
+            let rest = text[i + 3..].trim_start_matches('"');
+            let rest = rest.trim_start_matches([' ', '\t']);
+            let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+            let before = &text[line_start..i];
+            let prose = before.trim_start().starts_with('#')
+                || before.contains("die ")
+                || before.contains("echo ")
+                || before.contains('`');
+            (!prose && (rest.starts_with("install ") || rest.starts_with("download ")))
+                .then(|| text[i..].lines().take(2).collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+/// The scripts a file runs from another part of the repository (`provider/scripts/X.sh` and the like).
+fn scripts_called(text: &str) -> Vec<PathBuf> {
+    text.split(|c: char| {
+        c.is_whitespace() || matches!(c, '"' | '\'' | '(' | ')' | '`' | '$' | '{' | '}')
+    })
+    .filter(|w| w.ends_with(".sh") && w.contains("scripts/"))
+    .map(|w| repo().join(w.trim_start_matches('/').trim_start_matches("root/")))
+    .filter(|p| p.is_file())
+    .collect()
+}
+
 #[test]
 fn every_pip_install_requires_pinned_hashes() {
-    let ansible = repo().join("ansible");
+    let mut sources: Vec<PathBuf> = ["ansible", "scripts", "tests"]
+        .iter()
+        .flat_map(|d| files(&repo().join(d), &[".yml", ".j2", ".sh"]))
+        .collect();
+    let called: Vec<PathBuf> = sources
+        .iter()
+        .flat_map(|f| scripts_called(&std::fs::read_to_string(f).unwrap()))
+        .collect();
+    sources.extend(called);
+    sources.sort();
+    sources.dedup();
     let mut installs = 0;
     let mut bad = Vec::new();
-    for f in files(&ansible, &[".yml", ".j2", ".sh"]) {
-        let text = std::fs::read_to_string(&f).unwrap();
-        for (i, _) in text.match_indices("pip install") {
+    for f in &sources {
+        let text = std::fs::read_to_string(f).unwrap();
+        for cmd in pip_commands(&text) {
             installs += 1;
-            let rest: String = text[i..].lines().take(2).collect::<Vec<_>>().join(" ");
-            if !rest.contains("--require-hashes") || !rest.contains(" -r ") {
-                bad.push(format!("{}: `{rest}` does not require hashes", f.display()));
+            if !cmd.contains("--require-hashes") || !cmd.contains(" -r ") {
+                bad.push(format!("{}: `{cmd}` does not require hashes", f.display()));
             }
         }
         if text.contains("ansible.builtin.pip") {
@@ -408,9 +448,13 @@ fn every_pip_install_requires_pinned_hashes() {
             ));
         }
     }
-    assert!(installs > 0, "no pip install found in ansible/");
-    let reqs = files(&ansible, &["requirements.txt"]);
-    assert!(!reqs.is_empty(), "no requirements file in ansible/");
+    assert!(installs >= 3, "only {installs} pip commands found");
+    let reqs: Vec<PathBuf> = ["ansible", "scripts"]
+        .iter()
+        .flat_map(|d| files(&repo().join(d), &["requirements.txt", ".txt"]))
+        .filter(|p| p.to_string_lossy().contains("requirements"))
+        .collect();
+    assert!(reqs.len() >= 3, "requirements files: {reqs:?}");
     for f in reqs {
         let text = std::fs::read_to_string(&f).unwrap().replace("\\\n", " ");
         for line in text
