@@ -3,7 +3,8 @@
 #   sandbox (netns + private libvirtd) -> guest image (built or cached) -> isolated network with DHCP ->
 #   a TCG guest (direct kernel boot, qcow2 overlay, NoCloud seed from cloud-localds) -> DHCP lease ->
 #   ssh from inside the netns -> hostname check -> QEMU runs as the sandbox's unprivileged user, owning the 0600
-#   disks only while the guest runs -> teardown -> nothing left.
+#   disks only while the guest runs, reading the shared base image (root's 0644, `<seclabel model='dac'
+#   relabel='no'/>` on the backing store, else libvirt chowns it to QEMU's user) -> teardown -> nothing left.
 #
 # Usage: tests/e2e/smoke.sh [--keep] [--netconfig mac|none]
 #   --keep            on failure, leave the sandbox (and the guest) running for debugging;
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
     --netconfig) [ $# -ge 2 ] || usage_error "--netconfig needs mac|none"; netconfig=$2; shift 2 ;;
-    -h|--help) show_help 15; exit 0 ;;
+    -h|--help) show_help 16; exit 0 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
 done
@@ -143,6 +144,13 @@ cat > "$work/domain.xml" <<EOF
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
       <source file='$work/root.qcow2'/>
+      <backingStore type='file'>
+        <format type='qcow2'/>
+        <source file='$img_base'>
+          <seclabel model='dac' relabel='no'/>
+        </source>
+        <backingStore/>
+      </backingStore>
       <target dev='vda' bus='virtio'/>
     </disk>
     <disk type='file' device='disk'>
@@ -222,7 +230,10 @@ done
 [ "${qemu_users[0]}" = "$qemu_user" ] || fail "QEMU runs as '${qemu_users[0]}', expected '$qemu_user'"
 disk_owner=$(stat -c %U "$work/root.qcow2")
 [ "$disk_owner" = "$qemu_user" ] || fail "root.qcow2 is owned by '$disk_owner' while the guest runs, expected '$qemu_user'"
-info "QEMU runs as $qemu_user; root.qcow2 is $(stat -c '%U %a' "$work/root.qcow2") while the guest runs"
+base_owner=$(stat -c '%U:%G %a' "$img_base")
+[ "$base_owner" = "root:root 644" ] \
+  || fail "the shared base image $img_base is '$base_owner' while the guest runs, expected 'root:root 644' (read-only to QEMU)"
+info "QEMU runs as $qemu_user; root.qcow2 is $(stat -c '%U %a' "$work/root.qcow2") while the guest runs; the base image stays root's 0644"
 
 step "teardown"
 v destroy "$dom" >/dev/null
