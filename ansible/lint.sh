@@ -3,7 +3,8 @@
 #
 # Usage: ansible/lint.sh [--install]
 #   --install   when ansible-lint is missing, install it from PyPI into target/ansible-lint (a venv; it brings its
-#               own ansible-core, so the system's Ansible is left alone)
+#               own ansible-core, so the system's Ansible is left alone), every package pinned by version and sha256
+#               in ansible/lint-requirements.txt (pip --require-hashes)
 # Environment:
 #   HSW_ANSIBLE_LINT=PATH          the ansible-lint binary (default: target/ansible-lint/bin/ansible-lint, then PATH)
 #   HSW_REQUIRE_ANSIBLE_LINT=1     a missing ansible-lint is a failure, not a skip (CI)
@@ -15,7 +16,7 @@ install=0
 case "${1:-}" in
   --install) install=1 ;;
   "") ;;
-  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "lint: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 esac
 
@@ -29,7 +30,7 @@ lint=$(find_lint || true)
 if [ -z "$lint" ] && [ "$install" = 1 ]; then
   echo "lint: installing ansible-lint into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet ansible-lint
+  "$venv/bin/pip" install --quiet --require-hashes -r "$root/ansible/lint-requirements.txt"
   lint="$venv/bin/ansible-lint"
 fi
 if [ -z "$lint" ]; then

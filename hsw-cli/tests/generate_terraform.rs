@@ -13,7 +13,7 @@
 //! no registry is contacted and checkpoint calls are disabled.
 //!
 //! Terraform: `HSW_TERRAFORM` or `terraform` on `PATH`, and Terraform 1.0 (`HSW_TERRAFORM_1_0`, or the one
-//! `provider/scripts/install-test-terraform.sh` puts in `target/tf103`). A missing Terraform is skipped with a
+//! `scripts/install-tools.sh` puts in `/opt/hsw/tools/terraform-1.0.3`). A missing Terraform is skipped with a
 //! message, unless `HSW_REQUIRE_TERRAFORM=1`, which makes it a failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

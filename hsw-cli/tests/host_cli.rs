@@ -8,6 +8,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Output;
 
+use hsw_core::host::CHECK_IDS;
 use testkit::repo;
 
 fn fixtures() -> PathBuf {
@@ -68,7 +69,7 @@ fn every_fixture_case_gives_its_statuses_and_exit_code() {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{case}: {e}: {}", stdout(&out)));
         let checks = json["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 9, "{case}");
+        assert_eq!(checks.len(), CHECK_IDS.len(), "{case}");
         for (id, want) in meta["expect"].as_object().unwrap() {
             // The binary measures free disk with statvfs on the real filesystem under the fixture
             // root, so `resources` can only be `warn` instead of `pass` on a full disk; the pinned
@@ -126,7 +127,7 @@ fn text_output_has_one_line_per_check_remedies_and_a_summary() {
         "{text}"
     );
     assert!(
-        text.contains("9 checks: ")
+        text.contains(&format!("{} checks: ", CHECK_IDS.len()))
             && text.contains("1 fail")
             && text.contains("cannot run this config yet"),
         "{text}"
@@ -206,13 +207,13 @@ fn the_real_host_can_be_checked() {
     let out = hsw(&["check", "--format", "json"], &[]);
     assert_ne!(out.status.code(), Some(2), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["checks"].as_array().unwrap().len(), 9);
+    assert_eq!(json["checks"].as_array().unwrap().len(), CHECK_IDS.len());
     let s = &json["summary"];
     let total: u64 = ["pass", "warn", "fail", "skip"]
         .iter()
         .map(|k| s[k].as_u64().unwrap())
         .sum();
-    assert_eq!(total, 9);
+    assert_eq!(total, CHECK_IDS.len() as u64);
 }
 
 #[test]

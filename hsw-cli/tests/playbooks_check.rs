@@ -370,3 +370,102 @@ fn the_download_steps_are_tagged_online() {
         }
     }
 }
+
+/// Renders a role's template on localhost with extra variables (JSON) and the role's defaults.
+fn render_template(role: &str, template: &str, extra: &str) -> String {
+    let out = ok(ansible("ansible")
+        .args(["localhost", "-c", "local", "-e"])
+        .arg(format!("@ansible/roles/{role}/defaults/main.yml"))
+        .args(["-e", extra, "-m", "ansible.builtin.debug", "-a"])
+        .arg(format!(
+            "msg={{{{ lookup('ansible.builtin.template', 'ansible/roles/{role}/templates/{template}') }}}}"
+        ))
+        .output()
+        .unwrap());
+    let json = out
+        .split_once("=>")
+        .unwrap_or_else(|| panic!("{out}"))
+        .1
+        .trim();
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["msg"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn mlflow_installs_hash_pinned_requirements_and_takes_its_database_from_the_environment() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
+        return;
+    }
+    let text = render_template(
+        "mlops_k8s",
+        "mlflow.yaml.j2",
+        r#"{"mlops_k8s_mlflow_requirements": "ansible/roles/mlops_k8s/files/mlflow-requirements.txt"}"#,
+    );
+    let docs: Vec<Value> = text
+        .split("\n---\n")
+        .map(|d| {
+            hsw_core::config::yaml::parse(d)
+                .unwrap_or_else(|e| panic!("{e}: {d}"))
+                .0
+        })
+        .collect();
+    let reqs = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .and_then(|d| d["data"]["requirements.txt"].as_str())
+        .unwrap_or_else(|| panic!("no requirements ConfigMap: {text}"));
+    assert!(
+        reqs.contains("boto3==1.35.36 \\\n    --hash=sha256:"),
+        "{reqs}"
+    );
+    let deploy = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+    let args = c["args"][0].as_str().unwrap();
+    assert!(
+        args.starts_with("pip install --no-cache-dir --no-deps --require-hashes -r /etc/hsw/pip/requirements.txt && exec mlflow server"),
+        "{args}"
+    );
+    assert!(
+        !args.contains("backend-store-uri") && !args.contains('$'),
+        "{args}"
+    );
+    let env = c["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "MLFLOW_BACKEND_STORE_URI"
+        && e["valueFrom"]["secretKeyRef"]["key"] == "MLFLOW_BACKEND_STORE_URI"));
+    let mounts = c["volumeMounts"].to_string();
+    assert!(mounts.contains("/etc/hsw/pip"), "{mounts}");
+
+    // With an image that has the clients: nothing is installed.
+    let bare = render_template(
+        "mlops_k8s",
+        "mlflow.yaml.j2",
+        r#"{"mlops_k8s_mlflow_requirements": ""}"#,
+    );
+    assert!(
+        !bare.contains("pip install") && !bare.contains("ConfigMap"),
+        "{bare}"
+    );
+}
+
+#[test]
+fn kubeadm_join_reads_its_token_from_a_join_configuration() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
+        return;
+    }
+    let text = render_template(
+        "kubeadm",
+        "kubeadm-join.yaml.j2",
+        r#"{"kubeadm_join_command": {"stdout": "kubeadm join 10.0.0.1:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:0f1e \n"}, "ansible_host": "172.20.2.11", "inventory_hostname": "cloud-worker-1"}"#,
+    );
+    let v = hsw_core::config::yaml::parse(&text).unwrap().0;
+    assert_eq!(v["kind"], "JoinConfiguration");
+    let t = &v["discovery"]["bootstrapToken"];
+    assert_eq!(t["apiServerEndpoint"], "10.0.0.1:6443");
+    assert_eq!(t["token"], "abcdef.0123456789abcdef");
+    assert_eq!(t["caCertHashes"][0], "sha256:0f1e");
+    assert_eq!(v["nodeRegistration"]["name"], "cloud-worker-1");
+    assert_eq!(
+        v["nodeRegistration"]["kubeletExtraArgs"]["node-ip"],
+        "172.20.2.11"
+    );
+}

@@ -92,6 +92,7 @@ mod host_checks {
             "missing-packages",
             "gpu-missing",
             "tcg-fallback",
+            "qemu-as-root",
         ] {
             assert!(
                 names.iter().any(|n| n == want),
@@ -103,7 +104,7 @@ mod host_checks {
     #[test]
     fn every_case_matches_its_golden_and_its_expectations() {
         let cases = cases();
-        assert!(cases.len() >= 12);
+        assert!(cases.len() >= 13);
         for case in &cases {
             let host = host_for(case);
             let report = run_checks(&host, &case.config);

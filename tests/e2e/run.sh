@@ -6,8 +6,8 @@
 #   --keep         on failure, leave the sandbox and the work directory for debugging (the paths are printed)
 #   --only WHICH   run one Terraform only: `primary` (HSW_TERRAFORM or terraform on PATH) or `1.0` (1.0.3)
 # Environment:
-#   HSW_TERRAFORM, HSW_TERRAFORM_1_0   Terraform binaries (default: PATH; target/tf103 from
-#                                      provider/scripts/install-test-terraform.sh, installed when missing)
+#   HSW_TERRAFORM, HSW_TERRAFORM_1_0   Terraform binaries (default: PATH; /opt/hsw/tools/terraform-1.0.3 from
+#                                      scripts/install-tools.sh terraform, installed when missing)
 #   HSW_REQUIRE_TERRAFORM=1            a missing Terraform is a failure, not a skip (CI)
 #   HSW_PROVIDER_BIN                   the provider binary (default: cargo build, debug)
 #   HSW_E2E_SANDBOX                    sandbox name (default hsw-e2e)
@@ -66,12 +66,12 @@ if [ "$only" != primary ]; then
   if [ -z "$tf_old" ]; then
     tf_old=$(find_tf103 || true)
     if [ -z "$tf_old" ]; then
-      "$root/provider/scripts/install-test-terraform.sh" >&2 || true
+      "$root/scripts/install-tools.sh" terraform >&2 || true
       tf_old=$(find_tf103 || true)
     fi
   fi
   if [ -n "$tf_old" ] && [ -x "$tf_old" ]; then terraforms+=("1.0|$tf_old")
-  else skip_or_fail "no Terraform 1.0.3 (provider/scripts/install-test-terraform.sh)"; fi
+  else skip_or_fail "no Terraform 1.0.3 (scripts/install-tools.sh terraform)"; fi
 fi
 [ ${#terraforms[@]} -gt 0 ] || { echo "e2e: no Terraform to run" >&2; exit 0; }
 

@@ -2,7 +2,9 @@
 # Smoke test of the end-to-end harness, with plain virsh (no Terraform, no provider):
 #   sandbox (netns + private libvirtd) -> guest image (built or cached) -> isolated network with DHCP ->
 #   a TCG guest (direct kernel boot, qcow2 overlay, NoCloud seed from cloud-localds) -> DHCP lease ->
-#   ssh from inside the netns -> hostname check -> teardown -> nothing left.
+#   ssh from inside the netns -> hostname check -> QEMU runs as the sandbox's unprivileged user, owning the 0600
+#   disks only while the guest runs, reading the shared base image (root's 0644, `<seclabel model='dac'
+#   relabel='no'/>` on the backing store, else libvirt chowns it to QEMU's user) -> teardown -> nothing left.
 #
 # Usage: tests/e2e/smoke.sh [--keep] [--netconfig mac|none]
 #   --keep            on failure, leave the sandbox (and the guest) running for debugging;
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
     --netconfig) [ $# -ge 2 ] || usage_error "--netconfig needs mac|none"; netconfig=$2; shift 2 ;;
-    -h|--help) show_help 15; exit 0 ;;
+    -h|--help) show_help 16; exit 0 ;;
     *) usage_error "unknown argument '$1'" ;;
   esac
 done
@@ -76,6 +78,9 @@ v() { timeout 60 virsh -q -c "$uri" "$@"; }
 
 work="$pool/smoke"
 mkdir -p "$work"
+chmod 0711 "$work"   # as the provider keeps a VM's directory: QEMU passes through, never lists it
+qemu_user=$(sandbox env QEMU_USER)
+info "guests run as $qemu_user, security driver $(sandbox env SECURITY_DRIVER)"
 ssh-keygen -q -t ed25519 -N '' -C hsw-smoke -f "$work/id_ed25519"
 
 step "network $net (isolated, DHCP, bridge $bridge, 192.168.150.0/24)"
@@ -116,6 +121,7 @@ EOF
   seed_args=(--network-config="$work/network-config" "${seed_args[@]}")
 fi
 cloud-localds "${seed_args[@]}"
+chmod 0600 "$work/root.qcow2" "$work/seed.iso"   # as the provider makes them: root's alone until libvirt chowns
 info "seed: hostname $guest_hostname, key $work/id_ed25519.pub, network-config: $netconfig"
 
 cat > "$work/domain.xml" <<EOF
@@ -138,6 +144,13 @@ cat > "$work/domain.xml" <<EOF
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/>
       <source file='$work/root.qcow2'/>
+      <backingStore type='file'>
+        <format type='qcow2'/>
+        <source file='$img_base'>
+          <seclabel model='dac' relabel='no'/>
+        </source>
+        <backingStore/>
+      </backingStore>
       <target dev='vda' bus='virtio'/>
     </disk>
     <disk type='file' device='disk'>
@@ -207,8 +220,26 @@ mapfile -t c <<< "$checks"
 [ "${c[4]:-}" = 0 ] || fail "failed units in the guest: $(gssh sudo -n systemctl --failed --plain --no-legend 2>&1)"
 info "sudo works, root password locked, eth0 configured, cloud-init done, no failed units ($(( $(date +%s) - t_boot )) s)"
 
+step "QEMU runs unprivileged"
+qemu_users=()
+for p in $(ip netns pids "$ns"); do
+  [ "$(cat "/proc/$p/comm" 2>/dev/null)" = qemu-system-x86 ] || continue
+  qemu_users+=("$(ps -o user= -p "$p")")
+done
+[ "${#qemu_users[@]}" = 1 ] || fail "expected one QEMU process in netns $ns, found ${#qemu_users[@]}"
+[ "${qemu_users[0]}" = "$qemu_user" ] || fail "QEMU runs as '${qemu_users[0]}', expected '$qemu_user'"
+disk_owner=$(stat -c %U "$work/root.qcow2")
+[ "$disk_owner" = "$qemu_user" ] || fail "root.qcow2 is owned by '$disk_owner' while the guest runs, expected '$qemu_user'"
+base_owner=$(stat -c '%U:%G %a' "$img_base")
+[ "$base_owner" = "root:root 644" ] \
+  || fail "the shared base image $img_base is '$base_owner' while the guest runs, expected 'root:root 644' (read-only to QEMU)"
+info "QEMU runs as $qemu_user; root.qcow2 is $(stat -c '%U %a' "$work/root.qcow2") while the guest runs; the base image stays root's 0644"
+
 step "teardown"
 v destroy "$dom" >/dev/null
+disk_owner=$(stat -c '%U %a' "$work/root.qcow2")
+[ "$disk_owner" = "root 600" ] || fail "root.qcow2 is '$disk_owner' after the guest stopped, expected 'root 600'"
+info "after destroy root.qcow2 is back to root 0600"
 v undefine "$dom" >/dev/null
 v net-destroy "$net" >/dev/null
 v net-undefine "$net" >/dev/null

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hsw_core::config::ClusterConfig;
@@ -52,34 +53,48 @@ pub fn build(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error
     Ok(())
 }
 
-/// Hard-links (or copies) the image into `<pool>/images/<key>/`: the provider takes only files inside its
-/// pool directory. A new image has a new key, so its VMs are replaced rather than rebased under them.
-pub fn place_image(img: &Image, pool: &Path) -> Result<Image, String> {
+/// Places the image in `<pool>/images/<key>/` (the provider takes only files inside its pool): each file is
+/// hard-linked to the cache's (copied where a link cannot be made). A new image has a new key, so its VMs are
+/// replaced rather than rebased under them.
+///
+/// Placed files are trusted by content, not size: one is kept when it is the cache's own file (the same inode,
+/// whose sha256 `scripts/build-image.sh` checked against the manifest just before) or has the sha256 the
+/// manifest records; otherwise it is replaced, with a line on `out` saying why. QEMU runs unprivileged and
+/// reads these as backing files, and libvirt's DAC driver chowns backing files to QEMU's user while a VM runs:
+/// so each file is made 0644 and given back to the owner of the cache directory (root) when it is not theirs.
+pub fn place_image(img: &Image, pool: &Path, out: &mut dyn Write) -> Result<Image, String> {
     let key = img
         .base
         .parent()
         .and_then(Path::file_name)
         .map_or_else(|| "current".into(), |k| k.to_string_lossy().into_owned());
-    let dir = pool.join("images").join(&key);
+    let owner = img
+        .base
+        .parent()
+        .and_then(|d| std::fs::metadata(d).ok())
+        .map(|m| (m.uid(), m.gid()));
+    let sums = manifest_sha256(&img.manifest)?;
+    let images = pool.join("images");
+    let dir = images.join(&key);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let place = |src: &Path, name: &str| -> Result<PathBuf, String> {
+    for d in [&images, &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot make {} 0755: {e}", d.display()))?;
+    }
+    let mut place = |src: &Path, name: &str| -> Result<PathBuf, String> {
         let dest = dir.join(name);
-        let same = match (std::fs::metadata(src), std::fs::metadata(&dest)) {
-            (Ok(a), Ok(b)) => a.len() == b.len(),
-            _ => false,
+        let why = match placed_differs(src, &dest, sums.get(name).map(String::as_str)) {
+            Ok(None) => None,
+            Ok(Some(why)) => Some(why),
+            Err(e) => return Err(format!("cannot check {}: {e}", dest.display())),
         };
-        if !same {
-            let _ = std::fs::remove_file(&dest);
-            if std::fs::hard_link(src, &dest).is_err() {
-                let tmp = dir.join(format!(".{name}.tmp"));
-                std::fs::copy(src, &tmp)
-                    .and_then(|_| std::fs::rename(&tmp, &dest))
-                    .map_err(|e| {
-                        let _ = std::fs::remove_file(&tmp);
-                        format!("cannot copy {} to {}: {e}", src.display(), dest.display())
-                    })?;
+        if let Some(why) = why {
+            if dest.exists() {
+                say(out, format!("re-placing {}: {why}", dest.display()));
             }
+            replace(src, &dest)?;
         }
+        settle(&dest, owner)?;
         Ok(dest)
     };
     Ok(Image {
@@ -88,6 +103,108 @@ pub fn place_image(img: &Image, pool: &Path) -> Result<Image, String> {
         initrd: place(&img.initrd, "initrd.img")?,
         manifest: place(&img.manifest, "manifest.json")?,
     })
+}
+
+/// `name → sha256` of the files the manifest lists.
+fn manifest_sha256(manifest: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("cannot read the image manifest {}: {e}", manifest.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the image manifest {} is not JSON ({e}); rebuild the image with `hsw-cli image build --force`",
+            manifest.display()
+        )
+    })?;
+    Ok(v["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            Some((
+                f["name"].as_str()?.to_owned(),
+                f["sha256"].as_str()?.to_owned(),
+            ))
+        })
+        .collect())
+}
+
+/// Why the file at `dest` is not the cache's `src` (`None`: it is). Without a recorded sha256 (the manifest),
+/// the bytes are compared.
+fn placed_differs(
+    src: &Path,
+    dest: &Path,
+    sha256: Option<&str>,
+) -> std::io::Result<Option<String>> {
+    let d = match std::fs::symlink_metadata(dest) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some("missing".into())),
+        Err(e) => return Err(e),
+    };
+    if !d.file_type().is_file() {
+        return Ok(Some("not a regular file".into()));
+    }
+    let s = std::fs::metadata(src)?;
+    if (s.dev(), s.ino()) == (d.dev(), d.ino()) {
+        return Ok(None);
+    }
+    Ok(match sha256 {
+        Some(want) => {
+            let have = sha256_file(dest)?;
+            (have != want).then(|| format!("its sha256 is {have}, the manifest says {want}"))
+        }
+        None => (std::fs::read(src)? != std::fs::read(dest)?).then(|| "its content differs".into()),
+    })
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Puts the cache's `src` at `dest`: a hard link, or a copy renamed into place.
+fn replace(src: &Path, dest: &Path) -> Result<(), String> {
+    match std::fs::remove_file(dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot remove {}: {e}", dest.display())),
+    }
+    if std::fs::hard_link(src, dest).is_ok() {
+        return Ok(());
+    }
+    let name = dest
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = dest.with_file_name(format!(".{name}.tmp"));
+    std::fs::copy(src, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, dest))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot copy {} to {}: {e}", src.display(), dest.display())
+        })
+}
+
+/// Makes a placed file 0644 and, when it is not, the cache directory owner's.
+fn settle(dest: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
+    let m = std::fs::metadata(dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
+    if let Some((uid, gid)) = owner {
+        if (m.uid(), m.gid()) != (uid, gid) {
+            std::os::unix::fs::chown(dest, Some(uid), Some(gid)).map_err(|e| {
+                format!(
+                    "{} belongs to uid {} (libvirt gives backing files to QEMU's user while a VM runs) and cannot be given back to uid {uid}: {e}",
+                    dest.display(),
+                    m.uid()
+                )
+            })?;
+        }
+    }
+    if m.permissions().mode() & 0o7777 != 0o644 {
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| format!("cannot make {} 0644: {e}", dest.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -158,15 +275,72 @@ mod tests {
         assert_eq!(runner.calls().len(), 1);
     }
 
+    fn place(img: &Image, pool: &Path) -> (Image, String) {
+        let mut out = Vec::new();
+        let placed = place_image(img, pool, &mut out).unwrap();
+        (placed, text(&out))
+    }
+
     #[test]
     fn images_are_linked_into_the_pool_under_their_key() {
         let f = Fixture::new(None);
         let img = fixture::built(&f.dir.path().join("cache"), "abc");
         let pool = f.dir.path().join("pool");
-        let placed = place_image(&img, &pool).unwrap();
+        let (placed, t) = place(&img, &pool);
         assert_eq!(placed.base, pool.join("images/abc/base.qcow2"));
         assert_eq!(std::fs::read_to_string(&placed.kernel).unwrap(), "vmlinuz");
+        assert_eq!(t, "", "a first placement is silent");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&placed.base), 0o644);
+        assert_eq!(mode(&pool.join("images/abc")), 0o755);
         // Again: nothing changes.
-        assert_eq!(place_image(&img, &pool).unwrap(), placed);
+        assert_eq!(place(&img, &pool), (placed, String::new()));
+    }
+
+    #[test]
+    fn a_placed_file_of_the_same_size_but_other_content_is_replaced() {
+        let f = Fixture::new(None);
+        let img = fixture::built(&f.dir.path().join("cache"), "abc");
+        let pool = f.dir.path().join("pool");
+        let (placed, _) = place(&img, &pool);
+        // A copy (not the cache's inode) whose bytes were changed in place, keeping its length.
+        std::fs::remove_file(&placed.base).unwrap();
+        std::fs::write(&placed.base, "BASE.QCOW2").unwrap();
+        std::fs::set_permissions(&placed.base, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (again, t) = place(&img, &pool);
+        assert_eq!(again, placed);
+        assert_eq!(std::fs::read_to_string(&placed.base).unwrap(), "base.qcow2");
+        assert!(
+            t.contains(&format!(
+                "hsw: re-placing {}: its sha256 is ",
+                placed.base.display()
+            )) && t.contains(", the manifest says "),
+            "{t}"
+        );
+        assert_eq!(
+            std::fs::metadata(&placed.base)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o644
+        );
+        // A copy with the right content is kept as it is.
+        std::fs::remove_file(&placed.kernel).unwrap();
+        std::fs::write(&placed.kernel, "vmlinuz").unwrap();
+        let (_, t) = place(&img, &pool);
+        assert_eq!(t, "");
+    }
+
+    #[test]
+    fn a_manifest_that_is_not_json_is_an_error_naming_the_fix() {
+        let f = Fixture::new(None);
+        let img = fixture::built(&f.dir.path().join("cache"), "abc");
+        std::fs::write(&img.manifest, "size only").unwrap();
+        let e = place_image(&img, &f.dir.path().join("pool"), &mut Vec::new()).unwrap_err();
+        assert!(
+            e.contains("is not JSON") && e.contains("image build --force"),
+            "{e}"
+        );
     }
 }

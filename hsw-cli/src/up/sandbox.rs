@@ -145,7 +145,7 @@ pub fn open(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error>
         }
     };
     for (role, img) in &up.images {
-        let placed = images::place_image(img, &libvirt.pool).map_err(Error::CannotRun)?;
+        let placed = images::place_image(img, &libvirt.pool, out).map_err(Error::CannotRun)?;
         say(
             out,
             format!(

@@ -170,7 +170,9 @@ pub mod fixture {
     }
 
     /// A built image in `dir/<key>/`.
+    /// Each file holds its own name; the manifest lists their sha256 as `scripts/build-image.sh` writes it.
     pub fn built(dir: &std::path::Path, key: &str) -> crate::image::Image {
+        use sha2::{Digest, Sha256};
         let d = dir.join(key);
         std::fs::create_dir_all(&d).unwrap();
         let f = |n: &str| {
@@ -178,11 +180,27 @@ pub mod fixture {
             std::fs::write(&p, n).unwrap();
             p
         };
+        let files: Vec<serde_json::Value> = ["base.qcow2", "vmlinuz", "initrd.img"]
+            .iter()
+            .map(|n| {
+                let sha: String = Sha256::digest(n.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                serde_json::json!({"name": n, "size": n.len(), "sha256": sha})
+            })
+            .collect();
+        let manifest = d.join("manifest.json");
+        std::fs::write(
+            &manifest,
+            serde_json::json!({"key": key, "files": files}).to_string(),
+        )
+        .unwrap();
         crate::image::Image {
             base: f("base.qcow2"),
             kernel: f("vmlinuz"),
             initrd: f("initrd.img"),
-            manifest: f("manifest.json"),
+            manifest,
         }
     }
 

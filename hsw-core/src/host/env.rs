@@ -155,6 +155,18 @@ pub trait Host: std::fmt::Debug {
     fn etc_default_grub(&self) -> PathBuf {
         self.path("/etc/default/grub")
     }
+    /// `/etc/libvirt/qemu.conf` (how the host's libvirtd runs QEMU).
+    fn etc_libvirt_qemu_conf(&self) -> PathBuf {
+        self.path("/etc/libvirt/qemu.conf")
+    }
+    /// `/sys/module/apparmor/parameters/enabled` (`Y` when the kernel runs AppArmor).
+    fn sys_apparmor_enabled(&self) -> PathBuf {
+        self.path("/sys/module/apparmor/parameters/enabled")
+    }
+    /// `/sys/fs/selinux/enforce` (present when the kernel runs SELinux).
+    fn sys_selinux_enforce(&self) -> PathBuf {
+        self.path("/sys/fs/selinux/enforce")
+    }
     /// `/var/lib/dpkg/status`.
     fn var_lib_dpkg_status(&self) -> PathBuf {
         self.path("/var/lib/dpkg/status")

@@ -6,13 +6,15 @@
 //! and nouveau matter only when real GPUs are passed to VMs.
 //!
 //! One file per area: [`virtualization`] (CPU flags, IOMMU, KVM), [`drivers`] (nouveau, the GPUs),
-//! [`packages`], [`groups`], [`resources`] (memory, CPUs, disk) and [`conflicts`] (bridges and routes); this
+//! [`packages`], [`groups`], [`qemu`] (QEMU's user and confinement), [`resources`] (memory, CPUs, disk) and
+//! [`conflicts`] (bridges and routes); this
 //! file has the report types, the [`Policy`] and [`run_checks`].
 
 mod conflicts;
 mod drivers;
 mod groups;
 mod packages;
+mod qemu;
 mod resources;
 mod virtualization;
 
@@ -21,6 +23,7 @@ use serde::Serialize;
 pub use drivers::{nouveau_state, NouveauState, NOUVEAU_BLACKLIST, NOUVEAU_BLACKLIST_FILE};
 pub use groups::{group_state, GroupState};
 pub use packages::{package_state, Found, PackageState, Tool, FULL_PACKAGES, TOOLS};
+pub use qemu::{kernel_security_module, parse_qemu_conf, QemuConf};
 pub use virtualization::{iommu_state, IommuState};
 
 use super::env::{host_path, read_optional, Host};
@@ -28,13 +31,14 @@ use super::parse;
 use crate::config::model::{Accelerator, ClusterConfig, GpuBackend};
 
 /// The check ids, in the order they run and print.
-pub const CHECK_IDS: [&str; 9] = [
+pub const CHECK_IDS: [&str; 10] = [
     "cpu.virtualization",
     "iommu",
     "kvm",
     "nouveau",
     "packages",
     "groups",
+    "qemu.privileges",
     "gpu",
     "resources",
     "conflicts",
@@ -215,6 +219,7 @@ pub fn run_checks(host: &dyn Host, config: &ClusterConfig) -> CheckReport {
             drivers::check_nouveau(host, &policy),
             packages::check_packages(host),
             groups::check_groups(host, &policy),
+            qemu::check_qemu(host),
             drivers::check_gpu(host, &policy),
             resources::check_resources(host, &policy, config),
             conflicts::check_conflicts(host, config),
