@@ -27,6 +27,24 @@ pub fn write_atomic_owned(
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> io::Result<()> {
+    write_with(path, mode, owner, |f| f.write_all(bytes))
+}
+
+/// Copies the file `src` to `path` the way [`write_atomic`] writes (streamed, for files too large to hold in
+/// memory, such as guest images).
+pub fn copy_atomic(src: &Path, path: &Path, mode: u32) -> io::Result<()> {
+    write_with(path, mode, None, |f| {
+        io::copy(&mut fs::File::open(src)?, f).map(|_| ())
+    })
+}
+
+/// The one writer: `fill` writes the content into the private temporary file.
+fn write_with(
+    path: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     check_target(path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -44,7 +62,7 @@ pub fn write_atomic_owned(
         .permissions(fs::Permissions::from_mode(mode & 0o777))
         .tempfile_in(dir)?;
     let f = tmp.as_file_mut();
-    f.write_all(bytes)?;
+    fill(f)?;
     if let Some((uid, gid)) = owner {
         let meta = f.metadata()?;
         if meta.uid() != uid || meta.gid() != gid {
@@ -130,6 +148,26 @@ mod tests {
         symlink(d.path().join("nowhere"), &dangling).unwrap();
         assert!(write_atomic(&dangling, b"x", 0o644).is_err());
         assert!(!d.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn copies_stream_the_same_way() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::write(&src, vec![7u8; 1 << 20]).unwrap();
+        let dest = d.path().join("dest");
+        copy_atomic(&src, &dest, 0o600).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), fs::read(&src).unwrap());
+        assert_eq!(mode_of(&dest), 0o600);
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let link = d.path().join("link");
+        symlink(&victim, &link).unwrap();
+        assert!(copy_atomic(&src, &link, 0o644).is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        // A missing source leaves nothing behind.
+        assert!(copy_atomic(&d.path().join("none"), &d.path().join("x"), 0o644).is_err());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 4);
     }
 
     #[test]

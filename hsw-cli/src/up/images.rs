@@ -174,16 +174,8 @@ fn replace(src: &Path, dest: &Path) -> Result<(), String> {
     if std::fs::hard_link(src, dest).is_ok() {
         return Ok(());
     }
-    let name = dest
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tmp = dest.with_file_name(format!(".{name}.tmp"));
-    std::fs::copy(src, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, dest))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("cannot copy {} to {}: {e}", src.display(), dest.display())
-        })
+    hsw_core::fsx::copy_atomic(src, dest, 0o644)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), dest.display()))
 }
 
 /// Makes a placed file 0644 and, when it is not, the cache directory owner's.
