@@ -1,4 +1,4 @@
-//! Real Terraform (every version found: `terraform` on `PATH` or `HSW_TERRAFORM`, and 1.0.3 from `target/tf103`
+//! Real Terraform (every version found: `terraform` on `PATH` or `HSW_TERRAFORM`, and 1.0.3 from `/opt/hsw/tools/terraform-1.0.3`
 //! or `HSW_TERRAFORM_1_0`) driving `hsw_mig_instance` and `hsw_gpus` through the real provider binary on the
 //! simulated GPU backend.
 //!

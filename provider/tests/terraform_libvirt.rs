@@ -7,7 +7,7 @@
 //! with `TF_REATTACH_PROVIDERS`: one process, one connection, for the whole scenario.
 //!
 //! Runs against every Terraform found (as `terraform.rs`: `HSW_TERRAFORM` or `terraform` on `PATH`, and
-//! `HSW_TERRAFORM_1_0` or `target/tf103`); a missing Terraform or tool is skipped with a message unless
+//! `HSW_TERRAFORM_1_0` or `/opt/hsw/tools/terraform-1.0.3`); a missing Terraform or tool is skipped with a message unless
 //! `HSW_REQUIRE_TERRAFORM=1`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
