@@ -52,15 +52,23 @@ impl FileLock {
     }
 }
 
+/// Opens the lock file, creating it 0600 (and missing directories 0700), never through a symbolic link: the
+/// locks are taken by root, in directories others may be able to write.
 fn open(path: &Path) -> Result<File> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| GpuError::io("create the lock directory", dir, &e))?;
     }
     OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| GpuError::io("open the lock file", path, &e))
 }
@@ -132,5 +140,21 @@ mod tests {
             .unwrap()
             .is_some());
         assert!(dir.path().join("gpu-0000:41:00.0.lock").is_file());
+    }
+
+    #[test]
+    fn lock_files_are_private_and_never_opened_through_a_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("run/hsw");
+        let held = FileLock::acquire(&locks.join("a.lock")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(held.path()), 0o600);
+        assert_eq!(mode(&locks), 0o700);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, locks.join("b.lock")).unwrap();
+        assert!(FileLock::try_acquire(&locks.join("b.lock")).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 }

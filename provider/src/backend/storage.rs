@@ -344,9 +344,13 @@ impl Storage for LocalStorage {
     }
 }
 
-/// Opens (creating it 0600, never through a link) and `flock`s `<dir>/<name>.lock`.
-fn try_lock_file(dir: &Path, name: &str) -> Result<Option<std::fs::File>, StorageError> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+/// Makes the lock directory (0700, its missing parents 0711) and takes `<dir>/<name>.lock` with the one `flock`
+/// lock of hsw ([`hsw_gpu_backend::lock::FileLock`]: 0600, never through a link).
+fn try_lock_file(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<hsw_gpu_backend::lock::FileLock>, StorageError> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     // Missing directories above the lock directory are traversable by others (the pool directory may be one).
     if let Some(parent) = dir.parent() {
         std::fs::DirBuilder::new()
@@ -371,20 +375,7 @@ fn try_lock_file(dir: &Path, name: &str) -> Result<Option<std::fs::File>, Storag
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| io_err("set the permissions of", dir, &e))?;
     let path = dir.join(format!("{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(PRIVATE_FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| io_err("open the lock file", &path, &e))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(io_err("lock", &path, &std::io::Error::from(e))),
-    }
+    hsw_gpu_backend::lock::FileLock::try_acquire(&path).map_err(|e| StorageError(e.to_string()))
 }
 
 /// A file in the fake tree.
