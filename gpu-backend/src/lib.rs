@@ -11,7 +11,8 @@
 //!   compute instance) created under the GPU's host-level lock with rollback;
 //! - [`mdev`]: the [`MdevBackend`] trait over a rooted sysfs (classic mdev and NVIDIA vendor VFIO), mdevctl
 //!   persistence, and fake trees with a fake kernel for tests;
-//! - [`lock`]: `flock` locks (per GPU: `<lock dir>/gpu-<pci>.lock`);
+//! - [`lock`]: hsw's one `flock` lock (0600 files, never opened through a link): per GPU
+//!   (`<lock dir>/gpu-<pci>.lock`), and the provider's per-name create locks;
 //! - [`inventory`]: the discovery report;
 //! - [`error`]: [`GpuError`] (kind + sentence).
 //!
