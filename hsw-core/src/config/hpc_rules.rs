@@ -263,12 +263,7 @@ fn check_users(
         "user",
         out,
     );
-    let login = config
-        .global
-        .ssh
-        .as_ref()
-        .and_then(|s| s.user.as_deref())
-        .unwrap_or(crate::ansible::inventory::DEFAULT_USER);
+    let login = config.login_user();
     let mut uids: HashMap<u32, &str> = HashMap::new();
     for (i, u) in users.iter().enumerate() {
         let at = format!("/clusters/hpc/users/{i}");

@@ -557,6 +557,17 @@ impl ClusterConfig {
             .unwrap_or(DEFAULT_POOL_DIR)
     }
 
+    /// The login user created in every VM: `global.ssh.user`, else `hsw`
+    /// ([`crate::ansible::inventory::DEFAULT_USER`]).
+    pub fn login_user(&self) -> &str {
+        self.global
+            .ssh
+            .as_ref()
+            .and_then(|s| s.user.as_deref())
+            .filter(|u| !u.is_empty())
+            .unwrap_or(crate::ansible::inventory::DEFAULT_USER)
+    }
+
     /// The GPU backend: `host.gpu_backend`, else [`GpuBackend::Auto`].
     pub fn gpu_backend(&self) -> GpuBackend {
         self.host

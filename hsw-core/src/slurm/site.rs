@@ -14,7 +14,8 @@ use crate::config::rules::cluster_network;
 /// - `hsw_hpc_users`: `[{name, uid, account, ssh_public_key?}]`;
 /// - `hsw_slurm_accounts`: what `sacctmgr` must hold: `{cluster, keep_users, qos: [{name, max_wall,
 ///   max_gpus_per_user}], accounts: [{name, parent, fairshare, qos}], users: [{name, account, qos,
-///   default_qos}]}` (`keep_users`: Slurm's `root` and the login user, whose associations are never removed).
+///   default_qos}]}` (`keep_users`: Slurm's `root` and the login user, whose associations are never removed;
+///   the login user is also one of `users`, in Slurm's `root` account, since associations are enforced).
 pub fn vars(config: &ClusterConfig, controller_ip: &str, login_user: &str) -> Value {
     let Some(hpc) = &config.clusters.hpc else {
         return json!({});
@@ -58,7 +59,7 @@ pub fn vars(config: &ClusterConfig, controller_ip: &str, login_user: &str) -> Va
             })
         })
         .collect();
-    let slurm_users: Vec<Value> = hpc
+    let mut slurm_users: Vec<Value> = hpc
         .users
         .iter()
         .map(|u| {
@@ -76,6 +77,8 @@ pub fn vars(config: &ClusterConfig, controller_ip: &str, login_user: &str) -> Va
             })
         })
         .collect();
+    // The login user runs hsw's own checks (srun, sinfo): with associations enforced it needs one, in `root`.
+    slurm_users.push(json!({"name": login_user, "account": "root", "qos": [], "default_qos": ""}));
     json!({
         "hsw_shared_storage": storage.is_enabled(),
         "hsw_shared_home": storage.home_path(),
@@ -113,7 +116,9 @@ mod tests {
         assert_eq!(acc["accounts"].as_array().map(Vec::len), Some(1));
         assert_eq!(acc["qos"].as_array().map(Vec::len), Some(1));
         let users = acc["users"].as_array().cloned().unwrap_or_default();
-        assert_eq!(users.len(), 1);
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[1]["name"], json!("hsw"));
+        assert_eq!(users[1]["account"], json!("root"));
         // A user gets the QoS of their account, the first as default.
         assert_eq!(users[0]["default_qos"], acc["qos"][0]["name"]);
         assert_eq!(v["hsw_hpc_users"][0]["account"], acc["accounts"][0]["name"]);
