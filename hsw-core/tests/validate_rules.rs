@@ -534,6 +534,21 @@ fn users_accounts_and_qos_reference_each_other() {
 }
 
 #[test]
+fn gpu_limits_need_gpu_nodes() {
+    expect_error(
+        &edit(&[
+            (
+                "      gpu_enabled: true\n      ip_range: 192.168.100.11-12",
+                "      ip_range: 192.168.100.11-12",
+            ),
+            ("nodes: [gpu]", "nodes: [all]"),
+        ]),
+        "hpc.qos-gpus",
+        "/clusters/hpc/qos/0/max_gpus_per_user",
+    );
+}
+
+#[test]
 fn uids_unique_and_above_the_login_user() {
     for bad in ["999", "1000", "70000"] {
         expect_error(

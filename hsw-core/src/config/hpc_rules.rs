@@ -34,9 +34,23 @@ pub fn check(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
         "QoS",
         out,
     );
+    let gpus = hpc.compute_nodes.gpu_units_per_node() > 0;
     for (i, q) in hpc.qos.iter().enumerate() {
         if let Some(t) = &q.max_wall {
             time(t, &format!("/clusters/hpc/qos/{i}/max_wall"), out);
+        }
+        if q.max_gpus_per_user.is_some() && !gpus {
+            out.push(
+                Diagnostic::error(
+                    "hpc.qos-gpus",
+                    format!("/clusters/hpc/qos/{i}/max_gpus_per_user"),
+                    format!(
+                        "QoS `{}` limits GPUs, but no compute node has one, so Slurm does not count gres/gpu",
+                        q.name
+                    ),
+                )
+                .with_hint("leave `max_gpus_per_user` out, or set `compute_nodes.gpu_enabled`"),
+            );
         }
     }
     let accounts: HashSet<&str> = unique(

@@ -35,7 +35,7 @@
 //! - **Accounting**: slurmctld sends jobs to slurmdbd on the controller (`AccountingStorageType=
 //!   accounting_storage/slurmdbd`, `AccountingStorageHost` = the controller's address, so `sacct` works from
 //!   every node), which keeps them in MariaDB ([`SLURMDBD_CONF`]'s `StorageType=accounting_storage/mysql`,
-//!   database [`ACCOUNTING_DB`]). `AccountingStorageTRES=gres/gpu` counts GPUs, job usage comes from
+//!   database [`ACCOUNTING_DB`]). `AccountingStorageTRES=gres/gpu` (when a node has a GPU) counts GPUs, job usage comes from
 //!   cgroups (`JobAcctGatherType=jobacct_gather/cgroup`), and `AccountingStorageEnforce=associations,limits,qos`
 //!   makes accounts and QoS limits binding (a user needs an association: the login user is put in `root`).
 //!   The database password is never in the rendered text: the playbook appends `StoragePass=` on the
@@ -268,7 +268,6 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
         ),
         (Key::AccountingStorageHost, controller.ip.to_string()),
         (Key::AccountingStoragePort, SLURMDBD_PORT.to_string()),
-        (Key::AccountingStorageTres, "gres/gpu".into()),
         (
             Key::AccountingStorageEnforce,
             "associations,limits,qos".into(),
@@ -279,6 +278,8 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
     ];
     if any_gpu {
         settings.push((Key::GresTypes, "gpu".into()));
+        // GPUs are counted in sacct and limited by QoS (MaxTRESPerUser=gres/gpu=N) only when they are a TRES.
+        settings.push((Key::AccountingStorageTres, "gres/gpu".into()));
     }
     let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let s = &hpc.slurm_config;
