@@ -209,6 +209,36 @@ impl PartitionSpec {
     }
 }
 
+/// A Slurm time (the formats [`crate::config::rules::is_slurm_time`] accepts) in whole minutes, rounded up as
+/// Slurm does; `None` for `UNLIMITED`/`INFINITE` or a text that is no Slurm time.
+pub fn slurm_minutes(text: &str) -> Option<u64> {
+    if !crate::config::rules::is_slurm_time(text)
+        || text.eq_ignore_ascii_case("unlimited")
+        || text.eq_ignore_ascii_case("infinite")
+    {
+        return None;
+    }
+    let (days, rest) = match text.split_once('-') {
+        Some((d, r)) => (Some(d.parse::<u64>().ok()?), r),
+        None => (None, text),
+    };
+    let parts: Vec<u64> = rest
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let seconds = match (days, parts.as_slice()) {
+        (Some(d), [h]) => d * 86400 + h * 3600,
+        (Some(d), [h, m]) => d * 86400 + h * 3600 + m * 60,
+        (Some(d), [h, m, s]) => d * 86400 + h * 3600 + m * 60 + s,
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) => h * 3600 + m * 60 + s,
+        _ => return None,
+    };
+    Some(seconds.div_ceil(60))
+}
+
 /// Whether the node set `set` holds the compute group `group` (every compute VM is in one group, so a set
 /// holds all of the group's nodes or none). `None` for a name that is no node set.
 pub fn set_holds(set: &str, group: &NodeGroup) -> Option<bool> {
@@ -266,6 +296,22 @@ mod tests {
         assert!(partition_holds(&only_gpu, &gpu));
         assert!(!partition_holds(&only_gpu, &cpu));
         assert_eq!(only_gpu.max_time("1:00:00"), "1:00:00");
+    }
+
+    #[test]
+    fn slurm_times_in_minutes() {
+        for (t, m) in [
+            ("30", Some(30)),
+            ("30:30", Some(31)),
+            ("01:00:00", Some(60)),
+            ("2-00", Some(2880)),
+            ("1-01:30", Some(1530)),
+            ("1-00:00:01", Some(1441)),
+            ("UNLIMITED", None),
+            ("1h", None),
+        ] {
+            assert_eq!(slurm_minutes(t), m, "{t}");
+        }
     }
 
     #[test]
