@@ -585,6 +585,24 @@ fn slurm_accounts_converge_and_a_second_run_changes_nothing() {
     let (ok4, out, _) = converge_accounts(dir.path(), &want);
     assert!(ok4 && out == "unchanged\n", "{out}");
 
+    // A user moved to another account: the new association becomes the default, then the old one goes.
+    want["accounts"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "physics", "parent": "root", "fairshare": 1, "qos": ["short"]}),
+    );
+    want["users"][0]["account"] = Value::from("physics");
+    let (ok6, out, err) = converge_accounts(dir.path(), &want);
+    assert!(ok6, "{err}");
+    assert_eq!(
+        out,
+        "add account physics cluster=hsw_dev parent=root fairshare=1 qos=short defaultqos=short\n\
+         add user alice account=physics cluster=hsw_dev qos=short defaultqos=short\n\
+         modify user where name=alice set defaultaccount=physics\n\
+         delete user where name=alice account=research cluster=hsw_dev\n\
+         changed\n"
+    );
+    let (ok7, out, _) = converge_accounts(dir.path(), &want);
+    assert!(ok7 && out == "unchanged\n", "{out}");
+
     // A failing sacctmgr fails the task with its message.
     want["users"].as_array_mut().unwrap().push(
         serde_json::json!({"name": "eve", "account": "nowhere", "qos": [], "default_qos": ""}),
