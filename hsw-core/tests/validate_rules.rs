@@ -534,6 +534,31 @@ fn users_accounts_and_qos_reference_each_other() {
 }
 
 #[test]
+fn ssh_public_keys_are_one_authorized_keys_line() {
+    let with = |key: &str| {
+        edit(&[(
+            "        account: research\n",
+            &format!("        account: research\n        ssh_public_key: {key}\n"),
+        )])
+    };
+    let good = with("\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0eFq3 alice@laptop\"");
+    assert!(
+        !validate_str(&good).report.has_errors(),
+        "{:#?}",
+        findings(&good)
+    );
+    for bad in [
+        "\"ssh-ed25519 AAAA\\nssh-rsa BBBB\"",
+        "\"command=\\\"x\\\" ssh-ed25519 AAAA\"",
+    ] {
+        assert!(
+            validate_str(&with(bad)).report.has_errors(),
+            "{bad} accepted"
+        );
+    }
+}
+
+#[test]
 fn gpu_limits_need_gpu_nodes() {
     expect_error(
         &edit(&[
