@@ -14,6 +14,8 @@ mod gpu_cmds;
 mod host_cmds;
 mod image;
 mod inventory;
+mod provider_cmd;
+mod provider_mirror;
 mod runner;
 mod session;
 mod up;
@@ -67,6 +69,9 @@ enum Command {
     Image(image::ImageCommand),
     /// Bring the clusters up: checks, image, sandbox, Terraform, inventory, playbook, and a Slurm test.
     Up(up::UpArgs),
+    /// The Terraform provider: install it where Terraform and OpenTofu find it.
+    #[command(subcommand)]
+    Provider(provider_cmd::ProviderCommand),
     /// Remove everything `up` made: `terraform destroy`, then the sandbox; checks that nothing is left.
     Down(up::DownArgs),
 }
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
         Command::Image(cmd) => image::run(&cmd, &mut out),
         Command::Up(args) => up::up(&args, &mut out),
         Command::Down(args) => up::down(&args, &mut out),
+        Command::Provider(cmd) => provider_cmd::run(&cmd, &mut out),
     };
     let _ = out.flush();
     ExitCode::from(code)
