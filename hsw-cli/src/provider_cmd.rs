@@ -26,6 +26,8 @@ pub enum ProviderCommand {
     /// Install terraform-provider-hsw where Terraform and OpenTofu find it with no CLI configuration
     /// (default ~/.terraform.d/plugins, under registry.terraform.io and registry.opentofu.org).
     Install(InstallArgs),
+    /// Print the provider's version, platform and file names, one `key value` a line (for scripts/release.sh).
+    Layout,
 }
 
 /// `hsw-cli provider install`.
@@ -46,6 +48,10 @@ pub struct InstallArgs {
 /// Runs a `provider` subcommand.
 pub fn run(cmd: &ProviderCommand, out: &mut dyn Write) -> u8 {
     match cmd {
+        ProviderCommand::Layout => {
+            let _ = out.write_all(layout().as_bytes());
+            exit::OK
+        }
         ProviderCommand::Install(args) => {
             let env = Env {
                 home: std::env::var_os("HOME").map(PathBuf::from),
@@ -57,6 +63,18 @@ pub fn run(cmd: &ProviderCommand, out: &mut dyn Write) -> u8 {
             }
         }
     }
+}
+
+/// `hsw-cli provider layout`: `key value` lines (version, platform, namespace/type, executable, release names).
+pub fn layout() -> String {
+    let mut lines = vec![
+        ("version", pm::VERSION.to_owned()),
+        ("platform", pm::platform()),
+        ("namespace_type", pm::NAMESPACE_TYPE.to_owned()),
+        ("executable", pm::executable()),
+    ];
+    lines.extend(pm::release_names());
+    lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
 }
 
 /// What `install` reads from the process: the home directory and hsw-cli's own path.
@@ -269,6 +287,21 @@ mod tests {
         std::fs::write(&bin, "P").unwrap();
         let e = install(&args(None, Some(&bin), false), &env, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().ends_with("set HOME or give --dir DIR"), "{e}");
+    }
+
+    #[test]
+    fn the_layout_names_version_platform_and_files() {
+        let l = layout();
+        let v = pm::VERSION;
+        let p = pm::platform();
+        assert_eq!(
+            l,
+            format!(
+                "version {v}\nplatform {p}\nnamespace_type hyperscaler/hsw\nexecutable terraform-provider-hsw_v{v}\n\
+                 zip terraform-provider-hsw_{v}_{p}.zip\nsums terraform-provider-hsw_{v}_SHA256SUMS\n\
+                 manifest terraform-provider-hsw_{v}_manifest.json\n"
+            )
+        );
     }
 
     #[test]

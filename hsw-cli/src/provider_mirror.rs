@@ -31,6 +31,16 @@ pub fn executable() -> String {
     format!("{BINARY}_v{VERSION}")
 }
 
+/// The release files of this version and platform (`scripts/release.sh` asks `hsw-cli provider layout` for
+/// them): the zip, the SHA256SUMS and the manifest, named as Terraform's registries and mirrors expect.
+pub fn release_names() -> [(&'static str, String); 3] {
+    [
+        ("zip", format!("{BINARY}_{VERSION}_{}.zip", platform())),
+        ("sums", format!("{BINARY}_{VERSION}_SHA256SUMS")),
+        ("manifest", format!("{BINARY}_{VERSION}_manifest.json")),
+    ]
+}
+
 /// `mirror/HOST/hyperscaler/hsw/VERSION/PLATFORM`: the package directory of this version and platform.
 pub fn package_dir(mirror: &Path, host: &str) -> PathBuf {
     mirror
@@ -136,6 +146,10 @@ mod tests {
             ))
         );
         assert_eq!(executable(), format!("terraform-provider-hsw_v{VERSION}"));
+        assert_eq!(
+            release_names()[0].1,
+            format!("terraform-provider-hsw_{VERSION}_{}.zip", platform())
+        );
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         assert_eq!(platform(), "linux_amd64");
     }
