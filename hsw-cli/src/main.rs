@@ -11,6 +11,7 @@ mod ansible_cmd;
 mod error;
 mod generate;
 mod gpu_cmds;
+mod graph;
 mod host_cmds;
 mod image;
 mod inventory;
@@ -69,6 +70,8 @@ enum Command {
     Image(image::ImageCommand),
     /// Bring the clusters up: checks, image, sandbox, Terraform, inventory, playbook, and a Slurm test.
     Up(up::UpArgs),
+    /// Draw the deployment: host, networks, VMs and each GPU's memory slices (SVG or DOT).
+    Graph(graph::GraphArgs),
     /// The Terraform provider: install it where Terraform and OpenTofu find it.
     #[command(subcommand)]
     Provider(provider_cmd::ProviderCommand),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Image(cmd) => image::run(&cmd, &mut out),
         Command::Up(args) => up::up(&args, &mut out),
         Command::Down(args) => up::down(&args, &mut out),
+        Command::Graph(args) => graph::run(&args, &mut out),
         Command::Provider(cmd) => provider_cmd::run(&cmd, &mut out),
     };
     let _ = out.flush();
