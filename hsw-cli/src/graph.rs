@@ -361,6 +361,13 @@ impl Svg {
         );
     }
 
+    fn line(&mut self, (x1, y1): (u32, u32), (x2, y2): (u32, u32), stroke: &str) {
+        let _ = writeln!(
+            self.0,
+            r##"<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{stroke}"/>"##
+        );
+    }
+
     fn text(&mut self, x: u32, y: u32, size: u32, attrs: &str, s: &str) {
         let _ = writeln!(
             self.0,
@@ -418,17 +425,8 @@ pub fn svg(p: &Picture) -> String {
             let h = lines * LINE + 12;
             // The VM hangs off its network.
             let mid = y + h / 2;
-            let _ = writeln!(
-                cols.0,
-                r##"<line x1="{0}" y1="{net_bottom}" x2="{0}" y2="{mid}" stroke="{strong}"/>"##,
-                x + 16
-            );
-            let _ = writeln!(
-                cols.0,
-                r##"<line x1="{}" y1="{mid}" x2="{}" y2="{mid}" stroke="{strong}"/>"##,
-                x + 16,
-                x + 24
-            );
+            cols.line((x + 16, net_bottom), (x + 16, mid), strong);
+            cols.line((x + 16, mid), (x + 24, mid), strong);
             cols.rect(x + 24, y, col_w - 24, h, "#ffffff", strong);
             cols.text(
                 x + 34,

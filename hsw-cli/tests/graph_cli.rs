@@ -118,13 +118,7 @@ fn an_all_mig_example_draws_both_gpus() {
 
 #[test]
 fn every_example_draws() {
-    let mut examples: Vec<_> = std::fs::read_dir(repo().join("examples"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    examples.sort();
+    let examples = support::examples();
     assert!(examples.len() >= 4);
     for ex in examples {
         let rel = ex.strip_prefix(repo()).unwrap().display().to_string();
