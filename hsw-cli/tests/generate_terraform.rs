@@ -20,7 +20,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use testkit::terraform::{self, Terraform};
 use testkit::{copy_tree_except, repo};
@@ -98,13 +98,7 @@ fn modules_and_generated_roots_pass_terraform() {
         &not_state,
     );
     let mut roots = vec![work.join("terraform")];
-    let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    examples.sort();
+    let examples = support::examples();
     for ex in &examples {
         let stem = ex.file_stem().unwrap().to_string_lossy().into_owned();
         let out = format!("roots/{stem}");

@@ -315,7 +315,7 @@ terraform {
 
   required_providers {
     hsw = {
-      source = "hyperscaler/hsw"
+      source = "registry.terraform.io/hyperscaler/hsw"
     }
   }
 }
