@@ -51,7 +51,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     async fn remove_all(&self, path: &Path) -> Result<(), StorageError>;
     /// Takes the lock `name` in the lock directory `dir` (made, mode 0700, when missing) without waiting: `None`
     /// while another holder has it (another apply's provider, or another call in this one). Dropping the guard
-    /// releases the lock, and so does the holder's death, so a free lock proves no live holder.
+    /// releases the lock and removes its file (and the directory, once empty), so nothing is left in the pool;
+    /// the holder's death releases it too (leaving the file until the next create of that name), so a free lock
+    /// proves no live holder.
     async fn try_lock(&self, dir: &Path, name: &str) -> Result<Option<NameLock>, StorageError>;
 }
 
@@ -345,7 +347,8 @@ impl Storage for LocalStorage {
 }
 
 /// Makes the lock directory (0700, its missing parents 0711) and takes `<dir>/<name>.lock` with the one `flock`
-/// lock of hsw ([`hsw_gpu_backend::lock::FileLock`]: 0600, never through a link).
+/// lock of hsw ([`hsw_gpu_backend::lock::FileLock::try_acquire_transient`]: 0600, never through a link, removed
+/// on release).
 fn try_lock_file(
     dir: &Path,
     name: &str,
@@ -375,7 +378,8 @@ fn try_lock_file(
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| io_err("set the permissions of", dir, &e))?;
     let path = dir.join(format!("{name}.lock"));
-    hsw_gpu_backend::lock::FileLock::try_acquire(&path).map_err(|e| StorageError(e.to_string()))
+    hsw_gpu_backend::lock::FileLock::try_acquire_transient(&path)
+        .map_err(|e| StorageError(e.to_string()))
 }
 
 /// A file in the fake tree.
@@ -681,6 +685,10 @@ mod tests {
         let fake = FakeStorage::new();
         for s in [local, &fake] {
             let held = s.try_lock(&locks, "vm-a").await.unwrap().unwrap();
+            if std::ptr::eq(s, local) {
+                assert_eq!(mode(&locks), 0o700);
+                assert_eq!(mode(&locks.join("vm-a.lock")), 0o600);
+            }
             assert!(s.try_lock(&locks, "vm-a").await.unwrap().is_none());
             assert!(s.try_lock(&locks, "vm-b").await.unwrap().is_some());
             drop(held);
@@ -695,8 +703,8 @@ mod tests {
             }
             assert!(freed, "the lock is free once its holder drops it");
         }
-        assert_eq!(mode(&locks), 0o700);
-        assert_eq!(mode(&locks.join("vm-a.lock")), 0o600);
+        // Released locks leave nothing in the pool.
+        assert!(!locks.exists(), "{} is left", locks.display());
     }
 
     #[tokio::test]
