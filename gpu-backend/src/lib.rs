@@ -12,6 +12,8 @@
 //! - [`mdev`]: the [`MdevBackend`] trait over a rooted sysfs (classic mdev and NVIDIA vendor VFIO), mdevctl
 //!   persistence, and fake trees with a fake kernel for tests;
 //! - [`lock`]: `flock` locks (per GPU: `<lock dir>/gpu-<pci>.lock`);
+//! - [`intent`]: the record of a MIG create in progress (`<lock dir>/gpu-<pci>.intent.json`), so that a create
+//!   killed between making a GPU instance and answering leaves no orphan the next create or destroy misses;
 //! - [`inventory`]: the discovery report;
 //! - [`error`]: [`GpuError`] (kind + sentence).
 //!
@@ -19,6 +21,7 @@
 //! /etc comes from a [`mdev::SysfsRoot`]; nothing here changes MIG mode or resets a GPU.
 
 pub mod error;
+pub mod intent;
 pub mod inventory;
 pub mod lock;
 pub mod mdev;
