@@ -11,6 +11,7 @@
 //!   compute instance) created under the GPU's host-level lock with rollback;
 //! - [`mdev`]: the [`MdevBackend`] trait over a rooted sysfs (classic mdev and NVIDIA vendor VFIO), mdevctl
 //!   persistence, and fake trees with a fake kernel for tests;
+//! - [`iommu`]: IOMMU groups from a rooted sysfs (whether a GPU can be passed through on its own);
 //! - [`lock`]: `flock` locks (per GPU: `<lock dir>/gpu-<pci>.lock`);
 //! - [`intent`]: the record of a MIG create in progress (`<lock dir>/gpu-<pci>.intent.json`), so that a create
 //!   killed between making a GPU instance and answering leaves no orphan the next create or destroy misses;
@@ -23,6 +24,7 @@
 pub mod error;
 pub mod intent;
 pub mod inventory;
+pub mod iommu;
 pub mod lock;
 pub mod mdev;
 pub mod mig;

@@ -180,7 +180,10 @@ impl VmResource {
                 .with("shutdown_timeout", int("shutdown_timeout"))
                 .with("network_interface", Value::List(nics))
                 .with("extra_disk", Value::List(extra))
-                .with("hostdev", Value::List(hostdevs)),
+                .with("hostdev", Value::List(hostdevs))
+                .with("machine", spec.machine.as_str())
+                .with("firmware", if spec.efi.is_some() { "efi" } else { "bios" })
+                .with("mmio64_gib", int("mmio64_gib")),
         ))
     }
 }
