@@ -12,6 +12,7 @@
 //! - [`mdev`]: the [`MdevBackend`] trait over a rooted sysfs (classic mdev and NVIDIA vendor VFIO), mdevctl
 //!   persistence, and fake trees with a fake kernel for tests;
 //! - [`iommu`]: IOMMU groups from a rooted sysfs (whether a GPU can be passed through on its own);
+//! - [`vf`]: the SR-IOV virtual function that parents a MIG slice's vGPU, found from sysfs at apply time;
 //! - [`lock`]: `flock` locks (per GPU: `<lock dir>/gpu-<pci>.lock`);
 //! - [`intent`]: the record of a MIG create in progress (`<lock dir>/gpu-<pci>.intent.json`), so that a create
 //!   killed between making a GPU instance and answering leaves no orphan the next create or destroy misses;
@@ -31,6 +32,7 @@ pub mod mig;
 pub mod nvml;
 pub mod ops;
 pub mod simulated;
+pub mod vf;
 
 pub use error::{ErrorKind, GpuError};
 pub use mdev::MdevBackend;

@@ -447,6 +447,61 @@ async fn mdev_lifecycle_persistence_drift_and_vendor_vfio() {
 }
 
 #[tokio::test]
+async fn a_mig_backed_vgpu_finds_its_parent_vf_from_the_gpu_instance() {
+    let w = world().await;
+    let tf = &w.tf;
+    let gi = tf
+        .converge("hsw_mig_instance", &Value::Null, &mig(tf, "2g.20gb", None))
+        .await;
+    let id = gi.get("id").as_str().unwrap().to_owned();
+    let cfg = |ty: &str| {
+        mdev(tf, "unused", ty, None)
+            .with("parent", Value::Null)
+            .with("gpu_instance", id.clone())
+    };
+    // No VFs yet (SR-IOV off): the remedy, at gpu_instance.
+    let e = tf
+        .apply("hsw_mdev", &Value::Null, &cfg("A100-2-10C"))
+        .await
+        .unwrap_err();
+    assert_eq!(e[0].path, "gpu_instance", "{e:?}");
+    assert!(
+        e[0].detail.contains("sriov-manage -e 0000:41:00.0"),
+        "{e:?}"
+    );
+
+    hsw_gpu_backend::vf::fake::add_vfs(w.sysfs(), GPU, &["0000:41:00.4"]).unwrap();
+    let plan = tf
+        .plan("hsw_mdev", &Value::Null, &cfg("A100-2-10C"))
+        .await
+        .unwrap();
+    assert!(plan.planned.get("parent").is_unknown(), "found at apply");
+    // The catalog's name, without the driver's GRID prefix.
+    let v = tf
+        .converge("hsw_mdev", &Value::Null, &cfg("A100-2-10C"))
+        .await;
+    assert_eq!(v.get("parent").as_str(), Some("0000:41:00.4"));
+    assert_eq!(v.get("type").as_str(), Some("A100-2-10C"));
+    assert_eq!(v.get("gpu_instance").as_str(), Some(id.as_str()));
+    // The only VF carries a vGPU now: a second one has no parent.
+    let e = tf
+        .apply("hsw_mdev", &Value::Null, &cfg("A100-1-5C"))
+        .await
+        .unwrap_err();
+    assert_eq!(e[0].summary, "Not enough room on the GPU", "{e:?}");
+    // Both, or neither, of parent and gpu_instance: refused.
+    let both = cfg("A100-2-10C").with("parent", "0000:41:00.4");
+    let d = tf.validate("hsw_mdev", &both).await;
+    assert!(
+        d.iter()
+            .any(|d| d.detail.contains("exactly one of parent and gpu_instance")),
+        "{d:?}"
+    );
+    tf.destroy("hsw_mdev", &v).await.unwrap();
+    tf.destroy("hsw_mig_instance", &gi).await.unwrap();
+}
+
+#[tokio::test]
 async fn gpus_data_source_reports_the_inventory_and_backend() {
     let w = world().await;
     let tf = &w.tf;
