@@ -164,3 +164,13 @@ variable "roles" {
     error_message = "Every role's vm_count must be a whole number from 0 to 4096."
   }
 }
+
+variable "machines" {
+  description = "Per role: `machine` (`pc` or `q35`), `firmware` (`bios` or `efi`) and `mmio64_gib` (q35's 64-bit MMIO window in GiB; null: the provider's default). Roles not listed get `pc` and `bios`. hsw-cli gives roles with real GPUs q35, efi and a window sized for their GPUs."
+  type = map(object({
+    machine    = string
+    firmware   = string
+    mmio64_gib = number
+  }))
+  default = {}
+}

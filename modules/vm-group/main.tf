@@ -16,6 +16,9 @@ resource "hsw_vm" "this" {
   memory        = var.memory_mib
   accelerator   = var.accelerator
   cpu_mode      = var.cpu_mode
+  machine       = var.machine
+  firmware      = var.firmware
+  mmio64_gib    = var.mmio64_gib
   base_image    = var.base_image
   disk_size_gib = var.disk_size_gib
   kernel        = var.kernel

@@ -125,6 +125,34 @@ variable "cpu_mode" {
   }
 }
 
+variable "machine" {
+  description = "The machine type: `pc` (i440fx) or `q35` (PCI Express; what GPUs with large BARs want)."
+  type        = string
+  default     = "pc"
+
+  validation {
+    condition     = contains(["pc", "q35"], var.machine)
+    error_message = "The machine must be pc or q35."
+  }
+}
+
+variable "firmware" {
+  description = "`bios` (SeaBIOS) or `efi` (Debian's OVMF, with an NVRAM file of each VM's own)."
+  type        = string
+  default     = "bios"
+
+  validation {
+    condition     = contains(["bios", "efi"], var.firmware)
+    error_message = "The firmware must be bios or efi."
+  }
+}
+
+variable "mmio64_gib" {
+  description = "q35 only: the 64-bit PCI MMIO window in GiB (a power of two), where GPUs map their BARs. null: the provider's default (64)."
+  type        = number
+  default     = null
+}
+
 variable "network" {
   description = "The libvirt network the VMs attach to (the network module's `name` output, or any libvirt network with DHCP)."
   type        = string
