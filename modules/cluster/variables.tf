@@ -135,7 +135,7 @@ variable "roles" {
     `order` (where the role's VMs come in `hosts`: ascending, equal orders by role name), `vm_count` (0 to 4096; 0
     creates none), `vcpu` (1 to 256), `memory_mib` (64 to 4194304), `disk_gib` (root disk in GiB, 1 to 65536;
     null: the base image's size), `ips` (static IPv4 addresses in order, at least `vm_count`), `gpu_pci` and
-    `gpu_mdev` (element i lists the PCI addresses / mdev UUIDs given to VM i: the gpu-partition module's
+    `gpu_mdev` (element i lists the PCI addresses / vGPU ids given to VM i: the gpu-partition module's
     `hostdev_pci` / `hostdev_mdev`; `[]`: none).
   EOT
   type = map(object({

@@ -231,3 +231,43 @@ async fn passthrough_is_refused_while_the_iommu_group_is_shared_with_the_host() 
     );
     tf.destroy("hsw_vm", &s).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_vendor_vfio_vgpu_is_an_unmanaged_pci_device() {
+    let w = world().await;
+    let tf = &w.tf;
+    w.st.put(OVMF_VARS, FakeFile::Text("vars".into()));
+    let mut cfg = vm(tf, "gpu3", &gpu_attrs(), ("pci", "0000:c1:00.4"));
+    if let Some(Value::List(h)) = cfg.get_mut("hostdev") {
+        h[0].set("managed", false);
+    }
+    let s = tf.converge("hsw_vm", &Value::Null, &cfg).await;
+    assert_eq!(
+        s.get("hostdev").as_slice().unwrap()[0]
+            .get("managed")
+            .as_bool(),
+        Some(false)
+    );
+    let x = xml(&w.lv, "gpu3").await;
+    assert!(
+        x.contains("<hostdev mode='subsystem' type='pci' managed='no'>"),
+        "{x}"
+    );
+    assert_eq!(tf.import("hsw_vm", "gpu3").await.unwrap(), s);
+    // A passed-through GPU is managed unless told otherwise.
+    let p = vm(tf, "gpu4", &gpu_attrs(), ("pci", "0000:41:00.0"));
+    let plan = tf.plan("hsw_vm", &Value::Null, &p).await.unwrap();
+    assert_eq!(
+        plan.planned.get("hostdev").as_slice().unwrap()[0]
+            .get("managed")
+            .as_bool(),
+        Some(true)
+    );
+    // managed means nothing for an mdev.
+    let mut m = vm(tf, "gpu5", &[], ("mdev", MDEV));
+    if let Some(Value::List(h)) = m.get_mut("hostdev") {
+        h[0].set("managed", true);
+    }
+    let d = tf.validate("hsw_vm", &m).await;
+    assert_eq!(d[0].path, "hostdev[0].managed", "{d:?}");
+}

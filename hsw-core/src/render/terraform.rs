@@ -48,7 +48,8 @@
 //!   C.hosts            [H], in node order (controller/control plane first)
 //!     H                {name, hostname, fqdn, ip, vcpu, memory_mib, role, cluster, gpu_pci, gpu_mdev, gpu_units}
 //!       role           controller | compute | control_plane | cpu_worker | gpu_worker
-//!       gpu_pci, gpu_mdev  the devices actually attached to the VM
+//!       gpu_pci, gpu_mdev  the devices actually attached to the VM (gpu_mdev by `hsw_mdev` id: an mdev UUID,
+//!                      or the VF address of a vendor-VFIO vGPU)
 //!       gpu_units      [U]: the units assigned to the host, whether attached or not
 //!         U            {id, kind ("mig" | "whole"), gpu, gpu_pci, gpu_uuid, profile, placement_start,
 //!                       placement_size, gi_id, ci_id, mig_device_uuid, vgpu_type, vgpu_uuid}; null where

@@ -117,8 +117,11 @@ pub struct Efi {
 /// A host device passed to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostDev {
-    /// A PCI function: (domain, bus, slot, function).
+    /// A PCI function: (domain, bus, slot, function), which libvirt binds to vfio-pci (`managed='yes'`).
     Pci(u16, u8, u8, u8),
+    /// A PCI function left on its driver (`managed='no'`): the VF of an NVIDIA vendor-specific VFIO vGPU, which
+    /// the nvidia driver itself serves through VFIO.
+    UnmanagedPci(u16, u8, u8, u8),
     /// A mediated device (vGPU, MIG-backed vGPU), by UUID.
     Mdev(String),
 }
@@ -127,7 +130,9 @@ impl HostDev {
     /// The PCI address as written in configuration (`0000:3b:00.0`), for [`HostDev::Pci`].
     pub fn pci_string(&self) -> Option<String> {
         match self {
-            HostDev::Pci(d, b, s, f) => Some(format!("{d:04x}:{b:02x}:{s:02x}.{f:x}")),
+            HostDev::Pci(d, b, s, f) | HostDev::UnmanagedPci(d, b, s, f) => {
+                Some(format!("{d:04x}:{b:02x}:{s:02x}.{f:x}"))
+            }
             HostDev::Mdev(_) => None,
         }
     }
@@ -306,10 +311,15 @@ impl VmSpec {
         }
         for dev in &self.hostdevs {
             match dev {
-                HostDev::Pci(d, b, s, f) => {
+                HostDev::Pci(d, b, s, f) | HostDev::UnmanagedPci(d, b, s, f) => {
+                    let managed = if matches!(dev, HostDev::Pci(..)) {
+                        "yes"
+                    } else {
+                        "no"
+                    };
                     w.open(
                         "hostdev",
-                        &[("mode", "subsystem"), ("type", "pci"), ("managed", "yes")],
+                        &[("mode", "subsystem"), ("type", "pci"), ("managed", managed)],
                     );
                     w.open("source", &[]);
                     w.empty(
@@ -468,12 +478,16 @@ impl VmSpec {
                                 })
                                 .unwrap_or(0)
                         };
-                        hostdevs.push(HostDev::Pci(
+                        let at = (
                             u16::try_from(num("domain")).unwrap_or(0),
                             u8::try_from(num("bus")).unwrap_or(0),
                             u8::try_from(num("slot")).unwrap_or(0),
                             u8::try_from(num("function")).unwrap_or(0),
-                        ));
+                        );
+                        hostdevs.push(match h.attribute("managed") {
+                            Some("no") => HostDev::UnmanagedPci(at.0, at.1, at.2, at.3),
+                            _ => HostDev::Pci(at.0, at.1, at.2, at.3),
+                        });
                     }
                     Some("mdev") => {
                         if let Some(u) = addr.attribute("uuid") {
@@ -582,6 +596,13 @@ mod tests {
                 "vm-passthrough.xml",
                 gpu_vm(vec![HostDev::Pci(0, 0x41, 0, 0)], 256),
             ),
+            (
+                "vm-vgpu-vendor-vfio.xml",
+                gpu_vm(
+                    vec![HostDev::UnmanagedPci(0, 0xc1, 0, 4)],
+                    DEFAULT_MMIO64_GIB,
+                ),
+            ),
         ];
         for (file, spec) in cases {
             let xml = spec.to_xml();
@@ -621,7 +642,12 @@ mod tests {
         ) else {
             return;
         };
-        for file in ["vm.xml", "vm-vgpu.xml", "vm-passthrough.xml"] {
+        for file in [
+            "vm.xml",
+            "vm-vgpu.xml",
+            "vm-passthrough.xml",
+            "vm-vgpu-vendor-vfio.xml",
+        ] {
             let out = std::process::Command::new(&tool)
                 .arg(golden(file))
                 .arg("domain")

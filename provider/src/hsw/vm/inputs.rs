@@ -274,6 +274,13 @@ pub(super) fn check(v: &Value, pool_dir: Option<&Path>) -> Diagnostics {
             if let Err(m) = validate::uuid(u) {
                 bad(at.then_attr("mdev"), "Invalid mdev UUID", m);
             }
+            if h.get("managed").as_bool().is_some() {
+                bad(
+                    at.then_attr("managed"),
+                    "Invalid host device",
+                    "managed applies to pci devices only: leave it unset for an mdev.".into(),
+                );
+            }
         }
     }
     d
@@ -316,7 +323,11 @@ pub(super) fn inputs(v: &Value, pool_dir: &Path) -> Result<Inputs, Diagnostics> 
         if let Some(p) = h.get("pci").as_str() {
             let (d, b, s, f) = validate::pci_address(p)
                 .map_err(|m| Diagnostics::error("Invalid PCI address", m))?;
-            hostdevs.push(HostDev::Pci(d, b, s, f));
+            hostdevs.push(if h.get("managed").as_bool() == Some(false) {
+                HostDev::UnmanagedPci(d, b, s, f)
+            } else {
+                HostDev::Pci(d, b, s, f)
+            });
         } else if let Some(u) = h.get("mdev").as_str() {
             hostdevs.push(HostDev::Mdev(
                 validate::uuid(u).map_err(|m| Diagnostics::error("Invalid mdev UUID", m))?,
@@ -550,6 +561,13 @@ pub(super) fn plan(
 
         if let Some(name) = config.get("name").as_str().map(str::to_owned) {
             for v in [&mut *proposed, &mut *config] {
+                if let Some(Value::List(devs)) = v.get_mut("hostdev") {
+                    for h in devs.iter_mut() {
+                        if h.get("pci").as_str().is_some() && h.get("managed").is_null() {
+                            h.set("managed", true);
+                        }
+                    }
+                }
                 if let Some(Value::List(nics)) = v.get_mut("network_interface") {
                     for (i, n) in nics.iter_mut().enumerate() {
                         if n.get("mac").is_null() || n.get("mac").is_unknown() {

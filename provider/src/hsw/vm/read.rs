@@ -125,12 +125,15 @@ impl VmResource {
             .hostdevs
             .iter()
             .map(|h| match h {
-                HostDev::Mdev(u) => {
-                    Value::object([("pci", Value::Null), ("mdev", Value::from(u.clone()))])
-                }
+                HostDev::Mdev(u) => Value::object([
+                    ("pci", Value::Null),
+                    ("mdev", Value::from(u.clone())),
+                    ("managed", Value::Null),
+                ]),
                 pci => Value::object([
                     ("pci", Value::from(pci.pci_string())),
                     ("mdev", Value::Null),
+                    ("managed", Value::from(matches!(pci, HostDev::Pci(..)))),
                 ]),
             })
             .collect();

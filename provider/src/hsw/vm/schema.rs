@@ -162,7 +162,8 @@ pub fn schema() -> Schema {
                 Block::new()
                     .describe("A host device given to the guest: set exactly one of `pci` and `mdev`. Changes apply by shutdown, redefinition and start.")
                     .attribute(Attribute::optional("pci", Type::String).describe("A PCI function `domain:bus:slot.function`, such as `0000:3b:00.0` (managed: libvirt binds it to vfio-pci). Refused at plan and apply when its IOMMU group holds another device bound to a driver other than vfio-pci or pci-stub (read from the provider's `sysfs_root`): the guest would not get the group, or the host would lose that device."))
-                    .attribute(Attribute::optional("mdev", Type::String).describe("A mediated device (vGPU) UUID; the mdev must exist.")),
+                    .attribute(Attribute::optional("mdev", Type::String).describe("A mediated device (vGPU) UUID; the mdev must exist."))
+                    .attribute(Attribute::optional_computed("managed", Type::Bool).describe("With `pci` only: whether libvirt binds the device to vfio-pci while the VM runs (`true`, the default). `false` for the VF of an NVIDIA vendor-specific VFIO vGPU (vGPU 17+: the `hsw_mdev` id), which stays on the nvidia driver.")),
             )),
     )
 }
