@@ -314,7 +314,7 @@ fn device_error(e: hsw_gpu_backend::GpuError) -> Diagnostics {
 fn same_backend(state: &Value, mig: &Mig) -> Result<(), Diagnostics> {
     let now = mig.backend.kind().as_str();
     match opt_str(state, "backend") {
-        Some(made) if made != now => Err(Diagnostics::error_at(
+        Some(made) if !made.is_empty() && made != now => Err(Diagnostics::error_at(
             AttrPath::attr("backend"),
             "MIG instance of another GPU backend",
             format!(
