@@ -20,7 +20,7 @@
 //! replaced, so a retry converges with no orphan. A complete hsw domain or a foreign domain of the same name is
 //! never touched: create fails and says to import it or choose another name.
 //!
-//! Updates: `vcpu`, `memory`, `accelerator`, `cpu_mode` and `hostdev` apply by a graceful shutdown (ACPI), up to
+//! Updates: `vcpu`, `memory`, `accelerator`, `cpu_mode`, `mmio64_gib` and `hostdev` apply by a graceful shutdown (ACPI), up to
 //! `shutdown_timeout` seconds, then a forced power-off, a redefinition and a start. `running`, `autostart` and the
 //! timeouts change in place. Anything else replaces the VM.
 //!
