@@ -45,6 +45,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         iso: &Path,
         files: &[SeedFile],
     ) -> Result<(), StorageError>;
+    /// Copies `src` to `dst` (replaced, mode 0600, created exclusively: a planted link is removed, never followed):
+    /// the UEFI variable store of a VM from OVMF's template.
+    async fn copy_private(&self, src: &Path, dst: &Path) -> Result<(), StorageError>;
     /// Reads a text file; `None` when it does not exist.
     async fn read_text(&self, path: &Path) -> Result<Option<String>, StorageError>;
     /// Removes a file or a directory tree; a missing one is fine.
@@ -309,6 +312,17 @@ impl Storage for LocalStorage {
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
                 .map_err(|e| io_err("set the permissions of", &tmp, &e))?;
             std::fs::rename(&tmp, &iso).map_err(|e| io_err("move the seed ISO to", &iso, &e))
+        })
+        .await
+    }
+
+    async fn copy_private(&self, src: &Path, dst: &Path) -> Result<(), StorageError> {
+        let (src, dst) = (src.to_owned(), dst.to_owned());
+        blocking(move || {
+            let mut from = std::fs::File::open(&src).map_err(|e| io_err("open", &src, &e))?;
+            let mut to = create_private(&dst)?;
+            std::io::copy(&mut from, &mut to).map_err(|e| io_err("write", &dst, &e))?;
+            to.sync_all().map_err(|e| io_err("write", &dst, &e))
         })
         .await
     }
@@ -595,6 +609,21 @@ impl Storage for FakeStorage {
         Ok(())
     }
 
+    async fn copy_private(&self, src: &Path, dst: &Path) -> Result<(), StorageError> {
+        let g = self.lock();
+        let file = Self::resolve(&g, src)
+            .and_then(|p| g.get(&p).cloned())
+            .ok_or_else(|| {
+                StorageError(format!(
+                    "Cannot open {}: No such file or directory (os error 2).",
+                    src.display()
+                ))
+            })?;
+        drop(g);
+        self.put(dst, file);
+        Ok(())
+    }
+
     async fn read_text(&self, path: &Path) -> Result<Option<String>, StorageError> {
         match self.lock().get(path) {
             Some(FakeFile::Text(t)) => Ok(Some(t.clone())),
@@ -672,6 +701,14 @@ mod tests {
             assert_eq!(mode(p), 0o600, "{}", p.display());
         }
         assert_eq!(mode(&seed), 0o700);
+        let nvram = dir.path().join("nvram.fd");
+        std::os::unix::fs::symlink(&victim, &nvram).unwrap();
+        s.copy_private(&seed.join("user-data"), &nvram)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&nvram).unwrap(), "#cloud-config\n");
+        assert_eq!(mode(&nvram), 0o600);
         let vms = dir.path().join("vms/a");
         s.create_dir(&vms, 0o711).await.unwrap();
         assert_eq!((mode(&vms), mode(vms.parent().unwrap())), (0o711, 0o711));
