@@ -164,6 +164,10 @@ pub struct VmSpec {
     pub cpu_mode: CpuMode,
     /// The root disk: a qcow2 overlay.
     pub root_disk: String,
+    /// The root disk's backing file (the shared base image, qcow2), when known. Declared in the domain with
+    /// `<seclabel model='dac' relabel='no'/>`: libvirt's dynamic ownership would otherwise give the shared base
+    /// image to QEMU's user while the VM runs, making it writable by every guest's QEMU.
+    pub root_backing: Option<String>,
     /// Extra qcow2 disks, in order (vdb, vdc, ...).
     pub data_disks: Vec<String>,
     /// The cloud-init NoCloud seed ISO, if any.
@@ -282,6 +286,15 @@ impl VmSpec {
             w.open("disk", &[("type", "file"), ("device", "disk")]);
             w.empty("driver", &[("name", "qemu"), ("type", "qcow2")]);
             w.empty("source", &[("file", path)]);
+            if let (0, Some(base)) = (i, &self.root_backing) {
+                w.open("backingStore", &[("type", "file")]);
+                w.empty("format", &[("type", "qcow2")]);
+                w.open("source", &[("file", base)]);
+                w.empty("seclabel", &[("model", "dac"), ("relabel", "no")]);
+                w.close();
+                w.empty("backingStore", &[]);
+                w.close();
+            }
             w.empty("target", &[("dev", &disk_target(i)), ("bus", "virtio")]);
             w.close();
         }
@@ -423,6 +436,7 @@ impl VmSpec {
         });
         let mut mmio64_gib = None;
         let mut root_disk = None;
+        let mut root_backing = None;
         let mut data_disks = Vec::new();
         let mut seed_iso = None;
         let mut nics = Vec::new();
@@ -438,7 +452,12 @@ impl VmSpec {
                     // A read-only disk is the seed (older hsw versions used a CD-ROM).
                     Some("cdrom") => seed_iso = Some(file),
                     _ if read_only => seed_iso = Some(file),
-                    _ if root_disk.is_none() => root_disk = Some(file),
+                    _ if root_disk.is_none() => {
+                        root_disk = Some(file);
+                        root_backing = read::child(d, "backingStore")
+                            .and_then(|b| read::child(b, "source"))
+                            .and_then(|s| read::attr(s, "file"));
+                    }
                     _ => data_disks.push(file),
                 }
             }
@@ -505,6 +524,7 @@ impl VmSpec {
             accel,
             cpu_mode: CpuMode::Default,
             root_disk: root_disk.ok_or_else(|| format!("Domain {name} has no disk."))?,
+            root_backing,
             data_disks,
             seed_iso,
             kernel: os_text("kernel"),
@@ -534,6 +554,7 @@ mod tests {
             accel: Accel::Tcg,
             cpu_mode: CpuMode::HostPassthrough,
             root_disk: "/pool/vms/node1/root.qcow2".into(),
+            root_backing: Some("/pool/base.qcow2".into()),
             data_disks: vec!["/pool/vms/node1/data-1.qcow2".into()],
             seed_iso: Some("/pool/vms/node1/cidata.iso".into()),
             kernel: Some("/pool/vmlinuz".into()),

@@ -482,6 +482,7 @@ impl Inputs {
             accel,
             cpu_mode: CpuMode::parse(&self.cpu_mode).unwrap_or(CpuMode::Default),
             root_disk: layout.root.display().to_string(),
+            root_backing: Some(self.base_image.clone()),
             data_disks: (0..self.extra_disks.len())
                 .map(|i| layout.data(i).display().to_string())
                 .collect(),
