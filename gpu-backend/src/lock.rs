@@ -57,14 +57,7 @@ impl FileLock {
     /// that the path still names the file it locked; when the previous holder removed it meanwhile, the lock
     /// it holds is on a dead file and it answers `None` (taken), so the caller tries again.
     pub fn try_acquire_transient(path: &Path) -> Result<Option<FileLock>> {
-        if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt as _;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| GpuError::io("create the lock directory", dir, &e))?;
-        }
+        make_dir(path)?;
         let file = match open_file(path) {
             Ok(f) => f,
             // The directory was removed by a holder between our mkdir and open: taken, try again.
@@ -110,15 +103,21 @@ impl Drop for FileLock {
 /// Opens the lock file, creating it 0600 (and missing directories 0700), never through a symbolic link: the
 /// locks are taken by root, in directories others may be able to write.
 fn open(path: &Path) -> Result<File> {
+    make_dir(path)?;
+    open_file(path).map_err(|e| GpuError::io("open the lock file", path, &e))
+}
+
+/// The lock file's directory, made 0700 (with its missing parents) when missing.
+fn make_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
+    match path.parent() {
+        Some(dir) => std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| GpuError::io("create the lock directory", dir, &e))?;
+            .map_err(|e| GpuError::io("create the lock directory", dir, &e)),
+        None => Ok(()),
     }
-    open_file(path).map_err(|e| GpuError::io("open the lock file", path, &e))
 }
 
 /// The lock file itself, in an existing directory.
