@@ -11,6 +11,8 @@ scripts/install-tools.sh terraform
 cargo build --release --locked -p hsw-cli -p terraform-provider-hsw
 bin=target/release/hsw-cli
 export HSW_PROVIDER_BIN="$PWD/target/release/terraform-provider-hsw"
+echo; echo "==> hsw-cli provider install (Terraform and OpenTofu find it with no CLI configuration)"
+"$bin" provider install --binary "$HSW_PROVIDER_BIN"
 echo; echo "==> hsw-cli check (embedded default)"
 "$bin" check
 echo; echo "==> hsw-cli validate (embedded default)"

@@ -10,7 +10,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "dependencies"
 scripts/install-deps.sh full
 scripts/install-tools.sh
-export HSW_REQUIRE_TERRAFORM=1 HSW_REQUIRE_ANSIBLE=1 HSW_REQUIRE_ANSIBLE_LINT=1 HSW_REQUIRE_PACKER=1 CHECKPOINT_DISABLE=1
+export HSW_REQUIRE_TERRAFORM=1 HSW_REQUIRE_ANSIBLE=1 HSW_REQUIRE_ANSIBLE_LINT=1 HSW_REQUIRE_PACKER=1 HSW_REQUIRE_VIRT_XML_VALIDATE=1 CHECKPOINT_DISABLE=1
 
 step "format"
 cargo fmt --all -- --check

@@ -1,7 +1,7 @@
 terraform {
   required_providers {
     hsw = {
-      source = "hyperscaler/hsw"
+      source = "registry.terraform.io/hyperscaler/hsw" # the full address: OpenTofu resolves a short one to its own registry
     }
   }
 }

@@ -11,8 +11,12 @@
 //!   compute instance) created under the GPU's host-level lock with rollback;
 //! - [`mdev`]: the [`MdevBackend`] trait over a rooted sysfs (classic mdev and NVIDIA vendor VFIO), mdevctl
 //!   persistence, and fake trees with a fake kernel for tests;
+//! - [`iommu`]: IOMMU groups from a rooted sysfs (whether a GPU can be passed through on its own);
+//! - [`vf`]: the SR-IOV virtual function that parents a MIG slice's vGPU, found from sysfs at apply time;
 //! - [`lock`]: hsw's one `flock` lock (0600 files, never opened through a link): per GPU
 //!   (`<lock dir>/gpu-<pci>.lock`), and the provider's per-name create locks;
+//! - [`intent`]: the record of a MIG create in progress (`<lock dir>/gpu-<pci>.intent.json`), so that a create
+//!   killed between making a GPU instance and answering leaves no orphan the next create or destroy misses;
 //! - [`inventory`]: the discovery report;
 //! - [`error`]: [`GpuError`] (kind + sentence).
 //!
@@ -20,13 +24,16 @@
 //! /etc comes from a [`mdev::SysfsRoot`]; nothing here changes MIG mode or resets a GPU.
 
 pub mod error;
+pub mod intent;
 pub mod inventory;
+pub mod iommu;
 pub mod lock;
 pub mod mdev;
 pub mod mig;
 pub mod nvml;
 pub mod ops;
 pub mod simulated;
+pub mod vf;
 
 pub use error::{ErrorKind, GpuError};
 pub use mdev::MdevBackend;

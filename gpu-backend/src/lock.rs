@@ -5,6 +5,7 @@
 //! the last descriptor), so a crashed run never leaves a GPU locked.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
@@ -17,8 +18,11 @@ pub const DEFAULT_LOCK_DIR: &str = "/run/hsw";
 /// A held exclusive lock on a file.
 #[derive(Debug)]
 pub struct FileLock {
+    /// Held open: the `flock` lives as long as the descriptor.
     _file: File,
     path: PathBuf,
+    /// Remove the lock file (and its directory, once empty) on release: see [`FileLock::try_acquire_transient`].
+    transient: bool,
 }
 
 impl FileLock {
@@ -30,6 +34,7 @@ impl FileLock {
         Ok(FileLock {
             _file: file,
             path: path.to_owned(),
+            transient: false,
         })
     }
 
@@ -40,9 +45,40 @@ impl FileLock {
             Ok(()) => Ok(Some(FileLock {
                 _file: file,
                 path: path.to_owned(),
+                transient: false,
             })),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(GpuError::io("lock", path, &std::io::Error::from(e))),
+        }
+    }
+
+    /// [`FileLock::try_acquire`] for a lock that leaves no file behind: the holder removes the lock file (and its
+    /// directory, once empty) when it releases the lock. A taker therefore checks, once it holds the `flock`,
+    /// that the path still names the file it locked; when the previous holder removed it meanwhile, the lock
+    /// it holds is on a dead file and it answers `None` (taken), so the caller tries again.
+    pub fn try_acquire_transient(path: &Path) -> Result<Option<FileLock>> {
+        make_dir(path)?;
+        let file = match open_file(path) {
+            Ok(f) => f,
+            // The directory was removed by a holder between our mkdir and open: taken, try again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(GpuError::io("open the lock file", path, &e)),
+        };
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(GpuError::io("lock", path, &std::io::Error::from(e))),
+        }
+        let held = file
+            .metadata()
+            .map_err(|e| GpuError::io("inspect the lock file", path, &e))?;
+        match std::fs::symlink_metadata(path) {
+            Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => Ok(Some(FileLock {
+                _file: file,
+                path: path.to_owned(),
+                transient: true,
+            })),
+            _ => Ok(None),
         }
     }
 
@@ -52,17 +88,41 @@ impl FileLock {
     }
 }
 
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        if self.transient {
+            // Still holding the flock: a waiter that then takes the dead file sees the path gone and retries.
+            let _ = std::fs::remove_file(&self.path);
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
 /// Opens the lock file, creating it 0600 (and missing directories 0700), never through a symbolic link: the
 /// locks are taken by root, in directories others may be able to write.
 fn open(path: &Path) -> Result<File> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
+    make_dir(path)?;
+    open_file(path).map_err(|e| GpuError::io("open the lock file", path, &e))
+}
+
+/// The lock file's directory, made 0700 (with its missing parents) when missing.
+fn make_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    match path.parent() {
+        Some(dir) => std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| GpuError::io("create the lock directory", dir, &e))?;
+            .map_err(|e| GpuError::io("create the lock directory", dir, &e)),
+        None => Ok(()),
     }
+}
+
+/// The lock file itself, in an existing directory.
+fn open_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -70,7 +130,6 @@ fn open(path: &Path) -> Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| GpuError::io("open the lock file", path, &e))
 }
 
 /// The lock file of one GPU: `<dir>/gpu-<pci address>.lock`.
@@ -156,5 +215,27 @@ mod tests {
         std::os::unix::fs::symlink(&victim, locks.join("b.lock")).unwrap();
         assert!(FileLock::try_acquire(&locks.join("b.lock")).is_err());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn transient_locks_exclude_others_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("locks");
+        let path = locks.join("vm-a.lock");
+        let a = FileLock::try_acquire_transient(&path).unwrap().unwrap();
+        assert!(FileLock::try_acquire_transient(&path).unwrap().is_none());
+        // A waiter that opened the file before the holder released it holds a dead file afterwards.
+        let waiter = open_file(&path).unwrap();
+        drop(a);
+        assert!(
+            !locks.exists(),
+            "the lock file and its empty directory are removed"
+        );
+        flock(&waiter, FlockOperation::NonBlockingLockExclusive).unwrap();
+        // The next taker makes a new file and gets it, although the dead one is locked.
+        let b = FileLock::try_acquire_transient(&path).unwrap().unwrap();
+        assert!(FileLock::try_acquire_transient(&path).unwrap().is_none());
+        drop(b);
+        assert!(!locks.exists());
     }
 }

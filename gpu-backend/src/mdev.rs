@@ -315,6 +315,13 @@ impl SysfsMdev {
     }
 }
 
+/// Whether two vGPU type names name the same type: case and a leading `GRID ` or `NVIDIA ` aside (hsw's catalog
+/// writes `A100DX-1-10C`, classic mdev `GRID A100DX-1-10C`, vendor VFIO `NVIDIA H200X-1-18C`).
+pub fn same_type(a: &str, b: &str) -> bool {
+    let n = hsw_core::gpu::vgpu::normalise_type_name;
+    n(a) == n(b)
+}
+
 fn no_type(parent: &str, type_name: &str, offered: &[VgpuType]) -> GpuError {
     let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
     GpuError::new(
@@ -410,11 +417,7 @@ impl MdevBackend for SysfsMdev {
         let Some(t) = offered
             .iter()
             .find(|t| t.name == type_name.trim())
-            .or_else(|| {
-                offered
-                    .iter()
-                    .find(|t| t.name.eq_ignore_ascii_case(type_name.trim()))
-            })
+            .or_else(|| offered.iter().find(|t| same_type(&t.name, type_name)))
         else {
             if self.parent_dir(&pci).is_none() && self.vf_dir(&pci).is_none() {
                 return Err(GpuError::new(

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, GpuError, Result};
+use crate::intent::{self, Intent};
 use crate::lock::{GpuLock, DEFAULT_LOCK_DIR};
 use crate::mig::{BackendKind, DeviceInfo, GpuBackend, GpuInstance, Placement, ProfileInfo};
 use crate::nvml::NvmlBackend;
@@ -129,11 +130,9 @@ pub fn find_device(backend: &dyn GpuBackend, r: &str) -> Result<DeviceInfo> {
 
 /// The profile `name` (a name such as `1g.10gb`, or an ID) of a device.
 pub fn find_profile(profiles: &[ProfileInfo], dev: &DeviceInfo, name: &str) -> Result<ProfileInfo> {
-    let n = name.trim().to_ascii_lowercase();
-    let n = n.strip_prefix("mig ").unwrap_or(&n);
     profiles
         .iter()
-        .find(|p| p.name.eq_ignore_ascii_case(n) || n.parse::<u32>().is_ok_and(|id| id == p.id))
+        .find(|p| profile_names(name, &p.name, p.id))
         .cloned()
         .ok_or_else(|| {
             let hint = dev
@@ -239,6 +238,7 @@ pub fn create(
     let profiles = backend.profiles(dev.index)?;
     let profile = find_profile(&profiles, &dev, &req.profile)?;
     let _lock = GpuLock::acquire(lock_dir, &dev.pci_address)?;
+    recover(backend, lock_dir, &dev)?;
     let existing = backend.gpu_instances(dev.index)?;
     let start = match req.placement_start {
         Some(s) => {
@@ -273,63 +273,72 @@ pub fn create(
                 .start
         }
     };
-    let gi = backend.create_gpu_instance(dev.index, profile.id, start)?;
+    // The intent goes to disk before the GPU instance exists, so a create killed from here on leaves a record the
+    // next create or destroy on this GPU finds (see `intent`); it is removed only once the instance is complete.
+    let mut intent = Intent {
+        gpu_pci: dev.pci_address.clone(),
+        profile_id: profile.id,
+        start,
+        gi_id: None,
+        pid: std::process::id(),
+    };
+    intent::record(lock_dir, &intent)?;
+    let gi = match backend.create_gpu_instance(dev.index, profile.id, start) {
+        Ok(gi) => gi,
+        Err(e) => {
+            intent::clear(lock_dir, &dev.pci_address)?;
+            return Err(e);
+        }
+    };
+    intent.gi_id = Some(gi.id);
+    intent::record(lock_dir, &intent)?;
     let ci = match backend.create_compute_instance(dev.index, gi.id, req.compute_slices) {
         Ok(ci) => ci,
         Err(e) => {
             return Err(match backend.destroy_gpu_instance(dev.index, gi.id) {
-                Ok(()) => GpuError::new(
-                    e.kind,
-                    format!(
-                        "{} The GPU instance {} made for it on GPU {} was destroyed again, so nothing is left \
-                         half-made.",
-                        e.message, gi.id, dev.pci_address
-                    ),
-                ),
+                Ok(()) => {
+                    intent::clear(lock_dir, &dev.pci_address)?;
+                    GpuError::new(
+                        e.kind,
+                        format!(
+                            "{} The GPU instance {} made for it on GPU {} was destroyed again, so nothing is left \
+                             half-made.",
+                            e.message, gi.id, dev.pci_address
+                        ),
+                    )
+                }
                 Err(e2) => GpuError::new(
                     e.kind,
                     format!(
                         "{} Rolling back failed too: GPU instance {} on GPU {} is left without a compute instance \
-                         ({e2}); destroy it with `nvidia-smi mig -dgi -gi {} -i {}` or `hsw-cli gpu cleanup --yes`.",
+                         ({e2}); the next apply on this GPU destroys it, or destroy it with `nvidia-smi mig -dgi -gi \
+                         {} -i {}` or `hsw-cli gpu cleanup --yes`.",
                         e.message, gi.id, dev.pci_address, gi.id, dev.index
                     ),
                 ),
             });
         }
     };
-    let uuid = backend
-        .mig_devices(dev.index)?
-        .into_iter()
-        .find(|m| m.gi_id == gi.id && m.ci_id == ci.id)
-        .map(|m| m.uuid);
-    Ok(MigInstance {
-        gpu_pci: dev.pci_address.clone(),
-        gpu_uuid: dev.uuid.clone(),
-        gpu_index: dev.index,
-        profile: profile.name.clone(),
-        profile_id: profile.id,
-        gi_id: gi.id,
-        ci_id: Some(ci.id),
-        compute_slices: Some(ci.compute_slices),
-        placement: gi.placement,
-        mig_device_uuid: uuid,
-    })
+    let inst = instance_of(
+        backend,
+        &dev,
+        &profiles,
+        &GpuInstance {
+            compute_instances: vec![ci],
+            ..gi
+        },
+    )?;
+    intent::clear(lock_dir, &dev.pci_address)?;
+    Ok(inst)
 }
 
-/// Reads a MIG instance back by GPU and GPU-instance id; `None` when the GPU instance is gone.
-pub fn read(backend: &dyn GpuBackend, gpu: &str, gi_id: u32) -> Result<Option<MigInstance>> {
-    let dev = find_device(backend, gpu)?;
-    if !dev.mig.current {
-        return Ok(None);
-    }
-    let Some(gi) = backend
-        .gpu_instances(dev.index)?
-        .into_iter()
-        .find(|g| g.id == gi_id)
-    else {
-        return Ok(None);
-    };
-    let profiles = backend.profiles(dev.index)?;
+/// A MIG instance from a device's GPU instance (its first compute instance, the MIG device UUID when there is one).
+fn instance_of(
+    backend: &dyn GpuBackend,
+    dev: &DeviceInfo,
+    profiles: &[ProfileInfo],
+    gi: &GpuInstance,
+) -> Result<MigInstance> {
     let ci = gi.compute_instances.first();
     let uuid = match ci {
         Some(ci) => backend
@@ -339,7 +348,7 @@ pub fn read(backend: &dyn GpuBackend, gpu: &str, gi_id: u32) -> Result<Option<Mi
             .map(|m| m.uuid),
         None => None,
     };
-    Ok(Some(MigInstance {
+    Ok(MigInstance {
         gpu_pci: dev.pci_address.clone(),
         gpu_uuid: dev.uuid.clone(),
         gpu_index: dev.index,
@@ -353,24 +362,192 @@ pub fn read(backend: &dyn GpuBackend, gpu: &str, gi_id: u32) -> Result<Option<Mi
         compute_slices: ci.map(|c| c.compute_slices),
         placement: gi.placement,
         mig_device_uuid: uuid,
-    }))
+    })
 }
 
-/// Destroys a MIG instance (its compute instances, then the GPU instance) under the GPU's lock. Already gone is
-/// success. A GPU instance in use is refused with IN_USE, naming the holder when the backend knows it.
-pub fn destroy(backend: &dyn GpuBackend, lock_dir: &Path, gpu: &str, gi_id: u32) -> Result<()> {
+/// Cleans up after a create that was killed (see [`intent`]): under the GPU's lock, the GPU instance an intent left
+/// on `dev` names (same id when recorded, same profile and placement) is destroyed with its compute instances, and
+/// the intent removed. Returns the id of the instance destroyed.
+pub fn recover(backend: &dyn GpuBackend, lock_dir: &Path, dev: &DeviceInfo) -> Result<Option<u32>> {
+    let Some(left) = intent::pending(lock_dir, &dev.pci_address)? else {
+        return Ok(None);
+    };
+    let orphan = if dev.mig.current {
+        backend.gpu_instances(dev.index)?.into_iter().find(|g| {
+            g.profile_id == left.profile_id
+                && g.placement.start == left.start
+                && left.gi_id.is_none_or(|id| id == g.id)
+        })
+    } else {
+        None
+    };
+    let mut destroyed = None;
+    if let Some(g) = orphan {
+        remove_instance(backend, dev, &g).map_err(|e| {
+            GpuError::new(
+                e.kind,
+                format!(
+                    "GPU instance {} on GPU {} was left by an interrupted create (process {}) and cannot be destroyed: \
+                     {} Destroy it with `nvidia-smi mig -dgi -gi {} -i {}`, then remove {}.",
+                    g.id,
+                    dev.pci_address,
+                    left.pid,
+                    e.message,
+                    g.id,
+                    dev.index,
+                    intent::intent_path(lock_dir, &dev.pci_address).display()
+                ),
+            )
+        })?;
+        destroyed = Some(g.id);
+    }
+    intent::clear(lock_dir, &dev.pci_address)?;
+    Ok(destroyed)
+}
+
+/// Destroys a GPU instance's compute instances, then the GPU instance; what is already gone is skipped.
+fn remove_instance(backend: &dyn GpuBackend, dev: &DeviceInfo, gi: &GpuInstance) -> Result<()> {
+    for ci in &gi.compute_instances {
+        match backend.destroy_compute_instance(dev.index, gi.id, ci.id) {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match backend.destroy_gpu_instance(dev.index, gi.id) {
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// What a stored MIG instance was, beyond its GPU and GPU-instance id: GPU-instance ids are reused, so an id alone
+/// may name another instance made since. Each field left `None` is not checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// The GPU's UUID (a different GPU at the same PCI address holds none of the old instances).
+    pub gpu_uuid: Option<String>,
+    /// The profile, by name or ID, as [`find_profile`] reads it.
+    pub profile: Option<String>,
+    /// The memory-slice start.
+    pub placement_start: Option<u32>,
+    /// The MIG device UUID. A GPU instance without a compute instance (and so without a MIG device) still matches:
+    /// that is the stored instance whose compute instance was destroyed.
+    pub mig_device_uuid: Option<String>,
+}
+
+impl Expect {
+    /// Why `inst` is not the instance expected; `None` when it is.
+    pub fn mismatch(&self, inst: &MigInstance) -> Option<String> {
+        let blank = |s: &Option<String>| {
+            s.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        if let Some(u) = blank(&self.gpu_uuid) {
+            if !u.eq_ignore_ascii_case(&inst.gpu_uuid) {
+                return Some(format!(
+                    "the GPU at {} is now {}, not {u}",
+                    inst.gpu_pci, inst.gpu_uuid
+                ));
+            }
+        }
+        if let Some(p) = blank(&self.profile) {
+            if !profile_names(&p, &inst.profile, inst.profile_id) {
+                return Some(format!("it is a {} instance, not {p}", inst.profile));
+            }
+        }
+        if let Some(s) = self.placement_start {
+            if s != inst.placement.start {
+                return Some(format!(
+                    "it starts at memory slice {}, not {s}",
+                    inst.placement.start
+                ));
+            }
+        }
+        if let (Some(u), Some(now)) = (blank(&self.mig_device_uuid), &inst.mig_device_uuid) {
+            if !u.eq_ignore_ascii_case(now) {
+                return Some(format!("its MIG device is {now}, not {u}"));
+            }
+        }
+        None
+    }
+}
+
+/// Whether `named` (a profile as a configuration writes it: name, `MIG <name>`, or ID; read back with a
+/// ` (no compute instance)` note) names the profile `name` with `id`.
+pub fn profile_names(named: &str, name: &str, id: u32) -> bool {
+    let n = named.trim().to_ascii_lowercase();
+    let n = n.strip_suffix(NO_COMPUTE_INSTANCE).unwrap_or(&n).trim();
+    let n = n.strip_prefix("mig ").unwrap_or(n);
+    n.eq_ignore_ascii_case(name) || n.parse::<u32>().is_ok_and(|x| x == id)
+}
+
+/// The note a profile gets when its GPU instance has no compute instance left.
+pub const NO_COMPUTE_INSTANCE: &str = " (no compute instance)";
+
+/// What [`destroy`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destroyed {
+    /// The instance was destroyed.
+    Destroyed,
+    /// There was nothing under that id (or MIG mode is off, which leaves no instance).
+    AlreadyGone,
+    /// Another instance holds the id now (the reason); it was left alone.
+    Replaced(String),
+}
+
+/// Reads a MIG instance back by GPU and GPU-instance id; `None` when the GPU instance is gone (MIG mode off leaves
+/// none). A GPU that is not there is an error (`NotFound`), never "the instance is gone". The caller compares the
+/// answer with what it stored ([`Expect`]): the id may name another instance by now.
+pub fn read(backend: &dyn GpuBackend, gpu: &str, gi_id: u32) -> Result<Option<MigInstance>> {
     let dev = find_device(backend, gpu)?;
     if !dev.mig.current {
-        return Ok(());
+        return Ok(None);
     }
-    let _lock = GpuLock::acquire(lock_dir, &dev.pci_address)?;
     let Some(gi) = backend
         .gpu_instances(dev.index)?
         .into_iter()
         .find(|g| g.id == gi_id)
     else {
-        return Ok(());
+        return Ok(None);
     };
+    let profiles = backend.profiles(dev.index)?;
+    instance_of(backend, &dev, &profiles, &gi).map(Some)
+}
+
+/// Destroys a MIG instance (its compute instances, then the GPU instance) under the GPU's lock, when the GPU
+/// instance under `gi_id` is the one `expect` describes; another instance that got the id since is left alone
+/// ([`Destroyed::Replaced`]). Already gone is success. A GPU instance in use is refused with IN_USE, naming the
+/// holder when the backend knows it. An instance an interrupted create left on the GPU is cleaned up first
+/// ([`recover`]). A GPU that is not there is an error.
+pub fn destroy(
+    backend: &dyn GpuBackend,
+    lock_dir: &Path,
+    gpu: &str,
+    gi_id: u32,
+    expect: &Expect,
+) -> Result<Destroyed> {
+    let dev = find_device(backend, gpu)?;
+    let _lock = GpuLock::acquire(lock_dir, &dev.pci_address)?;
+    recover(backend, lock_dir, &dev)?;
+    if !dev.mig.current {
+        return Ok(Destroyed::AlreadyGone);
+    }
+    let Some(gi) = backend
+        .gpu_instances(dev.index)?
+        .into_iter()
+        .find(|g| g.id == gi_id)
+    else {
+        return Ok(Destroyed::AlreadyGone);
+    };
+    let profiles = backend.profiles(dev.index)?;
+    if let Some(why) = expect.mismatch(&instance_of(backend, &dev, &profiles, &gi)?) {
+        return Ok(Destroyed::Replaced(format!(
+            "GPU instance {gi_id} on GPU {} is not the one recorded: {why}.",
+            dev.pci_address
+        )));
+    }
     if let Some(h) = backend.holder(dev.index, gi_id)? {
         return Err(GpuError::new(
             ErrorKind::InUse,
@@ -381,17 +558,7 @@ pub fn destroy(backend: &dyn GpuBackend, lock_dir: &Path, gpu: &str, gi_id: u32)
             ),
         ));
     }
-    for ci in &gi.compute_instances {
-        match backend.destroy_compute_instance(dev.index, gi_id, ci.id) {
-            Ok(()) => {}
-            Err(e) if e.kind == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    match backend.destroy_gpu_instance(dev.index, gi_id) {
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+    remove_instance(backend, &dev, &gi).map(|()| Destroyed::Destroyed)
 }
 
 #[cfg(test)]
@@ -429,10 +596,128 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InsufficientResources, "{e}");
         assert!(e.message.contains("slices 0..4"), "{e}");
         assert_eq!(read(&b, "0", a.gi_id).unwrap(), Some(a.clone()));
-        destroy(&b, &locks, "GPU-x-not-it", a.gi_id).unwrap_err();
-        destroy(&b, &locks, &a.gpu_uuid, a.gi_id).unwrap();
+        let any = Expect::default();
+        assert!(!locks.join("gpu-0000:41:00.0.intent.json").exists());
+        let e = destroy(&b, &locks, "GPU-x-not-it", a.gi_id, &any).unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::NotFound,
+            "a missing GPU is an error: {e}"
+        );
+        assert_eq!(
+            destroy(&b, &locks, &a.gpu_uuid, a.gi_id, &any).unwrap(),
+            Destroyed::Destroyed
+        );
         assert_eq!(read(&b, "0", a.gi_id).unwrap(), None);
-        destroy(&b, &locks, "0", a.gi_id).unwrap();
+        assert_eq!(
+            destroy(&b, &locks, "0", a.gi_id, &any).unwrap(),
+            Destroyed::AlreadyGone
+        );
+    }
+
+    fn expect_of(i: &MigInstance) -> Expect {
+        Expect {
+            gpu_uuid: Some(i.gpu_uuid.clone()),
+            profile: Some(i.profile.clone()),
+            placement_start: Some(i.placement.start),
+            mig_device_uuid: i.mig_device_uuid.clone(),
+        }
+    }
+
+    #[test]
+    fn a_reused_gpu_instance_id_is_never_destroyed_from_stale_state() {
+        let (d, b) = sim();
+        let locks = d.path().join("locks");
+        // The same id, profile and placement, made again behind the stored state's back: only the MIG UUID differs.
+        let old = create(&b, &locks, &req("1g.10gb", Some(0))).unwrap();
+        destroy(&b, &locks, "0", old.gi_id, &Expect::default()).unwrap();
+        let new = create(&b, &locks, &req("1g.10gb", Some(0))).unwrap();
+        assert_eq!(
+            new.gi_id, old.gi_id,
+            "the simulated GPU reuses ids as NVML does"
+        );
+        let r = destroy(&b, &locks, "0", old.gi_id, &expect_of(&old)).unwrap();
+        assert!(
+            matches!(&r, Destroyed::Replaced(why) if why.contains("MIG device")),
+            "{r:?}"
+        );
+        assert_eq!(read(&b, "0", new.gi_id).unwrap(), Some(new.clone()));
+        // Another profile or placement under the id.
+        destroy(&b, &locks, "0", new.gi_id, &expect_of(&new)).unwrap();
+        let other = create(&b, &locks, &req("2g.20gb", Some(2))).unwrap();
+        assert_eq!(other.gi_id, old.gi_id);
+        let stale = Expect {
+            mig_device_uuid: None,
+            ..expect_of(&old)
+        };
+        let r = destroy(&b, &locks, "0", old.gi_id, &stale).unwrap();
+        assert!(
+            matches!(&r, Destroyed::Replaced(why) if why.contains("2g.20gb")),
+            "{r:?}"
+        );
+        let stale = Expect {
+            profile: None,
+            ..stale
+        };
+        let r = destroy(&b, &locks, "0", old.gi_id, &stale).unwrap();
+        assert!(
+            matches!(&r, Destroyed::Replaced(why) if why.contains("slice 2")),
+            "{r:?}"
+        );
+        assert_eq!(b.gpu_instances(0).unwrap().len(), 1);
+        // The stored instance whose compute instance was destroyed is still it, and goes (named by ID, too).
+        b.destroy_compute_instance(0, other.gi_id, 0).unwrap();
+        let e = Expect {
+            profile: Some("14 (no compute instance)".into()),
+            ..expect_of(&other)
+        };
+        assert_eq!(
+            destroy(&b, &locks, "0", other.gi_id, &e).unwrap(),
+            Destroyed::Destroyed
+        );
+        assert!(b.gpu_instances(0).unwrap().is_empty());
+    }
+
+    /// What a create killed right after NVML made the GPU instance leaves: the intent and the instance.
+    fn killed_create(b: &SimulatedBackend, locks: &Path, profile_id: u32, start: u32, made: bool) {
+        let _lock = GpuLock::acquire(locks, "0000:41:00.0").unwrap();
+        let mut i = Intent {
+            gpu_pci: "0000:41:00.0".into(),
+            profile_id,
+            start,
+            gi_id: None,
+            pid: 1,
+        };
+        intent::record(locks, &i).unwrap();
+        if made {
+            i.gi_id = Some(b.create_gpu_instance(0, profile_id, start).unwrap().id);
+            intent::record(locks, &i).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_create_killed_midway_leaves_no_orphan_the_next_apply_misses() {
+        let (d, b) = sim();
+        let locks = d.path().join("locks");
+        // Killed after the 3g.40gb (ID 9) at slice 0 was made: the next create cleans it up, so a 4g fits at 0.
+        killed_create(&b, &locks, 9, 0, true);
+        let four = create(&b, &locks, &req("4g.40gb", None)).unwrap();
+        assert_eq!(four.placement.start, 0);
+        assert_eq!(b.gpu_instances(0).unwrap().len(), 1);
+        assert_eq!(intent::pending(&locks, "0000:41:00.0").unwrap(), None);
+        // Killed before NVML answered (nothing made): the intent goes, the instance of the same id stays.
+        killed_create(&b, &locks, 9, 4, false);
+        assert_eq!(
+            recover(&b, &locks, &find_device(&b, "0").unwrap()).unwrap(),
+            None
+        );
+        assert_eq!(read(&b, "0", four.gi_id).unwrap(), Some(four.clone()));
+        // A destroy finds the orphan too.
+        killed_create(&b, &locks, 14, 4, true);
+        assert_eq!(b.gpu_instances(0).unwrap().len(), 2);
+        destroy(&b, &locks, "0", four.gi_id, &expect_of(&four)).unwrap();
+        assert!(b.gpu_instances(0).unwrap().is_empty());
+        assert_eq!(intent::pending(&locks, "0000:41:00.0").unwrap(), None);
     }
 
     #[test]
@@ -472,7 +757,7 @@ mod tests {
         let a = create(&b, &locks, &req("1g.10gb", None)).unwrap();
         b.set_holder("0000:41:00.0", a.gi_id, Some("VM cloud-worker-1"))
             .unwrap();
-        let e = destroy(&b, &locks, "0", a.gi_id).unwrap_err();
+        let e = destroy(&b, &locks, "0", a.gi_id, &Expect::default()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InUse);
         assert!(e.message.contains("cloud-worker-1"), "{e}");
         assert!(read(&b, "0", a.gi_id).unwrap().is_some());

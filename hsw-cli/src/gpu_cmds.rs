@@ -628,9 +628,21 @@ fn cleanup(args: &CleanupArgs, out: &mut dyn Write) -> u8 {
                 &opened.lock_dir,
                 &d.pci_address,
                 g.gi_id,
+                &ops::Expect {
+                    profile: Some(g.profile.clone()),
+                    placement_start: Some(g.placement.start),
+                    ..ops::Expect::default()
+                },
             ) {
-                Ok(()) => {
+                Ok(ops::Destroyed::Destroyed | ops::Destroyed::AlreadyGone) => {
                     text.push_str(&format!("  removed MIG {} gi {}\n", d.pci_address, g.gi_id))
+                }
+                Ok(ops::Destroyed::Replaced(why)) => {
+                    failures += 1;
+                    text.push_str(&format!(
+                        "  NOT removed MIG {} gi {}: {why}\n",
+                        d.pci_address, g.gi_id
+                    ));
                 }
                 Err(e) => {
                     failures += 1;

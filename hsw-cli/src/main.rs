@@ -5,15 +5,19 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod ansible_cmd;
+mod completions;
 mod error;
 mod generate;
 mod gpu_cmds;
+mod graph;
 mod host_cmds;
 mod image;
 mod inventory;
+mod provider_cmd;
+mod provider_mirror;
 mod runner;
 mod session;
 mod up;
@@ -67,6 +71,23 @@ enum Command {
     Image(image::ImageCommand),
     /// Bring the clusters up: checks, image, sandbox, Terraform, inventory, playbook, and a Slurm test.
     Up(up::UpArgs),
+    /// Draw the deployment: host, networks, VMs and each GPU's memory slices (SVG or DOT).
+    Graph(graph::GraphArgs),
+    /// Print the shell completion script of hsw-cli (bash, zsh or fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Print hsw-cli's man page (roff); with --dir, write one page per command there.
+    Man {
+        /// Write `hsw-cli.1` and `hsw-cli-<command>.1` pages into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// The Terraform provider: install it where Terraform and OpenTofu find it.
+    #[command(subcommand)]
+    Provider(provider_cmd::ProviderCommand),
     /// Remove everything `up` made: `terraform destroy`, then the sandbox; checks that nothing is left.
     Down(up::DownArgs),
 }
@@ -114,6 +135,16 @@ fn main() -> ExitCode {
         Command::Image(cmd) => image::run(&cmd, &mut out),
         Command::Up(args) => up::up(&args, &mut out),
         Command::Down(args) => up::down(&args, &mut out),
+        Command::Completions { shell } => {
+            completions::completions(shell, &mut Cli::command(), &mut out);
+            exit::OK
+        }
+        Command::Man { dir } => match completions::man(&Cli::command(), dir.as_deref(), &mut out) {
+            Ok(()) => exit::OK,
+            Err(e) => e.report(),
+        },
+        Command::Graph(args) => graph::run(&args, &mut out),
+        Command::Provider(cmd) => provider_cmd::run(&cmd, &mut out),
     };
     let _ = out.flush();
     ExitCode::from(code)

@@ -5,7 +5,8 @@
 //!   and the root generated from every example in `examples/`;
 //! - `terraform plan` of the embedded default's root against libvirt's in-memory test driver, with the simulated
 //!   GPU backend seeded from the configuration (`hsw-cli gpu discover`): every expression, the GPU assignment
-//!   and the `hsw_inventory` output evaluate.
+//!   and the `hsw_inventory` output evaluate; and of the same on NVML: MIG instance → vGPU (parent found at apply)
+//!   → q35/UEFI VM.
 //!
 //! The provider is the locally built `terraform-provider-hsw` (`HSW_PROVIDER_BIN`, else
 //! `$CARGO_TARGET_DIR/debug` or `target/debug`; `cargo test --workspace` builds it, `cargo build -p
@@ -20,7 +21,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use testkit::terraform::{self, Terraform};
 use testkit::{copy_tree_except, repo};
@@ -98,13 +99,7 @@ fn modules_and_generated_roots_pass_terraform() {
         &not_state,
     );
     let mut roots = vec![work.join("terraform")];
-    let mut examples: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    examples.sort();
+    let examples = support::examples();
     for ex in &examples {
         let stem = ex.file_stem().unwrap().to_string_lossy().into_owned();
         let out = format!("roots/{stem}");
@@ -132,7 +127,23 @@ fn modules_and_generated_roots_pass_terraform() {
     let planned = hsw_core::config::DEFAULT_CONFIG
         .replace("qemu:///system", "test:///default")
         .replace("/var/lib/hsw/images", &pool.display().to_string());
-    std::fs::write(work.join("plan.yaml"), planned).unwrap();
+    std::fs::write(work.join("plan.yaml"), &planned).unwrap();
+    // The same on NVML (absent here, which plan-time checks leave to apply): the units wired to their VMs.
+    std::fs::write(
+        work.join("plan-nvml.yaml"),
+        planned.replace("gpu_backend: simulated", "gpu_backend: nvml"),
+    )
+    .unwrap();
+    hsw(
+        &work,
+        &[
+            "generate",
+            "--config",
+            "plan-nvml.yaml",
+            "--out",
+            "plan-nvml",
+        ],
+    );
     let state = work.join("gpu-state");
     hsw(
         &work,
@@ -224,6 +235,29 @@ fn modules_and_generated_roots_pass_terraform() {
                 }
             }
             hosts_in_node_order(&version, &text).map_err(|e| format!("{label}: {e}:\n{text}"))
+        }));
+        let nvml_dir = work.join("plan-nvml");
+        let planned = tf.init_validate(&nvml_dir).and_then(|()| {
+            tf.run(
+                &nvml_dir,
+                &["plan", "-input=false", "-no-color", "-var", &keys],
+                &[],
+            )
+        });
+        check(planned.and_then(|text| {
+            for want in [
+                "Plan: 13 to add, 0 to change, 0 to destroy.",
+                "module.gpu_partition.hsw_mdev.this[\"GPU-0-mig-4\"] will be created",
+                "type         = \"A100DX-3-40C\"",
+                "machine             = \"q35\"",
+                "firmware            = \"efi\"",
+                "mmio64_gib          = 64",
+            ] {
+                if !text.contains(want) {
+                    return Err(format!("{label}: the NVML plan lacks `{want}`:\n{text}"));
+                }
+            }
+            Ok(())
         }));
         println!("done {version}");
     }

@@ -153,3 +153,38 @@ fn a_network_both_clusters_use_is_created_once() {
         "{main}"
     );
 }
+
+/// How each backend attaches: NVML's vGPU types and q35/UEFI as they are (golden above), behind the NVML test on
+/// `auto`, nothing with the simulation (VMs stay pc + BIOS).
+#[test]
+fn units_reach_vms_only_on_real_backends() {
+    let (source, mut cfg, plan) = load("production-like");
+    let main_of = |cfg: &ClusterConfig| {
+        let options = Options::new(cfg, "p", &source, "../modules", "../.hsw/ssh");
+        let files = terraform::render(cfg, &plan, &options).unwrap();
+        files
+            .into_iter()
+            .find(|f| f.name == "main.tf")
+            .unwrap()
+            .contents
+    };
+    let set = |cfg: &mut ClusterConfig, b: config::model::GpuBackend| {
+        cfg.host.as_mut().unwrap().gpu_backend = Some(b);
+    };
+    set(&mut cfg, config::model::GpuBackend::Auto);
+    let auto = main_of(&cfg);
+    for want in [
+        r#"vgpu_type = data.hsw_gpus.this.backend == "nvml" ? "A100DX-1-10C" : null"#,
+        r#"compute = data.hsw_gpus.this.backend == "nvml" ? { machine = "q35", firmware = "efi", mmio64_gib = 64 } : { machine = "pc", firmware = "bios", mmio64_gib = null }"#,
+        r#"mmio64_gib = 256 }"#,
+    ] {
+        assert!(auto.contains(want), "{want}\n{auto}");
+    }
+    set(&mut cfg, config::model::GpuBackend::Simulated);
+    let sim = main_of(&cfg);
+    assert!(
+        !sim.contains("machines") && !sim.contains("A100DX"),
+        "{sim}"
+    );
+    assert!(sim.contains("nothing reaches a domain"), "{sim}");
+}

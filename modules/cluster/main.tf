@@ -44,6 +44,9 @@ module "role" {
   accelerator   = var.accelerator
   cpu_mode      = var.cpu_mode
   autostart     = var.autostart
+  machine       = try(var.machines[each.key].machine, "pc")
+  firmware      = try(var.machines[each.key].firmware, "bios")
+  mmio64_gib    = try(var.machines[each.key].mmio64_gib, null)
 
   network             = local.network
   domain              = var.dns_domain

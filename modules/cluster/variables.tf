@@ -135,7 +135,7 @@ variable "roles" {
     `order` (where the role's VMs come in `hosts`: ascending, equal orders by role name), `vm_count` (0 to 4096; 0
     creates none), `vcpu` (1 to 256), `memory_mib` (64 to 4194304), `disk_gib` (root disk in GiB, 1 to 65536;
     null: the base image's size), `ips` (static IPv4 addresses in order, at least `vm_count`), `gpu_pci` and
-    `gpu_mdev` (element i lists the PCI addresses / mdev UUIDs given to VM i: the gpu-partition module's
+    `gpu_mdev` (element i lists the PCI addresses / vGPU ids given to VM i: the gpu-partition module's
     `hostdev_pci` / `hostdev_mdev`; `[]`: none).
   EOT
   type = map(object({
@@ -163,4 +163,14 @@ variable "roles" {
     condition     = alltrue([for role, r in var.roles : r.vm_count >= 0 && r.vm_count <= 4096 && floor(r.vm_count) == r.vm_count])
     error_message = "Every role's vm_count must be a whole number from 0 to 4096."
   }
+}
+
+variable "machines" {
+  description = "Per role: `machine` (`pc` or `q35`), `firmware` (`bios` or `efi`) and `mmio64_gib` (q35's 64-bit MMIO window in GiB; null: the provider's default). Roles not listed get `pc` and `bios`. hsw-cli gives roles with real GPUs q35, efi and a window sized for their GPUs."
+  type = map(object({
+    machine    = string
+    firmware   = string
+    mmio64_gib = number
+  }))
+  default = {}
 }

@@ -17,13 +17,15 @@ resource "hsw_mig_instance" "this" {
 }
 
 # MIG-backed vGPUs: NVIDIA's vGPU manager backs each with a free GPU instance of its size, so they come after the
-# MIG instances.
+# MIG instances. Without a vgpu_parent, the provider finds the VF the driver offers for the instance at apply time;
+# the reference to the instance orders the graph (instance, vGPU, VM; destroy the other way round).
 resource "hsw_mdev" "this" {
   for_each = local.vgpus
 
-  parent     = each.value.vgpu_parent
-  type       = each.value.vgpu_type
-  persistent = var.vgpu_persistent
+  parent       = each.value.vgpu_parent
+  gpu_instance = each.value.vgpu_parent == null ? hsw_mig_instance.this[each.key].id : null
+  type         = each.value.vgpu_type
+  persistent   = var.vgpu_persistent
 
   depends_on = [hsw_mig_instance.this]
 }

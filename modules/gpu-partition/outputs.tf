@@ -14,8 +14,8 @@ output "hostdev_pci" {
 }
 
 output "hostdev_mdev" {
-  description = "Per node: the mdev UUIDs to attach (its MIG instances' vGPUs); empty lists when `attach_devices` is false."
-  value       = { for node, ids in var.assignments : node => var.attach_devices ? [for id in ids : hsw_mdev.this[id].uuid if contains(keys(local.vgpus), id)] : [] }
+  description = "Per node: its MIG instances' vGPUs to attach, by `hsw_mdev` id: the mdev UUID, or the VF's PCI address for a vendor-specific VFIO vGPU (vGPU 17+); empty lists when `attach_devices` is false."
+  value       = { for node, ids in var.assignments : node => var.attach_devices ? [for id in ids : hsw_mdev.this[id].id if contains(keys(local.vgpus), id)] : [] }
 }
 
 output "unassigned" {

@@ -3,8 +3,9 @@ variable "mig_instances" {
     MIG instances to create, by unit id (any stable string; it becomes the resource key):
     `gpu` (PCI address, NVML index or UUID of the GPU), `profile` (such as `1g.10gb`), `placement_start` (the first
     memory slice, as `hsw-cli gpu plan` chose it; null: the first free one at apply time), `vgpu_type` (a MIG-backed
-    vGPU type such as `GRID A100-1-10C` to create on `vgpu_parent`, the SR-IOV virtual function; both null: no vGPU).
-    A MIG instance reaches a VM only through a vGPU; without one it serves containers on the host.
+    vGPU type such as `A100D-1-10C`; null: no vGPU), `vgpu_parent` (the SR-IOV virtual function to create it on;
+    null: the one the driver offers for the instance, found at apply time). A MIG instance reaches a VM only
+    through a vGPU; without one it serves containers on the host.
   EOT
   type = map(object({
     gpu             = string
@@ -26,8 +27,8 @@ variable "mig_instances" {
   }
 
   validation {
-    condition     = alltrue([for k, v in var.mig_instances : (v.vgpu_type == null) == (v.vgpu_parent == null)])
-    error_message = "Set vgpu_type and vgpu_parent together (a vGPU needs both), or leave both null."
+    condition     = alltrue([for k, v in var.mig_instances : v.vgpu_parent == null || v.vgpu_type != null])
+    error_message = "A vgpu_parent needs a vgpu_type (the vGPU to create on it)."
   }
 
   validation {

@@ -6,6 +6,8 @@ locals {
   ips   = [for i in range(var.vm_count) : var.ip_addresses[i]]
   pci   = [for i in range(var.vm_count) : i < length(var.gpu_pci) ? var.gpu_pci[i] : []]
   mdev  = [for i in range(var.vm_count) : i < length(var.gpu_mdev) ? var.gpu_mdev[i] : []]
+
+  pci_address = "^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F][.][0-7]$"
 }
 
 resource "hsw_vm" "this" {
@@ -16,6 +18,9 @@ resource "hsw_vm" "this" {
   memory        = var.memory_mib
   accelerator   = var.accelerator
   cpu_mode      = var.cpu_mode
+  machine       = var.machine
+  firmware      = var.firmware
+  mmio64_gib    = var.mmio64_gib
   base_image    = var.base_image
   disk_size_gib = var.disk_size_gib
   kernel        = var.kernel
@@ -43,9 +48,18 @@ resource "hsw_vm" "this" {
   }
 
   dynamic "hostdev" {
-    for_each = local.mdev[count.index]
+    for_each = [for id in local.mdev[count.index] : id if !can(regex(local.pci_address, id))]
     content {
       mdev = hostdev.value
+    }
+  }
+
+  # A vendor-specific VFIO vGPU is its VF, which stays on the nvidia driver.
+  dynamic "hostdev" {
+    for_each = [for id in local.mdev[count.index] : id if can(regex(local.pci_address, id))]
+    content {
+      pci     = hostdev.value
+      managed = false
     }
   }
 }

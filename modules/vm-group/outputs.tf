@@ -14,7 +14,7 @@ output "ip_addresses" {
 }
 
 output "hosts" {
-  description = "One object per VM, in order: `name`, `hostname`, `fqdn`, `ip`, `vcpu`, `memory_mib`, `gpu_pci` (PCI addresses passed through), `gpu_mdev` (mdev UUIDs)."
+  description = "One object per VM, in order: `name`, `hostname`, `fqdn`, `ip`, `vcpu`, `memory_mib`, `gpu_pci` (PCI addresses passed through), `gpu_mdev` (vGPUs by `hsw_mdev` id)."
   value = [for i in range(var.vm_count) : {
     name       = hsw_vm.this[i].name
     hostname   = hsw_vm.this[i].hostname

@@ -125,6 +125,34 @@ variable "cpu_mode" {
   }
 }
 
+variable "machine" {
+  description = "The machine type: `pc` (i440fx) or `q35` (PCI Express; what GPUs with large BARs want)."
+  type        = string
+  default     = "pc"
+
+  validation {
+    condition     = contains(["pc", "q35"], var.machine)
+    error_message = "The machine must be pc or q35."
+  }
+}
+
+variable "firmware" {
+  description = "`bios` (SeaBIOS) or `efi` (Debian's OVMF, with an NVRAM file of each VM's own)."
+  type        = string
+  default     = "bios"
+
+  validation {
+    condition     = contains(["bios", "efi"], var.firmware)
+    error_message = "The firmware must be bios or efi."
+  }
+}
+
+variable "mmio64_gib" {
+  description = "q35 only: the 64-bit PCI MMIO window in GiB (a power of two), where GPUs map their BARs. null: the provider's default (64)."
+  type        = number
+  default     = null
+}
+
 variable "network" {
   description = "The libvirt network the VMs attach to (the network module's `name` output, or any libvirt network with DHCP)."
   type        = string
@@ -196,13 +224,13 @@ variable "gpu_pci" {
 }
 
 variable "gpu_mdev" {
-  description = "Mediated devices (vGPUs) per VM: element i is the list of mdev UUIDs for VM i. Shorter than `vm_count`: the remaining VMs get none."
+  description = "vGPUs per VM, by `hsw_mdev` id: element i is the list for VM i, each an mdev UUID, or the VF's PCI address of a vendor-specific VFIO vGPU (attached unmanaged: the VF stays on the nvidia driver). Shorter than `vm_count`: the remaining VMs get none."
   type        = list(list(string))
   default     = []
 
   validation {
-    condition     = alltrue([for l in var.gpu_mdev : alltrue([for u in l : can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", u))])])
-    error_message = "Every mdev must be a UUID such as c2177883-f1bb-47f0-914d-32a22e3a8804."
+    condition     = alltrue([for l in var.gpu_mdev : alltrue([for u in l : can(regex("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F][.][0-7]$", u))])])
+    error_message = "Every vGPU must be an mdev UUID such as c2177883-f1bb-47f0-914d-32a22e3a8804, or a VF's PCI address such as 0000:c1:00.4."
   }
 }
 

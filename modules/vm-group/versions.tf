@@ -3,7 +3,7 @@ terraform {
 
   required_providers {
     hsw = {
-      source = "hyperscaler/hsw"
+      source = "registry.terraform.io/hyperscaler/hsw"
     }
   }
 }

@@ -94,6 +94,74 @@ fn gis(w: &World) -> usize {
     w.sim().gpu_instances(0).unwrap().len()
 }
 
+fn destroy_behind_the_back(w: &World, gi: u32) {
+    let any = hsw_gpu_backend::ops::Expect::default();
+    hsw_gpu_backend::ops::destroy(&w.sim(), &w.state_dir().join("locks"), GPU, gi, &any).unwrap();
+}
+
+fn gi_of(state: &Value) -> u32 {
+    u32::try_from(state.get("gi_id").as_i64().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_reused_gpu_instance_id_reads_as_gone_and_is_never_destroyed() {
+    let w = world().await;
+    let tf = &w.tf;
+    let cfg = mig(tf, "1g.10gb", Some(0));
+    let old = tf.converge("hsw_mig_instance", &Value::Null, &cfg).await;
+    // Behind Terraform's back: destroyed, and another instance made that gets the same id, profile and placement.
+    destroy_behind_the_back(&w, gi_of(&old));
+    let other = hsw_gpu_backend::ops::create(
+        &w.sim(),
+        &w.state_dir().join("locks"),
+        &hsw_gpu_backend::ops::CreateRequest {
+            gpu: GPU.into(),
+            profile: "1g.10gb".into(),
+            placement_start: Some(0),
+            compute_slices: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(other.gi_id, gi_of(&old));
+    assert!(tf.read("hsw_mig_instance", &old).await.unwrap().is_null());
+    tf.destroy("hsw_mig_instance", &old).await.unwrap();
+    assert_eq!(
+        hsw_gpu_backend::ops::read(&w.sim(), GPU, other.gi_id).unwrap(),
+        Some(other),
+        "the other instance is left alone"
+    );
+}
+
+#[tokio::test]
+async fn a_state_of_another_backend_or_a_missing_gpu_is_an_error_not_a_deletion() {
+    let w = world().await;
+    let tf = &w.tf;
+    let s = tf
+        .converge("hsw_mig_instance", &Value::Null, &mig(tf, "1g.10gb", None))
+        .await;
+    // Made by NVML, read through the simulation (what `auto` falls back to when NVML cannot be opened).
+    let nvml = s.clone().with("backend", "nvml");
+    let e = tf.read("hsw_mig_instance", &nvml).await.unwrap_err();
+    assert_eq!(e[0].summary, "MIG instance of another GPU backend", "{e:?}");
+    assert!(e[0].detail.contains("gpu_backend = \"nvml\""), "{e:?}");
+    let e = tf.destroy("hsw_mig_instance", &nvml).await.unwrap_err();
+    assert_eq!(e[0].summary, "MIG instance of another GPU backend", "{e:?}");
+    assert_eq!(gis(&w), 1);
+    // A GPU that is not there.
+    let gone_gpu = s
+        .clone()
+        .with("gpu_pci", "0000:99:00.0")
+        .with("gpu", "0000:99:00.0");
+    let e = tf.read("hsw_mig_instance", &gone_gpu).await.unwrap_err();
+    assert_eq!(e[0].summary, "GPU of the MIG instance not found", "{e:?}");
+    assert!(e[0].detail.contains("terraform state rm"), "{e:?}");
+    let e = tf.destroy("hsw_mig_instance", &gone_gpu).await.unwrap_err();
+    assert_eq!(e[0].path, "gpu", "{e:?}");
+    assert_eq!(gis(&w), 1);
+    tf.destroy("hsw_mig_instance", &s).await.unwrap();
+    assert_eq!(gis(&w), 0);
+}
+
 #[tokio::test]
 async fn mig_instance_lifecycle_import_replace_drift_destroy() {
     let w = world().await;
@@ -139,7 +207,7 @@ async fn mig_instance_lifecycle_import_replace_drift_destroy() {
     // Drift: destroyed behind Terraform's back → read says gone → created again.
     let sim = w.sim();
     let gi = u32::try_from(state2.get("gi_id").as_i64().unwrap()).unwrap();
-    hsw_gpu_backend::ops::destroy(&sim, &w.state_dir().join("locks"), GPU, gi).unwrap();
+    destroy_behind_the_back(&w, gi);
     assert!(tf
         .read("hsw_mig_instance", &state2)
         .await
@@ -376,6 +444,61 @@ async fn mdev_lifecycle_persistence_drift_and_vendor_vfio() {
     assert_eq!(tf.import("hsw_mdev", "0000:c1:00.4").await.unwrap(), v);
     tf.destroy("hsw_mdev", &v).await.unwrap();
     assert_eq!(std::fs::read_to_string(&cur).unwrap().trim(), "0");
+}
+
+#[tokio::test]
+async fn a_mig_backed_vgpu_finds_its_parent_vf_from_the_gpu_instance() {
+    let w = world().await;
+    let tf = &w.tf;
+    let gi = tf
+        .converge("hsw_mig_instance", &Value::Null, &mig(tf, "2g.20gb", None))
+        .await;
+    let id = gi.get("id").as_str().unwrap().to_owned();
+    let cfg = |ty: &str| {
+        mdev(tf, "unused", ty, None)
+            .with("parent", Value::Null)
+            .with("gpu_instance", id.clone())
+    };
+    // No VFs yet (SR-IOV off): the remedy, at gpu_instance.
+    let e = tf
+        .apply("hsw_mdev", &Value::Null, &cfg("A100-2-10C"))
+        .await
+        .unwrap_err();
+    assert_eq!(e[0].path, "gpu_instance", "{e:?}");
+    assert!(
+        e[0].detail.contains("sriov-manage -e 0000:41:00.0"),
+        "{e:?}"
+    );
+
+    hsw_gpu_backend::vf::fake::add_vfs(w.sysfs(), GPU, &["0000:41:00.4"]).unwrap();
+    let plan = tf
+        .plan("hsw_mdev", &Value::Null, &cfg("A100-2-10C"))
+        .await
+        .unwrap();
+    assert!(plan.planned.get("parent").is_unknown(), "found at apply");
+    // The catalog's name, without the driver's GRID prefix.
+    let v = tf
+        .converge("hsw_mdev", &Value::Null, &cfg("A100-2-10C"))
+        .await;
+    assert_eq!(v.get("parent").as_str(), Some("0000:41:00.4"));
+    assert_eq!(v.get("type").as_str(), Some("A100-2-10C"));
+    assert_eq!(v.get("gpu_instance").as_str(), Some(id.as_str()));
+    // The only VF carries a vGPU now: a second one has no parent.
+    let e = tf
+        .apply("hsw_mdev", &Value::Null, &cfg("A100-1-5C"))
+        .await
+        .unwrap_err();
+    assert_eq!(e[0].summary, "Not enough room on the GPU", "{e:?}");
+    // Both, or neither, of parent and gpu_instance: refused.
+    let both = cfg("A100-2-10C").with("parent", "0000:41:00.4");
+    let d = tf.validate("hsw_mdev", &both).await;
+    assert!(
+        d.iter()
+            .any(|d| d.detail.contains("exactly one of parent and gpu_instance")),
+        "{d:?}"
+    );
+    tf.destroy("hsw_mdev", &v).await.unwrap();
+    tf.destroy("hsw_mig_instance", &gi).await.unwrap();
 }
 
 #[tokio::test]

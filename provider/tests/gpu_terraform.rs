@@ -128,7 +128,14 @@ fn scenario(tf: &Path) {
 
     // Drift: the instance destroyed behind Terraform's back is planned and created again.
     let sim = SimulatedBackend::open(&r.join("state"), None).unwrap();
-    hsw_gpu_backend::ops::destroy(&sim, &r.join("state/locks"), "0", gi.parse().unwrap()).unwrap();
+    hsw_gpu_backend::ops::destroy(
+        &sim,
+        &r.join("state/locks"),
+        "0",
+        gi.parse().unwrap(),
+        &hsw_gpu_backend::ops::Expect::default(),
+    )
+    .unwrap();
     let out = w.expect(&plan, 2);
     assert!(
         out.contains("hsw_mig_instance.hpc will be created"),

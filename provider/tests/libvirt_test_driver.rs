@@ -326,6 +326,56 @@ async fn resources_against_the_test_driver_with_real_files() {
         .await;
     assert_eq!(vm2.get("id"), vm.get("id"));
 
+    // A GPU VM's machine and firmware (q35, OVMF with its own NVRAM, the MMIO window, a vGPU), as libvirt reads
+    // them back.
+    let ovmf = std::path::Path::new(terraform_provider_hsw::hsw::model::vm::OVMF_VARS);
+    if ovmf.exists() {
+        let gpu_cfg = tf.config(
+            "hsw_vm",
+            [
+                ("name", Value::from("tdgpu")),
+                ("vcpu", 1i64.into()),
+                ("memory", 256i64.into()),
+                ("base_image", base.to_str().unwrap().into()),
+                ("machine", "q35".into()),
+                ("firmware", "efi".into()),
+                ("mmio64_gib", 128i64.into()),
+                (
+                    "hostdev",
+                    Value::List(vec![Value::object([
+                        ("pci", Value::Null),
+                        ("mdev", Value::from("c2177883-f1bb-47f0-914d-32a22e3a8804")),
+                    ])]),
+                ),
+            ],
+        );
+        let g = tf.converge("hsw_vm", &Value::Null, &gpu_cfg).await;
+        let nvram = pool.path().join("vms/tdgpu/nvram.fd");
+        assert_eq!(std::fs::read(&nvram).unwrap(), std::fs::read(ovmf).unwrap());
+        assert_eq!(
+            harness::readable_by_others(&pool.path().join("vms")),
+            Vec::<String>::new()
+        );
+        let x = lv
+            .domain_lookup(&Key::Name("tdgpu".into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .xml;
+        assert!(
+            x.contains("q35") && x.contains("nvram.fd") && x.contains("pcihole64"),
+            "{x}"
+        );
+        assert_eq!(tf.import("hsw_vm", "tdgpu").await.unwrap(), g);
+        tf.destroy("hsw_vm", &g).await.unwrap();
+        assert!(!nvram.exists());
+    } else {
+        println!(
+            "SKIPPED: the UEFI VM part needs Debian's ovmf ({} is missing)",
+            ovmf.display()
+        );
+    }
+
     tf.destroy("hsw_vm", &vm2).await.unwrap();
     assert!(!dir.exists(), "the VM's directory is gone");
     assert!(base.exists(), "the base image stays");

@@ -1,6 +1,6 @@
 //! The skip/require policy for tests that need an outside tool (Terraform, Ansible, ansible-lint, Packer, qemu-img):
 //! when the tool is missing the test prints one `SKIPPED` line and passes, unless its variable
-//! (`HSW_REQUIRE_TERRAFORM`, `HSW_REQUIRE_ANSIBLE`, `HSW_REQUIRE_ANSIBLE_LINT`, `HSW_REQUIRE_PACKER`) is set to
+//! (`HSW_REQUIRE_TERRAFORM`, `HSW_REQUIRE_ANSIBLE`, `HSW_REQUIRE_ANSIBLE_LINT`, `HSW_REQUIRE_PACKER`, `HSW_REQUIRE_VIRT_XML_VALIDATE`) is set to
 //! anything but `0` or empty, which makes the missing tool a failure. CI sets them all.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +13,8 @@ pub const ANSIBLE: &str = "HSW_REQUIRE_ANSIBLE";
 pub const ANSIBLE_LINT: &str = "HSW_REQUIRE_ANSIBLE_LINT";
 /// Makes a missing (or unusable) Packer a failure.
 pub const PACKER: &str = "HSW_REQUIRE_PACKER";
+/// Makes a missing `virt-xml-validate` (Debian's libvirt-clients) or its `xmllint` (libxml2-utils) a failure.
+pub const VIRT_XML_VALIDATE: &str = "HSW_REQUIRE_VIRT_XML_VALIDATE";
 
 /// Whether the variable `var` asks for the tool (set, and neither empty nor `0`).
 pub fn required(var: &str) -> bool {

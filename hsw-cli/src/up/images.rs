@@ -11,6 +11,7 @@ use hsw_core::config::ClusterConfig;
 use super::{say, step_header, Up, UP_STEPS};
 use crate::error::Error;
 use crate::image::{self, BuildArgs, Image, ImageRole};
+use crate::provider_mirror::sha256_file;
 
 /// The images `up` needs: one per cluster the configuration defines, each built from its own package list.
 pub fn image_roles(cfg: &ClusterConfig) -> Vec<ImageRole> {
@@ -154,14 +155,6 @@ fn placed_differs(
         }
         None => (std::fs::read(src)? != std::fs::read(dest)?).then(|| "its content differs".into()),
     })
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Puts the cache's `src` at `dest`: a hard link, or a copy renamed into place.

@@ -16,6 +16,7 @@ use super::{say, step_header, tail, Ctx, Up, UP_STEPS};
 use crate::ansible_cmd;
 use crate::error::Error;
 use crate::generate::{self, GenerateOptions};
+use crate::provider_mirror::{self, Placed};
 use crate::runner::Cmd;
 
 const INSTALL_TERRAFORM: &str = "install Terraform (>= 1.0) or set HSW_TERRAFORM";
@@ -161,15 +162,6 @@ fn provider_binary(
     })
 }
 
-fn same_file_contents(a: &Path, b: &Path) -> bool {
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {
-            matches!((std::fs::read(a), std::fs::read(b)), (Ok(x), Ok(y)) if x == y)
-        }
-        _ => false,
-    }
-}
-
 /// Step 5: `terraform init` with the local provider mirror.
 pub fn init(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
     step_header(out, n, UP_STEPS, "terraform init (local provider mirror)");
@@ -189,30 +181,21 @@ pub fn terraform_init(ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<(), Error> {
 
 /// The filesystem mirror with the provider `bin`, the private CLI configuration, and `terraform init`.
 fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error> {
-    let plat = ctx
-        .mirror()
-        .join("registry.terraform.io/hyperscaler/hsw")
-        .join(env!("CARGO_PKG_VERSION"))
-        .join("linux_amd64");
-    std::fs::create_dir_all(&plat)
-        .map_err(|e| Error::cannot_run(format!("cannot create {}: {e}", plat.display())))?;
-    let dest = plat.join("terraform-provider-hsw");
-    let changed = !same_file_contents(bin, &dest);
-    if changed {
-        std::fs::read(bin)
-            .and_then(|bytes| hsw_core::fsx::write_atomic(&dest, &bytes, 0o755))
-            .map_err(|e| {
-                Error::cannot_run(format!(
-                    "cannot copy {} into the mirror {}: {e}",
-                    bin.display(),
-                    plat.display()
-                ))
-            })?;
-    }
+    let mirror = ctx.mirror();
+    let placed = provider_mirror::place(bin, &mirror, provider_mirror::TERRAFORM_HOST, true)
+        .map_err(|e| Error::cannot_run(e.to_string()))?;
+    let changed = placed != Placed::Unchanged;
+    // Mirrors written before the executable had its versioned name hold the old name too; Terraform wants
+    // one executable per package.
+    let _ = std::fs::remove_file(
+        provider_mirror::package_dir(&mirror, provider_mirror::TERRAFORM_HOST)
+            .join(provider_mirror::BINARY),
+    );
     let rc = format!(
         "# Written by hsw-cli up: the hsw provider comes from this local mirror, nothing from a registry.\n\
-         provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"hyperscaler/hsw\"]\n  }}\n}}\n",
-        ctx.mirror().display()
+         provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"{}\"]\n  }}\n}}\n",
+        mirror.display(),
+        provider_mirror::NAMESPACE_TYPE
     );
     hsw_core::fsx::write_atomic(&ctx.tfrc(), rc.as_bytes(), 0o644)
         .map_err(|e| Error::cannot_run(format!("cannot write {}: {e}", ctx.tfrc().display())))?;
@@ -228,7 +211,7 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
             } else {
                 "unchanged"
             },
-            ctx.mirror().display()
+            mirror.display()
         ),
     );
     let mut init_args = vec!["init", "-input=false", "-no-color"];
@@ -402,11 +385,12 @@ mod tests {
             terraform_calls(&runner),
             [["init", "-input=false", "-no-color", "-upgrade"]]
         );
-        let mirrored = ctx
-            .mirror()
-            .join("registry.terraform.io/hyperscaler/hsw")
-            .join(env!("CARGO_PKG_VERSION"))
-            .join("linux_amd64/terraform-provider-hsw");
+        let mirrored = ctx.mirror().join(format!(
+            "registry.terraform.io/hyperscaler/hsw/{}/{}/terraform-provider-hsw_v{}",
+            provider_mirror::VERSION,
+            provider_mirror::platform(),
+            provider_mirror::VERSION
+        ));
         assert_eq!(std::fs::read_to_string(mirrored).unwrap(), "binary v1");
         let rc = std::fs::read_to_string(ctx.tfrc()).unwrap();
         assert!(
@@ -437,21 +421,22 @@ mod tests {
         runner.on(&["init"], 0, "");
         let ctx = f.ctx(&runner);
         std::fs::create_dir_all(ctx.state.root()).unwrap();
-        let plat = ctx
-            .mirror()
-            .join("registry.terraform.io/hyperscaler/hsw")
-            .join(env!("CARGO_PKG_VERSION"))
-            .join("linux_amd64");
+        let plat = provider_mirror::package_dir(&ctx.mirror(), provider_mirror::TERRAFORM_HOST);
         std::fs::create_dir_all(&plat).unwrap();
         let victim = f.dir.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
-        // The fixed temporary name the copy used to go through.
-        std::os::unix::fs::symlink(&victim, plat.join(".terraform-provider-hsw.tmp")).unwrap();
+        // The fixed temporary names a copy used to go through.
+        for n in [
+            ".terraform-provider-hsw.tmp",
+            ".terraform-provider-hsw_v0.1.0.tmp",
+        ] {
+            std::os::unix::fs::symlink(&victim, plat.join(n)).unwrap();
+        }
         let bin = f.dir.path().join("provider-bin");
         std::fs::write(&bin, "binary v1").unwrap();
         init_with(&ctx, &bin, &mut Vec::new()).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-        let mirrored = plat.join("terraform-provider-hsw");
+        let mirrored = plat.join(provider_mirror::executable());
         assert_eq!(std::fs::read_to_string(&mirrored).unwrap(), "binary v1");
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(

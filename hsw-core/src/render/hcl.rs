@@ -152,6 +152,11 @@ fn render_expr(e: &Expr, indent: usize) -> String {
     }
 }
 
+/// An expression as one would write it at the top level (an inline object or a short list stays on one line).
+pub fn inline(e: &Expr) -> String {
+    render_expr(e, 0)
+}
+
 /// Writes a body at an indentation level.
 pub fn render_body(items: &[Item], indent: usize, out: &mut String) {
     let pad = INDENT.repeat(indent);

@@ -2,5 +2,6 @@
 //! [`GpuPlan`](crate::gpu::GpuPlan) to the text of generated files. Nothing here reads or writes files; the
 //! binaries do (`hsw-cli generate`).
 
+pub mod gpu;
 pub mod hcl;
 pub mod terraform;

@@ -27,11 +27,11 @@
 //! # GPU units
 //!
 //! Every unit of the plan is created, assigned or not ([`crate::layout`] deals them). Unit ids are
-//! `<device id>-mig-<placement start>` and `<device id>-whole` ([`GpuUnit::id`]), so a slice keeps its
+//! `<device id>-mig-<placement start>` and `<device id>-whole` ([`crate::layout::GpuUnit::id`]), so a slice keeps its
 //! Terraform address while its profile changes (it is replaced, destroyed first). A whole GPU is passed to its
-//! VM by PCI address; a MIG instance reaches a VM only through a MIG-backed vGPU, which cluster.yaml 1.0 cannot
-//! describe, so it is created and reported but not attached. With the simulated backend no device is attached
-//! at all (nothing real exists); the assignment is still reported.
+//! VM by PCI address; a MIG instance reaches its VM as a MIG-backed vGPU of its target's type, whose parent VF the
+//! provider finds at apply time; those VMs get q35, UEFI and a 64-bit MMIO window ([`crate::render::gpu`]). With
+//! the simulated backend no device is attached at all (nothing real exists); the assignment is still reported.
 //!
 //! # The `hsw_inventory` output (the contract `hsw-cli inventory` reads)
 //!
@@ -48,7 +48,8 @@
 //!   C.hosts            [H], in node order (controller/control plane first)
 //!     H                {name, hostname, fqdn, ip, vcpu, memory_mib, role, cluster, gpu_pci, gpu_mdev, gpu_units}
 //!       role           controller | compute | control_plane | cpu_worker | gpu_worker
-//!       gpu_pci, gpu_mdev  the devices actually attached to the VM
+//!       gpu_pci, gpu_mdev  the devices actually attached to the VM (gpu_mdev by `hsw_mdev` id: an mdev UUID,
+//!                      or the VF address of a vendor-VFIO vGPU)
 //!       gpu_units      [U]: the units assigned to the host, whether attached or not
 //!         U            {id, kind ("mig" | "whole"), gpu, gpu_pci, gpu_uuid, profile, placement_start,
 //!                       placement_size, gi_id, ci_id, mig_device_uuid, vgpu_type, vgpu_uuid}; null where
@@ -65,7 +66,8 @@ use sha2::{Digest, Sha256};
 use crate::config::model::{ClusterConfig, Network, NetworkMode};
 use crate::config::rules::{self, groups, parse_subnet};
 use crate::gpu::GpuPlan;
-use crate::layout::{GpuUnit, Layout, LayoutError, UnitKind, Vm};
+use crate::layout::{Layout, LayoutError, Vm};
+use crate::render::gpu;
 use crate::render::hcl::{quote, render_body, Expr, Item};
 
 /// How every generated file starts; files that start so belong to `hsw-cli generate`.
@@ -143,6 +145,14 @@ pub struct Options {
 }
 
 impl Options {
+    /// The `source` of a module call: `<modules_source>/<module>`.
+    pub(crate) fn source(&self, module: &str) -> Expr {
+        Expr::str(format!(
+            "{}/{module}",
+            self.modules_source.trim_end_matches('/')
+        ))
+    }
+
     /// Defaults for a configuration: one image per cluster under the pool directory (`host.images` when set,
     /// else `<pool_dir>/base/<cluster>/base.qcow2`; for direct kernel boot `vmlinuz` and `initrd.img` in
     /// `<pool_dir>/base/<cluster>/`: the layout of a `scripts/build-image.sh --role <cluster>` output directory),
@@ -273,7 +283,7 @@ pub fn render(
     options: &Options,
 ) -> Result<Vec<File>, RenderError> {
     let layout = Layout::checked(config, plan)?;
-    let (units, nodes) = (&layout.gpu_units, &layout.vms);
+    let units = &layout.gpu_units;
     let file = |name: &str, rest: String| File {
         name: name.into(),
         contents: with_header(options, &rest),
@@ -284,7 +294,7 @@ pub fn render(
         file("variables.tf", format!("\n{}", variables(options))),
         file(
             "main.tf",
-            format!("\n{}", main_tf(config, options, units, nodes)?),
+            format!("\n{}", main_tf(config, options, &layout)?),
         ),
         file(
             "outputs.tf",
@@ -315,7 +325,7 @@ terraform {
 
   required_providers {
     hsw = {
-      source = "hyperscaler/hsw"
+      source = "registry.terraform.io/hyperscaler/hsw"
     }
   }
 }
@@ -421,9 +431,9 @@ fn ssh_keys_expr(cluster: &str) -> Expr {
 fn main_tf(
     config: &ClusterConfig,
     options: &Options,
-    units: &[GpuUnit],
-    nodes: &[Vm],
+    layout: &Layout,
 ) -> Result<String, RenderError> {
+    let (units, nodes) = (&layout.gpu_units, &layout.vms);
     let mut items = Vec::new();
     let extra: Vec<Expr> = config
         .global
@@ -458,7 +468,7 @@ fn main_tf(
             items.push(Item::Block("data \"hsw_gpus\" \"this\"".into(), vec![]));
         }
         items.push(Item::Blank);
-        items.push(gpu_partition(options, backend, units, nodes));
+        items.push(gpu::partition(options, backend, layout));
         items.push(Item::Blank);
         items.push(Item::Block(
             "locals".into(),
@@ -478,7 +488,7 @@ fn main_tf(
                      device id, the vGPU as `mdev_uuid` and a whole GPU's `pci_address`."
                         .into(),
                 ),
-                Item::Attr("node_gpu_units".into(), Expr::raw(NODE_GPU_UNITS)),
+                Item::Attr("node_gpu_units".into(), Expr::raw(gpu::NODE_GPU_UNITS)),
             ],
         ));
     }
@@ -491,13 +501,7 @@ fn main_tf(
             reason,
         })?;
         let mut body = vec![
-            Item::Attr(
-                "source".into(),
-                Expr::str(format!(
-                    "{}/cluster",
-                    options.modules_source.trim_end_matches('/')
-                )),
-            ),
+            Item::Attr("source".into(), options.source("cluster")),
             Item::Blank,
             Item::Attr("name".into(), Expr::str(config.metadata.name.clone())),
         ];
@@ -588,6 +592,14 @@ fn main_tf(
             "roles".into(),
             roles_expr(config, cluster, nodes, with_gpus),
         ));
+        if let Some(m) = gpu::machines(config, layout, cluster) {
+            body.push(Item::Blank);
+            body.push(Item::Comment(
+                "Roles whose VMs get real GPUs: q35 and UEFI (OVMF), with a 64-bit MMIO window for the GPUs' BARs."
+                    .into(),
+            ));
+            body.push(Item::Attr("machines".into(), m));
+        }
         items.push(Item::Blank);
         items.push(Item::Block(format!("module \"{cluster}\""), body));
     }
@@ -643,80 +655,6 @@ fn roles_expr(config: &ClusterConfig, cluster: &str, nodes: &[Vm], with_gpus: bo
         })
         .collect();
     Expr::Object(roles)
-}
-
-const NODE_GPU_UNITS: &str = r#"{ for node, units in module.gpu_partition.assignments : node => [
-    for u in units : merge(u, {
-      device      = local.gpu_unit_devices[u.id]
-      mdev_uuid   = u.vgpu_uuid
-      pci_address = u.kind == "whole" ? u.gpu_pci : null
-    })
-  ] }"#;
-
-fn gpu_partition(options: &Options, backend: &str, units: &[GpuUnit], nodes: &[Vm]) -> Item {
-    let attach = match backend {
-        "nvml" => Expr::bool(true),
-        "simulated" => Expr::bool(false),
-        _ => Expr::raw("data.hsw_gpus.this.backend == \"nvml\""),
-    };
-    let mig: Vec<(String, Expr)> = units
-        .iter()
-        .filter(|u| u.kind == UnitKind::Mig)
-        .map(|u| {
-            (
-                u.id(),
-                Expr::Inline(vec![
-                    ("gpu".into(), Expr::opt_str(u.gpu_pci.as_deref())),
-                    ("profile".into(), Expr::opt_str(u.profile.as_deref())),
-                    (
-                        "placement_start".into(),
-                        u.placement_start
-                            .map_or_else(|| Expr::raw("null"), Expr::num),
-                    ),
-                    ("vgpu_type".into(), Expr::raw("null")),
-                    ("vgpu_parent".into(), Expr::raw("null")),
-                ]),
-            )
-        })
-        .collect();
-    let whole: Vec<(String, Expr)> = units
-        .iter()
-        .filter(|u| u.kind == UnitKind::Whole)
-        .map(|u| (u.id(), Expr::opt_str(u.gpu_pci.as_deref())))
-        .collect();
-    let assignments: Vec<(String, Expr)> = nodes
-        .iter()
-        .filter(|n| !n.gpu_units.is_empty())
-        .map(|n| {
-            (
-                n.name.clone(),
-                Expr::List(n.gpu_units.iter().map(|u| Expr::str(u.id())).collect()),
-            )
-        })
-        .collect();
-    let mut body = vec![
-        Item::Attr(
-            "source".into(),
-            Expr::str(format!(
-                "{}/gpu-partition",
-                options.modules_source.trim_end_matches('/')
-            )),
-        ),
-        Item::Blank,
-    ];
-    if backend == "simulated" {
-        body.push(Item::Comment(
-            "The simulated backend: nothing real to pass to the VMs; the assignment is still reported.".into(),
-        ));
-    }
-    body.push(Item::Attr("attach_devices".into(), attach));
-    body.push(Item::Attr("mig_instances".into(), Expr::Object(mig)));
-    body.push(Item::Attr("whole_gpus".into(), Expr::Object(whole)));
-    body.push(Item::Comment(
-        "Each cluster's units (MIG instances, then whole GPUs) dealt to its GPU-enabled nodes in order.".into(),
-    ));
-    body.push(Item::Attr("assignments".into(), Expr::Object(assignments)));
-    Item::Block("module \"gpu_partition\"".into(), body)
 }
 
 fn outputs(config: &ClusterConfig, options: &Options, with_gpus: bool) -> String {

@@ -45,13 +45,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         iso: &Path,
         files: &[SeedFile],
     ) -> Result<(), StorageError>;
+    /// Copies `src` to `dst` (replaced, mode 0600, created exclusively: a planted link is removed, never followed):
+    /// the UEFI variable store of a VM from OVMF's template.
+    async fn copy_private(&self, src: &Path, dst: &Path) -> Result<(), StorageError>;
     /// Reads a text file; `None` when it does not exist.
     async fn read_text(&self, path: &Path) -> Result<Option<String>, StorageError>;
     /// Removes a file or a directory tree; a missing one is fine.
     async fn remove_all(&self, path: &Path) -> Result<(), StorageError>;
     /// Takes the lock `name` in the lock directory `dir` (made, mode 0700, when missing) without waiting: `None`
     /// while another holder has it (another apply's provider, or another call in this one). Dropping the guard
-    /// releases the lock, and so does the holder's death, so a free lock proves no live holder.
+    /// releases the lock and removes its file (and the directory, once empty), so nothing is left in the pool;
+    /// the holder's death releases it too (leaving the file until the next create of that name), so a free lock
+    /// proves no live holder.
     async fn try_lock(&self, dir: &Path, name: &str) -> Result<Option<NameLock>, StorageError>;
 }
 
@@ -311,6 +316,17 @@ impl Storage for LocalStorage {
         .await
     }
 
+    async fn copy_private(&self, src: &Path, dst: &Path) -> Result<(), StorageError> {
+        let (src, dst) = (src.to_owned(), dst.to_owned());
+        blocking(move || {
+            let mut from = std::fs::File::open(&src).map_err(|e| io_err("open", &src, &e))?;
+            let mut to = create_private(&dst)?;
+            std::io::copy(&mut from, &mut to).map_err(|e| io_err("write", &dst, &e))?;
+            to.sync_all().map_err(|e| io_err("write", &dst, &e))
+        })
+        .await
+    }
+
     async fn read_text(&self, path: &Path) -> Result<Option<String>, StorageError> {
         let p = path.to_owned();
         blocking(move || match std::fs::read_to_string(&p) {
@@ -345,7 +361,8 @@ impl Storage for LocalStorage {
 }
 
 /// Makes the lock directory (0700, its missing parents 0711) and takes `<dir>/<name>.lock` with the one `flock`
-/// lock of hsw ([`hsw_gpu_backend::lock::FileLock`]: 0600, never through a link).
+/// lock of hsw ([`hsw_gpu_backend::lock::FileLock::try_acquire_transient`]: 0600, never through a link, removed
+/// on release).
 fn try_lock_file(
     dir: &Path,
     name: &str,
@@ -375,7 +392,8 @@ fn try_lock_file(
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| io_err("set the permissions of", dir, &e))?;
     let path = dir.join(format!("{name}.lock"));
-    hsw_gpu_backend::lock::FileLock::try_acquire(&path).map_err(|e| StorageError(e.to_string()))
+    hsw_gpu_backend::lock::FileLock::try_acquire_transient(&path)
+        .map_err(|e| StorageError(e.to_string()))
 }
 
 /// A file in the fake tree.
@@ -591,6 +609,21 @@ impl Storage for FakeStorage {
         Ok(())
     }
 
+    async fn copy_private(&self, src: &Path, dst: &Path) -> Result<(), StorageError> {
+        let g = self.lock();
+        let file = Self::resolve(&g, src)
+            .and_then(|p| g.get(&p).cloned())
+            .ok_or_else(|| {
+                StorageError(format!(
+                    "Cannot open {}: No such file or directory (os error 2).",
+                    src.display()
+                ))
+            })?;
+        drop(g);
+        self.put(dst, file);
+        Ok(())
+    }
+
     async fn read_text(&self, path: &Path) -> Result<Option<String>, StorageError> {
         match self.lock().get(path) {
             Some(FakeFile::Text(t)) => Ok(Some(t.clone())),
@@ -668,6 +701,14 @@ mod tests {
             assert_eq!(mode(p), 0o600, "{}", p.display());
         }
         assert_eq!(mode(&seed), 0o700);
+        let nvram = dir.path().join("nvram.fd");
+        std::os::unix::fs::symlink(&victim, &nvram).unwrap();
+        s.copy_private(&seed.join("user-data"), &nvram)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&nvram).unwrap(), "#cloud-config\n");
+        assert_eq!(mode(&nvram), 0o600);
         let vms = dir.path().join("vms/a");
         s.create_dir(&vms, 0o711).await.unwrap();
         assert_eq!((mode(&vms), mode(vms.parent().unwrap())), (0o711, 0o711));
@@ -681,6 +722,10 @@ mod tests {
         let fake = FakeStorage::new();
         for s in [local, &fake] {
             let held = s.try_lock(&locks, "vm-a").await.unwrap().unwrap();
+            if std::ptr::eq(s, local) {
+                assert_eq!(mode(&locks), 0o700);
+                assert_eq!(mode(&locks.join("vm-a.lock")), 0o600);
+            }
             assert!(s.try_lock(&locks, "vm-a").await.unwrap().is_none());
             assert!(s.try_lock(&locks, "vm-b").await.unwrap().is_some());
             drop(held);
@@ -695,8 +740,8 @@ mod tests {
             }
             assert!(freed, "the lock is free once its holder drops it");
         }
-        assert_eq!(mode(&locks), 0o700);
-        assert_eq!(mode(&locks.join("vm-a.lock")), 0o600);
+        // Released locks leave nothing in the pool.
+        assert!(!locks.exists(), "{} is left", locks.display());
     }
 
     #[tokio::test]

@@ -111,15 +111,6 @@ pub fn summary(kind: ErrorKind) -> &'static str {
     }
 }
 
-/// The answer of a backend call on something that may be gone: `NotFound` counts as gone (`T::default()`: `None`
-/// for a lookup, `()` for a removal), any other error becomes a diagnostic.
-pub fn unless_gone<T: Default>(r: Result<T, GpuError>) -> Result<T, Diagnostics> {
-    match r {
-        Err(e) if e.kind == ErrorKind::NotFound => Ok(T::default()),
-        r => r.map_err(|e| diag(e, None)),
-    }
-}
-
 /// A backend error as a diagnostic at `at` (root when `None`).
 pub fn diag(e: GpuError, at: Option<AttrPath>) -> Diagnostics {
     let d = Diagnostic::error(summary(e.kind), e.message);
@@ -127,23 +118,4 @@ pub fn diag(e: GpuError, at: Option<AttrPath>) -> Diagnostics {
         Some(p) => d.at(p),
         None => d,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_not_found_counts_as_gone() {
-        let gone: Result<Option<u32>, GpuError> =
-            Err(GpuError::new(ErrorKind::NotFound, "no such GI"));
-        assert_eq!(unless_gone(gone).unwrap(), None);
-        assert_eq!(unless_gone(Ok::<_, GpuError>(Some(3))).unwrap(), Some(3));
-        let busy: Result<(), GpuError> = Err(GpuError::new(ErrorKind::InUse, "GI 1 is in use"));
-        let d = unless_gone(busy).unwrap_err().to_string();
-        assert!(
-            d.contains("GPU resource in use") && d.contains("GI 1 is in use"),
-            "{d}"
-        );
-    }
 }

@@ -1,6 +1,6 @@
 //! Per-name locks that keep two applies from creating the same libvirt object at once: a create holds
 //! `<pool_dir>/.hsw-locks/<kind>-<name>.lock` (`flock`, through [`crate::backend::storage::Storage::try_lock`])
-//! until it finishes. The lock dies with its holder, so a create that takes it knows that an incomplete object of
+//! until it finishes, then removes it (the directory too, once empty). The lock dies with its holder, so a create that takes it knows that an incomplete object of
 //! that name was left by a create that is no longer running, and may clean it up.
 
 use std::time::{Duration, Instant};

@@ -2,9 +2,16 @@
 //! vGPU (the VF itself). Types are chosen by name. `persistent` (mdevctl's `/etc/mdevctl.d`) changes in place;
 //! everything else replaces the vGPU. A vGPU removed behind Terraform's back is created again. Import by UUID
 //! (or by VF PCI address for vendor VFIO).
+//!
+//! A MIG-backed vGPU may name its `gpu_instance` (an `hsw_mig_instance` id) instead of its `parent`: the parent is
+//! then the VF the driver offers for it, found at apply time ([`hsw_gpu_backend::vf::parent_for`]) under the
+//! GPU's host-level lock, so two creates never pick the same VF. Referencing the MIG instance also orders
+//! Terraform's graph: MIG instance, then vGPU, then the VM that holds it; destroy runs the other way.
 
-use hsw_gpu_backend::mdev::{MdevBackend, Vgpu, VgpuFlavor};
+use hsw_gpu_backend::lock::GpuLock;
+use hsw_gpu_backend::mdev::{same_type, MdevBackend, Vgpu, VgpuFlavor};
 use hsw_gpu_backend::mig::normalize_pci;
+use hsw_gpu_backend::vf::parent_for;
 use hsw_gpu_backend::ErrorKind;
 
 use crate::framework::{
@@ -12,7 +19,7 @@ use crate::framework::{
     PlanRequest, Resource, Schema, Type, Value,
 };
 
-use super::gpu::{blocking, diag, mdev_backend};
+use super::gpu::{blocking, diag, mdev_backend, MigCell};
 use super::planning::{default_attr, plan_with};
 use super::values::{opt_str, req_str};
 use super::{validate, Shared};
@@ -21,12 +28,16 @@ use super::{validate, Shared};
 #[derive(Debug)]
 pub struct MdevResource {
     shared: Shared,
+    mig: MigCell,
 }
 
 impl MdevResource {
     /// The resource, reaching the provider's configuration through `shared`.
     pub fn new(shared: Shared) -> MdevResource {
-        MdevResource { shared }
+        MdevResource {
+            shared,
+            mig: MigCell::default(),
+        }
     }
 }
 
@@ -42,9 +53,14 @@ pub fn schema() -> Schema {
             )
             .attribute(Attribute::computed("id", Type::String).describe("The mdev UUID, or the VF's PCI address for a vendor VFIO vGPU."))
             .attribute(
-                Attribute::required("parent", Type::String)
+                Attribute::optional_computed("parent", Type::String)
                     .requires_replace()
-                    .describe("The parent's PCI address: the GPU (or, for MIG-backed vGPU, the SR-IOV VF), such as `0000:41:00.4`."),
+                    .describe("The parent's PCI address: the GPU (or, for MIG-backed vGPU, the SR-IOV VF), such as `0000:41:00.4`. Set this or `gpu_instance`."),
+            )
+            .attribute(
+                Attribute::optional("gpu_instance", Type::String)
+                    .requires_replace()
+                    .describe("For a MIG-backed vGPU, instead of `parent`: the `hsw_mig_instance` id (`<GPU PCI address>/<GPU instance id>`). The parent is then the first virtual function of that GPU that carries no vGPU and offers the type (on vendor VFIO, preferably the one whose `nvidia/gpu_instance_id` names the instance), found at apply time. Which VF backs which GPU instance is the driver's business; UNVERIFIED on hardware."),
             )
             .attribute(
                 Attribute::required("type", Type::String)
@@ -81,6 +97,18 @@ fn check(config: &Value) -> Diagnostics {
             );
         }
     }
+    let (parent, gi) = (config.get("parent"), config.get("gpu_instance"));
+    if parent.is_wholly_known() && gi.is_wholly_known() && parent.is_null() == gi.is_null() {
+        d.push(Diagnostic::error(
+            "Invalid vGPU parent",
+            "Set exactly one of parent and gpu_instance.",
+        ));
+    }
+    if let Some(g) = gi.as_str() {
+        if let Err(m) = gpu_instance(g) {
+            d.push(Diagnostic::error("Invalid GPU instance", m).at(AttrPath::attr("gpu_instance")));
+        }
+    }
     if let Some(u) = config.get("uuid").as_str() {
         if let Err(m) = validate::uuid(u) {
             d.push(Diagnostic::error("Invalid mdev UUID", m).at(AttrPath::attr("uuid")));
@@ -100,6 +128,18 @@ fn check(config: &Value) -> Diagnostics {
     d
 }
 
+/// The GPU and GPU-instance id of an `hsw_mig_instance` id.
+fn gpu_instance(id: &str) -> Result<(String, u32), String> {
+    id.rsplit_once('/')
+        .and_then(|(g, n)| Some((normalize_pci(g)?, n.trim().parse().ok()?)))
+        .ok_or_else(|| {
+            format!(
+                "{} is not an hsw_mig_instance id `<GPU PCI address>/<GPU instance id>`, such as `0000:41:00.0/1`.",
+                validate::quote(id)
+            )
+        })
+}
+
 fn state_from(base: &Value, v: &Vgpu) -> Value {
     let mut s = base.clone();
     // Keep the parent as written when it names the same device.
@@ -112,7 +152,8 @@ fn state_from(base: &Value, v: &Vgpu) -> Value {
         s.set("parent", v.parent.clone());
     }
     if let Some(name) = &v.type_name {
-        if s.get("type").as_str() != Some(name.as_str()) {
+        // Keep the type as written when it names the same type (`A100-2-10C` for `GRID A100-2-10C`).
+        if !s.get("type").as_str().is_some_and(|t| same_type(t, name)) {
             s.set("type", name.clone());
         }
     } else if s.get("type").is_null() || s.get("type").is_unknown() {
@@ -156,17 +197,37 @@ impl Resource for MdevResource {
 
     async fn create(&self, _ctx: &Context, planned: &Value) -> Result<Value, Diagnostics> {
         let root = AttrPath::root();
-        let parent = req_str(planned, "parent", &root)?;
         let type_name = req_str(planned, "type", &root)?;
         let uuid = opt_str(planned, "uuid");
         let persistent = planned.get("persistent").as_bool().unwrap_or(false);
         let m = mdev_backend(&self.shared)?;
-        let made =
-            blocking(move || m.create(&parent, &type_name, uuid.as_deref(), persistent)).await?;
+        let made = match opt_str(planned, "parent") {
+            Some(parent) => {
+                blocking(move || m.create(&parent, &type_name, uuid.as_deref(), persistent)).await?
+            }
+            None => {
+                let id = req_str(planned, "gpu_instance", &root)?;
+                let (gpu, gi_id) = gpu_instance(&id).map_err(|e| {
+                    Diagnostics::error_at(AttrPath::attr("gpu_instance"), "Invalid GPU instance", e)
+                })?;
+                let lock_dir = self.mig.get(&self.shared).await?.lock_dir.clone();
+                blocking(move || {
+                    let _lock = GpuLock::acquire(&lock_dir, &gpu)?;
+                    let parent = parent_for(&m, m.root(), &gpu, gi_id, &type_name)?;
+                    m.create(&parent, &type_name, uuid.as_deref(), persistent)
+                })
+                .await?
+            }
+        };
         match made {
             Ok(v) => Ok(state_from(planned, &v)),
             Err(e) => {
                 let at = match e.kind {
+                    ErrorKind::NotFound | ErrorKind::InsufficientResources
+                        if !planned.get("gpu_instance").is_null() =>
+                    {
+                        Some(AttrPath::attr("gpu_instance"))
+                    }
                     ErrorKind::NotFound | ErrorKind::InsufficientResources => {
                         Some(AttrPath::attr("type"))
                     }

@@ -3,8 +3,16 @@
 //! Every argument replaces the instance when it changes (MIG instances cannot be resized). Creation takes the
 //! GPU's host-level lock across "read the GPU instances → pick the placement → create", and a compute instance
 //! that fails destroys the GPU instance made for it. The id is `<gpu pci>/<gpu instance id>`, which import takes.
+//!
+//! Stale state: GPU-instance ids are reused, so read and delete check that the instance under the stored id is the
+//! stored one (GPU UUID, profile, placement, MIG device UUID; [`ops::Expect`]): another one reads as "gone" (the
+//! stored instance was replaced behind Terraform's back) and is never destroyed. The state records the backend
+//! that made the instance; it is never read or destroyed through another (with `gpu_backend = "auto"`, a failed
+//! NVML open falls back to the simulation, which must not answer for real GPUs). A GPU that is not there is an
+//! error, not a deletion. A create killed between making the GPU instance and answering leaves an intent file
+//! that the next create or destroy on that GPU acts on (`hsw_gpu_backend::intent`).
 
-use hsw_gpu_backend::ops::{self, CreateRequest, MigInstance};
+use hsw_gpu_backend::ops::{self, CreateRequest, Destroyed, Expect, MigInstance};
 use hsw_gpu_backend::ErrorKind;
 
 use crate::framework::{
@@ -12,7 +20,7 @@ use crate::framework::{
     PlanRequest, Resource, Schema, Type, Value,
 };
 
-use super::gpu::{blocking, diag, unless_gone, MigCell};
+use super::gpu::{blocking, diag, Mig, MigCell};
 use super::values::{opt_str, req_str};
 use super::Shared;
 
@@ -279,7 +287,58 @@ impl MigInstanceResource {
         let mig = self.mig.get(&self.shared).await?;
         let kind = mig.backend.kind().as_str().to_owned();
         let found = blocking(move || ops::read(mig.backend.as_ref(), &gpu, gi_id)).await?;
-        Ok((unless_gone(found)?, kind))
+        Ok((found.map_err(device_error)?, kind))
+    }
+}
+
+/// The error of a backend call on a stored instance: a missing GPU is said to be no deletion.
+fn device_error(e: hsw_gpu_backend::GpuError) -> Diagnostics {
+    if e.kind != ErrorKind::NotFound {
+        return diag(e, None);
+    }
+    Diagnostics::from(
+        Diagnostic::error(
+            "GPU of the MIG instance not found",
+            format!(
+                "{} A missing GPU is not taken for a destroyed instance, so nothing is created or destroyed for it: \
+                 bring the GPU back (the driver loaded, `nvidia-smi` listing it), or, if it is gone for good, forget \
+                 the instance with `terraform state rm`.",
+                e.message
+            ),
+        )
+        .at(AttrPath::attr("gpu")),
+    )
+}
+
+/// Refuses to read or destroy, through the backend opened now, an instance another backend made.
+fn same_backend(state: &Value, mig: &Mig) -> Result<(), Diagnostics> {
+    let now = mig.backend.kind().as_str();
+    match opt_str(state, "backend") {
+        Some(made) if !made.is_empty() && made != now => Err(Diagnostics::error_at(
+            AttrPath::attr("backend"),
+            "MIG instance of another GPU backend",
+            format!(
+                "This MIG instance was made by the {made} backend, but the provider opened the {now} backend{}. hsw \
+                 never reads or destroys one backend's instances through another. Make the {made} backend usable \
+                 again (for NVML: the NVIDIA driver loaded and `nvidia-smi` answering) and set `gpu_backend = \
+                 \"{made}\"` in the provider block, or forget this instance with `terraform state rm`.",
+                mig.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What the state says the instance is, beyond its id.
+fn expect_of(state: &Value) -> Expect {
+    Expect {
+        gpu_uuid: opt_str(state, "gpu_uuid"),
+        profile: opt_str(state, "profile"),
+        placement_start: u32_of(state, "placement_start"),
+        mig_device_uuid: opt_str(state, "mig_device_uuid"),
     }
 }
 
@@ -342,27 +401,25 @@ impl Resource for MigInstanceResource {
         let Some((gpu, gi_id)) = instance_key(state)? else {
             return Ok(None);
         };
+        same_backend(state, &self.mig.get(&self.shared).await?)?;
         let (found, kind) = self.read_instance(gpu, gi_id).await?;
         let Some(inst) = found else {
             return Ok(None);
         };
-        let mut v = state_from(state, &inst, &kind);
-        // Drift that forces replacement: a different profile under this id, or a GPU instance whose compute
-        // instance was destroyed behind Terraform's back.
-        let named = opt_str(state, "profile").unwrap_or_default();
-        let same_profile = named.trim().eq_ignore_ascii_case(&inst.profile)
-            || named
-                .trim()
-                .parse::<u32>()
-                .is_ok_and(|id| id == inst.profile_id)
-            || named.trim().to_ascii_lowercase().strip_prefix("mig ")
-                == Some(inst.profile.as_str());
-        if !same_profile {
-            v.set("profile", inst.profile.clone());
+        if let Some(why) = expect_of(state).mismatch(&inst) {
+            // The stored instance is gone and its id reused: Terraform plans to create it again; the other
+            // instance is not ours to show or destroy.
+            tracing::warn!(id = %format!("{}/{gi_id}", inst.gpu_pci), %why, "the MIG instance in the state was replaced");
+            return Ok(None);
         }
+        let mut v = state_from(state, &inst, &kind);
+        // Drift that forces replacement: a GPU instance whose compute instance was destroyed behind Terraform's back.
         match inst.compute_slices {
             None => {
-                v.set("profile", format!("{} (no compute instance)", inst.profile));
+                v.set(
+                    "profile",
+                    format!("{}{}", inst.profile, ops::NO_COMPUTE_INSTANCE),
+                );
             }
             Some(c) => {
                 let wanted = opt_str(state, "compute_profile").map(|s| parse_compute_profile(&s));
@@ -379,9 +436,17 @@ impl Resource for MigInstanceResource {
             return Ok(());
         };
         let mig = self.mig.get(&self.shared).await?;
-        let done = blocking(move || ops::destroy(mig.backend.as_ref(), &mig.lock_dir, &gpu, gi_id))
-            .await?;
-        unless_gone(done)
+        same_backend(state, &mig)?;
+        let expect = expect_of(state);
+        let done = blocking(move || {
+            ops::destroy(mig.backend.as_ref(), &mig.lock_dir, &gpu, gi_id, &expect)
+        })
+        .await?
+        .map_err(device_error)?;
+        if let Destroyed::Replaced(why) = done {
+            tracing::warn!(%why, "the MIG instance in the state was already replaced; the new one is left alone");
+        }
+        Ok(())
     }
 
     async fn import(&self, _ctx: &Context, id: &str) -> Result<Vec<Value>, Diagnostics> {

@@ -171,16 +171,24 @@ pub fn consistent(planned: &Value, new: &Value, at: &str) -> Result<(), String> 
 impl Tf {
     /// A provider over `backend`, configured with `pool_dir` (and `uri`, only recorded).
     pub async fn new(backend: Backend, pool_dir: &str) -> Tf {
+        Tf::configured(backend, pool_dir, &[]).await
+    }
+
+    /// [`Tf::new`], with more attributes of the provider block (`sysfs_root`, `gpu_backend`, ...).
+    pub async fn configured(backend: Backend, pool_dir: &str, more: &[(&str, &str)]) -> Tf {
         let provider = HswProvider::with_factory(Arc::new(move |_cfg| {
             let b = backend.clone();
             Box::pin(async move { Ok(b) })
         }));
         let tf = Tf::over(provider);
-        let cfg = provider_schema()
+        let mut cfg = provider_schema()
             .block
             .null_object()
             .with("uri", "test:///default")
             .with("pool_dir", pool_dir);
+        for (k, v) in more {
+            cfg.set(k, *v);
+        }
         let d = tf.configure(&cfg).await;
         assert!(errors_of(&d).is_empty(), "{d:?}");
         tf
@@ -313,7 +321,8 @@ impl Tf {
         })
     }
 
-    async fn apply_raw(
+    /// Applies a plan made earlier (what `terraform apply` of a saved plan does).
+    pub async fn apply_raw(
         &self,
         type_name: &str,
         prior: &Value,

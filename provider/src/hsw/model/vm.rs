@@ -64,11 +64,64 @@ impl CpuMode {
     }
 }
 
+/// The machine type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// i440fx (`pc`): what libvirt picks by default; the domain XML names no machine.
+    Pc,
+    /// q35 with PCI Express (what large-BAR GPUs and OVMF want).
+    Q35,
+}
+
+impl Machine {
+    /// Every machine, as written in configuration.
+    pub const ALL: [&'static str; 2] = ["pc", "q35"];
+
+    /// Reads a machine as written in configuration.
+    pub fn parse(s: &str) -> Option<Machine> {
+        match s {
+            "pc" => Some(Machine::Pc),
+            "q35" => Some(Machine::Q35),
+            _ => None,
+        }
+    }
+
+    /// As written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Machine::Pc => "pc",
+            Machine::Q35 => "q35",
+        }
+    }
+}
+
+/// Debian's OVMF (package `ovmf`): the UEFI code, read-only and shared by every VM.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// Debian's OVMF variable store template, copied (0600) into each UEFI VM's directory as its NVRAM.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The 64-bit PCI MMIO window of a q35 VM when `mmio64_gib` is not set, in GiB: room for the BARs of vGPUs and of
+/// GPUs with up to 32 GiB of BAR1 (an 80 GB A100 or H100 has 128 GiB of BAR1 and needs more).
+pub const DEFAULT_MMIO64_GIB: u64 = 64;
+
+/// UEFI firmware: the OVMF code and the VM's own NVRAM file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Efi {
+    /// The read-only code (pflash).
+    pub code: String,
+    /// The VM's variable store.
+    pub nvram: String,
+    /// What libvirt copies to `nvram` when it is missing.
+    pub template: String,
+}
+
 /// A host device passed to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostDev {
-    /// A PCI function: (domain, bus, slot, function).
+    /// A PCI function: (domain, bus, slot, function), which libvirt binds to vfio-pci (`managed='yes'`).
     Pci(u16, u8, u8, u8),
+    /// A PCI function left on its driver (`managed='no'`): the VF of an NVIDIA vendor-specific VFIO vGPU, which
+    /// the nvidia driver itself serves through VFIO.
+    UnmanagedPci(u16, u8, u8, u8),
     /// A mediated device (vGPU, MIG-backed vGPU), by UUID.
     Mdev(String),
 }
@@ -77,7 +130,9 @@ impl HostDev {
     /// The PCI address as written in configuration (`0000:3b:00.0`), for [`HostDev::Pci`].
     pub fn pci_string(&self) -> Option<String> {
         match self {
-            HostDev::Pci(d, b, s, f) => Some(format!("{d:04x}:{b:02x}:{s:02x}.{f:x}")),
+            HostDev::Pci(d, b, s, f) | HostDev::UnmanagedPci(d, b, s, f) => {
+                Some(format!("{d:04x}:{b:02x}:{s:02x}.{f:x}"))
+            }
             HostDev::Mdev(_) => None,
         }
     }
@@ -109,6 +164,10 @@ pub struct VmSpec {
     pub cpu_mode: CpuMode,
     /// The root disk: a qcow2 overlay.
     pub root_disk: String,
+    /// The root disk's backing file (the shared base image, qcow2), when known. Declared in the domain with
+    /// `<seclabel model='dac' relabel='no'/>`: libvirt's dynamic ownership would otherwise give the shared base
+    /// image to QEMU's user while the VM runs, making it writable by every guest's QEMU.
+    pub root_backing: Option<String>,
     /// Extra qcow2 disks, in order (vdb, vdc, ...).
     pub data_disks: Vec<String>,
     /// The cloud-init NoCloud seed ISO, if any.
@@ -123,6 +182,12 @@ pub struct VmSpec {
     pub nics: Vec<Nic>,
     /// Host devices.
     pub hostdevs: Vec<HostDev>,
+    /// The machine type.
+    pub machine: Machine,
+    /// UEFI firmware; `None`: SeaBIOS (libvirt's default).
+    pub efi: Option<Efi>,
+    /// q35 only: the 64-bit PCI MMIO window (`<pcihole64>` of the `pcie-root` controller), in GiB.
+    pub mmio64_gib: Option<u64>,
     /// hsw's metadata (JSON text), stored in `<metadata>`.
     pub metadata: String,
 }
@@ -151,7 +216,20 @@ impl VmSpec {
         w.text("memory", &[("unit", "MiB")], &self.memory_mib.to_string());
         w.text("vcpu", &[("placement", "static")], &self.vcpu.to_string());
         w.open("os", &[]);
-        w.text("type", &[], "hvm");
+        match self.machine {
+            Machine::Pc => w.text("type", &[], "hvm"),
+            Machine::Q35 => w.text("type", &[("machine", "q35")], "hvm"),
+        };
+        // The loader is named (not `firmware='efi'`, which lets libvirt pick any firmware), so every host runs
+        // Debian's OVMF, from its code and this VM's own variable store.
+        if let Some(efi) = &self.efi {
+            w.text(
+                "loader",
+                &[("readonly", "yes"), ("secure", "no"), ("type", "pflash")],
+                &efi.code,
+            );
+            w.text("nvram", &[("template", &efi.template)], &efi.nvram);
+        }
         if let Some(k) = &self.kernel {
             w.text("kernel", &[], k);
         }
@@ -189,6 +267,18 @@ impl VmSpec {
         w.text("on_reboot", &[], "restart");
         w.text("on_crash", &[], "destroy");
         w.open("devices", &[]);
+        if let (Machine::Q35, Some(gib)) = (self.machine, self.mmio64_gib) {
+            w.open(
+                "controller",
+                &[("type", "pci"), ("index", "0"), ("model", "pcie-root")],
+            );
+            w.text(
+                "pcihole64",
+                &[("unit", "KiB")],
+                &gib.saturating_mul(1 << 20).to_string(),
+            );
+            w.close();
+        }
         for (i, path) in std::iter::once(&self.root_disk)
             .chain(&self.data_disks)
             .enumerate()
@@ -196,6 +286,15 @@ impl VmSpec {
             w.open("disk", &[("type", "file"), ("device", "disk")]);
             w.empty("driver", &[("name", "qemu"), ("type", "qcow2")]);
             w.empty("source", &[("file", path)]);
+            if let (0, Some(base)) = (i, &self.root_backing) {
+                w.open("backingStore", &[("type", "file")]);
+                w.empty("format", &[("type", "qcow2")]);
+                w.open("source", &[("file", base)]);
+                w.empty("seclabel", &[("model", "dac"), ("relabel", "no")]);
+                w.close();
+                w.empty("backingStore", &[]);
+                w.close();
+            }
             w.empty("target", &[("dev", &disk_target(i)), ("bus", "virtio")]);
             w.close();
         }
@@ -225,10 +324,15 @@ impl VmSpec {
         }
         for dev in &self.hostdevs {
             match dev {
-                HostDev::Pci(d, b, s, f) => {
+                HostDev::Pci(d, b, s, f) | HostDev::UnmanagedPci(d, b, s, f) => {
+                    let managed = if matches!(dev, HostDev::Pci(..)) {
+                        "yes"
+                    } else {
+                        "no"
+                    };
                     w.open(
                         "hostdev",
-                        &[("mode", "subsystem"), ("type", "pci"), ("managed", "yes")],
+                        &[("mode", "subsystem"), ("type", "pci"), ("managed", managed)],
                     );
                     w.open("source", &[]);
                     w.empty(
@@ -305,7 +409,34 @@ impl VmSpec {
             os.and_then(|o| read::child_text(o, tag))
                 .filter(|t| !t.is_empty())
         };
+        let machine = os
+            .and_then(|o| read::child(o, "type"))
+            .and_then(|t| t.attribute("machine"))
+            .map_or(Machine::Pc, |m| {
+                if m.contains("q35") {
+                    Machine::Q35
+                } else {
+                    Machine::Pc
+                }
+            });
+        let efi = os.and_then(|o| read::child(o, "loader")).and_then(|l| {
+            let nvram = os.and_then(|o| read::child(o, "nvram"));
+            Some(Efi {
+                code: l.text()?.trim().to_owned(),
+                nvram: nvram
+                    .and_then(|n| n.text())
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+                template: nvram
+                    .and_then(|n| n.attribute("template"))
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+        });
+        let mut mmio64_gib = None;
         let mut root_disk = None;
+        let mut root_backing = None;
         let mut data_disks = Vec::new();
         let mut seed_iso = None;
         let mut nics = Vec::new();
@@ -321,8 +452,25 @@ impl VmSpec {
                     // A read-only disk is the seed (older hsw versions used a CD-ROM).
                     Some("cdrom") => seed_iso = Some(file),
                     _ if read_only => seed_iso = Some(file),
-                    _ if root_disk.is_none() => root_disk = Some(file),
+                    _ if root_disk.is_none() => {
+                        root_disk = Some(file);
+                        root_backing = read::child(d, "backingStore")
+                            .and_then(|b| read::child(b, "source"))
+                            .and_then(|s| read::attr(s, "file"));
+                    }
                     _ => data_disks.push(file),
+                }
+            }
+            for c in read::children(devices, "controller") {
+                if c.attribute("model") == Some("pcie-root") {
+                    mmio64_gib = read::child(c, "pcihole64").and_then(|h| {
+                        let n: u64 = h.text()?.trim().parse().ok()?;
+                        Some(match h.attribute("unit").unwrap_or("KiB") {
+                            "GiB" | "G" => n,
+                            "MiB" | "M" => n >> 10,
+                            _ => n >> 20,
+                        })
+                    });
                 }
             }
             for i in read::children(devices, "interface") {
@@ -349,12 +497,16 @@ impl VmSpec {
                                 })
                                 .unwrap_or(0)
                         };
-                        hostdevs.push(HostDev::Pci(
+                        let at = (
                             u16::try_from(num("domain")).unwrap_or(0),
                             u8::try_from(num("bus")).unwrap_or(0),
                             u8::try_from(num("slot")).unwrap_or(0),
                             u8::try_from(num("function")).unwrap_or(0),
-                        ));
+                        );
+                        hostdevs.push(match h.attribute("managed") {
+                            Some("no") => HostDev::UnmanagedPci(at.0, at.1, at.2, at.3),
+                            _ => HostDev::Pci(at.0, at.1, at.2, at.3),
+                        });
                     }
                     Some("mdev") => {
                         if let Some(u) = addr.attribute("uuid") {
@@ -372,6 +524,7 @@ impl VmSpec {
             accel,
             cpu_mode: CpuMode::Default,
             root_disk: root_disk.ok_or_else(|| format!("Domain {name} has no disk."))?,
+            root_backing,
             data_disks,
             seed_iso,
             kernel: os_text("kernel"),
@@ -379,6 +532,9 @@ impl VmSpec {
             cmdline: os_text("cmdline"),
             nics,
             hostdevs,
+            machine,
+            efi,
+            mmio64_gib,
             metadata,
             name,
         })
@@ -398,6 +554,7 @@ mod tests {
             accel: Accel::Tcg,
             cpu_mode: CpuMode::HostPassthrough,
             root_disk: "/pool/vms/node1/root.qcow2".into(),
+            root_backing: Some("/pool/base.qcow2".into()),
             data_disks: vec!["/pool/vms/node1/data-1.qcow2".into()],
             seed_iso: Some("/pool/vms/node1/cidata.iso".into()),
             kernel: Some("/pool/vmlinuz".into()),
@@ -411,7 +568,118 @@ mod tests {
                 HostDev::Pci(0, 0x3b, 0, 0),
                 HostDev::Mdev("c2177883-f1bb-47f0-914d-32a22e3a8804".into()),
             ],
+            machine: Machine::Pc,
+            efi: None,
+            mmio64_gib: None,
             metadata: r#"{"base_image":"/pool/base.qcow2","note":"<&>"}"#.into(),
+        }
+    }
+
+    /// A GPU VM as `hsw-cli generate` asks for one: q35, OVMF with its own NVRAM, a 64-bit MMIO window, KVM.
+    fn gpu_vm(hostdevs: Vec<HostDev>, mmio64_gib: u64) -> VmSpec {
+        VmSpec {
+            name: "hpc-gpu-1".into(),
+            accel: Accel::Kvm,
+            cpu_mode: CpuMode::HostPassthrough,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            hostdevs,
+            machine: Machine::Q35,
+            efi: Some(Efi {
+                code: OVMF_CODE.into(),
+                nvram: "/pool/vms/hpc-gpu-1/nvram.fd".into(),
+                template: OVMF_VARS.into(),
+            }),
+            mmio64_gib: Some(mmio64_gib),
+            ..sample()
+        }
+    }
+
+    fn golden(name: &str) -> String {
+        format!(
+            "{}/src/hsw/model/testdata/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    }
+
+    #[test]
+    fn golden_gpu_vms_read_back() {
+        let cases = [
+            (
+                "vm-vgpu.xml",
+                gpu_vm(
+                    vec![HostDev::Mdev("c2177883-f1bb-47f0-914d-32a22e3a8804".into())],
+                    DEFAULT_MMIO64_GIB,
+                ),
+            ),
+            (
+                "vm-passthrough.xml",
+                gpu_vm(vec![HostDev::Pci(0, 0x41, 0, 0)], 256),
+            ),
+            (
+                "vm-vgpu-vendor-vfio.xml",
+                gpu_vm(
+                    vec![HostDev::UnmanagedPci(0, 0xc1, 0, 4)],
+                    DEFAULT_MMIO64_GIB,
+                ),
+            ),
+        ];
+        for (file, spec) in cases {
+            let xml = spec.to_xml();
+            testkit::golden::check(golden(file), &xml);
+            assert!(xml.contains("<type machine='q35'>hvm</type>"), "{xml}");
+            let back = VmSpec::from_xml(&xml).unwrap();
+            assert_eq!(
+                back,
+                VmSpec {
+                    cpu_mode: CpuMode::Default,
+                    ..spec
+                }
+            );
+        }
+        // What libvirt dumps: the expanded machine name, the window in KiB.
+        let dumped = "<domain type='kvm'><name>n</name><memory unit='KiB'>1048576</memory><vcpu>1</vcpu>\
+            <os><type arch='x86_64' machine='pc-q35-7.2'>hvm</type><loader readonly='yes' type='pflash'>/c.fd</loader>\
+            <nvram template='/t.fd'>/n.fd</nvram></os><devices><controller type='pci' index='0' model='pcie-root'>\
+            <pcihole64 unit='KiB'>134217728</pcihole64></controller><disk type='file' device='disk'>\
+            <source file='/r.qcow2'/></disk></devices></domain>";
+        let s = VmSpec::from_xml(dumped).unwrap();
+        assert_eq!((s.machine, s.mmio64_gib), (Machine::Q35, Some(128)));
+        assert_eq!(
+            s.efi.map(|e| (e.code, e.nvram, e.template)),
+            Some(("/c.fd".into(), "/n.fd".into(), "/t.fd".into()))
+        );
+    }
+
+    /// The goldens are domains libvirt accepts: checked against libvirt's schema by `virt-xml-validate` (Debian's
+    /// libvirt-clients, with xmllint from libxml2-utils).
+    #[test]
+    fn goldens_pass_virt_xml_validate() {
+        let var = testkit::require::VIRT_XML_VALIDATE;
+        let (Some(tool), Some(_)) = (
+            testkit::require::tool("virt-xml-validate", var),
+            testkit::require::tool("xmllint", var),
+        ) else {
+            return;
+        };
+        for file in [
+            "vm.xml",
+            "vm-vgpu.xml",
+            "vm-passthrough.xml",
+            "vm-vgpu-vendor-vfio.xml",
+        ] {
+            let out = std::process::Command::new(&tool)
+                .arg(golden(file))
+                .arg("domain")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{file} does not validate:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 

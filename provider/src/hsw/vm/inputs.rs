@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::backend::storage::SeedFile;
 use crate::framework::{AttrPath, Diagnostic, Diagnostics, PlanOutcome, PlanRequest, Value};
 use crate::hsw::model::network::DhcpHost;
-use crate::hsw::model::vm::{Accel, CpuMode, HostDev, Nic, VmSpec};
+use crate::hsw::model::vm::{
+    Accel, CpuMode, Efi, HostDev, Machine, Nic, VmSpec, DEFAULT_MMIO64_GIB, OVMF_CODE, OVMF_VARS,
+};
 use crate::hsw::planning::{default_attr, plan_with};
 use crate::hsw::validate;
 use crate::hsw::values::{items, missing, opt_str, opt_u64, req_str, str_list};
@@ -47,11 +49,17 @@ pub(super) struct Inputs {
     pub(super) ssh_keys: Option<Vec<String>>,
     pub(super) nics: Vec<NicIn>,
     pub(super) hostdevs: Vec<HostDev>,
+    pub(super) machine: Machine,
+    pub(super) efi: bool,
+    pub(super) mmio64_gib: Option<u64>,
     pub(super) running: bool,
     pub(super) autostart: bool,
     pub(super) ip_timeout: Option<u64>,
     pub(super) shutdown_timeout: Option<u64>,
 }
+
+/// The firmwares, as written in configuration.
+pub(super) const FIRMWARES: [&str; 2] = ["bios", "efi"];
 
 /// The deterministic MAC of interface `index` of VM `name`: `52:54:00` and three bytes of SHA-256.
 pub fn default_mac(name: &str, index: usize) -> String {
@@ -209,6 +217,45 @@ pub(super) fn check(v: &Value, pool_dir: Option<&Path>) -> Diagnostics {
             "A VM can have at most 20 extra disks.".into(),
         );
     }
+    if let Some(m) = v.get("machine").as_str() {
+        if Machine::parse(m).is_none() {
+            bad(
+                AttrPath::attr("machine"),
+                "Invalid machine",
+                format!(
+                    "{} is not a machine: use one of {}.",
+                    validate::quote(m),
+                    Machine::ALL.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(f) = v.get("firmware").as_str() {
+        if !FIRMWARES.contains(&f) {
+            bad(
+                AttrPath::attr("firmware"),
+                "Invalid firmware",
+                format!("{} is not a firmware: use bios or efi.", validate::quote(f)),
+            );
+        }
+    }
+    if let Some(n) = v.get("mmio64_gib").as_number() {
+        if n.as_u64()
+            .is_none_or(|x| !x.is_power_of_two() || !(1..=65536).contains(&x))
+        {
+            bad(
+                AttrPath::attr("mmio64_gib"),
+                "Value out of range",
+                format!("mmio64_gib is {n}: use a power of two from 1 to 65536."),
+            );
+        } else if v.get("machine").is_wholly_known() && v.get("machine").as_str() != Some("q35") {
+            bad(
+                AttrPath::attr("mmio64_gib"),
+                "Needs q35",
+                "mmio64_gib sizes the 64-bit window of q35's PCI Express root: set machine = \"q35\".".into(),
+            );
+        }
+    }
     for (at, h) in items(v, "hostdev") {
         let (pci, mdev) = (h.get("pci"), h.get("mdev"));
         if pci.is_wholly_known() && mdev.is_wholly_known() && pci.is_null() == mdev.is_null() {
@@ -226,6 +273,13 @@ pub(super) fn check(v: &Value, pool_dir: Option<&Path>) -> Diagnostics {
         if let Some(u) = mdev.as_str() {
             if let Err(m) = validate::uuid(u) {
                 bad(at.then_attr("mdev"), "Invalid mdev UUID", m);
+            }
+            if h.get("managed").as_bool().is_some() {
+                bad(
+                    at.then_attr("managed"),
+                    "Invalid host device",
+                    "managed applies to pci devices only: leave it unset for an mdev.".into(),
+                );
             }
         }
     }
@@ -269,7 +323,11 @@ pub(super) fn inputs(v: &Value, pool_dir: &Path) -> Result<Inputs, Diagnostics> 
         if let Some(p) = h.get("pci").as_str() {
             let (d, b, s, f) = validate::pci_address(p)
                 .map_err(|m| Diagnostics::error("Invalid PCI address", m))?;
-            hostdevs.push(HostDev::Pci(d, b, s, f));
+            hostdevs.push(if h.get("managed").as_bool() == Some(false) {
+                HostDev::UnmanagedPci(d, b, s, f)
+            } else {
+                HostDev::Pci(d, b, s, f)
+            });
         } else if let Some(u) = h.get("mdev").as_str() {
             hostdevs.push(HostDev::Mdev(
                 validate::uuid(u).map_err(|m| Diagnostics::error("Invalid mdev UUID", m))?,
@@ -295,6 +353,12 @@ pub(super) fn inputs(v: &Value, pool_dir: &Path) -> Result<Inputs, Diagnostics> 
             .then(|| str_list(v, "ssh_authorized_keys")),
         nics,
         hostdevs,
+        machine: opt_str(v, "machine")
+            .as_deref()
+            .and_then(Machine::parse)
+            .unwrap_or(Machine::Pc),
+        efi: opt_str(v, "firmware").as_deref() == Some("efi"),
+        mmio64_gib: opt_u64(v, "mmio64_gib", &root, 1, 65536)?,
         running: v.get("running").as_bool().unwrap_or(true),
         autostart: v.get("autostart").as_bool().unwrap_or(false),
         ip_timeout: opt_u64(v, "wait_for_ip_timeout", &root, 1, 86400)?,
@@ -312,6 +376,8 @@ pub(super) struct Layout {
     pub(super) root: PathBuf,
     pub(super) iso: PathBuf,
     pub(super) seed_dir: PathBuf,
+    /// The UEFI variable store (firmware = efi), a 0600 copy of [`OVMF_VARS`].
+    pub(super) nvram: PathBuf,
 }
 
 impl Layout {
@@ -323,6 +389,7 @@ impl Layout {
             root: dir.join("root.qcow2"),
             iso: dir.join("cidata.iso"),
             seed_dir: dir.join("cidata"),
+            nvram: dir.join("nvram.fd"),
             dir,
         }
     }
@@ -379,6 +446,7 @@ impl Inputs {
             "cpu_mode": self.cpu_mode,
             "base_image": self.base_image,
             "disk_size_gib": self.disk_size_gib,
+            "mmio64_gib": self.mmio64_gib,
             "extra_disks": self.extra_disks,
             "user_data": self.user_data.is_some(),
             "meta_data": self.meta_data.is_some(),
@@ -414,6 +482,7 @@ impl Inputs {
             accel,
             cpu_mode: CpuMode::parse(&self.cpu_mode).unwrap_or(CpuMode::Default),
             root_disk: layout.root.display().to_string(),
+            root_backing: Some(self.base_image.clone()),
             data_disks: (0..self.extra_disks.len())
                 .map(|i| layout.data(i).display().to_string())
                 .collect(),
@@ -430,18 +499,27 @@ impl Inputs {
                 })
                 .collect(),
             hostdevs: self.hostdevs.clone(),
+            machine: self.machine,
+            efi: self.efi.then(|| Efi {
+                code: OVMF_CODE.into(),
+                nvram: layout.nvram.display().to_string(),
+                template: OVMF_VARS.into(),
+            }),
+            mmio64_gib: (self.machine == Machine::Q35)
+                .then_some(self.mmio64_gib.unwrap_or(DEFAULT_MMIO64_GIB)),
             metadata: self.metadata(creator),
         }
     }
 
     /// What needs a shutdown and redefinition to change.
-    pub(super) fn hardware(&self) -> (u32, u64, &str, &str, &[HostDev]) {
+    pub(super) fn hardware(&self) -> (u32, u64, &str, &str, &[HostDev], Option<u64>) {
         (
             self.vcpu,
             self.memory,
             &self.accelerator,
             &self.cpu_mode,
             &self.hostdevs,
+            self.mmio64_gib,
         )
     }
 }
@@ -479,8 +557,18 @@ pub(super) fn plan(
         default_attr(proposed, config, "cpu_mode", "default");
         default_attr(proposed, config, "running", true);
         default_attr(proposed, config, "autostart", false);
+        default_attr(proposed, config, "machine", "pc");
+        default_attr(proposed, config, "firmware", "bios");
+
         if let Some(name) = config.get("name").as_str().map(str::to_owned) {
             for v in [&mut *proposed, &mut *config] {
+                if let Some(Value::List(devs)) = v.get_mut("hostdev") {
+                    for h in devs.iter_mut() {
+                        if h.get("pci").as_str().is_some() && h.get("managed").is_null() {
+                            h.set("managed", true);
+                        }
+                    }
+                }
                 if let Some(Value::List(nics)) = v.get_mut("network_interface") {
                     for (i, n) in nics.iter_mut().enumerate() {
                         if n.get("mac").is_null() || n.get("mac").is_unknown() {

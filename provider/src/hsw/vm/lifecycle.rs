@@ -10,12 +10,13 @@ use crate::framework::{AttrPath, Context, Diagnostics, Value};
 use crate::hsw::libvirt_objects::lv_err;
 use crate::hsw::locks::lock_name;
 use crate::hsw::model::network::{DhcpHost, NetworkSpec};
-use crate::hsw::model::vm::{Accel, VmSpec, METADATA_KEY, METADATA_NS};
+use crate::hsw::model::vm::{Accel, VmSpec, METADATA_KEY, METADATA_NS, OVMF_VARS};
 use crate::hsw::values::req_str;
 use crate::hsw::{validate, Configured};
 
 use super::inputs::{input_reservations, inputs, Inputs, Layout};
 use super::leases::{add_lease, remove_lease, reservations};
+use super::passthrough;
 use super::read::metadata_of;
 use super::{VmResource, DEFAULT_SHUTDOWN_TIMEOUT, GIB, VM_DIR_MODE};
 
@@ -266,6 +267,22 @@ impl VmResource {
                 .await
                 .map_err(|e| Diagnostics::error("Cannot create the cloud-init seed", e.0))?;
         }
+        if inp.efi {
+            storage
+                .copy_private(Path::new(OVMF_VARS), &layout.nvram)
+                .await
+                .map_err(|e| {
+                    Diagnostics::error_at(
+                        AttrPath::attr("firmware"),
+                        "Cannot create the UEFI variable store",
+                        format!(
+                            "{} firmware = \"efi\" needs Debian's OVMF: install the ovmf package (scripts/install-deps.sh \
+                             does).",
+                            e.0
+                        ),
+                    )
+                })?;
+        }
         for (i, (net, host)) in input_reservations(inp).iter().enumerate() {
             add_lease(c, net, host).await.map_err(|mut d| {
                 for x in &mut d.0 {
@@ -315,6 +332,8 @@ impl VmResource {
     ) -> Result<Value, Diagnostics> {
         let c = self.configured()?;
         let inp = inputs(planned, &c.config.pool_dir)?;
+        // The host may have changed since the plan.
+        passthrough::check(planned, Some(&c.config.sysfs_root)).into_result()?;
         let lv = &c.backend.libvirt;
         // Held until the create ends: another apply creating this name waits, and a domain left incomplete that is
         // found now was left by a create that is no longer running (a live one would hold the lock).
@@ -399,6 +418,7 @@ impl VmResource {
         let shutdown_timeout = new.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
         let layout = Layout::new(&c.config.pool_dir, &new.name);
         if old.hardware() != new.hardware() {
+            passthrough::check(planned, Some(&c.config.sysfs_root)).into_result()?;
             let accel = self.resolve_accel(c, &new.accelerator).await?;
             self.wait_off(ctx, c, &new.name, shutdown_timeout).await?;
             let spec = new.spec(&layout, accel, Some(info.uuid.clone()), None);

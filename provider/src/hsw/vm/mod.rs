@@ -20,9 +20,14 @@
 //! replaced, so a retry converges with no orphan. A complete hsw domain or a foreign domain of the same name is
 //! never touched: create fails and says to import it or choose another name.
 //!
-//! Updates: `vcpu`, `memory`, `accelerator`, `cpu_mode` and `hostdev` apply by a graceful shutdown (ACPI), up to
+//! Updates: `vcpu`, `memory`, `accelerator`, `cpu_mode`, `mmio64_gib` and `hostdev` apply by a graceful shutdown (ACPI), up to
 //! `shutdown_timeout` seconds, then a forced power-off, a redefinition and a start. `running`, `autostart` and the
 //! timeouts change in place. Anything else replaces the VM.
+//!
+//! Machine and firmware: `pc` + SeaBIOS unless asked (today's domains unchanged); `q35` gets a 64-bit PCI MMIO window
+//! (`<pcihole64>` on its `pcie-root`), `efi` gets Debian's OVMF code and a 0600 copy of its variable store,
+//! `nvram.fd`, in the VM's directory. A `hostdev.pci` whose IOMMU group holds a device the host still drives is
+//! refused at plan and at apply ([`passthrough`]).
 //!
 //! Code map: [`schema`] (attributes and descriptions), [`inputs`] (plan-time checks, config → domain input, plan
 //! defaults, file layout), [`lifecycle`] (create with crash recovery, update, delete), [`leases`] (static DHCP
@@ -31,6 +36,7 @@
 mod inputs;
 mod leases;
 mod lifecycle;
+mod passthrough;
 mod read;
 mod schema;
 
@@ -102,7 +108,10 @@ impl Resource for VmResource {
     }
 
     fn plan(&self, req: &PlanRequest<'_>) -> Result<PlanOutcome, Diagnostics> {
-        inputs::plan(req, self.pool_dir())
+        let out = inputs::plan(req, self.pool_dir())?;
+        let sysfs = self.shared.get().map(|c| c.config.sysfs_root.as_path());
+        passthrough::check(req.config, sysfs).into_result()?;
+        Ok(out)
     }
 
     async fn create(&self, ctx: &Context, planned: &Value) -> Result<Value, Diagnostics> {

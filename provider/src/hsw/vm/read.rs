@@ -125,12 +125,15 @@ impl VmResource {
             .hostdevs
             .iter()
             .map(|h| match h {
-                HostDev::Mdev(u) => {
-                    Value::object([("pci", Value::Null), ("mdev", Value::from(u.clone()))])
-                }
+                HostDev::Mdev(u) => Value::object([
+                    ("pci", Value::Null),
+                    ("mdev", Value::from(u.clone())),
+                    ("managed", Value::Null),
+                ]),
                 pci => Value::object([
                     ("pci", Value::from(pci.pci_string())),
                     ("mdev", Value::Null),
+                    ("managed", Value::from(matches!(pci, HostDev::Pci(..)))),
                 ]),
             })
             .collect();
@@ -180,7 +183,10 @@ impl VmResource {
                 .with("shutdown_timeout", int("shutdown_timeout"))
                 .with("network_interface", Value::List(nics))
                 .with("extra_disk", Value::List(extra))
-                .with("hostdev", Value::List(hostdevs)),
+                .with("hostdev", Value::List(hostdevs))
+                .with("machine", spec.machine.as_str())
+                .with("firmware", if spec.efi.is_some() { "efi" } else { "bios" })
+                .with("mmio64_gib", int("mmio64_gib")),
         ))
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{DEFAULT_IP_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT};
 use crate::framework::{Attribute, Block, NestedBlock, Nesting, Schema, Type};
+use crate::hsw::model::vm::{DEFAULT_MMIO64_GIB, OVMF_CODE, OVMF_VARS};
 
 /// The schema of `hsw_vm`.
 pub fn schema() -> Schema {
@@ -14,7 +15,7 @@ pub fn schema() -> Schema {
                 "A libvirt virtual machine whose root disk is a copy-on-write qcow2 overlay of a base image (the base \
                  is never copied or changed), with optional extra disks, direct kernel boot, a cloud-init NoCloud \
                  seed, network interfaces with static or dynamic addresses, and PCI or mediated host devices. \
-                 Changes to `vcpu`, `memory`, `accelerator`, `cpu_mode` and `hostdev` shut the VM down (ACPI, then \
+                 Changes to `vcpu`, `memory`, `accelerator`, `cpu_mode`, `mmio64_gib` and `hostdev` shut the VM down (ACPI, then \
                  forced after `shutdown_timeout`), redefine it and start it again; changes to disks, images, boot, \
                  cloud-init or interfaces replace it.",
             )
@@ -96,6 +97,26 @@ pub fn schema() -> Schema {
                 Attribute::optional_computed("autostart", Type::Bool)
                     .describe("Whether libvirt starts the VM when libvirtd starts. Default `false`."),
             )
+            .attribute(
+                Attribute::optional_computed("machine", Type::String)
+                    .requires_replace()
+                    .describe("The machine type: `pc` (i440fx, the default) or `q35` (PCI Express; what GPUs with large BARs and UEFI want)."),
+            )
+            .attribute(
+                Attribute::optional_computed("firmware", Type::String)
+                    .requires_replace()
+                    .describe(format!(
+                        "`bios` (SeaBIOS, the default) or `efi`: Debian's OVMF (package `ovmf`), its code `{OVMF_CODE}` read-only and a \
+                         variable store of the VM's own, `nvram.fd` in the VM's directory (a 0600 copy of `{OVMF_VARS}`). \
+                         The base image must boot with UEFI."
+                    )),
+            )
+            .attribute(Attribute::optional("mmio64_gib", Type::Number).describe(format!(
+                "q35 only: the size of the 64-bit PCI MMIO window (the `pcihole64` of the PCI Express root), in GiB, a \
+                 power of two; {DEFAULT_MMIO64_GIB} when not set. GPUs map their BARs there: passing a \
+                 whole GPU needs at least its BAR1 (`nvidia-smi -q -d MEMORY`, \"BAR1 Memory Usage\", 128 GiB on an \
+                 80 GB A100 or H100) plus the other BARs. Changes apply by shutdown, redefinition and start."
+            )))
             .attribute(Attribute::optional("wait_for_ip_timeout", Type::Number).describe(format!(
                 "Seconds to wait for the addresses of interfaces with `wait_for_ip` (default {DEFAULT_IP_TIMEOUT})."
             )))
@@ -140,8 +161,9 @@ pub fn schema() -> Schema {
                 Nesting::List,
                 Block::new()
                     .describe("A host device given to the guest: set exactly one of `pci` and `mdev`. Changes apply by shutdown, redefinition and start.")
-                    .attribute(Attribute::optional("pci", Type::String).describe("A PCI function `domain:bus:slot.function`, such as `0000:3b:00.0` (managed: libvirt binds it to vfio-pci)."))
-                    .attribute(Attribute::optional("mdev", Type::String).describe("A mediated device (vGPU) UUID; the mdev must exist.")),
+                    .attribute(Attribute::optional("pci", Type::String).describe("A PCI function `domain:bus:slot.function`, such as `0000:3b:00.0` (managed: libvirt binds it to vfio-pci). Refused at plan and apply when its IOMMU group holds another device bound to a driver other than vfio-pci or pci-stub (read from the provider's `sysfs_root`): the guest would not get the group, or the host would lose that device."))
+                    .attribute(Attribute::optional("mdev", Type::String).describe("A mediated device (vGPU) UUID; the mdev must exist."))
+                    .attribute(Attribute::optional_computed("managed", Type::Bool).describe("With `pci` only: whether libvirt binds the device to vfio-pci while the VM runs (`true`, the default). `false` for the VF of an NVIDIA vendor-specific VFIO vGPU (vGPU 17+: the `hsw_mdev` id), which stays on the nvidia driver.")),
             )),
     )
 }
