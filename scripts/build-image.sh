@@ -156,6 +156,10 @@ complete() {
 
 # Gives the cached files back to root, 0644, where they are not (libvirt's DAC driver chowns a backing file to
 # QEMU's user while a VM runs, and does not give it back). Only as root; the content was checked by `complete`.
+# Also removes libvirt's owner records (the trusted.libvirt.security.* attributes of remember_owner): a
+# libvirtd killed while its VMs ran leaves them counting users that no longer exist, and the next VM on the
+# file then fails to start ("Setting different DAC user or group on ... which is already in use"). The same
+# rule as `forget_libvirt_labels` in hsw-cli/src/up/images.rs, which does it for the files `up` places.
 own_cached() {
   local f
   [ "$(id -u)" -eq 0 ] || return 0
@@ -167,6 +171,16 @@ own_cached() {
       chmod 0644 "$f"
     fi
   done
+  # The paths are arguments, never program text.
+  python3 - "$dest"/* <<'PY' || die "cannot remove libvirt's stale owner records in $dest"
+import os, sys
+for f in sys.argv[1:]:
+    names = [n for n in os.listxattr(f, follow_symlinks=False) if n.startswith("trusted.libvirt.security.")]
+    for n in names:
+        os.removexattr(f, n, follow_symlinks=False)
+    if names:
+        print(f"build-image: {f}: removed libvirt's stale owner records ({len(names)} attributes)", file=sys.stderr)
+PY
 }
 
 # Removes other keys' images; called with the lock held.

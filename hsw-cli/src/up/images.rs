@@ -189,7 +189,52 @@ fn settle(dest: &Path, owner: Option<(u32, u32)>) -> Result<(), String> {
         std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644))
             .map_err(|e| format!("cannot make {} 0644: {e}", dest.display()))?;
     }
+    forget_libvirt_labels(dest).map_err(|e| {
+        format!(
+            "cannot remove libvirt's stale owner records from {}: {e}",
+            dest.display()
+        )
+    })?;
     Ok(())
+}
+
+/// The prefix of the extended attributes in which libvirt's DAC driver records a file's owner before it chowns
+/// the file to QEMU's user, and how many running VMs use it (`remember_owner`).
+const LIBVIRT_LABEL_XATTR: &str = "trusted.libvirt.security.";
+
+/// Removes libvirt's `remember_owner` records from `path` (not following a link) and says how many it removed.
+/// They outlive a libvirtd that dies while its VMs run (a sandbox killed mid-run): the file is then root's
+/// again but its record counts users that no longer exist, and libvirt refuses to start the next VM on it
+/// ("Setting different DAC user or group on ... which is already in use"). Called only on files just given
+/// back to their owner; without a record libvirt gives the file back to root when the VM stops, which is what
+/// the record said. Only root sees `trusted.*` attributes: for others there is nothing to remove.
+pub(crate) fn forget_libvirt_labels(path: &Path) -> std::io::Result<usize> {
+    let mut names: Vec<u8> = Vec::new();
+    // The list can grow between the size query and the read; a few tries, then the error.
+    for _ in 0..4 {
+        let want = rustix::fs::llistxattr_query(path)?;
+        names.resize(want, 0);
+        match rustix::fs::llistxattr(path, &mut names[..]) {
+            Ok(n) => {
+                names.truncate(n);
+                break;
+            }
+            Err(rustix::io::Errno::RANGE) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut removed = 0;
+    for name in names
+        .split(|b| *b == 0)
+        .filter(|n| n.starts_with(LIBVIRT_LABEL_XATTR.as_bytes()))
+    {
+        match rustix::fs::lremovexattr(path, name) {
+            Ok(()) => removed += 1,
+            Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -327,5 +372,40 @@ mod tests {
             e.contains("is not JSON") && e.contains("image build --force"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn stale_libvirt_owner_records_are_removed_and_other_attributes_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("vmlinuz");
+        std::fs::write(&f, "k").unwrap();
+        let set = |name: &str, v: &[u8]| {
+            rustix::fs::setxattr(&f, name, v, rustix::fs::XattrFlags::empty())
+        };
+        // Not every filesystem takes user.* attributes (tmpfs before 6.6); root can always set trusted.*.
+        let user = set("user.keep", b"1").is_ok();
+        let root = set("trusted.libvirt.security.ref_dac", b"3").is_ok();
+        if root {
+            set("trusted.libvirt.security.dac", b"+0:+0").unwrap();
+            set("trusted.other", b"x").unwrap();
+        }
+        let removed = forget_libvirt_labels(&f).unwrap();
+        let mut left = vec![0u8; 4096];
+        let n = rustix::fs::llistxattr(&f, &mut left[..]).unwrap();
+        let left: Vec<&[u8]> = left[..n]
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert_eq!(removed, if root { 2 } else { 0 });
+        assert!(
+            !left
+                .iter()
+                .any(|n| n.starts_with(LIBVIRT_LABEL_XATTR.as_bytes())),
+            "{left:?}"
+        );
+        assert_eq!(left.contains(&&b"user.keep"[..]), user, "{left:?}");
+        assert_eq!(left.contains(&&b"trusted.other"[..]), root, "{left:?}");
+        // A second pass finds nothing; a file without attributes is fine.
+        assert_eq!(forget_libvirt_labels(&f).unwrap(), 0);
     }
 }
