@@ -53,6 +53,7 @@ mod images;
 mod inventory;
 mod playbooks;
 mod sandbox;
+mod scale;
 mod summary;
 mod terraform;
 mod verify;
@@ -105,6 +106,11 @@ pub struct UpArgs {
     /// Seconds the final check waits for the compute nodes to be idle.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub verify_timeout: u64,
+    /// Seconds to wait for HPC compute nodes removed from cluster.yaml to finish their jobs (Slurm drain)
+    /// before their VMs are destroyed; `up` stops, destroying nothing, when they are still busy. 0 removes
+    /// them without draining.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub drain_timeout: u64,
 }
 
 /// `hsw-cli down`.

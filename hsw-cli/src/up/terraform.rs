@@ -239,6 +239,7 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
 /// the VMs, a watcher says every 15 s which VMs run and which have their address.
 pub fn plan_and_apply(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
     step_header(out, n, UP_STEPS, "terraform plan and apply");
+    super::scale::drain_removed(up, out)?;
     let libvirt = up.libvirt()?;
     up.applied = apply(
         up.ctx,
