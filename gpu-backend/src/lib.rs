@@ -11,6 +11,8 @@
 //!   compute instance) created under the GPU's host-level lock with rollback;
 //! - [`mdev`]: the [`MdevBackend`] trait over a rooted sysfs (classic mdev and NVIDIA vendor VFIO), mdevctl
 //!   persistence, and fake trees with a fake kernel for tests;
+//! - [`hostcheck`]: the facts `hsw-cli check` judges about real GPUs (driver and NVML versions, MIG mode, the
+//!   vGPU types a GPU and its VFs offer, passthrough GPUs' IOMMU groups), read only;
 //! - [`iommu`]: IOMMU groups from a rooted sysfs (whether a GPU can be passed through on its own);
 //! - [`vf`]: the SR-IOV virtual function that parents a MIG slice's vGPU, found from sysfs at apply time;
 //! - [`lock`]: hsw's one `flock` lock (0600 files, never opened through a link): per GPU
@@ -24,6 +26,7 @@
 //! /etc comes from a [`mdev::SysfsRoot`]; nothing here changes MIG mode or resets a GPU.
 
 pub mod error;
+pub mod hostcheck;
 pub mod intent;
 pub mod inventory;
 pub mod iommu;

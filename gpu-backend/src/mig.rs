@@ -51,6 +51,15 @@ impl MigMode {
     }
 }
 
+/// The versions a GPU driver reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverVersions {
+    /// The NVIDIA driver's version (`nvmlSystemGetDriverVersion`), e.g. `550.54.16`.
+    pub driver: String,
+    /// NVML's version (`nvmlSystemGetNVMLVersion`), e.g. `12.550.54.16`.
+    pub nvml: String,
+}
+
 /// One physical GPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
@@ -262,6 +271,9 @@ pub trait GpuBackend: Send + Sync + std::fmt::Debug {
 
     /// The MIG devices (one per compute instance) with their UUIDs.
     fn mig_devices(&self, device: u32) -> Result<Vec<MigDevice>>;
+
+    /// The driver's version and NVML's (`nvidia-smi` shows both), for `hsw-cli check`.
+    fn versions(&self) -> Result<DriverVersions>;
 
     /// Who uses a GPU instance, when the backend knows (the simulated one can be told; NVML does not say).
     fn holder(&self, _device: u32, _gi_id: u32) -> Result<Option<String>> {

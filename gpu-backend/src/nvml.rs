@@ -22,8 +22,8 @@ use nvml_wrapper_sys::bindings as sys;
 
 use crate::error::{code, ErrorKind, GpuError, Result};
 use crate::mig::{
-    normalize_pci, BackendKind, ComputeInstance, DeviceInfo, GpuBackend, GpuInstance, MigDevice,
-    MigMode, Placement, ProfileInfo,
+    normalize_pci, BackendKind, ComputeInstance, DeviceInfo, DriverVersions, GpuBackend,
+    GpuInstance, MigDevice, MigMode, Placement, ProfileInfo,
 };
 
 /// The library file NVML lives in (the driver package installs it; the unversioned name needs the dev package).
@@ -369,6 +369,36 @@ impl GpuBackend for NvmlBackend {
         // SAFETY: valid out pointer.
         check(unsafe { f(&mut n) }, || "counting GPUs".into())?;
         (0..n).map(|i| self.device_info(i)).collect()
+    }
+
+    fn versions(&self) -> Result<DriverVersions> {
+        let lib = self.lib();
+        let driver_f = sym(
+            &lib.nvmlSystemGetDriverVersion,
+            "nvmlSystemGetDriverVersion",
+        )?;
+        let nvml_f = sym(&lib.nvmlSystemGetNVMLVersion, "nvmlSystemGetNVMLVersion")?;
+        let mut driver = [0 as c_char; sys::NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE as usize];
+        // SAFETY: the buffer is as long as the length passed.
+        check(
+            unsafe {
+                driver_f(
+                    driver.as_mut_ptr(),
+                    sys::NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE,
+                )
+            },
+            || "reading the driver version".into(),
+        )?;
+        let mut nvml = [0 as c_char; sys::NVML_SYSTEM_NVML_VERSION_BUFFER_SIZE as usize];
+        // SAFETY: as above.
+        check(
+            unsafe { nvml_f(nvml.as_mut_ptr(), sys::NVML_SYSTEM_NVML_VERSION_BUFFER_SIZE) },
+            || "reading the NVML version".into(),
+        )?;
+        Ok(DriverVersions {
+            driver: c_string(&driver),
+            nvml: c_string(&nvml),
+        })
     }
 
     fn profiles(&self, device: u32) -> Result<Vec<ProfileInfo>> {

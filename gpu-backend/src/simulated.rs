@@ -25,9 +25,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ErrorKind, GpuError, Result};
 use crate::lock::FileLock;
 use crate::mig::{
-    normalize_pci, BackendKind, ComputeInstance, DeviceInfo, GpuBackend, GpuInstance, MigDevice,
-    MigMode, Placement, ProfileInfo,
+    normalize_pci, BackendKind, ComputeInstance, DeviceInfo, DriverVersions, GpuBackend,
+    GpuInstance, MigDevice, MigMode, Placement, ProfileInfo,
 };
+
+/// The driver and NVML version the simulated backend reports.
+pub const SIMULATED_VERSION: &str = "simulated";
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "gpu-sim.json";
@@ -449,6 +452,13 @@ fn layout_error(e: LayoutError, pci: &str, what: &str) -> GpuError {
 impl GpuBackend for SimulatedBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Simulated
+    }
+
+    fn versions(&self) -> Result<DriverVersions> {
+        Ok(DriverVersions {
+            driver: SIMULATED_VERSION.to_owned(),
+            nvml: SIMULATED_VERSION.to_owned(),
+        })
     }
 
     fn devices(&self) -> Result<Vec<DeviceInfo>> {

@@ -51,6 +51,15 @@ fn gpu_instance_of(root: &SysfsRoot, vf: &str) -> Option<u32> {
         .ok()
 }
 
+/// The VF of the GPU at `gpu_pci` that names GPU instance `gi_id` in its `nvidia/gpu_instance_id` (vendor VFIO),
+/// in `virtfn` order; `None` when none does (classic mdev says no such thing: there the parent is known only once
+/// apply has chosen it).
+pub fn vf_of_gpu_instance(root: &SysfsRoot, gpu_pci: &str, gi_id: u32) -> Result<Option<String>> {
+    Ok(virtual_functions(root, gpu_pci)?
+        .into_iter()
+        .find(|vf| gpu_instance_of(root, vf) == Some(gi_id)))
+}
+
 /// The VF of the GPU at `gpu_pci` to create a `type_name` vGPU on for GPU instance `gi_id` (see the module
 /// documentation). The caller holds the GPU's lock across this choice and the create, so two creates never pick
 /// the same VF.

@@ -367,6 +367,7 @@ fn mdev_map(
         })
         .collect();
     let layout = Layout::new(cfg, plan);
+    let sysfs = SysfsRoot::new(b.sysfs_root.clone());
     let units: Vec<serde_json::Value> = layout
         .gpu_units
         .iter()
@@ -402,8 +403,9 @@ fn mdev_map(
                 "gi_id": gi.map(|g| g.gi_id),
                 "ci_id": ci.map(|c| c.ci_id),
                 "mig_device_uuid": ci.and_then(|c| c.mig_device_uuid.clone()),
-                // The VF that holds the GI and the vGPU on it are found at apply (hsw_mdev); until then unknown.
-                "vgpu_parent": serde_json::Value::Null,
+                // The VF that holds the GI: known where a VF names it (vendor VFIO's gpu_instance_id); else found
+                // at apply (hsw_mdev) and null here.
+                "vgpu_parent": vgpu_parent(&sysfs, t, pci.as_deref(), gi.map(|g| g.gi_id)),
                 "mdev_uuid": u.mdev_uuid,
                 "vgpu_type": t.vgpu_type,
             })
@@ -421,6 +423,24 @@ fn mdev_map(
         },
         "units": units,
     })
+}
+
+/// The vGPU parent (VF) of a unit that reaches its VM as a vGPU, where sysfs already says it: the VF of its GPU
+/// whose `nvidia/gpu_instance_id` names the unit's GPU instance. `None` (null in the map) otherwise: on classic
+/// mdev, or before the GPU instance exists, `hsw_mdev` finds the parent at apply.
+fn vgpu_parent(
+    sysfs: &SysfsRoot,
+    t: &UnitTarget,
+    gpu_pci: Option<&str>,
+    gi_id: Option<u32>,
+) -> Option<String> {
+    if t.attach != Attach::Vgpu {
+        return None;
+    }
+    let gpu = hsw_gpu_backend::mig::normalize_pci(gpu_pci?)?;
+    hsw_gpu_backend::vf::vf_of_gpu_instance(sysfs, &gpu, gi_id?)
+        .ok()
+        .flatten()
 }
 
 fn discover(args: &DiscoverArgs, out: &mut dyn Write) -> u8 {

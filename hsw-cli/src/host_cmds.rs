@@ -1,5 +1,7 @@
 //! `hsw-cli check` and `hsw-cli prepare`: arguments and output over [`hsw_core::host`].
 //!
+//! `check` also asks the GPU driver (NVML, read only, only with the root `/`) through
+//! `hsw_gpu_backend::hostcheck` for the `gpu.*` checks.
 //! Both commands resolve the host root (`--root`, `HSW_ROOT`, default `/`) and the user judged
 //! (`HSW_USER`; else, when run as root through sudo, `SUDO_USER`; else the process's user),
 //! read the config (`--config`, or the embedded default), and write to the injected writer.
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use hsw_core::host::prepare::{ApplyReport, CommandRecord};
 use hsw_core::host::{self, CheckReport, Host, RollbackOutcome, Status, SystemHost};
+use hsw_gpu_backend::hostcheck;
+use hsw_gpu_backend::mdev::SysfsRoot;
 
 use crate::error::Error;
 use crate::session::Session;
@@ -75,7 +79,11 @@ pub fn check(
     out: &mut dyn Write,
 ) -> Result<CheckReport, Error> {
     let host = open_host(root).map_err(Error::CannotRun)?;
-    let report = host::run_checks(&host, &session.config);
+    // The GPU driver's answers (read only; never under an alternate root): hostcheck gathers, hsw-core judges.
+    let sysfs = SysfsRoot::new(host.root());
+    let driver = hostcheck::open_driver(&session.config, &sysfs);
+    let facts = hostcheck::gather(&session.config, &sysfs, driver.as_deref());
+    let report = host::run_checks_with(&host, &session.config, &facts);
     let written = match format {
         Format::Text => out.write_all(render_checks(&report, &host, &session.name).as_bytes()),
         Format::Json => write_json(out, &checks_json(&report)),

@@ -115,6 +115,79 @@ fn discover_prints_the_inventory_and_the_backend() {
 }
 
 #[test]
+fn the_mdev_map_names_the_vgpu_parent_where_sysfs_says_it() {
+    let w = World::new();
+    w.seed();
+    let sim = SimulatedBackend::open(&w.state(), None).unwrap();
+    // The same cluster on real GPUs: its MIG slices reach their VMs as vGPUs.
+    let text = std::fs::read_to_string(repo().join("examples/minimal-dev.yaml")).unwrap();
+    let cfg = w.dir.path().join("nvml.yaml");
+    std::fs::write(
+        &cfg,
+        text.replace("gpu_backend: simulated", "gpu_backend: nvml"),
+    )
+    .unwrap();
+    let map = w.dir.path().join("mdev_map.json");
+    let write_map = || {
+        let o = w.hsw(&[
+            "gpu",
+            "plan",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--write-map",
+            map.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&map).unwrap()).unwrap()
+    };
+    let gi = ops::create(
+        &sim,
+        &w.state().join("locks"),
+        &CreateRequest {
+            gpu: GPU.into(),
+            profile: "3g.40gb".into(),
+            placement_start: Some(4),
+            compute_slices: None,
+        },
+    )
+    .unwrap()
+    .gi_id;
+    // Two vendor-VFIO VFs; no VF names the GPU instance yet: the parent is apply's to find.
+    let vfs = ["0000:65:00.4", "0000:65:00.5"];
+    hsw_gpu_backend::vf::fake::add_vfs(&w.sysfs(), GPU, &vfs).unwrap();
+    let tree = hsw_gpu_backend::mdev::fake::FakeTree::new(&w.sysfs()).unwrap();
+    for vf in vfs {
+        tree.add_vendor_vf(vf, &[(1414, "NVIDIA A100DX-3-40C")])
+            .unwrap();
+        std::fs::write(
+            w.sysfs()
+                .join("sys/bus/pci/devices")
+                .join(vf)
+                .join("nvidia/gpu_instance_id"),
+            format!("{}\n", gi + 100),
+        )
+        .unwrap();
+    }
+    let v = write_map();
+    let u = &v["units"][2];
+    assert_eq!(u["attach"], "vgpu", "{u}");
+    assert_eq!(u["gi_id"], gi, "{u}");
+    assert!(u["vgpu_parent"].is_null(), "{u}");
+    // The second VF names it: the map says so; a unit whose instance does not exist stays null.
+    std::fs::write(
+        w.sysfs()
+            .join("sys/bus/pci/devices")
+            .join(vfs[1])
+            .join("nvidia/gpu_instance_id"),
+        format!("{gi}\n"),
+    )
+    .unwrap();
+    let v = write_map();
+    assert_eq!(v["units"][2]["vgpu_parent"], vfs[1], "{}", v["units"][2]);
+    assert!(v["units"][0]["gi_id"].is_null() && v["units"][0]["vgpu_parent"].is_null());
+}
+
+#[test]
 fn plan_writes_the_mdev_map_with_metadata() {
     let w = World::new();
     w.seed();

@@ -29,7 +29,9 @@ pub mod parse;
 pub mod prepare;
 pub mod run;
 
-pub use check::{run_checks, Check, CheckReport, Policy, Status, CHECK_IDS};
+pub use check::{
+    run_checks, run_checks_with, Check, CheckReport, GpuFacts, Policy, Status, CHECK_IDS,
+};
 pub use env::{FixtureHost, Host, KvmProbe, SystemHost, User};
 pub use prepare::{apply, plan, rollback, Plan, RollbackOutcome, Step};
 pub use run::{CommandSpec, RunOutcome, Runner, SystemRunner};

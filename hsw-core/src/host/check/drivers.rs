@@ -205,7 +205,7 @@ pub(super) fn check_gpu(host: &dyn Host, policy: &Policy) -> Check {
             .map_or("no driver".to_owned(), |d| format!("driver {d}"));
         found.push(format!("{id} at {addr} (NVIDIA device {device}, {driver})"));
     }
-    let nvml = "NVML is not available in hsw yet, so the driver, MIG mode and MIG profiles were not checked.";
+    let nvml = "The driver, MIG mode, vGPU types and passthrough are judged by gpu.driver, gpu.mig, gpu.vgpu_types and gpu.passthrough.";
     if bad.is_empty() {
         return Check::new(
             ID,

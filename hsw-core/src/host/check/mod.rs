@@ -6,12 +6,14 @@
 //! and nouveau matter only when real GPUs are passed to VMs.
 //!
 //! One file per area: [`virtualization`] (CPU flags, IOMMU, KVM), [`drivers`] (nouveau, the GPUs),
-//! [`packages`], [`groups`], [`qemu`] (QEMU's user and confinement), [`resources`] (memory, CPUs, disk) and
-//! [`conflicts`] (bridges and routes); this
+//! [`gpu_vms`] (what real GPUs reaching VMs need: the driver, MIG mode, vGPU types, passthrough, OVMF; judged
+//! from [`GpuFacts`] that hsw-gpu-backend gathers), [`packages`], [`groups`], [`qemu`] (QEMU's user and
+//! confinement), [`resources`] (memory, CPUs, disk) and [`conflicts`] (bridges and routes); this
 //! file has the report types, the [`Policy`] and [`run_checks`].
 
 mod conflicts;
 mod drivers;
+mod gpu_vms;
 mod groups;
 mod packages;
 mod qemu;
@@ -21,6 +23,10 @@ mod virtualization;
 use serde::Serialize;
 
 pub use drivers::{nouveau_state, NouveauState, NOUVEAU_BLACKLIST, NOUVEAU_BLACKLIST_FILE};
+pub use gpu_vms::{
+    planned, planned_gpus, DeviceFacts, DriverAnswer, DriverFacts, GpuFacts, OfferedType,
+    PassthroughFacts, OVMF_CODE, OVMF_VARS,
+};
 pub use groups::{group_state, GroupState};
 pub use packages::{package_state, Found, PackageState, Tool, FULL_PACKAGES, TOOLS};
 pub use qemu::{kernel_security_module, parse_qemu_conf, QemuConf};
@@ -31,7 +37,7 @@ use super::parse;
 use crate::config::model::{Accelerator, ClusterConfig, GpuBackend};
 
 /// The check ids, in the order they run and print.
-pub const CHECK_IDS: [&str; 10] = [
+pub const CHECK_IDS: [&str; 15] = [
     "cpu.virtualization",
     "iommu",
     "kvm",
@@ -40,6 +46,11 @@ pub const CHECK_IDS: [&str; 10] = [
     "groups",
     "qemu.privileges",
     "gpu",
+    "gpu.driver",
+    "gpu.mig",
+    "gpu.vgpu_types",
+    "gpu.passthrough",
+    "ovmf",
     "resources",
     "conflicts",
 ];
@@ -207,10 +218,22 @@ impl Policy {
     }
 }
 
-/// Runs every check against `host` for `config`.
+/// Runs every check against `host` for `config`, without asking the GPU driver (the `gpu.*` checks that need
+/// it skip and say so): what `prepare` judges by.
 pub fn run_checks(host: &dyn Host, config: &ClusterConfig) -> CheckReport {
+    run_checks_with(
+        host,
+        config,
+        &GpuFacts::not_gathered("this caller reads no NVML (`hsw-cli check` does)"),
+    )
+}
+
+/// Runs every check against `host` for `config`, judging the GPU driver's answers in `gpu`
+/// (`hsw_gpu_backend::hostcheck::gather` collects them).
+pub fn run_checks_with(host: &dyn Host, config: &ClusterConfig, gpu: &GpuFacts) -> CheckReport {
     let policy = Policy::from_config(config);
     let kvm = host.kvm_probe();
+    let layout = gpu_vms::planned(config);
     CheckReport {
         checks: vec![
             virtualization::check_cpu(host, &policy, &kvm),
@@ -221,6 +244,11 @@ pub fn run_checks(host: &dyn Host, config: &ClusterConfig) -> CheckReport {
             groups::check_groups(host, &policy),
             qemu::check_qemu(host),
             drivers::check_gpu(host, &policy),
+            gpu_vms::check_driver(&policy, gpu, &layout),
+            gpu_vms::check_mig(&policy, gpu, &layout),
+            gpu_vms::check_vgpu_types(&policy, gpu, &layout),
+            gpu_vms::check_passthrough(&policy, gpu, &layout),
+            gpu_vms::check_ovmf(host, &policy, &layout),
             resources::check_resources(host, &policy, config),
             conflicts::check_conflicts(host, config),
         ],

@@ -95,10 +95,9 @@ impl Machine {
     }
 }
 
-/// Debian's OVMF (package `ovmf`): the UEFI code, read-only and shared by every VM.
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-/// Debian's OVMF variable store template, copied (0600) into each UEFI VM's directory as its NVRAM.
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// Debian's OVMF (package `ovmf`): the UEFI code (read-only, shared by every VM) and the variable store template
+/// (copied 0600 into each UEFI VM's directory as its NVRAM). One place: `hsw-cli check`'s `ovmf` looks for them.
+pub use hsw_core::host::check::{OVMF_CODE, OVMF_VARS};
 /// The 64-bit PCI MMIO window of a q35 VM when `mmio64_gib` is not set, in GiB: room for the BARs of vGPUs and of
 /// GPUs with up to 32 GiB of BAR1 (an 80 GB A100 or H100 has 128 GiB of BAR1 and needs more).
 pub const DEFAULT_MMIO64_GIB: u64 = 64;
