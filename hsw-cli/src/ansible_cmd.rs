@@ -212,14 +212,17 @@ pub fn playbook_argv(
 }
 
 /// The variables of the platform playbooks (`ansible/README.md` lists them) from cluster.yaml: only what
-/// the file says, so that the playbooks' defaults (`ansible/group_vars/all/`) hold for the rest.
+/// the file says, so that the playbooks' defaults (`ansible/group_vars/all/`) hold for the rest; and
+/// `hsw_gpus_simulated` ([`hsw_core::ansible::Deployment::gpus_simulated`]), which role nvidia_guest reads.
 pub fn platform_vars(
     config: &hsw_core::config::ClusterConfig,
     state: &StateLayout,
     offline: bool,
+    gpus_simulated: bool,
 ) -> serde_json::Value {
     let mut v = serde_json::Map::new();
     v.insert("hsw_offline".into(), json!(offline));
+    v.insert("hsw_gpus_simulated".into(), json!(gpus_simulated));
     v.insert(
         "hsw_secrets_dir".into(),
         json!(state.root().join("secrets").display().to_string()),
@@ -287,7 +290,12 @@ pub fn write_platform_files(
         &inventory_path,
         inventory.to_yaml(&header(loaded)).as_bytes(),
     )?;
-    let vars = platform_vars(&loaded.config, state, offline);
+    let vars = platform_vars(
+        &loaded.config,
+        state,
+        offline,
+        loaded.deployment.gpus_simulated(&loaded.config),
+    );
     let extra_vars = state.extra_vars("platform");
     let mut text = serde_json::to_string_pretty(&vars).unwrap_or_default();
     text.push('\n');
@@ -397,6 +405,7 @@ pub fn write_hpc_files(
         "hsw_slurm_state_save_location": slurm::STATE_SAVE_LOCATION,
         "hsw_slurm_spool_dir": slurm::SLURMD_SPOOL_DIR,
         "hsw_slurm_log_dir": slurm::LOG_DIR,
+        "hsw_gpus_simulated": loaded.deployment.gpus_simulated(&loaded.config),
     });
     let controller_ip = loaded
         .deployment
@@ -639,9 +648,10 @@ mod tests {
     #[test]
     fn platform_vars_come_from_the_config() {
         let state = StateLayout::new("/state");
-        let vars = platform_vars(&default_config(), &state, true);
+        let vars = platform_vars(&default_config(), &state, true, true);
         let want = json!({
             "hsw_offline": true,
+            "hsw_gpus_simulated": true,
             "hsw_secrets_dir": "/state/secrets",
             "hsw_hpc_subnet": "192.168.100.0/24",
             "hsw_cloud_subnet": "192.168.200.0/24",
@@ -655,8 +665,9 @@ mod tests {
         });
         assert_eq!(vars, want);
         // What the file does not say is left to the playbooks' defaults.
-        let online = platform_vars(&default_config(), &state, false);
+        let online = platform_vars(&default_config(), &state, false, false);
         assert_eq!(online["hsw_offline"], json!(false));
+        assert_eq!(online["hsw_gpus_simulated"], json!(false));
         assert!(online.get("k8s_version").is_none());
         assert!(online.get("monitoring_dcgm_exporter").is_none());
     }
@@ -674,7 +685,7 @@ mod tests {
             .valid_config()
             .cloned()
             .unwrap_or_else(|| panic!("not valid: {:?}", v.report.diagnostics));
-        let vars = platform_vars(&cfg, &StateLayout::new("/s"), false);
+        let vars = platform_vars(&cfg, &StateLayout::new("/s"), false, false);
         assert_eq!(vars["security_ssh_password_auth"], json!(true));
         assert_eq!(vars["k8s_version"], json!("1.29"));
         assert_eq!(vars["k8s_pod_subnet"], json!("10.32.0.0/16"));
@@ -690,7 +701,7 @@ mod tests {
             let p = e.unwrap_or_else(|e| panic!("{e}")).path();
             defined.push_str(&fs::read_to_string(&p).unwrap_or_default());
         }
-        let vars = platform_vars(&default_config(), &StateLayout::new("/s"), true);
+        let vars = platform_vars(&default_config(), &StateLayout::new("/s"), true, true);
         let obj = vars.as_object().unwrap_or_else(|| panic!("not an object"));
         for key in obj.keys() {
             assert!(
@@ -760,7 +771,12 @@ mod tests {
         let back: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(&files.extra_vars).unwrap_or_default())
                 .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, platform_vars(&loaded.config, &loaded.state, true));
+        // The default config's backend is simulated (no provider report with --planned).
+        assert_eq!(back["hsw_gpus_simulated"], json!(true));
+        assert_eq!(
+            back,
+            platform_vars(&loaded.config, &loaded.state, true, true)
+        );
         assert_eq!(
             back["hsw_secrets_dir"],
             json!(state_dir.join("secrets").display().to_string())

@@ -20,6 +20,7 @@ mod provider_cmd;
 mod provider_mirror;
 mod runner;
 mod session;
+mod status;
 mod up;
 mod validate;
 
@@ -88,6 +89,9 @@ enum Command {
     /// The Terraform provider: install it where Terraform and OpenTofu find it.
     #[command(subcommand)]
     Provider(provider_cmd::ProviderCommand),
+    /// Show what runs: each VM's state, address and GPU units, the Slurm nodes, the services; exit 1 when
+    /// something cluster.yaml promises is down.
+    Status(status::StatusArgs),
     /// Remove everything `up` made: `terraform destroy`, then the sandbox; checks that nothing is left.
     Down(up::DownArgs),
 }
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         Command::Image(cmd) => image::run(&cmd, &mut out),
         Command::Up(args) => up::up(&args, &mut out),
         Command::Down(args) => up::down(&args, &mut out),
+        Command::Status(args) => status::run(&args, &mut out),
         Command::Completions { shell } => {
             completions::completions(shell, &mut Cli::command(), &mut out);
             exit::OK

@@ -24,7 +24,7 @@ fn commands() -> Vec<String> {
         .filter(|n| *n != "help")
         .map(str::to_owned)
         .collect();
-    for want in ["provider", "graph", "completions", "man", "up"] {
+    for want in ["provider", "graph", "completions", "man", "up", "status"] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
     names

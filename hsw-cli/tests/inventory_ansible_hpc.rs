@@ -82,6 +82,8 @@ fn keys_and_files_are_written_with_their_modes() {
     .unwrap();
     assert_eq!(vars["hsw_slurm_conf"], slurm_conf.as_str());
     assert_eq!(vars["hsw_munge_key_file"], munge.to_str().unwrap());
+    // minimal-dev's GPU units are simulated: role nvidia_guest does nothing there.
+    assert_eq!(vars["hsw_gpus_simulated"], true);
     assert_eq!(
         vars["hsw_slurm_state_save_location"],
         "/var/lib/slurm/slurmctld"

@@ -1,7 +1,8 @@
 //! The Kubernetes, MLOps, monitoring and security playbooks as Ansible reads them: `ansible-playbook
 //! --syntax-check` on each with the inventory `hsw-cli inventory --planned` builds from the examples; ansible-lint
 //! (production profile) on them; the templates that carry logic (the MIG configurations the GPU Operator gets from
-//! the GPU plan, the nftables segmentation, Prometheus' scrape targets) rendered by Ansible with generated
+//! the GPU plan, the GPU Operator's values, the nftables segmentation, Prometheus' scrape targets, the NVIDIA
+//! guest packages read from SHA256SUMS, containerd's nvidia runtime) rendered by Ansible with generated
 //! inventories; the download steps carry the tag `online`. Skipped with a printed reason when Ansible is absent,
 //! unless `HSW_REQUIRE_ANSIBLE` is set (`HSW_REQUIRE_ANSIBLE_LINT` for ansible-lint).
 
@@ -147,6 +148,11 @@ fn render(inv: &Path, host: &str, vars: &[&str], expr: &str) -> Value {
         "-a",
         &format!("msg={{{{ {expr} }}}}"),
     ]);
+    debug_msg(&mut c)
+}
+
+/// Runs an `ansible HOST -m ansible.builtin.debug -a msg=...` command; returns the message.
+fn debug_msg(c: &mut Command) -> Value {
     let out = ok(c.output().unwrap());
     let json = out
         .split_once("=>")
@@ -349,6 +355,7 @@ fn the_download_steps_are_tagged_online() {
             &[
                 "Download the pkgs.k8s.io signing key",
                 "Install the Kubernetes packages",
+                "Download the container toolkit's packages SHA256SUMS names",
             ][..],
         ),
         (
@@ -357,6 +364,10 @@ fn the_download_steps_are_tagged_online() {
                 "Download Grafana's signing key",
                 "Pull the DCGM exporter image from nvcr.io",
             ][..],
+        ),
+        (
+            "ansible/playbook-hpc.yml",
+            &["Download the container toolkit's packages SHA256SUMS names"][..],
         ),
     ] {
         let all = list(playbook, &[]);
@@ -373,22 +384,16 @@ fn the_download_steps_are_tagged_online() {
 
 /// Renders a role's template on localhost with extra variables (JSON) and the role's defaults.
 fn render_template(role: &str, template: &str, extra: &str) -> String {
-    let out = ok(ansible("ansible")
-        .args(["localhost", "-c", "local", "-e"])
-        .arg(format!("@ansible/roles/{role}/defaults/main.yml"))
-        .args(["-e", extra, "-m", "ansible.builtin.debug", "-a"])
-        .arg(format!(
-            "msg={{{{ lookup('ansible.builtin.template', 'ansible/roles/{role}/templates/{template}') }}}}"
-        ))
-        .output()
-        .unwrap());
-    let json = out
-        .split_once("=>")
-        .unwrap_or_else(|| panic!("{out}"))
-        .1
-        .trim();
-    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {out}"));
-    v["msg"].as_str().unwrap().to_owned()
+    let msg = debug_msg(
+        ansible("ansible")
+            .args(["localhost", "-c", "local", "-e"])
+            .arg(format!("@ansible/roles/{role}/defaults/main.yml"))
+            .args(["-e", extra, "-m", "ansible.builtin.debug", "-a"])
+            .arg(format!(
+                "msg={{{{ lookup('ansible.builtin.template', 'ansible/roles/{role}/templates/{template}') }}}}"
+            )),
+    );
+    msg.as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -468,6 +473,315 @@ fn kubeadm_join_reads_its_token_from_a_join_configuration() {
         v["nodeRegistration"]["kubeletExtraArgs"]["node-ip"],
         "172.20.2.11"
     );
+}
+
+const GPU_OPERATOR_VALUES: &str = "lookup('ansible.builtin.template', \
+     'ansible/roles/k8s_addons/templates/gpu-operator-values.yaml.j2') | from_yaml";
+
+/// The GPU Operator's values: the driver and the toolkit are the guest's when role nvidia_guest installs them (a
+/// package directory and real GPUs), the operator's otherwise; MIG strategy `mixed` when the plan has MIG units.
+#[test]
+fn gpu_operator_values_leave_the_driver_and_toolkit_to_the_guest() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let values = |config: &str, extra: &str| {
+        let inv = planned_inventory(config, dir.path());
+        let vars = dir.path().join("vars.yml");
+        std::fs::write(
+            &vars,
+            format!("k8s_addons_mig_plan: \"{{{{ {MIG_PLAN} }}}}\"\n{extra}\n"),
+        )
+        .unwrap();
+        let vars = vars.to_str().unwrap().to_owned();
+        render(
+            &inv,
+            "localhost",
+            &[
+                "ansible/group_vars/all/hsw.yml",
+                "ansible/group_vars/all/gpu.yml",
+                "ansible/roles/k8s_addons/defaults/main.yml",
+                &vars,
+            ],
+            GPU_OPERATOR_VALUES,
+        )
+    };
+    let guest = values(
+        "minimal-dev",
+        "nvidia_guest_packages_dir: /srv/nvidia\nhsw_gpus_simulated: false",
+    );
+    assert_eq!(guest["driver"]["enabled"], false, "{guest}");
+    assert_eq!(guest["toolkit"]["enabled"], false, "{guest}");
+    assert_eq!(guest["mig"]["strategy"], "mixed", "{guest}");
+    assert_eq!(
+        guest["migManager"]["config"]["name"],
+        "hsw-mig-parted-config"
+    );
+    assert_eq!(guest["dcgmExporter"]["enabled"], false);
+
+    // Without packages, or with simulated units, the role installs nothing: the operator brings both.
+    for extra in [
+        "hsw_gpus_simulated: false",
+        "nvidia_guest_packages_dir: /srv/nvidia\nhsw_gpus_simulated: true",
+    ] {
+        let v = values("minimal-dev", extra);
+        assert_eq!(v["driver"]["enabled"], true, "{extra}: {v}");
+        assert_eq!(v["toolkit"]["enabled"], true, "{extra}: {v}");
+    }
+    // Whole GPUs only: no MIG units, strategy single.
+    let whole = values("whole-gpu", "nvidia_guest_packages_dir: /srv/nvidia");
+    assert_eq!(whole["mig"]["strategy"], "single", "{whole}");
+}
+
+/// The role reads the package directory's SHA256SUMS into one driver and the toolkit's .debs in install order,
+/// and reports what it cannot use (a path instead of a file name, a short digest, a missing toolkit package).
+#[test]
+fn nvidia_guest_reads_sha256sums_into_what_it_installs() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
+        return;
+    }
+    let d = |c: char| c.to_string().repeat(64);
+    let sums = format!(
+        "{}  NVIDIA-Linux-x86_64-550.90.07-grid.run\n\
+         {} *nvidia-container-toolkit_1.17.3-1_amd64.deb\n\
+         {}  nvidia-container-toolkit-base_1.17.3-1_amd64.deb\n\
+         {}  libnvidia-container-tools_1.17.3-1_amd64.deb\n\
+         {}  libnvidia-container1_1.17.3-1_amd64.deb\n\
+         \n# made with sha256sum\n",
+        d('A'),
+        d('b'),
+        d('c'),
+        d('d'),
+        d('e')
+    );
+    let read = |text: &str| -> Value {
+        let extra = serde_json::json!({ "nvidia_guest_sums_text": text }).to_string();
+        debug_msg(
+            ansible("ansible")
+                .args(["localhost", "-c", "local"])
+                .args([
+                    "-e",
+                    "@ansible/roles/nvidia_guest/defaults/main.yml",
+                    "-e",
+                    &extra,
+                ])
+                .args(["-m", "ansible.builtin.debug", "-a"])
+                .arg(
+                    "msg={{ lookup('ansible.builtin.template', \
+                     'ansible/roles/nvidia_guest/templates/packages.j2') | from_json }}",
+                ),
+        )
+    };
+    let p = read(&sums);
+    assert_eq!(
+        p["drivers"],
+        serde_json::json!([{"name": "NVIDIA-Linux-x86_64-550.90.07-grid.run", "kind": "run",
+                            "version": "550.90.07"}]),
+        "{p}"
+    );
+    // Lower-cased digests, the `*` of binary mode dropped.
+    assert_eq!(p["files"][0]["sha256"], d('a'));
+    assert_eq!(
+        p["files"][1]["name"],
+        "nvidia-container-toolkit_1.17.3-1_amd64.deb"
+    );
+    assert_eq!(
+        p["toolkit"],
+        serde_json::json!([
+            "libnvidia-container1_1.17.3-1_amd64.deb",
+            "libnvidia-container-tools_1.17.3-1_amd64.deb",
+            "nvidia-container-toolkit-base_1.17.3-1_amd64.deb",
+            "nvidia-container-toolkit_1.17.3-1_amd64.deb"
+        ])
+    );
+    assert_eq!(p["invalid"], serde_json::json!([]));
+    assert_eq!(p["toolkit_missing"], serde_json::json!([]));
+
+    // The Ubuntu/Debian .deb of the driver; a path, a short digest and a missing toolkit package.
+    let bad = format!(
+        "{}  nvidia-linux-grid-550_550.90.07_amd64.deb\n{}  ../../etc/shadow\nabc  x.deb\n",
+        d('1'),
+        d('2')
+    );
+    let p = read(&bad);
+    assert_eq!(p["drivers"][0]["kind"], "deb", "{p}");
+    assert_eq!(p["drivers"][0]["version"], "550.90.07");
+    assert_eq!(
+        p["invalid"],
+        serde_json::json!([format!("{}  ../../etc/shadow", d('2')), "abc  x.deb"])
+    );
+    assert_eq!(p["toolkit_missing"].as_array().unwrap().len(), 4);
+    assert_eq!(p["files"].as_array().unwrap().len(), 1);
+}
+
+/// A piece of `containerd config default` (containerd 1.6) as the containerd role reads it.
+const CONTAINERD_DEFAULT: &str = r#"version = 2
+
+[plugins]
+
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "registry.k8s.io/pause:3.6"
+
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      default_runtime_name = "runc"
+      snapshotter = "overlayfs"
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes]
+
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+          runtime_type = "io.containerd.runc.v2"
+
+          [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+            BinaryName = ""
+            SystemdCgroup = false"#;
+
+/// containerd's config.toml as the containerd role writes it, for `host` of a GPU worker / CPU worker inventory.
+fn containerd_config(host: &str, extra: &Value) -> String {
+    let tasks =
+        std::fs::read_to_string(repo().join("ansible/roles/containerd/tasks/main.yml")).unwrap();
+    let tasks = hsw_core::config::yaml::parse(&tasks).unwrap().0;
+    let content = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|t| t["ansible.builtin.copy"]["content"].as_str())
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yml");
+    std::fs::write(
+        &inv,
+        "all:\n  children:\n    k8s_gpu_workers:\n      hosts:\n        gpu-1:\n    k8s_cpu_workers:\n      hosts:\n        cpu-1:\n",
+    )
+    .unwrap();
+    let mut vars = serde_json::json!({"containerd_default_config": {"stdout": CONTAINERD_DEFAULT}});
+    for (k, v) in extra.as_object().unwrap() {
+        vars[k] = v.clone();
+    }
+    let msg = debug_msg(
+        ansible("ansible")
+            .arg(host)
+            .arg("-i")
+            .arg(&inv)
+            .args(["-c", "local"])
+            .args(["-e", "@ansible/group_vars/all/hsw.yml"])
+            .args(["-e", "@ansible/group_vars/all/gpu.yml"])
+            .args(["-e", "@ansible/roles/containerd/defaults/main.yml"])
+            .arg("-e")
+            .arg(vars.to_string())
+            .args(["-m", "ansible.builtin.debug", "-a"])
+            .arg(serde_json::json!({ "msg": content }).to_string()),
+    );
+    msg.as_str().unwrap().to_owned()
+}
+
+/// On a GPU worker whose toolkit role nvidia_guest installs, containerd gets the `nvidia` runtime as its default;
+/// everywhere else config.toml is what it was (the defaults with SystemdCgroup and the pause image).
+#[test]
+fn containerd_gets_the_nvidia_runtime_on_gpu_workers_with_the_toolkit() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
+        return;
+    }
+    let plain = format!(
+        "{}\n",
+        CONTAINERD_DEFAULT
+            .replace("SystemdCgroup = false", "SystemdCgroup = true")
+            .replace("pause:3.6", "pause:3.9")
+    );
+    let with = serde_json::json!({"nvidia_guest_packages_dir": "/srv/nvidia"});
+    let gpu = containerd_config("gpu-1", &with);
+    assert!(
+        gpu.starts_with(&plain.replace(
+            "default_runtime_name = \"runc\"",
+            "default_runtime_name = \"nvidia\""
+        )),
+        "{gpu}"
+    );
+    assert!(
+        gpu.contains(
+            "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\n  \
+         BinaryName = \"/usr/bin/nvidia-container-runtime\"\n  SystemdCgroup = true\n"
+        ),
+        "{gpu}"
+    );
+    assert_eq!(containerd_config("cpu-1", &with), plain);
+    let simulated =
+        serde_json::json!({"nvidia_guest_packages_dir": "/srv/nvidia", "hsw_gpus_simulated": true});
+    assert_eq!(containerd_config("gpu-1", &simulated), plain);
+    assert_eq!(containerd_config("gpu-1", &serde_json::json!({})), plain);
+}
+
+/// Whether this machine has an NVIDIA PCI function (vendor 0x10de).
+fn has_nvidia_device() -> bool {
+    std::fs::read_dir("/sys/bus/pci/devices").is_ok_and(|d| {
+        d.flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("vendor")).is_ok_and(|v| v.trim() == "0x10de")
+        })
+    })
+}
+
+/// Role nvidia_guest run on this machine (`-c local`; nothing is installed): without a package directory, or
+/// with simulated units, it only says why it does nothing, changing nothing; with both on a machine without an
+/// NVIDIA device it fails, naming the VM's units, before it reads the package directory.
+#[test]
+fn nvidia_guest_skips_without_packages_or_real_gpus_and_fails_without_a_device() {
+    if require::tool("ansible-playbook", require::ANSIBLE).is_none() {
+        return;
+    }
+    if has_nvidia_device() {
+        eprintln!("this machine has an NVIDIA device: the no-device failure is not checked here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = dir.path().join("guest.yml");
+    std::fs::write(
+        &playbook,
+        "- name: Role nvidia_guest on this machine\n  hosts: gpu-1\n  gather_facts: false\n  roles:\n    - role: nvidia_guest\n",
+    )
+    .unwrap();
+    let inv = dir.path().join("inv.yml");
+    std::fs::write(
+        &inv,
+        "all:\n  hosts:\n    gpu-1:\n      ansible_connection: local\n      gpu_units: [{kind: mig, device: GPU-0, profile: 1g.10gb}]\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = ansible("ansible-playbook")
+            .env("ANSIBLE_ROLES_PATH", repo().join("ansible/roles"))
+            .arg("-i")
+            .arg(&inv)
+            .args(["-e", "@ansible/group_vars/all/hsw.yml"])
+            .args(["-e", "@ansible/group_vars/all/gpu.yml"])
+            .args(extra)
+            .arg(&playbook)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), text)
+    };
+    let (okay, out) = run(&[]);
+    assert!(okay, "{out}");
+    assert!(
+        out.contains("nvidia_guest_packages_dir is not set"),
+        "{out}"
+    );
+    assert!(out.contains("changed=0"), "{out}");
+
+    let missing = dir.path().join("no-such-dir");
+    let with_dir = format!("nvidia_guest_packages_dir={}", missing.display());
+    let (okay, out) = run(&["-e", &with_dir, "-e", "hsw_gpus_simulated=true"]);
+    assert!(okay, "{out}");
+    assert!(out.contains("are simulated"), "{out}");
+    assert!(out.contains("changed=0"), "{out}");
+
+    let (okay, out) = run(&["-e", &with_dir, "-e", "hsw_gpus_simulated=false"]);
+    assert!(!okay, "{out}");
+    assert!(
+        out.contains("has GPU units in the plan (1g.10gb) but no NVIDIA PCI function"),
+        "{out}"
+    );
+    assert!(!out.contains("SHA256SUMS is missing"), "{out}");
 }
 
 // ---------------------------------------------------------------- HPC: accounts, storage, users

@@ -19,7 +19,12 @@ use testkit::repo;
 const SECRET_ENDINGS: [&str; 4] = ["password", "secret", "token", "join_command"];
 
 /// Files whose content is a secret (a task that copies one must neither log nor diff it).
-const SECRET_FILES: [&str; 3] = ["hsw_munge_key_file", "munge.key", "admin.conf"];
+const SECRET_FILES: [&str; 4] = [
+    "hsw_munge_key_file",
+    "munge.key",
+    "admin.conf",
+    "nvidia_guest_license_token_file",
+];
 
 /// Every file under `dir` (recursively) whose name ends with one of `exts`, sorted.
 fn files(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {

@@ -52,12 +52,12 @@ mod down;
 mod images;
 mod inventory;
 mod playbooks;
-mod sandbox;
+pub(crate) mod sandbox;
 mod scale;
 mod summary;
 mod terraform;
-mod verify;
-mod virsh;
+pub(crate) mod verify;
+pub(crate) mod virsh;
 
 pub use down::down;
 
@@ -456,7 +456,7 @@ fn run_steps(up: &mut Up<'_>, out: &mut dyn Write) -> Result<Vec<(String, u64)>,
     Ok(timings)
 }
 
-fn ssh_user(cfg: &ClusterConfig) -> String {
+pub(crate) fn ssh_user(cfg: &ClusterConfig) -> String {
     cfg.global
         .ssh
         .as_ref()

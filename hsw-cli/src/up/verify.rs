@@ -62,7 +62,7 @@ pub fn verify(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Erro
 }
 
 /// `ssh` to a host (inside the sandbox) running a fixed command; returns (success, stdout, stderr).
-pub(super) fn ssh(
+pub(crate) fn ssh(
     ctx: &Ctx<'_>,
     user: &str,
     host: &Host,
