@@ -215,7 +215,22 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
         ),
     );
     let mut init_args = vec!["init", "-input=false", "-no-color"];
-    // A rebuilt provider has another checksum than the lock file records: -upgrade records the new one.
+    // A rebuilt provider of the same version has another checksum than the lock file records, and Terraform
+    // refuses it even with -upgrade ("doesn't match any of the checksums previously recorded"). The root module
+    // and its lock file are up's own and name only this provider: the lock file goes, and init records the new
+    // checksum.
+    let lock = ctx.tf_dir.join(".terraform.lock.hcl");
+    if changed && lock.is_file() {
+        std::fs::remove_file(&lock)
+            .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", lock.display())))?;
+        say(
+            out,
+            format!(
+                "removed {}: it records the checksum of the provider this one replaced",
+                lock.display()
+            ),
+        );
+    }
     if changed || !initialized {
         init_args.push("-upgrade");
     }
@@ -413,6 +428,24 @@ mod tests {
             ["init", "-input=false", "-no-color"]
         );
         assert!(text(&out).contains("(unchanged)"));
+        assert!(
+            ctx.tf_dir.join(".terraform.lock.hcl").is_file(),
+            "an unchanged provider keeps the lock file"
+        );
+        // A rebuilt provider of the same version: the lock file with the old checksum goes, init records the new.
+        std::fs::write(&bin, "binary v2").unwrap();
+        let mut out = Vec::new();
+        init_with(&ctx, &bin, &mut out).unwrap();
+        assert!(!ctx.tf_dir.join(".terraform.lock.hcl").exists());
+        assert_eq!(
+            terraform_calls(&runner)[2],
+            ["init", "-input=false", "-no-color", "-upgrade"]
+        );
+        let t = text(&out);
+        assert!(
+            t.contains("(copied into the mirror)") && t.contains("removed "),
+            "{t}"
+        );
     }
 
     #[test]
