@@ -234,7 +234,26 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
     if changed || !initialized {
         init_args.push("-upgrade");
     }
-    let o = ctx.capture(&ctx.terraform(&init_args), "terraform", INSTALL_TERRAFORM)?;
+    let mut o = ctx.capture(&ctx.terraform(&init_args), "terraform", INSTALL_TERRAFORM)?;
+    // The mirror already held this binary when an earlier up copied it and then stopped before init recorded
+    // it: the lock file still has the binary before. Once, the same way as above.
+    if !o.status.success()
+        && format!("{}{}", o.stdout, o.stderr)
+            .contains("doesn't match any of the checksums previously recorded")
+        && lock.is_file()
+    {
+        std::fs::remove_file(&lock)
+            .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", lock.display())))?;
+        say(
+            out,
+            format!(
+                "removed {}: it records the checksum of another build of the provider; initializing again",
+                lock.display()
+            ),
+        );
+        let args = ["init", "-input=false", "-no-color", "-upgrade"];
+        o = ctx.capture(&ctx.terraform(&args), "terraform", INSTALL_TERRAFORM)?;
+    }
     let both = format!("{}{}", o.stdout, o.stderr);
     let log = ctx.write_log("terraform-init.log", &both);
     if !o.status.success() {
@@ -446,6 +465,54 @@ mod tests {
             t.contains("(copied into the mirror)") && t.contains("removed "),
             "{t}"
         );
+    }
+
+    #[test]
+    fn a_lock_file_left_from_another_build_is_removed_once_and_init_runs_again() {
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        let refused = "Error: Failed to install provider\n\nthe local package for registry.terraform.io/hyperscaler/hsw \
+                       0.1.0 doesn't match any of the checksums previously recorded in the dependency lock file\n";
+        runner.on_full(&["init"], Some(1), "", refused, Some(1)).on(
+            &["init"],
+            0,
+            "Terraform has been successfully initialized!\n",
+        );
+        let ctx = f.ctx(&runner);
+        std::fs::create_dir_all(ctx.state.root()).unwrap();
+        let bin = f.dir.path().join("provider-bin");
+        std::fs::write(&bin, "binary v2").unwrap();
+        // The mirror holds this build already (an earlier up stopped after copying it), the lock file another.
+        provider_mirror::place(&bin, &ctx.mirror(), provider_mirror::TERRAFORM_HOST, true).unwrap();
+        std::fs::create_dir_all(ctx.tf_dir.join(".terraform/providers")).unwrap();
+        std::fs::write(ctx.tf_dir.join(".terraform.lock.hcl"), "old").unwrap();
+        let mut out = Vec::new();
+        init_with(&ctx, &bin, &mut out).unwrap();
+        assert_eq!(
+            terraform_calls(&runner),
+            [
+                vec!["init", "-input=false", "-no-color"],
+                vec!["init", "-input=false", "-no-color", "-upgrade"]
+            ]
+        );
+        assert!(!ctx.tf_dir.join(".terraform.lock.hcl").exists());
+        assert!(text(&out).contains("initializing again"), "{}", text(&out));
+        // Any other failure is reported, not retried.
+        let runner = FakeRunner::new();
+        runner.on_full(
+            &["init"],
+            Some(1),
+            "",
+            "Error: Invalid module source\n",
+            None,
+        );
+        let ctx = f.ctx(&runner);
+        std::fs::write(ctx.tf_dir.join(".terraform.lock.hcl"), "old").unwrap();
+        let e = init_with(&ctx, &bin, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Invalid module source"), "{e}");
+        assert_eq!(terraform_calls(&runner).len(), 1);
     }
 
     #[test]
