@@ -237,9 +237,15 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
     let mut o = ctx.capture(&ctx.terraform(&init_args), "terraform", INSTALL_TERRAFORM)?;
     // The mirror already held this binary when an earlier up copied it and then stopped before init recorded
     // it: the lock file still has the binary before. Once, the same way as above.
+    // Terraform wraps its messages at 80 columns: the words are compared, not the lines.
+    let words = |o: &crate::runner::Captured| {
+        format!("{} {}", o.stdout, o.stderr)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     if !o.status.success()
-        && format!("{}{}", o.stdout, o.stderr)
-            .contains("doesn't match any of the checksums previously recorded")
+        && words(&o).contains("doesn't match any of the checksums previously recorded")
         && lock.is_file()
     {
         std::fs::remove_file(&lock)
@@ -471,8 +477,10 @@ mod tests {
     fn a_lock_file_left_from_another_build_is_removed_once_and_init_runs_again() {
         let f = Fixture::new(Some("sb"));
         let runner = FakeRunner::new();
-        let refused = "Error: Failed to install provider\n\nthe local package for registry.terraform.io/hyperscaler/hsw \
-                       0.1.0 doesn't match any of the checksums previously recorded in the dependency lock file\n";
+        // As Terraform 1.11 prints it, wrapped at 80 columns.
+        let refused = "Error: Failed to install provider\n\nError while installing hyperscaler/hsw v0.1.0: the local package for\n\
+                       registry.terraform.io/hyperscaler/hsw 0.1.0 doesn't match any of the\n\
+                       checksums previously recorded in the dependency lock file (this might be\n";
         runner.on_full(&["init"], Some(1), "", refused, Some(1)).on(
             &["init"],
             0,
