@@ -319,6 +319,8 @@ pub struct HpcFiles {
     pub ssh_public_key: PathBuf,
     /// The cluster's Munge key.
     pub munge_key: PathBuf,
+    /// The cluster's slurmdbd database password.
+    pub slurmdbd_password: PathBuf,
 }
 
 /// `ansible hpc`: keys, inventory, the Slurm files and the variables, then the HPC playbook; its exit code.
@@ -364,6 +366,7 @@ pub fn write_hpc_files(
         .cloned()
         .unwrap_or_else(|| state.ssh_public_key("hpc"));
     let munge_key = ensure_munge_key(state, "hpc")?;
+    let slurmdbd_password = ensure_slurmdbd_password(state, "hpc")?;
 
     let inventory = Inventory::build(&loaded.config, &loaded.deployment, state);
     make_private_dir(&state.ansible_dir())?;
@@ -384,17 +387,38 @@ pub fn write_hpc_files(
         &slurm_dir.join("cgroup.conf"),
         rendered.cgroup_conf.as_bytes(),
     )?;
+    write_file(
+        &slurm_dir.join("slurmdbd.conf"),
+        rendered.slurmdbd_conf.as_bytes(),
+    )?;
 
-    let vars = json!({
+    let mut vars = json!({
         "hsw_munge_key_file": munge_key.display().to_string(),
         "hsw_slurm_conf": rendered.slurm_conf,
         "hsw_gres_conf": rendered.gres_conf,
         "hsw_cgroup_conf": rendered.cgroup_conf,
+        "hsw_slurmdbd_conf": rendered.slurmdbd_conf,
+        "hsw_slurmdbd_password_file": slurmdbd_password.display().to_string(),
+        "hsw_slurmdbd_port": slurm::SLURMDBD_PORT,
+        "hsw_slurmdbd_database": slurm::ACCOUNTING_DB,
+        "hsw_slurmdbd_database_user": slurm::ACCOUNTING_DB_USER,
         "hsw_slurm_state_save_location": slurm::STATE_SAVE_LOCATION,
         "hsw_slurm_spool_dir": slurm::SLURMD_SPOOL_DIR,
         "hsw_slurm_log_dir": slurm::LOG_DIR,
         "hsw_gpus_simulated": loaded.deployment.gpus_simulated(&loaded.config),
     });
+    let controller_ip = loaded
+        .deployment
+        .with_role(hsw_core::ansible::hosts::Role::Controller)
+        .next()
+        .map(|h| h.ip.to_string())
+        .unwrap_or_default();
+    if let (Some(v), serde_json::Value::Object(site)) = (
+        vars.as_object_mut(),
+        slurm::site::vars(&loaded.config, &controller_ip, loaded.config.login_user()),
+    ) {
+        v.extend(site);
+    }
     let extra_vars = state.extra_vars("hpc");
     let mut text = serde_json::to_string_pretty(&vars).unwrap_or_default();
     text.push('\n');
@@ -405,6 +429,7 @@ pub fn write_hpc_files(
         slurm_dir,
         ssh_public_key,
         munge_key,
+        slurmdbd_password,
     })
 }
 
@@ -512,44 +537,101 @@ pub fn cluster_public_keys(
 /// here on the workstation and never taken from the image (every VM cloned from an image with munge
 /// installed shares the image's key). An existing key of at least 32 bytes is kept (its mode set to 0400).
 pub fn ensure_munge_key(state: &StateLayout, cluster: &str) -> Result<PathBuf, Error> {
-    let path = state.munge_key(cluster);
-    if let Some(dir) = path.parent() {
-        make_private_dir(dir)?;
-    }
-    if let Ok(meta) = fs::symlink_metadata(&path) {
-        if meta.file_type().is_symlink() {
-            return Err(Error::cannot_run(format!(
-                "the Munge key {} is a symbolic link, and hsw never writes or changes a file through a link: \
-                 remove the link and run the command again",
-                path.display()
-            )));
-        }
-        if meta.len() >= 32 {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).map_err(|e| {
-                Error::cannot_run(format!("cannot set the mode of {}: {e}", path.display()))
-            })?;
-            return Ok(path);
-        }
-        fs::remove_file(&path).map_err(|e| {
-            Error::cannot_run(format!(
-                "the Munge key {} is shorter than 32 bytes and cannot be replaced: {e}",
-                path.display()
-            ))
-        })?;
-    }
-    let mut key = vec![0u8; MUNGE_KEY_BYTES];
+    ensure_secret(
+        &state.munge_key(cluster),
+        "the Munge key",
+        0o400,
+        |old| old.len() >= 32,
+        || random_bytes(MUNGE_KEY_BYTES),
+    )
+}
+
+/// Characters of the slurmdbd database password ([`SLURMDBD_PASSWORD_LEN`] of them): nothing that needs quoting
+/// in SQL or in slurmdbd.conf.
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// Length of the slurmdbd database password.
+pub const SLURMDBD_PASSWORD_LEN: usize = 32;
+
+/// Makes sure a cluster's slurmdbd database password exists beside its Munge key
+/// ([`StateLayout::slurmdbd_password`]): [`SLURMDBD_PASSWORD_LEN`] letters and digits from the kernel's random
+/// source, made once, mode 0600. The playbook reads it with a file lookup in `no_log` tasks; it is never printed
+/// and never on a command line. An existing password of the same shape is kept.
+pub fn ensure_slurmdbd_password(state: &StateLayout, cluster: &str) -> Result<PathBuf, Error> {
+    ensure_secret(
+        &state.slurmdbd_password(cluster),
+        "the slurmdbd database password",
+        0o600,
+        |old| {
+            old.len() == SLURMDBD_PASSWORD_LEN && old.iter().all(|b| PASSWORD_ALPHABET.contains(b))
+        },
+        || {
+            let mut out = Vec::with_capacity(SLURMDBD_PASSWORD_LEN);
+            while out.len() < SLURMDBD_PASSWORD_LEN {
+                // Rejection sampling: 248 = 4 * 62, so every character is equally likely.
+                out.extend(
+                    random_bytes(64)?
+                        .into_iter()
+                        .filter(|b| *b < 248)
+                        .map(|b| PASSWORD_ALPHABET[usize::from(b) % PASSWORD_ALPHABET.len()]),
+                );
+            }
+            out.truncate(SLURMDBD_PASSWORD_LEN);
+            Ok(out)
+        },
+    )
+}
+
+/// `n` bytes from the kernel's random source.
+fn random_bytes(n: usize) -> Result<Vec<u8>, Error> {
+    let mut key = vec![0u8; n];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut key))
         .map_err(|e| {
             Error::cannot_run(format!("cannot read random bytes from /dev/urandom: {e}"))
         })?;
-    hsw_core::fsx::write_atomic(&path, &key, 0o400).map_err(|e| {
-        Error::cannot_run(format!(
-            "cannot write the Munge key {}: {e}",
-            path.display()
-        ))
-    })?;
-    Ok(path)
+    Ok(key)
+}
+
+/// A secret file of the state directory, made once: an existing one that `keep` accepts is kept (its mode set
+/// to `mode`), one it refuses is replaced by `make()`'s bytes; a symbolic link is refused.
+fn ensure_secret(
+    path: &Path,
+    what: &str,
+    mode: u32,
+    keep: impl Fn(&[u8]) -> bool,
+    make: impl Fn() -> Result<Vec<u8>, Error>,
+) -> Result<PathBuf, Error> {
+    if let Some(dir) = path.parent() {
+        make_private_dir(dir)?;
+    }
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            return Err(Error::cannot_run(format!(
+                "{what} {} is a symbolic link, and hsw never writes or changes a file through a link: \
+                 remove the link and run the command again",
+                path.display()
+            )));
+        }
+        let old = fs::read(path).map_err(|e| {
+            Error::cannot_run(format!("cannot read {what} {}: {e}", path.display()))
+        })?;
+        if keep(&old) {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| {
+                Error::cannot_run(format!("cannot set the mode of {}: {e}", path.display()))
+            })?;
+            return Ok(path.to_path_buf());
+        }
+        fs::remove_file(path).map_err(|e| {
+            Error::cannot_run(format!(
+                "{what} {} is not usable and cannot be replaced: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    let bytes = make()?;
+    hsw_core::fsx::write_atomic(path, &bytes, mode)
+        .map_err(|e| Error::cannot_run(format!("cannot write {what} {}: {e}", path.display())))?;
+    Ok(path.to_path_buf())
 }
 
 #[cfg(test)]

@@ -91,11 +91,36 @@ fn keys_and_files_are_written_with_their_modes() {
     for key in [
         "hsw_gres_conf",
         "hsw_cgroup_conf",
+        "hsw_slurmdbd_conf",
         "hsw_slurm_spool_dir",
         "hsw_slurm_log_dir",
+        "hsw_shared_home",
+        "hsw_shared_scratch",
+        "hsw_nfs_server",
+        "hsw_hpc_subnet",
     ] {
         assert!(vars[key].is_string(), "{key}");
     }
+    // slurmdbd's database password: made once beside the Munge key, 0600, handed over as a file (the variables
+    // file and the output name its path, never its value).
+    let password_file = state.join("munge/hpc/slurmdbd.password");
+    assert_eq!(mode(&password_file), 0o600);
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    assert_eq!(password.len(), 32);
+    assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(
+        vars["hsw_slurmdbd_password_file"],
+        password_file.to_str().unwrap()
+    );
+    let vars_text = std::fs::read_to_string(state.join("ansible/hpc-vars.json")).unwrap();
+    assert!(!vars_text.contains(&password) && !out.contains(&password));
+    assert!(!vars["hsw_slurmdbd_conf"]
+        .as_str()
+        .unwrap()
+        .contains(&password));
+    assert_eq!(vars["hsw_nfs_server"], "192.168.100.10");
+    assert_eq!(vars["hsw_hpc_users"][0]["name"], "alice");
+    assert_eq!(vars["hsw_slurm_accounts"]["cluster"], "hsw_dev");
     let inventory = std::fs::read_to_string(state.join("ansible/inventory.yml")).unwrap();
     assert!(inventory.contains(&format!(
         "ansible_ssh_private_key_file: \"{}\"",
@@ -108,6 +133,11 @@ fn keys_and_files_are_written_with_their_modes() {
     let o = hpc(&state, &["--dry-run"], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(&munge).unwrap(), munge_before);
+    assert_eq!(
+        std::fs::read_to_string(&password_file).unwrap(),
+        password,
+        "the database password is made once"
+    );
     assert_eq!(std::fs::read_to_string(&public).unwrap(), public_before);
 
     // A lost public half is derived again from the private key; loose modes are tightened.

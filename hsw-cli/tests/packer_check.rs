@@ -126,6 +126,10 @@ fn package_lists_hold_the_required_packages() {
         "slurm-client",
         "openmpi-bin",
         "libopenmpi-dev",
+        "libpmix-dev",
+        "slurmdbd",
+        "mariadb-server",
+        "nfs-kernel-server",
         "nfs-common",
     ] {
         assert!(hpc.iter().any(|c| c == p), "{p} not in the hpc set");

@@ -783,3 +783,202 @@ fn nvidia_guest_skips_without_packages_or_real_gpus_and_fails_without_a_device()
     );
     assert!(!out.contains("SHA256SUMS is missing"), "{out}");
 }
+
+// ---------------------------------------------------------------- HPC: accounts, storage, users
+
+/// Runs the slurm_accounts role's script against the fake sacctmgr (tests/fixtures/sacctmgr: Slurm's accounting
+/// state in a JSON file, its rules for missing parents/accounts/QoS); returns (success, stdout, stderr).
+fn converge_accounts(dir: &Path, want: &Value) -> (bool, String, String) {
+    let file = dir.join("want.json");
+    std::fs::write(&file, serde_json::to_string(want).unwrap()).unwrap();
+    let out = Command::new("python3")
+        .arg(repo().join("ansible/roles/slurm_accounts/files/hsw-slurm-accounts"))
+        .arg(&file)
+        .env(
+            "HSW_SACCTMGR",
+            repo().join("tests/fixtures/sacctmgr/fake-sacctmgr"),
+        )
+        .env("FAKE_SACCTMGR_STATE", dir.join("state.json"))
+        .env("FAKE_SACCTMGR_LOG", dir.join("log"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The variables `hsw-cli ansible hpc` writes for an example (a dry run into `dir`).
+fn hpc_vars(config: &str, dir: &Path) -> Value {
+    let state = dir.join("state");
+    let out = support::hsw()
+        .command(&[
+            "ansible",
+            "hpc",
+            "--planned",
+            "--config",
+            &format!("examples/{config}.yaml"),
+            "--dry-run",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(state.join("ansible/hpc-vars.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn slurm_accounts_converge_and_a_second_run_changes_nothing() {
+    if require::on_path("python3").is_none() {
+        require::skip(require::ANSIBLE, "python3 is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = hpc_vars("minimal-dev", dir.path())["hsw_slurm_accounts"].clone();
+    // One more account with a sub-account and its user, to be removed below.
+    want["accounts"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "physics", "parent": "research", "fairshare": 5, "qos": []}),
+    );
+    want["users"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "bob", "account": "physics", "qos": [], "default_qos": ""}),
+    );
+
+    let (ok1, out, err) = converge_accounts(dir.path(), &want);
+    assert!(ok1, "{err}");
+    assert_eq!(out.lines().last(), Some("changed"), "{out}");
+    for line in [
+        "add cluster hsw_dev",
+        "add qos short",
+        "modify qos where name=short set MaxWall=01:00:00 MaxTRESPerUser=gres/gpu=1 Flags=DenyOnLimit",
+        "add account research cluster=hsw_dev parent=root fairshare=100 qos=short defaultqos=short",
+        "add account physics cluster=hsw_dev parent=research fairshare=5 qos=normal defaultqos=normal",
+        "add user alice account=research cluster=hsw_dev qos=short defaultqos=short",
+        "add user hsw account=root cluster=hsw_dev qos=normal defaultqos=normal",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} not in:\n{out}");
+    }
+    // The parent is added before its child (the fake refuses a missing parent, as sacctmgr does).
+    let pos = |s: &str| out.find(s).unwrap();
+    assert!(pos("add account research") < pos("add account physics"));
+
+    let (ok2, out, err) = converge_accounts(dir.path(), &want);
+    assert!(ok2, "{err}");
+    assert_eq!(out, "unchanged\n", "a second run changes nothing");
+
+    // Removing the user and the account from the file removes them from Slurm (user first); a changed limit is
+    // modified in place.
+    want["users"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|u| u["name"] != "bob");
+    want["accounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["name"] != "physics");
+    want["qos"][0]["max_wall"] = Value::from("2:00:00");
+    let (ok3, out, err) = converge_accounts(dir.path(), &want);
+    assert!(ok3, "{err}");
+    assert_eq!(
+        out,
+        "modify qos where name=short set MaxWall=2:00:00\n\
+         delete user where name=bob cluster=hsw_dev\n\
+         delete account where name=physics cluster=hsw_dev\n\
+         changed\n"
+    );
+    let state = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+    assert!(!state.contains("\"bob\""), "{state}");
+    // Slurm's root user and the login user are never removed.
+    assert!(state.contains("\"user\": \"root\"") && state.contains("\"user\": \"hsw\""));
+    let (ok4, out, _) = converge_accounts(dir.path(), &want);
+    assert!(ok4 && out == "unchanged\n", "{out}");
+
+    // A user moved to another account: the new association becomes the default, then the old one goes.
+    want["accounts"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "physics", "parent": "root", "fairshare": 1, "qos": ["short"]}),
+    );
+    want["users"][0]["account"] = Value::from("physics");
+    let (ok6, out, err) = converge_accounts(dir.path(), &want);
+    assert!(ok6, "{err}");
+    assert_eq!(
+        out,
+        "add account physics cluster=hsw_dev parent=root fairshare=1 qos=short defaultqos=short\n\
+         add user alice account=physics cluster=hsw_dev qos=short defaultqos=short\n\
+         modify user where name=alice set defaultaccount=physics\n\
+         delete user where name=alice account=research cluster=hsw_dev\n\
+         changed\n"
+    );
+    let (ok7, out, _) = converge_accounts(dir.path(), &want);
+    assert!(ok7 && out == "unchanged\n", "{out}");
+
+    // A failing sacctmgr fails the task with its message.
+    want["users"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "eve", "account": "nowhere", "qos": [], "default_qos": ""}),
+    );
+    let (ok5, _, err) = converge_accounts(dir.path(), &want);
+    assert!(!ok5);
+    assert!(err.contains("Account nowhere doesn't exist"), "{err}");
+}
+
+#[test]
+fn hpc_site_variables_follow_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = hpc_vars("minimal-dev", dir.path());
+    assert_eq!(v["hsw_shared_storage"], Value::Bool(true));
+    assert_eq!(v["hsw_hpc_subnet"], "192.168.100.0/24");
+    assert_eq!(
+        v["hsw_hpc_users"],
+        serde_json::json!([{"name": "alice", "uid": 2001, "account": "research"}])
+    );
+    // The exports and the mounts the roles write, rendered by Ansible from these variables.
+    if require::tool("ansible", require::ANSIBLE).is_none() {
+        return;
+    }
+    let vars = dir.path().join("vars.json");
+    std::fs::write(&vars, serde_json::to_string(&v).unwrap()).unwrap();
+    let inv = planned_inventory("minimal-dev", dir.path());
+    let vars_arg = vars.to_str().unwrap();
+    let exports = render(
+        &inv,
+        "hsw-dev-controller-1",
+        &[vars_arg],
+        "lookup('ansible.builtin.template', 'ansible/roles/nfs_server/templates/hsw.exports.j2')",
+    );
+    let lines: Vec<&str> = exports
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "/home 192.168.100.0/24(rw,sync,root_squash,no_subtree_check)",
+            "/scratch 192.168.100.0/24(rw,sync,root_squash,no_subtree_check)",
+        ]
+    );
+    let homes = render(
+        &inv,
+        "hsw-dev-compute-1",
+        &[vars_arg, "ansible/roles/hpc_users/vars/main.yml"],
+        "hpc_users_make_homes",
+    );
+    assert_eq!(
+        homes,
+        Value::Bool(false),
+        "homes are made on the controller"
+    );
+    let homes = render(
+        &inv,
+        "hsw-dev-controller-1",
+        &[vars_arg, "ansible/roles/hpc_users/vars/main.yml"],
+        "hpc_users_make_homes",
+    );
+    assert_eq!(homes, Value::Bool(true));
+}

@@ -256,6 +256,7 @@ fn the_secrets_are_found() {
         "grafana_admin_password",
         "postgresql_server_users",
         "kubeadm_join_command",
+        "slurmdbd_storage_password",
     ] {
         assert!(s.contains(v), "{v} is not seen as a secret: {s:?}");
     }

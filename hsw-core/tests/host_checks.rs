@@ -87,6 +87,7 @@ mod host_checks {
             "no-iommu",
             "low-memory",
             "bridge-in-use",
+            "own-bridges",
             "subnet-routed",
             "user-not-in-groups",
             "missing-packages",

@@ -47,9 +47,53 @@ fn golden(case: &str, files: &RenderedFiles) {
         ("slurm.conf", &files.slurm_conf),
         ("gres.conf", &files.gres_conf),
         ("cgroup.conf", &files.cgroup_conf),
+        ("slurmdbd.conf", &files.slurmdbd_conf),
     ] {
         testkit::golden::check(dir.join(name), text);
     }
+}
+
+/// Accounting through slurmdbd on the controller (MariaDB, GPUs counted, cgroup usage), multifactor priority
+/// with fairshare, and partitions with the node sets they name: the default's `gpu` partition has its own
+/// DefaultTime, `debug` (a plain 1.0 name) every node and `max_job_time`.
+#[test]
+fn accounting_priority_and_partitions() {
+    let files = render("minimal-dev", "minimal-dev");
+    for line in [
+        "AccountingStorageType=accounting_storage/slurmdbd\n",
+        "AccountingStorageHost=192.168.100.10\n",
+        "AccountingStoragePort=6819\n",
+        "AccountingStorageTRES=gres/gpu\n",
+        "AccountingStorageEnforce=associations,limits,qos\n",
+        "JobAcctGatherType=jobacct_gather/cgroup\n",
+        "PriorityType=priority/multifactor\n",
+        "PriorityWeightFairshare=10000\n",
+        "ReturnToService=2\n",
+        "StateSaveLocation=/var/lib/slurm/slurmctld\n",
+    ] {
+        assert!(files.slurm_conf.contains(line), "{line}");
+    }
+    assert!(files.slurm_conf.contains(
+        "PartitionName=gpu Nodes=hsw-dev-compute-1,hsw-dev-compute-2 Default=YES DefaultTime=1:00:00 MaxTime=24:00:00 State=UP\n"
+    ));
+    assert!(files.slurm_conf.contains(
+        "PartitionName=debug Nodes=hsw-dev-compute-1,hsw-dev-compute-2 Default=NO MaxTime=24:00:00 State=UP\n"
+    ));
+    for line in [
+        "StorageType=accounting_storage/mysql\n",
+        "StorageUser=slurm\n",
+        "StorageLoc=slurm_acct_db\n",
+        "DbdHost=localhost\n",
+    ] {
+        assert!(files.slurmdbd_conf.contains(line), "{line}");
+    }
+    // The password never is in hsw's text: the playbook appends it on the controller.
+    assert!(!files.slurmdbd_conf.contains("StoragePass="));
+    assert!(
+        hsw_core::slurm::check::check_slurmdbd_text("StoragePass=x\n")
+            .iter()
+            .any(|p| p.contains("StoragePass"))
+    );
 }
 
 #[test]

@@ -425,21 +425,205 @@ fn default_partition_listed() {
 #[test]
 fn partitions_unique_and_well_named() {
     expect_error(
-        &edit(&[(
-            "partitions: [\"gpu\", \"debug\"]",
-            "partitions: [\"gpu\", \"gpu\"]",
-        )]),
+        &edit(&[("        - debug\n", "        - gpu\n")]),
         "slurm.partition-duplicate",
         "/clusters/hpc/slurm_config/partitions/1",
     );
     expect_error(
-        &edit(&[(
-            "partitions: [\"gpu\", \"debug\"]",
-            "partitions: [\"gpu\", \"de bug\"]",
-        )]),
+        &edit(&[("        - debug\n", "        - \"de bug\"\n")]),
         "slurm.partition-name",
         "/clusters/hpc/slurm_config/partitions/1",
     );
+    // A partition object's name is checked too, at its `name`.
+    expect_error(
+        &edit(&[("        - name: gpu\n", "        - name: \"g pu\"\n")]),
+        "slurm.partition-name",
+        "/clusters/hpc/slurm_config/partitions/0/name",
+    );
+}
+
+/// The plain list of names that 1.0 files have keeps its meaning: valid, every node in every partition.
+#[test]
+fn plain_partition_names_still_work() {
+    let src = DEFAULT_CONFIG.replace(
+        "      partitions:\n        - name: gpu\n          nodes: [gpu]\n          default_time: \"1:00:00\"\n          max_time: \"24:00:00\"\n        - debug\n",
+        "      partitions: [\"gpu\", \"debug\"]\n",
+    );
+    assert_ne!(
+        src, DEFAULT_CONFIG,
+        "the default's partitions changed shape"
+    );
+    let v = validate_str(&src);
+    assert!(!v.report.has_errors(), "{:#?}", v.report.diagnostics);
+}
+
+#[test]
+fn partitions_hold_nodes_of_known_sets() {
+    let d = expect_error(
+        &edit(&[("nodes: [gpu]", "nodes: [gpus]")]),
+        "slurm.partition-nodes",
+        "/clusters/hpc/slurm_config/partitions/0/nodes/0",
+    );
+    assert_eq!(d.hint.as_deref(), Some("did you mean `gpu`?"));
+    // The compute nodes have GPUs: a partition of only CPU nodes holds none.
+    expect_error(
+        &edit(&[("nodes: [gpu]", "nodes: [cpu]")]),
+        "slurm.partition-empty",
+        "/clusters/hpc/slurm_config/partitions/0/nodes",
+    );
+    for ok in [
+        "nodes: [all]",
+        "nodes: [cpu, gpu]",
+        "nodes: [compute_nodes]",
+    ] {
+        let f = findings(&edit(&[("nodes: [gpu]", ok)]));
+        assert!(
+            !f.iter().any(|d| d.rule.starts_with("slurm.partition")),
+            "{ok}: {f:#?}"
+        );
+    }
+    expect_error(
+        &edit(&[("default_time: \"1:00:00\"", "default_time: \"1h\"")]),
+        "slurm.time-format",
+        "/clusters/hpc/slurm_config/partitions/0/default_time",
+    );
+}
+
+#[test]
+fn users_accounts_and_qos_reference_each_other() {
+    let d = expect_error(
+        &edit(&[("        account: research", "        account: reserch")]),
+        "hpc.user-account",
+        "/clusters/hpc/users/0/account",
+    );
+    assert_eq!(d.hint.as_deref(), Some("did you mean `research`?"));
+    expect_error(
+        &edit(&[("qos: [short]", "qos: [long]")]),
+        "hpc.qos-unknown",
+        "/clusters/hpc/accounts/0/qos/0",
+    );
+    expect_error(
+        &edit(&[(
+            "        fairshare: 100",
+            "        fairshare: 100\n        parent: nowhere",
+        )]),
+        "hpc.account-parent",
+        "/clusters/hpc/accounts/0/parent",
+    );
+    expect_error(
+        &edit(&[(
+            "        fairshare: 100",
+            "        fairshare: 100\n        parent: research",
+        )]),
+        "hpc.account-parent",
+        "/clusters/hpc/accounts/0/parent",
+    );
+    expect_error(
+        &edit(&[("      - name: research", "      - name: root")]),
+        "hpc.account-reserved",
+        "/clusters/hpc/accounts/0/name",
+    );
+    expect_error(
+        &edit(&[(
+            "        max_wall: \"01:00:00\"",
+            "        max_wall: \"1 hour\"",
+        )]),
+        "slurm.time-format",
+        "/clusters/hpc/qos/0/max_wall",
+    );
+}
+
+#[test]
+fn ssh_public_keys_are_one_authorized_keys_line() {
+    let with = |key: &str| {
+        edit(&[(
+            "        account: research\n",
+            &format!("        account: research\n        ssh_public_key: {key}\n"),
+        )])
+    };
+    let good = with("\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0eFq3 alice@laptop\"");
+    assert!(
+        !validate_str(&good).report.has_errors(),
+        "{:#?}",
+        findings(&good)
+    );
+    for bad in [
+        "\"ssh-ed25519 AAAA\\nssh-rsa BBBB\"",
+        "\"command=\\\"x\\\" ssh-ed25519 AAAA\"",
+    ] {
+        assert!(
+            validate_str(&with(bad)).report.has_errors(),
+            "{bad} accepted"
+        );
+    }
+}
+
+#[test]
+fn gpu_limits_need_gpu_nodes() {
+    expect_error(
+        &edit(&[
+            (
+                "      gpu_enabled: true\n      ip_range: 192.168.100.11-12",
+                "      ip_range: 192.168.100.11-12",
+            ),
+            ("nodes: [gpu]", "nodes: [all]"),
+        ]),
+        "hpc.qos-gpus",
+        "/clusters/hpc/qos/0/max_gpus_per_user",
+    );
+}
+
+#[test]
+fn uids_unique_and_above_the_login_user() {
+    for bad in ["999", "1000", "70000"] {
+        expect_error(
+            &edit(&[("uid: 2001", &format!("uid: {bad}"))]),
+            "hpc.user-uid",
+            "/clusters/hpc/users/0/uid",
+        );
+    }
+    let two = "      - name: alice\n        uid: 2001\n        account: research\n      - name: bob\n        uid: 2001\n        account: research\n";
+    expect_error(
+        &edit(&[(
+            "      - name: alice\n        uid: 2001\n        account: research\n",
+            two,
+        )]),
+        "hpc.user-uid-duplicate",
+        "/clusters/hpc/users/1/uid",
+    );
+    expect_error(
+        &edit(&[("      - name: alice", "      - name: hsw")]),
+        "hpc.user-reserved",
+        "/clusters/hpc/users/0/name",
+    );
+}
+
+#[test]
+fn shared_storage_paths_are_plain_and_apart() {
+    let with = |home: &str, scratch: &str| {
+        edit(&[(
+            "    accounts:\n",
+            &format!("    shared_storage:\n      home: {home}\n      scratch: {scratch}\n    accounts:\n"),
+        )])
+    };
+    expect_error(
+        &with("/home", "/home/scratch"),
+        "hpc.storage-path",
+        "/clusters/hpc/shared_storage/scratch",
+    );
+    expect_error(
+        &with("/etc/home", "/scratch"),
+        "hpc.storage-path",
+        "/clusters/hpc/shared_storage/home",
+    );
+    expect_error(
+        &with("/home/../x", "/scratch"),
+        "hpc.storage-path",
+        "/clusters/hpc/shared_storage/home",
+    );
+    assert!(!validate_str(&with("/srv/home", "/srv/scratch"))
+        .report
+        .has_errors());
 }
 
 // ---------------------------------------------------------------- kubernetes

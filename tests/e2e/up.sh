@@ -168,6 +168,12 @@ EOF
   if jq -e --arg vm "$vm" '.hsw_inventory.value.clusters.hpc[] | select(.name == $vm)' "$tfout" >/dev/null; then
     grep -q "^NodeName=$vm Name=gpu Type=$profile " <<< "$gres" || fail "gres.conf has no MIG $profile line for $vm"
     info "$vm: gres.conf has Type=$profile"
+    # A job asking for that profile lands on a node holding it and gets the unit (Slurm sets CUDA_VISIBLE_DEVICES).
+    job=$(ns_ssh "$key_hpc" "$ctl_ip" timeout 120 srun -t 2 --gres="gpu:$profile:1" -w "$vm" \
+            printenv SLURMD_NODENAME CUDA_VISIBLE_DEVICES) || fail "srun --gres=gpu:$profile:1 -w $vm failed"
+    { [ "$(sed -n 1p <<< "$job")" = "$vm" ] && [ -n "$(sed -n 2p <<< "$job")" ]; } \
+      || fail "srun --gres=gpu:$profile:1 on $vm printed '$(tr '\n' ' ' <<< "$job")': expected the node name and CUDA_VISIBLE_DEVICES"
+    info "$vm: srun --gres=gpu:$profile:1 ran there with CUDA_VISIBLE_DEVICES=$(sed -n 2p <<< "$job")"
   fi
 done < <(jq -r '.hsw_inventory.value.clusters[][] | select((.gpu_units // []) | length > 0)
                 | [.name, (.gpu_units[0].profile // "null")] | @tsv' "$tfout")

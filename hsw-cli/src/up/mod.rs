@@ -8,7 +8,8 @@
 //! sandbox), the simulated GPUs' state, `terraform init` (a filesystem mirror of the locally built provider,
 //! a private CLI configuration), `terraform plan` and `apply`, the inventory from `terraform output -json`, the
 //! HPC playbook, and a check: every VM answers SSH, `sinfo` shows the compute nodes idle and `srun -N<n>
-//! hostname` prints every compute node's name. With a sandbox, Terraform, Ansible and SSH run inside it
+//! hostname` prints every compute node's name, then the HPC site checks (`verify/hpc.rs`: MPI across nodes, sacct,
+//! QoS, a held job across a slurmctld restart; not yet run against guests). With a sandbox, Terraform, Ansible and SSH run inside it
 //! (`scripts/sandbox.sh exec`), so no network object and no packet leaves its namespace.
 //!
 //! A second `up` changes nothing: the plan is empty (nothing is applied) and the playbook reports
@@ -52,6 +53,7 @@ mod images;
 mod inventory;
 mod playbooks;
 pub(crate) mod sandbox;
+mod scale;
 mod summary;
 mod terraform;
 pub(crate) mod verify;
@@ -104,6 +106,11 @@ pub struct UpArgs {
     /// Seconds the final check waits for the compute nodes to be idle.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub verify_timeout: u64,
+    /// Seconds to wait for HPC compute nodes removed from cluster.yaml to finish their jobs (Slurm drain)
+    /// before their VMs are destroyed; `up` stops, destroying nothing, when they are still busy. 0 removes
+    /// them without draining.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub drain_timeout: u64,
 }
 
 /// `hsw-cli down`.
@@ -539,6 +546,26 @@ mod tests {
                 "PLAY RECAP\nx : ok=1 changed=2 unreachable=0 failed=0\n",
             )
             .on(&["sinfo"], 0, &fixture::lines(&computes, " idle"))
+            // verify/hpc.rs: MPI, the user's job in sacct, the QoS refusal, a held job across a restart.
+            .on(
+                &["--mpi=pmix"],
+                0,
+                &format!(
+                    "rank 0 of 2 on {}\nrank 1 of 2 on {}\n",
+                    computes[0], computes[1]
+                ),
+            )
+            .on(&["--wait"], 0, "41\n")
+            .on(&["sacct"], 0, "COMPLETED|research|alice\n")
+            .on_full(
+                &["-t", "61"],
+                Some(1),
+                "",
+                "sbatch: error: Job violates accounting/QOS policy\n",
+                None,
+            )
+            .on(&["--hold"], 0, "42\n")
+            .on(&["squeue"], 0, "PENDING\n")
             .on(&["srun"], 0, &fixture::lines(&computes, ""));
         for h in &planned.hosts {
             runner.on(
@@ -619,7 +646,9 @@ mod tests {
         want.extend((0..n).map(|_| "virsh -q".to_owned()));
         want.push("sandbox: ansible-playbook -i".into());
         want.extend((0..n).map(|_| "sandbox: ssh -i".to_owned()));
-        want.extend(["sandbox: ssh -i".to_owned(), "sandbox: ssh -i".to_owned()]);
+        // sinfo and srun, then verify/hpc.rs: MPI build and run, sbatch, sacct, the over-long sbatch, the held job,
+        // the restart, squeue, scancel.
+        want.extend((0..11).map(|_| "sandbox: ssh -i".to_owned()));
         // HSW_ANSIBLE_PLAYBOOK may name another program: compare by its arguments.
         let got: Vec<String> = what
             .iter()

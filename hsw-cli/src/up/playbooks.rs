@@ -154,6 +154,7 @@ mod tests {
             slurm_dir: s.join("slurm/hpc"),
             ssh_public_key: s.join("ssh/hpc/id_ed25519.pub"),
             munge_key: s.join("munge/hpc/munge.key"),
+            slurmdbd_password: s.join("munge/hpc/slurmdbd.password"),
         }
     }
 

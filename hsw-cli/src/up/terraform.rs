@@ -215,11 +215,51 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
         ),
     );
     let mut init_args = vec!["init", "-input=false", "-no-color"];
-    // A rebuilt provider has another checksum than the lock file records: -upgrade records the new one.
+    // A rebuilt provider of the same version has another checksum than the lock file records, and Terraform
+    // refuses it even with -upgrade ("doesn't match any of the checksums previously recorded"). The root module
+    // and its lock file are up's own and name only this provider: the lock file goes, and init records the new
+    // checksum.
+    let lock = ctx.tf_dir.join(".terraform.lock.hcl");
+    if changed && lock.is_file() {
+        std::fs::remove_file(&lock)
+            .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", lock.display())))?;
+        say(
+            out,
+            format!(
+                "removed {}: it records the checksum of the provider this one replaced",
+                lock.display()
+            ),
+        );
+    }
     if changed || !initialized {
         init_args.push("-upgrade");
     }
-    let o = ctx.capture(&ctx.terraform(&init_args), "terraform", INSTALL_TERRAFORM)?;
+    let mut o = ctx.capture(&ctx.terraform(&init_args), "terraform", INSTALL_TERRAFORM)?;
+    // The mirror already held this binary when an earlier up copied it and then stopped before init recorded
+    // it: the lock file still has the binary before. Once, the same way as above.
+    // Terraform wraps its messages at 80 columns: the words are compared, not the lines.
+    let words = |o: &crate::runner::Captured| {
+        format!("{} {}", o.stdout, o.stderr)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if !o.status.success()
+        && words(&o).contains("doesn't match any of the checksums previously recorded")
+        && lock.is_file()
+    {
+        std::fs::remove_file(&lock)
+            .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", lock.display())))?;
+        say(
+            out,
+            format!(
+                "removed {}: it records the checksum of another build of the provider; initializing again",
+                lock.display()
+            ),
+        );
+        let args = ["init", "-input=false", "-no-color", "-upgrade"];
+        o = ctx.capture(&ctx.terraform(&args), "terraform", INSTALL_TERRAFORM)?;
+    }
     let both = format!("{}{}", o.stdout, o.stderr);
     let log = ctx.write_log("terraform-init.log", &both);
     if !o.status.success() {
@@ -239,6 +279,7 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
 /// the VMs, a watcher says every 15 s which VMs run and which have their address.
 pub fn plan_and_apply(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
     step_header(out, n, UP_STEPS, "terraform plan and apply");
+    super::scale::drain_removed(up, out)?;
     let libvirt = up.libvirt()?;
     up.applied = apply(
         up.ctx,
@@ -412,6 +453,74 @@ mod tests {
             ["init", "-input=false", "-no-color"]
         );
         assert!(text(&out).contains("(unchanged)"));
+        assert!(
+            ctx.tf_dir.join(".terraform.lock.hcl").is_file(),
+            "an unchanged provider keeps the lock file"
+        );
+        // A rebuilt provider of the same version: the lock file with the old checksum goes, init records the new.
+        std::fs::write(&bin, "binary v2").unwrap();
+        let mut out = Vec::new();
+        init_with(&ctx, &bin, &mut out).unwrap();
+        assert!(!ctx.tf_dir.join(".terraform.lock.hcl").exists());
+        assert_eq!(
+            terraform_calls(&runner)[2],
+            ["init", "-input=false", "-no-color", "-upgrade"]
+        );
+        let t = text(&out);
+        assert!(
+            t.contains("(copied into the mirror)") && t.contains("removed "),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_lock_file_left_from_another_build_is_removed_once_and_init_runs_again() {
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        // As Terraform 1.11 prints it, wrapped at 80 columns.
+        let refused = "Error: Failed to install provider\n\nError while installing hyperscaler/hsw v0.1.0: the local package for\n\
+                       registry.terraform.io/hyperscaler/hsw 0.1.0 doesn't match any of the\n\
+                       checksums previously recorded in the dependency lock file (this might be\n";
+        runner.on_full(&["init"], Some(1), "", refused, Some(1)).on(
+            &["init"],
+            0,
+            "Terraform has been successfully initialized!\n",
+        );
+        let ctx = f.ctx(&runner);
+        std::fs::create_dir_all(ctx.state.root()).unwrap();
+        let bin = f.dir.path().join("provider-bin");
+        std::fs::write(&bin, "binary v2").unwrap();
+        // The mirror holds this build already (an earlier up stopped after copying it), the lock file another.
+        provider_mirror::place(&bin, &ctx.mirror(), provider_mirror::TERRAFORM_HOST, true).unwrap();
+        std::fs::create_dir_all(ctx.tf_dir.join(".terraform/providers")).unwrap();
+        std::fs::write(ctx.tf_dir.join(".terraform.lock.hcl"), "old").unwrap();
+        let mut out = Vec::new();
+        init_with(&ctx, &bin, &mut out).unwrap();
+        assert_eq!(
+            terraform_calls(&runner),
+            [
+                vec!["init", "-input=false", "-no-color"],
+                vec!["init", "-input=false", "-no-color", "-upgrade"]
+            ]
+        );
+        assert!(!ctx.tf_dir.join(".terraform.lock.hcl").exists());
+        assert!(text(&out).contains("initializing again"), "{}", text(&out));
+        // Any other failure is reported, not retried.
+        let runner = FakeRunner::new();
+        runner.on_full(
+            &["init"],
+            Some(1),
+            "",
+            "Error: Invalid module source\n",
+            None,
+        );
+        let ctx = f.ctx(&runner);
+        std::fs::write(ctx.tf_dir.join(".terraform.lock.hcl"), "old").unwrap();
+        let e = init_with(&ctx, &bin, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Invalid module source"), "{e}");
+        assert_eq!(terraform_calls(&runner).len(), 1);
     }
 
     #[test]

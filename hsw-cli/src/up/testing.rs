@@ -69,6 +69,7 @@ impl Fixture {
             skip_check: true,
             no_verify: false,
             verify_timeout: 1,
+            drain_timeout: 1,
         }
     }
 

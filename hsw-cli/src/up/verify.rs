@@ -1,5 +1,7 @@
 //! Steps 9 and 10: every VM answers SSH with its own host name; on the HPC cluster, `sinfo` shows every
-//! compute node idle and `srun -N<n> hostname` prints each one's name. SSH runs inside the sandbox.
+//! compute node idle and `srun -N<n> hostname` prints each one's name, then issue 12's site checks ([`hpc`]:
+//! MPI across nodes from the shared home, accounting, QoS, a held job across a slurmctld restart; not yet run
+//! against guests). SSH runs inside the sandbox.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,6 +11,8 @@ use hsw_core::ansible::hosts::{Deployment, Host, Role};
 
 use super::{say, ssh_user, step_header, Ctx, Up, UP_STEPS};
 use crate::error::Error;
+
+mod hpc;
 
 /// How often the checks ask again, and how long SSH may take to answer.
 #[derive(Debug, Clone, Copy)]
@@ -35,13 +39,21 @@ pub fn verify(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Erro
     step_header(out, n, UP_STEPS, "every VM answers SSH");
     let mut verified = vec![check_ssh(ctx, &user, d, &consoles, POLL, out)?];
     if up.session.config.clusters.hpc.is_some() {
-        step_header(out, n + 1, UP_STEPS, "Slurm: sinfo and srun");
-        verified.extend(check_slurm(
+        step_header(
+            out,
+            n + 1,
+            UP_STEPS,
+            "Slurm: sinfo, srun, MPI, accounting, QoS, state across a restart",
+        );
+        let timeout = Duration::from_secs(up.args.verify_timeout);
+        verified.extend(check_slurm(ctx, &user, d, timeout, POLL, out)?);
+        verified.extend(hpc::check_site(
             ctx,
             &user,
+            &up.session.config,
             d,
-            Duration::from_secs(up.args.verify_timeout),
             POLL,
+            timeout,
             out,
         )?);
     }

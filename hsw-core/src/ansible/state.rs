@@ -6,6 +6,7 @@
 //!   ssh/<cluster>/id_ed25519        per-cluster SSH key (0600); id_ed25519.pub goes to cloud-init
 //!   ssh/<cluster>/known_hosts       host keys accepted on first contact (StrictHostKeyChecking=accept-new)
 //!   munge/<cluster>/munge.key       the cluster's Munge key (1024 random bytes, 0400)
+//!   munge/<cluster>/slurmdbd.password  slurmdbd's MariaDB password (made once, 0600; never logged, never in argv)
 //!   ansible/inventory.yml           the inventory `hsw-cli ansible` runs against
 //!   ansible/<cluster>-vars.json     extra variables for the cluster's playbook (rendered config files)
 //!   slurm/<cluster>/slurm.conf      rendered Slurm files, for reading (the playbook gets them from the vars file)
@@ -65,6 +66,14 @@ impl StateLayout {
     /// A cluster's Munge key.
     pub fn munge_key(&self, cluster: &str) -> PathBuf {
         self.root.join("munge").join(cluster).join("munge.key")
+    }
+
+    /// A cluster's slurmdbd database password, beside its Munge key.
+    pub fn slurmdbd_password(&self, cluster: &str) -> PathBuf {
+        self.root
+            .join("munge")
+            .join(cluster)
+            .join("slurmdbd.password")
     }
 
     /// The Ansible directory (inventory, extra variables).

@@ -6,6 +6,8 @@
 
 pub mod attach_rules;
 pub mod gpu;
+pub mod hpc;
+pub mod hpc_rules;
 pub mod model;
 pub mod rules;
 pub mod schema;

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::hpc::{HpcUser, Partition, PartitionSpec, Qos, SharedStorage, SlurmAccount};
+
 /// The `$id` of the cluster.yaml schema.
 pub const SCHEMA_ID: &str = "https://hyperscaler.dev/schemas/cluster-1.0.schema.json";
 
@@ -370,6 +372,18 @@ pub struct HpcCluster {
     pub compute_nodes: NodeGroup,
     /// Slurm settings.
     pub slurm_config: SlurmConfig,
+    /// Home directories and scratch space shared over NFS from the controller (on by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_storage: Option<SharedStorage>,
+    /// Slurm accounts (with their fairshare), kept in slurmdbd.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<SlurmAccount>,
+    /// The people who use the cluster: Unix users on every HPC VM and Slurm users of an account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<HpcUser>,
+    /// Slurm QoS: limits that accounts grant their users.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qos: Vec<Qos>,
 }
 
 /// The cloud (Kubernetes) cluster.
@@ -456,12 +470,13 @@ pub struct SlurmConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,39}$"))]
     pub cluster_name: Option<String>,
-    /// Partition names; every compute node is in every partition.
+    /// The partitions: a name (every compute node, `max_job_time` as its limit) or `{name, nodes, default_time,
+    /// max_time}` with the node sets it holds (`all`, `gpu`, `cpu` or `compute_nodes`).
     #[schemars(length(min = 1))]
-    pub partitions: Vec<String>,
+    pub partitions: Vec<PartitionSpec>,
     /// The default partition: one of `partitions`.
     pub default_partition: String,
-    /// Partition `MaxTime` in Slurm's format: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`, or `UNLIMITED`.
+    /// Partition `MaxTime` in Slurm's format: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`, or `UNLIMITED` (a partition's own `max_time` wins).
     pub max_job_time: String,
 }
 
@@ -542,6 +557,17 @@ impl ClusterConfig {
             .unwrap_or(DEFAULT_POOL_DIR)
     }
 
+    /// The login user created in every VM: `global.ssh.user`, else `hsw`
+    /// ([`crate::ansible::inventory::DEFAULT_USER`]).
+    pub fn login_user(&self) -> &str {
+        self.global
+            .ssh
+            .as_ref()
+            .and_then(|s| s.user.as_deref())
+            .filter(|u| !u.is_empty())
+            .unwrap_or(crate::ansible::inventory::DEFAULT_USER)
+    }
+
     /// The GPU backend: `host.gpu_backend`, else [`GpuBackend::Auto`].
     pub fn gpu_backend(&self) -> GpuBackend {
         self.host
@@ -614,6 +640,11 @@ impl HpcCluster {
     /// The network this cluster's VMs attach to.
     pub fn network_name(&self) -> &str {
         self.network.as_deref().unwrap_or("hpc_network")
+    }
+
+    /// The shared storage settings (defaults when absent: on, `/home` and `/scratch`).
+    pub fn shared_storage(&self) -> SharedStorage {
+        self.shared_storage.clone().unwrap_or_default()
     }
 }
 

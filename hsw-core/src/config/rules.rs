@@ -231,7 +231,7 @@ pub fn check(config: &ClusterConfig) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let networks = check_networks(config, &mut out);
     check_addresses(config, &networks, &mut out);
-    check_slurm(config, &mut out);
+    crate::config::hpc_rules::check(config, &mut out);
     check_kubernetes(config, &networks, &mut out);
     check_gpus(config, &mut out);
     check_host(config, &mut out);
@@ -507,64 +507,6 @@ fn check_addresses(
 
 fn last_usable(net: &Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.broadcast()).saturating_sub(1))
-}
-
-fn check_slurm(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
-    let Some(hpc) = &config.clusters.hpc else {
-        return;
-    };
-    let s = &hpc.slurm_config;
-    let mut names: HashMap<&str, usize> = HashMap::new();
-    for (i, p) in s.partitions.iter().enumerate() {
-        let valid = !p.is_empty()
-            && p.len() <= 40
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            && p.bytes().next().is_some_and(|b| b.is_ascii_alphabetic());
-        if !valid {
-            out.push(
-                Diagnostic::error(
-                    "slurm.partition-name",
-                    format!("/clusters/hpc/slurm_config/partitions/{i}"),
-                    format!("`{p}` is not a usable Slurm partition name"),
-                )
-                .with_hint("start with a letter; use letters, digits, `_` or `-` (at most 40)"),
-            );
-        }
-        if let Some(first) = names.insert(p.as_str(), i) {
-            out.push(Diagnostic::error(
-                "slurm.partition-duplicate",
-                format!("/clusters/hpc/slurm_config/partitions/{i}"),
-                format!("partition `{p}` is listed twice (first at position {first})"),
-            ));
-        }
-    }
-    if !s.partitions.contains(&s.default_partition) {
-        let mut d = Diagnostic::error(
-            "slurm.default-partition",
-            "/clusters/hpc/slurm_config/default_partition",
-            format!(
-                "default partition `{}` is not in `partitions` ({})",
-                s.default_partition,
-                s.partitions.join(", ")
-            ),
-        );
-        d = match suggest(&s.default_partition, &s.partitions) {
-            Some(x) => d.with_hint(format!("did you mean `{x}`?")),
-            None => d.with_hint("add it to `partitions` or pick one of them"),
-        };
-        out.push(d);
-    }
-    if !is_slurm_time(&s.max_job_time) {
-        out.push(
-            Diagnostic::error(
-                "slurm.time-format",
-                "/clusters/hpc/slurm_config/max_job_time",
-                format!("`{}` is not a Slurm time", s.max_job_time),
-            )
-            .with_hint("use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED (e.g. 24:00:00 or 2-00:00:00)"),
-        );
-    }
 }
 
 fn check_kubernetes(

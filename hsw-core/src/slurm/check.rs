@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use super::model::{
     CgroupConf, GresConf, Key, SlurmConf, CGROUP_KEYS, GRES_ATTRIBUTES, NODE_ATTRIBUTES,
-    PARTITION_ATTRIBUTES,
+    PARTITION_ATTRIBUTES, SLURMDBD_KEYS,
 };
 use crate::config::rules::is_slurm_time;
 
@@ -120,6 +120,12 @@ pub fn check(conf: &SlurmConf, gres: &GresConf, cgroup: &CgroupConf) -> Vec<Stri
                     p.name
                 ));
             }
+        }
+        if let Some(t) = p.default_time.as_deref().filter(|t| !is_slurm_time(t)) {
+            out.push(format!(
+                "partition `{}` has DefaultTime `{t}`, which is not a Slurm time",
+                p.name
+            ));
         }
         if !is_slurm_time(&p.max_time) {
             out.push(format!(
@@ -365,6 +371,27 @@ fn check_gres_value(value: &str, line_no: usize, out: &mut Vec<String>) {
             ));
         }
     }
+}
+
+/// Checks `slurmdbd.conf` text: every line is a comment, blank, or `Key=value` with a key hsw writes, once.
+/// `StoragePass` is refused: the password never belongs in rendered text.
+pub fn check_slurmdbd_text(text: &str) -> Vec<String> {
+    check_lines(text, "slurmdbd.conf", |first, attrs, line_no, out| {
+        if first.eq_ignore_ascii_case("StoragePass") {
+            out.push(format!(
+                "slurmdbd.conf line {line_no}: StoragePass is in the rendered text; the password is appended on the controller only"
+            ));
+        } else if !SLURMDBD_KEYS.iter().any(|k| k.eq_ignore_ascii_case(first)) {
+            out.push(format!(
+                "slurmdbd.conf line {line_no}: `{first}` is not a key hsw writes; slurmdbd would refuse to start"
+            ));
+        }
+        if attrs.len() > 1 {
+            out.push(format!(
+                "slurmdbd.conf line {line_no}: `{first}` takes one value, but the line has more"
+            ));
+        }
+    })
 }
 
 /// Checks `gres.conf` text: every line is a comment, blank, or a `NodeName=` line with known attributes.

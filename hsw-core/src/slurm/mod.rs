@@ -32,16 +32,34 @@
 //!   `ConstrainDevices=yes`. Never a placeholder: a unit whose device is missing in the guest (driver not
 //!   loaded, vGPU not attached yet) leaves slurmd waiting and the node not responding, which `sinfo` shows,
 //!   instead of jobs scheduled onto no GPU.
+//! - **Accounting**: slurmctld sends jobs to slurmdbd on the controller (`AccountingStorageType=
+//!   accounting_storage/slurmdbd`, `AccountingStorageHost` = the controller's address, so `sacct` works from
+//!   every node), which keeps them in MariaDB ([`SLURMDBD_CONF`]'s `StorageType=accounting_storage/mysql`,
+//!   database [`ACCOUNTING_DB`]). `AccountingStorageTRES=gres/gpu` (when a node has a GPU) counts GPUs, job usage comes from
+//!   cgroups (`JobAcctGatherType=jobacct_gather/cgroup`), and `AccountingStorageEnforce=associations,limits,qos`
+//!   makes accounts and QoS limits binding (a user needs an association: the login user is put in `root`).
+//!   The database password is never in the rendered text: the playbook appends `StoragePass=` on the
+//!   controller from the password file.
+//! - **Priority** is multifactor with a fairshare weight (the accounts' `fairshare` shares).
+//! - **Partitions** hold the node sets they name (`all`, `gpu`, `cpu`, `compute_nodes`; a plain name as in
+//!   1.0 holds every compute node), with their own `DefaultTime` and `MaxTime`.
+//! - **Node lifecycle**: `ReturnToService=2` (a rebooted node with a valid configuration comes back idle);
+//!   `StateSaveLocation` is on the controller's own disk, so queued jobs survive a slurmctld restart.
+//! - **MPI**: `MpiDefault=none`; MPI programs launch with `srun --mpi=pmix` (Debian's Slurm ships
+//!   `mpi_pmix_v4`, which loads the same libpmix 4 that Debian's Open MPI is built on).
 //! - Nothing is auto-detected (no `AutoDetect=nvml`): Debian's Slurm is built without the NVML plugin, and
 //!   explicit lines keep the gres types (`1g.10gb`) hsw planned, so gres.conf is explicit.
 
 pub mod check;
 pub mod model;
+pub mod site;
 
 use crate::ansible::hosts::{Deployment, Host};
 use crate::config::model::ClusterConfig;
 use crate::layout::{GpuUnit, Role, UnitKind};
-use model::{CgroupConf, Gres, GresConf, GresLine, Key, NodeDef, PartitionDef, SlurmConf};
+use model::{
+    CgroupConf, Gres, GresConf, GresLine, Key, NodeDef, PartitionDef, SlurmConf, SlurmdbdConf,
+};
 
 /// Where the controller keeps its state.
 pub const STATE_SAVE_LOCATION: &str = "/var/lib/slurm/slurmctld";
@@ -49,6 +67,17 @@ pub const STATE_SAVE_LOCATION: &str = "/var/lib/slurm/slurmctld";
 pub const SLURMD_SPOOL_DIR: &str = "/var/lib/slurm/slurmd";
 /// Where the daemons log.
 pub const LOG_DIR: &str = "/var/log/slurm";
+/// slurmdbd's port.
+pub const SLURMDBD_PORT: u16 = 6819;
+/// The MariaDB database of Slurm's accounting.
+pub const ACCOUNTING_DB: &str = "slurm_acct_db";
+/// The MariaDB user slurmdbd logs in as (its password: [`crate::ansible::StateLayout`]'s
+/// `slurmdbd_password`, made once by hsw-cli).
+pub const ACCOUNTING_DB_USER: &str = "slurm";
+/// Where slurmdbd's configuration goes (0600, owned by `slurm`: it holds the database password).
+pub const SLURMDBD_CONF: &str = "/etc/slurm/slurmdbd.conf";
+/// `PriorityWeightFairshare`.
+pub const FAIRSHARE_WEIGHT: u32 = 10000;
 /// The placeholder devices of GPU units with no device in the VM (simulated GPUs): `<prefix><j>`, `j` from 0
 /// per node. The playbook's slurm role makes them (character devices 1:3).
 pub const SIM_GPU_DEVICE_PREFIX: &str = "/dev/hsw-sim-gpu";
@@ -64,6 +93,8 @@ pub struct SlurmFiles {
     pub gres_conf: GresConf,
     /// `cgroup.conf`.
     pub cgroup_conf: CgroupConf,
+    /// `slurmdbd.conf`, without its password.
+    pub slurmdbd_conf: SlurmdbdConf,
 }
 
 /// The three files' text, checked.
@@ -75,6 +106,8 @@ pub struct RenderedFiles {
     pub gres_conf: String,
     /// `cgroup.conf`.
     pub cgroup_conf: String,
+    /// `slurmdbd.conf`, without `StoragePass` (the playbook appends it on the controller).
+    pub slurmdbd_conf: String,
 }
 
 /// Why the files cannot be rendered.
@@ -229,9 +262,24 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
         (Key::TaskPlugin, "task/cgroup".into()),
         (Key::ReturnToService, "2".into()),
         (Key::MpiDefault, "none".into()),
+        (
+            Key::AccountingStorageType,
+            "accounting_storage/slurmdbd".into(),
+        ),
+        (Key::AccountingStorageHost, controller.ip.to_string()),
+        (Key::AccountingStoragePort, SLURMDBD_PORT.to_string()),
+        (
+            Key::AccountingStorageEnforce,
+            "associations,limits,qos".into(),
+        ),
+        (Key::JobAcctGatherType, "jobacct_gather/cgroup".into()),
+        (Key::PriorityType, "priority/multifactor".into()),
+        (Key::PriorityWeightFairshare, FAIRSHARE_WEIGHT.to_string()),
     ];
     if any_gpu {
         settings.push((Key::GresTypes, "gpu".into()));
+        // GPUs are counted in sacct and limited by QoS (MaxTRESPerUser=gres/gpu=N) only when they are a TRES.
+        settings.push((Key::AccountingStorageTres, "gres/gpu".into()));
     }
     let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let s = &hpc.slurm_config;
@@ -239,10 +287,15 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
         .partitions
         .iter()
         .map(|p| PartitionDef {
-            name: p.clone(),
-            nodes: node_names.clone(),
-            default: *p == s.default_partition,
-            max_time: s.max_job_time.clone(),
+            name: p.name().to_owned(),
+            nodes: if crate::config::hpc::partition_holds(p, group) {
+                node_names.clone()
+            } else {
+                Vec::new()
+            },
+            default: p.name() == s.default_partition,
+            default_time: p.default_time().map(str::to_owned),
+            max_time: p.max_time(&s.max_job_time).to_owned(),
         })
         .collect();
     let header = |file: &str| {
@@ -334,6 +387,26 @@ pub fn build(config: &ClusterConfig, deployment: &Deployment) -> Result<SlurmFil
             lines,
         },
         cgroup_conf: cgroup,
+        slurmdbd_conf: SlurmdbdConf {
+            comments: {
+                let mut c = header("slurmdbd.conf");
+                c.push("The database password (StoragePass) is appended on the controller from the file hsw-cli made; it is never logged.".into());
+                c
+            },
+            settings: vec![
+                ("AuthType", "auth/munge".into()),
+                ("DbdHost", "localhost".into()),
+                ("DbdPort", SLURMDBD_PORT.to_string()),
+                ("SlurmUser", "slurm".into()),
+                ("LogFile", format!("{LOG_DIR}/slurmdbd.log")),
+                ("PidFile", "/run/slurmdbd.pid".into()),
+                ("StorageType", "accounting_storage/mysql".into()),
+                ("StorageHost", "localhost".into()),
+                ("StoragePort", "3306".into()),
+                ("StorageUser", ACCOUNTING_DB_USER.into()),
+                ("StorageLoc", ACCOUNTING_DB.into()),
+            ],
+        },
     })
 }
 
@@ -358,9 +431,11 @@ impl SlurmFiles {
             slurm_conf: self.slurm_conf.to_text(),
             gres_conf: self.gres_conf.to_text(),
             cgroup_conf: self.cgroup_conf.to_text(),
+            slurmdbd_conf: self.slurmdbd_conf.to_text(),
         };
         problems.extend(check::check_text(&files.slurm_conf));
         problems.extend(check::check_gres_text(&files.gres_conf));
+        problems.extend(check::check_slurmdbd_text(&files.slurmdbd_conf));
         if problems.is_empty() {
             Ok(files)
         } else {

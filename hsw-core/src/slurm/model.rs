@@ -48,11 +48,27 @@ pub enum Key {
     MpiDefault,
     /// `GresTypes`.
     GresTypes,
+    /// `AccountingStorageType`.
+    AccountingStorageType,
+    /// `AccountingStorageHost`.
+    AccountingStorageHost,
+    /// `AccountingStoragePort`.
+    AccountingStoragePort,
+    /// `AccountingStorageTRES`.
+    AccountingStorageTres,
+    /// `AccountingStorageEnforce`.
+    AccountingStorageEnforce,
+    /// `JobAcctGatherType`.
+    JobAcctGatherType,
+    /// `PriorityType`.
+    PriorityType,
+    /// `PriorityWeightFairshare`.
+    PriorityWeightFairshare,
 }
 
 impl Key {
     /// Every key, in the order hsw writes them.
-    pub const ALL: [Key; 21] = [
+    pub const ALL: [Key; 29] = [
         Key::ClusterName,
         Key::SlurmctldHost,
         Key::AuthType,
@@ -74,6 +90,14 @@ impl Key {
         Key::ReturnToService,
         Key::MpiDefault,
         Key::GresTypes,
+        Key::AccountingStorageType,
+        Key::AccountingStorageHost,
+        Key::AccountingStoragePort,
+        Key::AccountingStorageTres,
+        Key::AccountingStorageEnforce,
+        Key::JobAcctGatherType,
+        Key::PriorityType,
+        Key::PriorityWeightFairshare,
     ];
 
     /// The key as Slurm spells it.
@@ -100,6 +124,14 @@ impl Key {
             Key::ReturnToService => "ReturnToService",
             Key::MpiDefault => "MpiDefault",
             Key::GresTypes => "GresTypes",
+            Key::AccountingStorageType => "AccountingStorageType",
+            Key::AccountingStorageHost => "AccountingStorageHost",
+            Key::AccountingStoragePort => "AccountingStoragePort",
+            Key::AccountingStorageTres => "AccountingStorageTRES",
+            Key::AccountingStorageEnforce => "AccountingStorageEnforce",
+            Key::JobAcctGatherType => "JobAcctGatherType",
+            Key::PriorityType => "PriorityType",
+            Key::PriorityWeightFairshare => "PriorityWeightFairshare",
         }
     }
 
@@ -122,8 +154,29 @@ pub const NODE_ATTRIBUTES: [&str; 7] = [
     "State",
 ];
 /// The attributes of a `PartitionName=` line hsw writes.
-pub const PARTITION_ATTRIBUTES: [&str; 5] =
-    ["PartitionName", "Nodes", "Default", "MaxTime", "State"];
+pub const PARTITION_ATTRIBUTES: [&str; 6] = [
+    "PartitionName",
+    "Nodes",
+    "Default",
+    "DefaultTime",
+    "MaxTime",
+    "State",
+];
+/// The `slurmdbd.conf` keys hsw writes. `StoragePass` is not one of them: the playbook appends it on the
+/// controller from the password file (it is never in hsw's rendered text, its logs or a command line).
+pub const SLURMDBD_KEYS: [&str; 11] = [
+    "AuthType",
+    "DbdHost",
+    "DbdPort",
+    "SlurmUser",
+    "LogFile",
+    "PidFile",
+    "StorageType",
+    "StorageHost",
+    "StoragePort",
+    "StorageUser",
+    "StorageLoc",
+];
 /// The attributes of a `gres.conf` line hsw writes.
 pub const GRES_ATTRIBUTES: [&str; 5] = ["NodeName", "Name", "Type", "File", "Count"];
 /// The `cgroup.conf` keys hsw writes.
@@ -206,6 +259,8 @@ pub struct PartitionDef {
     pub nodes: Vec<String>,
     /// `Default=YES|NO`.
     pub default: bool,
+    /// `DefaultTime`, when the partition has one.
+    pub default_time: Option<String>,
     /// `MaxTime`.
     pub max_time: String,
 }
@@ -266,6 +321,16 @@ fn comments(out: &mut String, lines: &[String]) {
     }
 }
 
+/// A file of comments then `key=value` lines (cgroup.conf, slurmdbd.conf).
+fn key_value_text(lines: &[String], settings: &[(&'static str, String)]) -> String {
+    let mut out = String::new();
+    comments(&mut out, lines);
+    for (k, v) in settings {
+        let _ = writeln!(out, "{k}={v}");
+    }
+    out
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b {
         "YES"
@@ -303,16 +368,35 @@ impl SlurmConf {
             out.push_str("\n# Partitions\n");
         }
         for p in &self.partitions {
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "PartitionName={} Nodes={} Default={} MaxTime={} State=UP",
+                "PartitionName={} Nodes={} Default={}",
                 p.name,
                 p.nodes.join(","),
                 yes_no(p.default),
-                p.max_time
             );
+            if let Some(t) = &p.default_time {
+                let _ = write!(out, " DefaultTime={t}");
+            }
+            let _ = writeln!(out, " MaxTime={} State=UP", p.max_time);
         }
         out
+    }
+}
+
+/// `slurmdbd.conf`, without `StoragePass` (see [`SLURMDBD_KEYS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlurmdbdConf {
+    /// Comment lines at the top (without `# `).
+    pub comments: Vec<String>,
+    /// `key=value` lines; keys from [`SLURMDBD_KEYS`].
+    pub settings: Vec<(&'static str, String)>,
+}
+
+impl SlurmdbdConf {
+    /// The file's text (the playbook appends `StoragePass=` on the controller).
+    pub fn to_text(&self) -> String {
+        key_value_text(&self.comments, &self.settings)
     }
 }
 
@@ -344,11 +428,6 @@ impl GresConf {
 impl CgroupConf {
     /// The file's text.
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        comments(&mut out, &self.comments);
-        for (k, v) in &self.settings {
-            let _ = writeln!(out, "{k}={v}");
-        }
-        out
+        key_value_text(&self.comments, &self.settings)
     }
 }
