@@ -1,7 +1,7 @@
 //! Steps 9 and 10: every VM answers SSH with its own host name; on the HPC cluster, `sinfo` shows every
 //! compute node idle and `srun -N<n> hostname` prints each one's name, then issue 12's site checks ([`hpc`]:
-//! MPI across nodes from the shared home, accounting, QoS, a held job across a slurmctld restart; not yet run
-//! against guests). SSH runs inside the sandbox.
+//! MPI across nodes from the shared home, accounting, QoS, a held job across a slurmctld restart). SSH runs
+//! inside the sandbox.
 
 use std::collections::BTreeMap;
 use std::io::Write;

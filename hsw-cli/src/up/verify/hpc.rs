@@ -3,8 +3,8 @@
 //! the first configured user's `sbatch` job shows up COMPLETED in `sacct` under that user's account; a job over
 //! the user's QoS wall time is refused with Slurm's reason; a held job survives `systemctl restart slurmctld`.
 //!
-//! NOT YET RUN AGAINST GUESTS: these steps are tested with the fake runner only (the commands they send and how
-//! they read the answers); the integrator's end-to-end run is their first contact with Slurm.
+//! Run against guests by `tests/e2e/up.sh` (through `hsw-cli up`); the unit tests below check the commands they
+//! send and how they read the answers over the fake runner.
 //!
 //! The remote commands are fixed text; the only values from cluster.yaml in them are the user's name (checked to
 //! be a plain login name before use) and a number of minutes.
