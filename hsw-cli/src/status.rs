@@ -135,6 +135,11 @@ pub fn promised_services(
     };
     let postgres = first(&[Role::CpuWorker, Role::ControlPlane]);
     let prometheus = first(&[Role::ControlPlane, Role::Controller]);
+    let shared_storage = config
+        .clusters
+        .hpc
+        .as_ref()
+        .is_some_and(|h| h.shared_storage().is_enabled());
     let monitoring = config
         .global
         .monitoring
@@ -145,7 +150,11 @@ pub fn promised_services(
         .iter()
         .map(|h| {
             let mut s: Vec<&'static str> = match h.role {
-                Role::Controller => vec!["munge", "slurmctld"],
+                // The slurmdbd role: MariaDB and slurmdbd on the controller; nfs_server when storage is shared.
+                Role::Controller if shared_storage => {
+                    vec!["munge", "mariadb", "slurmdbd", "slurmctld", "nfs-server"]
+                }
+                Role::Controller => vec!["munge", "mariadb", "slurmdbd", "slurmctld"],
                 Role::Compute => vec!["munge", "slurmd"],
                 Role::ControlPlane | Role::CpuWorker | Role::GpuWorker => vec!["containerd"],
             };

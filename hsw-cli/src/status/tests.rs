@@ -92,7 +92,10 @@ fn all_up() {
     );
     let ctl = d.with_role(Role::Controller).next().unwrap();
     assert!(
-        out.contains(&format!("  {}: munge active, slurmctld active,", ctl.name)),
+        out.contains(&format!(
+            "  {}: munge active, mariadb active, slurmdbd active, slurmctld active, nfs-server active,",
+            ctl.name
+        )),
         "{out}"
     );
     // A GPU unit is shown on its VM.
@@ -318,7 +321,14 @@ fn promised_services_follow_the_playbooks() {
     let cp = d.with_role(Role::ControlPlane).next().unwrap();
     assert_eq!(
         p[&ctl.name],
-        ["munge", "slurmctld", "prometheus-node-exporter"]
+        [
+            "munge",
+            "mariadb",
+            "slurmdbd",
+            "slurmctld",
+            "nfs-server",
+            "prometheus-node-exporter"
+        ]
     );
     assert_eq!(
         p[&compute.name],
