@@ -148,7 +148,10 @@ fn all_up() {
                 "systemctl",
                 "is-active",
                 "munge",
+                "mariadb",
+                "slurmdbd",
                 "slurmctld",
+                "nfs-server",
                 "prometheus-node-exporter"
             ]
             .map(String::from)
