@@ -128,17 +128,18 @@ pub fn planned_gpus(layout: &Layout, kind: UnitKind) -> Vec<String> {
     out
 }
 
-/// Why these checks have nothing to judge: simulated GPUs, no GPU named, or no plan.
-fn not_real(policy: &Policy, layout: &Result<Layout, String>) -> Option<String> {
+/// The plan's layout when the GPUs are real and the config has a plan; otherwise why these checks have nothing
+/// to judge (simulated GPUs, no GPU named, or no plan).
+fn real_layout<'a>(
+    policy: &Policy,
+    layout: &'a Result<Layout, String>,
+) -> Result<&'a Layout, String> {
     if let Some(why) = policy.no_real_gpus() {
-        return Some(format!("{}.", super::capitalize(why)));
+        return Err(format!("{}.", super::capitalize(why)));
     }
-    match layout {
-        Err(e) => Some(format!(
-            "The config has no GPU plan ({e}), so nothing is planned on the GPUs."
-        )),
-        Ok(_) => None,
-    }
+    layout.as_ref().map_err(|e| {
+        format!("The config has no GPU plan ({e}), so nothing is planned on the GPUs.")
+    })
 }
 
 /// Nothing for this check to judge: `message` says why.
@@ -175,7 +176,7 @@ pub(super) fn check_driver(
     layout: &Result<Layout, String>,
 ) -> Check {
     const ID: &str = "gpu.driver";
-    if let Some(why) = not_real(policy, layout) {
+    if let Err(why) = real_layout(policy, layout) {
         return skip(ID, why);
     }
     match &facts.driver {
@@ -261,11 +262,9 @@ pub(super) fn check_mig(
     layout: &Result<Layout, String>,
 ) -> Check {
     const ID: &str = "gpu.mig";
-    if let Some(why) = not_real(policy, layout) {
-        return skip(ID, why);
-    }
-    let Ok(layout) = layout else {
-        return skip(ID, "The config has no GPU plan.".into());
+    let layout = match real_layout(policy, layout) {
+        Ok(l) => l,
+        Err(why) => return skip(ID, why),
     };
     let mig = planned_gpus(layout, UnitKind::Mig);
     let whole = planned_gpus(layout, UnitKind::Whole);
@@ -365,11 +364,9 @@ pub(super) fn check_vgpu_types(
     layout: &Result<Layout, String>,
 ) -> Check {
     const ID: &str = "gpu.vgpu_types";
-    if let Some(why) = not_real(policy, layout) {
-        return skip(ID, why);
-    }
-    let Ok(layout) = layout else {
-        return skip(ID, "The config has no GPU plan.".into());
+    let layout = match real_layout(policy, layout) {
+        Ok(l) => l,
+        Err(why) => return skip(ID, why),
     };
     // Each GPU's wanted types, with the VMs that want them.
     let mut wanted: BTreeMap<(String, Option<String>), Vec<String>> = BTreeMap::new();
@@ -498,11 +495,9 @@ pub(super) fn check_passthrough(
     layout: &Result<Layout, String>,
 ) -> Check {
     const ID: &str = "gpu.passthrough";
-    if let Some(why) = not_real(policy, layout) {
-        return skip(ID, why);
-    }
-    let Ok(layout) = layout else {
-        return skip(ID, "The config has no GPU plan.".into());
+    let layout = match real_layout(policy, layout) {
+        Ok(l) => l,
+        Err(why) => return skip(ID, why),
     };
     if !layout
         .targets
@@ -589,11 +584,9 @@ pub(super) fn check_ovmf(
     layout: &Result<Layout, String>,
 ) -> Check {
     const ID: &str = "ovmf";
-    if let Some(why) = not_real(policy, layout) {
-        return skip(ID, format!("{why} No VM boots UEFI."));
-    }
-    let Ok(layout) = layout else {
-        return skip(ID, "The config has no GPU plan.".into());
+    let layout = match real_layout(policy, layout) {
+        Ok(l) => l,
+        Err(why) => return skip(ID, format!("{why} No VM boots UEFI.")),
     };
     let vms: Vec<&str> = layout
         .vms
