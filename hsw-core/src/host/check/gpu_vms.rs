@@ -331,17 +331,7 @@ pub(super) fn check_mig(
             None => {}
         }
     }
-    let status = if !bad.is_empty() {
-        Status::Fail
-    } else if !warn.is_empty() {
-        Status::Warn
-    } else {
-        Status::Pass
-    };
-    let mut parts = bad;
-    parts.extend(warn);
-    parts.extend(ok);
-    Check::new(ID, status, sentences(&parts), fixes.join(" "))
+    verdict(ID, bad, warn, ok, &fixes)
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -355,6 +345,28 @@ fn on_off(b: bool) -> &'static str {
 /// Clauses as sentences: `A; b; c.`
 fn sentences(parts: &[String]) -> String {
     format!("{}.", super::capitalize(&parts.join("; ")))
+}
+
+/// A check from its findings: fail when something is bad, else warn when something is doubtful, else pass; the
+/// message lists the bad, then the doubtful, then the good findings, and the remedy joins the fixes.
+fn verdict(
+    id: &str,
+    bad: Vec<String>,
+    warn: Vec<String>,
+    ok: Vec<String>,
+    fixes: &[String],
+) -> Check {
+    let status = if !bad.is_empty() {
+        Status::Fail
+    } else if !warn.is_empty() {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let mut parts = bad;
+    parts.extend(warn);
+    parts.extend(ok);
+    Check::new(id, status, sentences(&parts), fixes.join(" "))
 }
 
 /// `gpu.vgpu_types`: the vGPU type of every unit that reaches its VM as a vGPU, against what the host offers.
@@ -473,18 +485,8 @@ pub(super) fn check_vgpu_types(
              /sys/bus/pci/devices/<VF>/mdev_supported_types/*/name` or `.../nvidia/creatable_vgpu_types` lists them)."
         ));
     }
-    let status = if !bad.is_empty() {
-        Status::Fail
-    } else if !unsure.is_empty() {
-        Status::Warn
-    } else {
-        Status::Pass
-    };
-    let mut parts = bad;
-    parts.extend(unsure);
-    parts.extend(ok);
     fixes.dedup();
-    Check::new(ID, status, sentences(&parts), fixes.join(" "))
+    verdict(ID, bad, unsure, ok, &fixes)
 }
 
 /// `gpu.passthrough`: each GPU passed whole to a VM has an IOMMU group of its own (or one whose other devices
@@ -564,17 +566,7 @@ pub(super) fn check_passthrough(
             }
         }
     }
-    let status = if !bad.is_empty() {
-        Status::Fail
-    } else if !warn.is_empty() {
-        Status::Warn
-    } else {
-        Status::Pass
-    };
-    let mut parts = bad;
-    parts.extend(warn);
-    parts.extend(ok);
-    Check::new(ID, status, sentences(&parts), fixes.join(" "))
+    verdict(ID, bad, warn, ok, &fixes)
 }
 
 /// `ovmf`: the UEFI firmware the GPU VMs boot (q35 + OVMF) is installed.
