@@ -142,56 +142,33 @@ mod tests {
     fn only_our_own_networks_status_makes_a_bridge_ours() {
         let d = tempfile::tempdir().unwrap();
         let host = FixtureHost::new(d.path(), "root", 1);
+        let ours = || made_by_our_network(&host, "hsw-dev-hpc-network", "hswbr-hpc");
         // Nothing recorded, or a stranger's network, or ours naming another bridge, or unreadable XML: not ours.
-        assert!(!made_by_our_network(
-            &host,
-            "hsw-dev-hpc-network",
-            "hswbr-hpc"
-        ));
+        assert!(!ours());
         status_file(d.path(), "other", "other", "hswbr-hpc");
-        assert!(!made_by_our_network(
-            &host,
-            "hsw-dev-hpc-network",
-            "hswbr-hpc"
-        ));
+        assert!(!ours());
         status_file(
             d.path(),
             "hsw-dev-hpc-network",
             "hsw-dev-hpc-network",
             "virbr0",
         );
-        assert!(!made_by_our_network(
-            &host,
-            "hsw-dev-hpc-network",
-            "hswbr-hpc"
-        ));
+        assert!(!ours());
         // A file named for our network that names another network inside does not count either.
         status_file(d.path(), "hsw-dev-hpc-network", "other", "hswbr-hpc");
-        assert!(!made_by_our_network(
-            &host,
-            "hsw-dev-hpc-network",
-            "hswbr-hpc"
-        ));
+        assert!(!ours());
         fs::write(
             d.path().join("run/libvirt/network/hsw-dev-hpc-network.xml"),
             "<networkstatus><netw",
         )
         .unwrap();
-        assert!(!made_by_our_network(
-            &host,
-            "hsw-dev-hpc-network",
-            "hswbr-hpc"
-        ));
+        assert!(!ours());
         status_file(
             d.path(),
             "hsw-dev-hpc-network",
             "hsw-dev-hpc-network",
             "hswbr-hpc",
         );
-        assert!(made_by_our_network(
-            &host,
-            "hsw-dev-hpc-network",
-            "hswbr-hpc"
-        ));
+        assert!(ours());
     }
 }
