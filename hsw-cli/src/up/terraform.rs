@@ -221,15 +221,11 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
     // checksum.
     let lock = ctx.tf_dir.join(".terraform.lock.hcl");
     if changed && lock.is_file() {
-        std::fs::remove_file(&lock)
-            .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", lock.display())))?;
-        say(
+        remove_lock(
+            &lock,
+            "it records the checksum of the provider this one replaced",
             out,
-            format!(
-                "removed {}: it records the checksum of the provider this one replaced",
-                lock.display()
-            ),
-        );
+        )?;
     }
     if changed || !initialized {
         init_args.push("-upgrade");
@@ -248,15 +244,11 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
         && words(&o).contains("doesn't match any of the checksums previously recorded")
         && lock.is_file()
     {
-        std::fs::remove_file(&lock)
-            .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", lock.display())))?;
-        say(
+        remove_lock(
+            &lock,
+            "it records the checksum of another build of the provider; initializing again",
             out,
-            format!(
-                "removed {}: it records the checksum of another build of the provider; initializing again",
-                lock.display()
-            ),
-        );
+        )?;
         let args = ["init", "-input=false", "-no-color", "-upgrade"];
         o = ctx.capture(&ctx.terraform(&args), "terraform", INSTALL_TERRAFORM)?;
     }
@@ -272,6 +264,14 @@ fn init_with(ctx: &Ctx<'_>, bin: &Path, out: &mut dyn Write) -> Result<(), Error
         )));
     }
     say(out, format!("terraform init done (log {})", log.display()));
+    Ok(())
+}
+
+/// Removes up's own lock file `lock`, saying `why`.
+fn remove_lock(lock: &Path, why: &str, out: &mut dyn Write) -> Result<(), Error> {
+    std::fs::remove_file(lock)
+        .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", lock.display())))?;
+    say(out, format!("removed {}: {why}", lock.display()));
     Ok(())
 }
 
