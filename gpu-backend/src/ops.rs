@@ -3,6 +3,7 @@
 //! read back, destroy.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +195,18 @@ pub struct CreateRequest {
     pub compute_slices: Option<u32>,
 }
 
+/// " Waited N s for ..." after a refusal that [`create`] waited for, or nothing when it did not wait.
+fn waited_note(waited: Duration) -> String {
+    if waited.is_zero() {
+        String::new()
+    } else {
+        format!(
+            " It waited {} s for other instances to free the room (as a destroy in the same apply would).",
+            waited.as_secs()
+        )
+    }
+}
+
 /// The first placement of `profile` that overlaps none of `existing`.
 pub fn first_fit(profile: &ProfileInfo, existing: &[GpuInstance]) -> Option<Placement> {
     profile
@@ -225,52 +238,82 @@ fn describe_used(existing: &[GpuInstance], profiles: &[ProfileInfo]) -> String {
         .join(", ")
 }
 
+/// How often [`create`] looks again for room that another operation is freeing.
+const ROOM_RETRY: Duration = Duration::from_millis(500);
+
 /// Creates a MIG instance: under the GPU's host-level lock, reads the GPU instances, picks the placement, creates
 /// the GPU instance, then the compute instance; if the compute instance fails, destroys the GPU instance it made
 /// (nothing is left half-made) and returns the compute instance's error.
+///
+/// While the placement is taken by existing GPU instances, it waits up to `room_wait` (the lock released) for
+/// them to go: one Terraform apply that re-plans a GPU destroys the old instances and creates the new ones at
+/// the same time, so a create may find the room still held by an instance being destroyed.
 pub fn create(
     backend: &dyn GpuBackend,
     lock_dir: &Path,
     req: &CreateRequest,
+    room_wait: Duration,
 ) -> Result<MigInstance> {
     let dev = find_device(backend, &req.gpu)?;
     dev.require_mig()?;
     let profiles = backend.profiles(dev.index)?;
     let profile = find_profile(&profiles, &dev, &req.profile)?;
-    let _lock = GpuLock::acquire(lock_dir, &dev.pci_address)?;
-    recover(backend, lock_dir, &dev)?;
-    let existing = backend.gpu_instances(dev.index)?;
-    let start = match req.placement_start {
-        Some(s) => {
-            if !profile.placements.iter().any(|p| p.start == s) {
-                return Err(GpuError::new(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "{} cannot start at memory slice {s} on GPU {}; its legal starts are {:?}.",
-                        profile.name,
-                        dev.pci_address,
-                        profile.placements.iter().map(|p| p.start).collect::<Vec<_>>()
-                    ),
-                ));
-            }
-            s
+    if let Some(s) = req.placement_start {
+        if !profile.placements.iter().any(|p| p.start == s) {
+            return Err(GpuError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{} cannot start at memory slice {s} on GPU {}; its legal starts are {:?}.",
+                    profile.name,
+                    dev.pci_address,
+                    profile
+                        .placements
+                        .iter()
+                        .map(|p| p.start)
+                        .collect::<Vec<_>>()
+                ),
+            ));
         }
-        None => {
-            first_fit(&profile, &existing)
-                .ok_or_else(|| {
-                    GpuError::new(
-                        ErrorKind::InsufficientResources,
-                        format!(
-                            "GPU {} has no free placement for a {} instance (INSUFFICIENT_RESOURCES): its legal \
-                             starts {:?} are all covered by {}. Destroy an instance or choose another GPU.",
-                            dev.pci_address,
-                            profile.name,
-                            profile.placements.iter().map(|p| p.start).collect::<Vec<_>>(),
-                            describe_used(&existing, &profiles)
-                        ),
-                    )
-                })?
-                .start
+    }
+    let deadline = Instant::now() + room_wait;
+    let (_lock, start, waited) = loop {
+        let lock = GpuLock::acquire(lock_dir, &dev.pci_address)?;
+        recover(backend, lock_dir, &dev)?;
+        let existing = backend.gpu_instances(dev.index)?;
+        let free = |p: &Placement| !existing.iter().any(|g| g.placement.overlaps(*p));
+        let start = match req.placement_start {
+            Some(s) => profile
+                .placements
+                .iter()
+                .find(|p| p.start == s)
+                .copied()
+                .filter(free),
+            None => first_fit(&profile, &existing),
+        }
+        .map(|p| p.start);
+        let waited = room_wait.saturating_sub(deadline.saturating_duration_since(Instant::now()));
+        match (start, req.placement_start) {
+            (Some(s), _) => break (lock, s, waited),
+            _ if Instant::now() < deadline => {
+                drop(lock);
+                std::thread::sleep(ROOM_RETRY);
+            }
+            // Taken: the backend says by what (and refuses, as NVML does).
+            (None, Some(s)) => break (lock, s, waited),
+            (None, None) => {
+                return Err(GpuError::new(
+                    ErrorKind::InsufficientResources,
+                    format!(
+                        "GPU {} has no free placement for a {} instance (INSUFFICIENT_RESOURCES): its legal \
+                         starts {:?} are all covered by {}.{} Destroy an instance or choose another GPU.",
+                        dev.pci_address,
+                        profile.name,
+                        profile.placements.iter().map(|p| p.start).collect::<Vec<_>>(),
+                        describe_used(&existing, &profiles),
+                        waited_note(waited)
+                    ),
+                ))
+            }
         }
     };
     // The intent goes to disk before the GPU instance exists, so a create killed from here on leaves a record the
@@ -285,8 +328,11 @@ pub fn create(
     intent::record(lock_dir, &intent)?;
     let gi = match backend.create_gpu_instance(dev.index, profile.id, start) {
         Ok(gi) => gi,
-        Err(e) => {
+        Err(mut e) => {
             intent::clear(lock_dir, &dev.pci_address)?;
+            if e.kind == ErrorKind::InsufficientResources {
+                e.message.push_str(&waited_note(waited));
+            }
             return Err(e);
         }
     };
@@ -584,15 +630,15 @@ mod tests {
     fn create_picks_the_first_fit_and_reads_back() {
         let (d, b) = sim();
         let locks = d.path().join("locks");
-        let a = create(&b, &locks, &req("3g.40gb", None)).unwrap();
+        let a = create(&b, &locks, &req("3g.40gb", None), Duration::ZERO).unwrap();
         assert_eq!(a.placement, Placement { start: 0, size: 4 });
         assert!(a
             .mig_device_uuid
             .as_deref()
             .is_some_and(|u| u.starts_with("MIG-")));
-        let c = create(&b, &locks, &req("3g.40gb", None)).unwrap();
+        let c = create(&b, &locks, &req("3g.40gb", None), Duration::ZERO).unwrap();
         assert_eq!(c.placement.start, 4);
-        let e = create(&b, &locks, &req("1g.10gb", None)).unwrap_err();
+        let e = create(&b, &locks, &req("1g.10gb", None), Duration::ZERO).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InsufficientResources, "{e}");
         assert!(e.message.contains("slices 0..4"), "{e}");
         assert_eq!(read(&b, "0", a.gi_id).unwrap(), Some(a.clone()));
@@ -629,9 +675,9 @@ mod tests {
         let (d, b) = sim();
         let locks = d.path().join("locks");
         // The same id, profile and placement, made again behind the stored state's back: only the MIG UUID differs.
-        let old = create(&b, &locks, &req("1g.10gb", Some(0))).unwrap();
+        let old = create(&b, &locks, &req("1g.10gb", Some(0)), Duration::ZERO).unwrap();
         destroy(&b, &locks, "0", old.gi_id, &Expect::default()).unwrap();
-        let new = create(&b, &locks, &req("1g.10gb", Some(0))).unwrap();
+        let new = create(&b, &locks, &req("1g.10gb", Some(0)), Duration::ZERO).unwrap();
         assert_eq!(
             new.gi_id, old.gi_id,
             "the simulated GPU reuses ids as NVML does"
@@ -644,7 +690,7 @@ mod tests {
         assert_eq!(read(&b, "0", new.gi_id).unwrap(), Some(new.clone()));
         // Another profile or placement under the id.
         destroy(&b, &locks, "0", new.gi_id, &expect_of(&new)).unwrap();
-        let other = create(&b, &locks, &req("2g.20gb", Some(2))).unwrap();
+        let other = create(&b, &locks, &req("2g.20gb", Some(2)), Duration::ZERO).unwrap();
         assert_eq!(other.gi_id, old.gi_id);
         let stale = Expect {
             mig_device_uuid: None,
@@ -701,7 +747,7 @@ mod tests {
         let locks = d.path().join("locks");
         // Killed after the 3g.40gb (ID 9) at slice 0 was made: the next create cleans it up, so a 4g fits at 0.
         killed_create(&b, &locks, 9, 0, true);
-        let four = create(&b, &locks, &req("4g.40gb", None)).unwrap();
+        let four = create(&b, &locks, &req("4g.40gb", None), Duration::ZERO).unwrap();
         assert_eq!(four.placement.start, 0);
         assert_eq!(b.gpu_instances(0).unwrap().len(), 1);
         assert_eq!(intent::pending(&locks, "0000:41:00.0").unwrap(), None);
@@ -729,7 +775,13 @@ mod tests {
             ErrorKind::InsufficientResources,
         )
         .unwrap();
-        let e = create(&b, &d.path().join("locks"), &req("1g.10gb", Some(3))).unwrap_err();
+        let e = create(
+            &b,
+            &d.path().join("locks"),
+            &req("1g.10gb", Some(3)),
+            Duration::ZERO,
+        )
+        .unwrap_err();
         assert_eq!(e.kind, ErrorKind::InsufficientResources);
         assert!(e.message.contains("nothing is left half-made"), "{e}");
         assert!(b.gpu_instances(0).unwrap().is_empty());
@@ -739,13 +791,13 @@ mod tests {
     fn bad_starts_unknown_profiles_and_mig_off_are_refused_before_creating() {
         let (d, b) = sim();
         let locks = d.path().join("locks");
-        let e = create(&b, &locks, &req("2g.20gb", Some(6))).unwrap_err();
+        let e = create(&b, &locks, &req("2g.20gb", Some(6)), Duration::ZERO).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
-        let e = create(&b, &locks, &req("1g.5gb", None)).unwrap_err();
+        let e = create(&b, &locks, &req("1g.5gb", None), Duration::ZERO).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotSupported);
         assert!(e.message.contains("Did you mean"), "{e}");
         b.set_mig_mode("0000:41:00.0", false, false).unwrap();
-        let e = create(&b, &locks, &req("1g.10gb", None)).unwrap_err();
+        let e = create(&b, &locks, &req("1g.10gb", None), Duration::ZERO).unwrap_err();
         assert_eq!(e.kind, ErrorKind::MigDisabled);
         assert!(b.gpu_instances(0).unwrap().is_empty());
     }
@@ -754,7 +806,7 @@ mod tests {
     fn in_use_instances_are_not_destroyed() {
         let (d, b) = sim();
         let locks = d.path().join("locks");
-        let a = create(&b, &locks, &req("1g.10gb", None)).unwrap();
+        let a = create(&b, &locks, &req("1g.10gb", None), Duration::ZERO).unwrap();
         b.set_holder("0000:41:00.0", a.gi_id, Some("VM cloud-worker-1"))
             .unwrap();
         let e = destroy(&b, &locks, "0", a.gi_id, &Expect::default()).unwrap_err();
@@ -769,8 +821,8 @@ mod tests {
             let (d, b) = sim();
             let locks = d.path().join("locks");
             // Fill all but the last 1g slot: 4g@0, 2g@4, leaving slice 6 (and 7) for one 1g.
-            create(&b, &locks, &req("4g.40gb", None)).unwrap();
-            create(&b, &locks, &req("2g.20gb", None)).unwrap();
+            create(&b, &locks, &req("4g.40gb", None), Duration::ZERO).unwrap();
+            create(&b, &locks, &req("2g.20gb", None), Duration::ZERO).unwrap();
             let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
             let handles: Vec<_> = (0..2)
                 .map(|_| {
@@ -780,7 +832,12 @@ mod tests {
                         // A separate backend per racer, as two processes would have.
                         let b = SimulatedBackend::open(&dir, None).unwrap();
                         barrier.wait();
-                        create(&b, &dir.join("locks"), &req("1g.10gb", None))
+                        create(
+                            &b,
+                            &dir.join("locks"),
+                            &req("1g.10gb", None),
+                            Duration::ZERO,
+                        )
                     })
                 })
                 .collect();

@@ -149,6 +149,7 @@ fn the_mdev_map_names_the_vgpu_parent_where_sysfs_says_it() {
             placement_start: Some(4),
             compute_slices: None,
         },
+        std::time::Duration::ZERO,
     )
     .unwrap()
     .gi_id;
@@ -254,6 +255,7 @@ fn plan_writes_the_mdev_map_with_metadata() {
             placement_start: Some(4),
             compute_slices: None,
         },
+        std::time::Duration::ZERO,
     )
     .unwrap();
     let v = write_map();
@@ -290,6 +292,7 @@ fn cleanup_lists_saves_and_removes_only_what_no_state_holds() {
                 placement_start: None,
                 compute_slices: None,
             },
+            std::time::Duration::ZERO,
         )
         .unwrap()
     };

@@ -120,6 +120,7 @@ async fn a_reused_gpu_instance_id_reads_as_gone_and_is_never_destroyed() {
             placement_start: Some(0),
             compute_slices: None,
         },
+        std::time::Duration::ZERO,
     )
     .unwrap();
     assert_eq!(other.gi_id, gi_of(&old));
@@ -290,6 +291,49 @@ async fn impossible_placements_are_refused_and_never_half_made() {
     assert!(e[0].detail.contains("no free placement"), "{e:?}");
     tf.destroy("hsw_mig_instance", &a).await.unwrap();
     assert_eq!(gis(&w), 0);
+}
+
+#[tokio::test]
+async fn a_create_waits_for_the_room_an_instance_destroyed_in_the_same_apply_frees() {
+    // A re-planned GPU (3g at 4 becomes 1g at 6): Terraform destroys the old instance and creates the new one
+    // at the same time. The create starts first and must wait, not fail on the overlap.
+    let w = world().await;
+    let tf = &w.tf;
+    let old = tf
+        .converge(
+            "hsw_mig_instance",
+            &Value::Null,
+            &mig(tf, "3g.40gb", Some(4)),
+        )
+        .await;
+    let cfg = mig(tf, "1g.10gb", Some(6));
+    let (made, gone) = tokio::join!(tf.apply("hsw_mig_instance", &Value::Null, &cfg), async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        tf.destroy("hsw_mig_instance", &old).await
+    });
+    gone.unwrap();
+    let made = made.unwrap();
+    assert_eq!(made.get("placement_start").as_i64(), Some(6), "{made:?}");
+    assert_eq!(gis(&w), 1);
+    // Room that nothing frees: refused after the backend's wait (2 s in tests), saying it waited.
+    let t = std::time::Instant::now();
+    let e = tf
+        .apply(
+            "hsw_mig_instance",
+            &Value::Null,
+            &mig(tf, "1g.10gb", Some(6)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(e[0].summary, "Not enough room on the GPU", "{e:?}");
+    assert!(e[0].detail.contains("waited 2 s"), "{e:?}");
+    assert_eq!(gis(&w), 1);
+    tf.destroy("hsw_mig_instance", &made).await.unwrap();
 }
 
 #[tokio::test]

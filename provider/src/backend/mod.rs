@@ -19,7 +19,8 @@ pub struct Backend {
     pub libvirt: Arc<dyn Libvirt>,
     /// The pool directory's files.
     pub storage: Arc<dyn Storage>,
-    /// How long a create waits for another apply creating an object of the same name ([`LOCK_WAIT`] unless a
+    /// How long a create waits for other work: another apply creating an object of the same name, or a MIG
+    /// instance that the same apply destroys and whose room on the GPU the create needs ([`LOCK_WAIT`] unless a
     /// test shortens it).
     pub lock_wait: Duration,
 }

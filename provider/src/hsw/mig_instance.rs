@@ -384,10 +384,14 @@ impl Resource for MigInstanceResource {
                 None => None,
             },
         };
+        // A re-planned GPU: Terraform destroys the old instances and creates the new ones of one apply at the same
+        // time, so the create waits for the room an instance being destroyed still holds.
+        let room_wait = super::configured(&self.shared)?.backend.lock_wait;
         let mig = self.mig.get(&self.shared).await?;
         let kind = mig.backend.kind().as_str().to_owned();
         let m = mig.clone();
-        let made = blocking(move || ops::create(m.backend.as_ref(), &m.lock_dir, &req)).await?;
+        let made =
+            blocking(move || ops::create(m.backend.as_ref(), &m.lock_dir, &req, room_wait)).await?;
         match made {
             Ok(inst) => Ok(state_from(planned, &inst, &kind)),
             Err(e) => {
