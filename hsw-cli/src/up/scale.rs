@@ -8,7 +8,7 @@
 //! Which nodes go is what the last `up` recorded (its Terraform output in the state directory) less what the
 //! config plans now; the controller is asked over SSH inside the sandbox, like the final checks do.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -100,7 +100,8 @@ fn busy(state: &str) -> bool {
     s.contains("draining") || ["alloc", "mix", "compl"].iter().any(|p| s.starts_with(p))
 }
 
-/// `sinfo` of `nodes` on the controller: node → long state, for the nodes Slurm knows.
+/// `sinfo` of `nodes` on the controller: node → long state, for the nodes Slurm knows, each once (`sinfo -N`
+/// lists a node once per partition it is in), by name.
 fn states(up: &Up<'_>, user: &str, ctl: &Host, list: &str) -> Result<Vec<(String, String)>, Error> {
     let (ok, stdout, stderr) = ssh(
         up.ctx,
@@ -116,11 +117,12 @@ fn states(up: &Up<'_>, user: &str, ctl: &Host, list: &str) -> Result<Vec<(String
             stderr.trim()
         )));
     }
-    Ok(stdout
+    let once: BTreeMap<String, String> = stdout
         .lines()
         .filter_map(|l| l.trim().split_once(' '))
         .map(|(n, s)| (n.to_owned(), s.trim().to_owned()))
-        .collect())
+        .collect();
+    Ok(once.into_iter().collect())
 }
 
 /// Drains `gone` on `ctl` and waits until none of them runs a job (or `timeout`).
@@ -287,17 +289,28 @@ mod tests {
         let f = Fixture::new(Some("sb"));
         let (_, json) = before_with_extra(&f);
         let runner = FakeRunner::new();
+        // `sinfo -N` lists a node once per partition it is in (the default has two).
         runner
-            .on_full(&["sinfo"], Some(0), "hsw-dev-compute-3 idle\n", "", Some(1))
+            .on_full(
+                &["sinfo"],
+                Some(0),
+                "hsw-dev-compute-3 idle\nhsw-dev-compute-3 idle\n",
+                "",
+                Some(1),
+            )
             .on(&["scontrol"], 0, "")
             .on_full(
                 &["sinfo"],
                 Some(0),
-                "hsw-dev-compute-3 draining\n",
+                "hsw-dev-compute-3 draining\nhsw-dev-compute-3 draining\n",
                 "",
                 Some(2),
             )
-            .on(&["sinfo"], 0, "hsw-dev-compute-3 drained\n");
+            .on(
+                &["sinfo"],
+                0,
+                "hsw-dev-compute-3 drained\nhsw-dev-compute-3 drained\n",
+            );
         let (r, t, argvs) = with_before(&f, &runner, Some(&json), 60);
         r.unwrap();
         assert!(
@@ -340,8 +353,10 @@ mod tests {
             "sinfo, scontrol, sinfo until drained: {argvs:?}"
         );
         assert!(
-            t.contains("draining hsw-dev-compute-3") && t.contains("drained hsw-dev-compute-3"),
-            "{t}"
+            t.contains("draining hsw-dev-compute-3 in Slurm")
+                && t.contains("sinfo on hsw-dev-controller-1: hsw-dev-compute-3 drained\n")
+                && t.contains("drained hsw-dev-compute-3: no job"),
+            "each node once: {t}"
         );
     }
 
