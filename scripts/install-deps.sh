@@ -13,7 +13,7 @@ need_root() { [ "$(id -u)" -eq 0 ] || { echo "install-deps: run as root (apt-get
 base_pkgs=(pkg-config protobuf-compiler libvirt-dev git ca-certificates shellcheck nftables zip ovmf libxml2-utils)
 full_pkgs=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
            qemu-system-x86 qemu-utils dnsmasq-base iproute2 mmdebstrap e2fsprogs
-           cloud-image-utils genisoimage openssh-client packer ansible mdevctl jq)
+           cloud-image-utils genisoimage openssh-client packer ansible ansible-mitogen mdevctl jq)
 
 missing=()
 pkgs=("${base_pkgs[@]}")
