@@ -28,6 +28,11 @@
 #                             still reaches 9100 and the drop rule counted packets; every VM refuses an SSH password
 #                             login (the server offers only publickey; the askpass helper is never asked) and
 #                             `sshd -T` says passwordauthentication no
+#   grow to 3, shrink to 2    with a job running on a node that stays: `up` with 3 compute nodes (and 3 MIG
+#                             slices) adds exactly one domain, the five VMs keep their uuids, sinfo lists the 3
+#                             nodes (the new one idle) and srun runs on it; then `up` with 2 drains the new node
+#                             while a 40 s job runs there (sacct: COMPLETED), destroys its VM and volumes, and
+#                             sinfo lists exactly the 2 nodes, all idle; the long job survived both
 #   up again                  exits 0; the Terraform plan is empty and the playbook's PLAY RECAP says changed=0
 #                             on every host
 #   down                      exits 0; no domain, network or VM disk after destroy; no netns, libvirtd or
@@ -41,7 +46,7 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    -h|--help) show_help 37; exit 0 ;;
+    -h|--help) show_help 40; exit 0 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -72,7 +77,7 @@ state="$work/state"
 config="$work/cluster.yaml"
 sed 's/^\(      bridge: hswbr-.*\)$/\1\n      mode: route/' "$root/examples/minimal-dev.yaml" > "$config"
 [ "$(grep -c '^      mode: route$' "$config")" = 2 ] || fail "could not set both networks of minimal-dev.yaml to route mode"
-hsw() { (cd "$root" && "$cli" "$@" --config "$config" --sandbox-name "$sandbox_name" --state-dir "$state"); }
+hsw() { (cd "$root" && "$cli" "$@" --config "${config_now:-$config}" --sandbox-name "$sandbox_name" --state-dir "$state"); }
 
 cleanup() {
   local rc=$?
@@ -302,6 +307,79 @@ while IFS=$'\t' read -r cluster vm ip; do
   info "$vm: password login refused (server offers publickey only); sshd -T: $pa"
 done < <(jq -r '.hsw_inventory.value.clusters | to_entries[] | .key as $c | .value[] | [$c, .name, .ip] | @tsv' "$tfout")
 timed "ssh hardening" $(( $(date +%s) - t0 ))
+
+# --- the compute group grows from 2 to 3 and shrinks back to 2 ---
+uri=$(sandbox env URI)
+domains() { timeout 60 virsh -q -c "$uri" list --all --name | sed '/^$/d' | sort | paste -sd' ' -; }
+vols() {  # every volume of every pool
+  local p
+  for p in $(timeout 60 virsh -q -c "$uri" pool-list --all --name); do
+    timeout 60 virsh -q -c "$uri" vol-list --pool "$p" | awk '{print $1}'
+  done | sort | paste -sd' ' -
+}
+uuids() { local d; for d in $(domains); do printf '%s=%s ' "$d" "$(timeout 60 virsh -q -c "$uri" domuuid "$d")"; done; }
+slurm_nodes() {  # the nodes sinfo lists, each once, with its state
+  ns_ssh "$key_hpc" "$ctl_ip" sinfo -h -N -o "'%N %t'" | sort -u
+}
+job_state() { ns_ssh "$key_hpc" "$ctl_ip" squeue -h -j "$1" -o %T 2>/dev/null; }
+
+step "grow the compute group from 2 to 3: only the new VM is added, Slurm takes it in, a running job goes on"
+t0=$(date +%s)
+config3="$work/cluster-3.yaml"
+sed -e 's/^      count: 2$/      count: 3/' -e 's/^\(      ip_range: 192\.168\.100\.11-\)12$/\113/' \
+    -e 's/^      hpc: 2$/      hpc: 3/' "$config" > "$config3"
+[ "$(diff "$config" "$config3" | grep -c '^>')" = 3 ] || fail "could not raise the compute count in $config3"
+before_domains=$(domains)
+before_uuids=$(uuids)
+# A job that runs through the growth and the shrink (on a node that stays); Slurm must not disturb it.
+long=$(ns_ssh "$key_hpc" "$ctl_ip" sbatch --parsable -t 30 -w "${computes[0]}" -o /dev/null --wrap "'sleep 1500'") \
+  || fail "sbatch of the long job failed"
+for _ in $(seq 30); do [ "$(job_state "$long")" = RUNNING ] && break; sleep 2; done
+[ "$(job_state "$long")" = RUNNING ] || fail "job $long is not RUNNING before the growth: $(job_state "$long")"
+info "job $long runs on ${computes[0]} (sleep 1500)"
+config_now=$config3 hsw up --skip-check --no-verify 2>&1 | tee "$work/up-grow.log" >&2 || fail "up with 3 compute nodes failed"
+grep -Eq 'Apply complete! Resources: [0-9]+ added, [0-9]+ changed, [0-9]+ destroyed' "$work/up-grow.log" \
+  || fail "no Terraform apply summary in the growth's output"
+new_vm=hsw-dev-compute-3
+[ "$(domains)" = "$(tr ' ' '\n' <<< "$before_domains $new_vm" | sort | paste -sd' ' -)" ] \
+  || fail "after the growth libvirt has '$(domains)', expected '$before_domains' and $new_vm"
+for kv in $before_uuids; do
+  grep -qw -- "$kv" <<< "$(uuids)" || fail "the growth replaced a VM that stays: ${kv%%=*} (uuid was ${kv#*=})"
+done
+info "libvirt: $(domains) (the five VMs kept their uuids)"
+nodes=$(slurm_nodes) || fail "sinfo failed after the growth"
+[ "$(awk '{print $1}' <<< "$nodes" | paste -sd' ' -)" = "${computes[*]} $new_vm" ] \
+  || fail "after the growth sinfo lists '$(tr '\n' ',' <<< "$nodes")', expected ${computes[*]} $new_vm"
+grep -qx "$new_vm idle" <<< "$nodes" || fail "$new_vm is not idle after the growth: $(tr '\n' ',' <<< "$nodes")"
+[ "$(job_state "$long")" = RUNNING ] || fail "job $long did not survive the growth: '$(job_state "$long")'"
+srun=$(ns_ssh "$key_hpc" "$ctl_ip" timeout 120 srun -N1 -w "$new_vm" -t 2 hostname) || fail "srun on $new_vm failed"
+[ "$srun" = "$new_vm" ] || fail "srun -w $new_vm printed '$srun'"
+info "sinfo: $(tr '\n' ',' <<< "$nodes" | sed 's/,$//'); srun on $new_vm ok; job $long still RUNNING"
+timed "grow to 3" $(( $(date +%s) - t0 ))
+
+step "shrink it back to 2: up drains $new_vm (its job finishes), removes it from Slurm, destroys the VM"
+t0=$(date +%s)
+short=$(ns_ssh "$key_hpc" "$ctl_ip" sbatch --parsable -t 5 -w "$new_vm" -o /dev/null --wrap "'sleep 40'") \
+  || fail "sbatch on $new_vm failed"
+for _ in $(seq 30); do [ "$(job_state "$short")" = RUNNING ] && break; sleep 2; done
+[ "$(job_state "$short")" = RUNNING ] || fail "job $short is not RUNNING on $new_vm before the shrink"
+hsw up --skip-check --no-verify --drain-timeout 300 2>&1 | tee "$work/up-shrink.log" >&2 || fail "up back to 2 compute nodes failed"
+grep -q "draining $new_vm in Slurm" "$work/up-shrink.log" || fail "up did not drain $new_vm before removing it"
+st=$(ns_ssh "$key_hpc" "$ctl_ip" sacct -n -X -P -j "$short" -o State) || fail "sacct -j $short failed"
+[ "$st" = COMPLETED ] || fail "job $short on the removed node ended '$st', expected COMPLETED (the drain let it finish)"
+[ "$(domains)" = "$before_domains" ] || fail "after the shrink libvirt has '$(domains)', expected '$before_domains'"
+for kv in $before_uuids; do
+  grep -qw -- "$kv" <<< "$(uuids)" || fail "the shrink replaced a VM that stays: ${kv%%=*}"
+done
+if grep -q -- "$new_vm" <<< "$(vols)"; then fail "a volume of $new_vm is left: $(vols)"; fi
+[ "$(job_state "$long")" = RUNNING ] || fail "job $long did not survive the shrink: '$(job_state "$long")'"
+ns_ssh "$key_hpc" "$ctl_ip" scancel "$long" || fail "scancel $long failed"
+for _ in $(seq 30); do [ -z "$(job_state "$long")" ] && break; sleep 2; done
+nodes=$(slurm_nodes) || fail "sinfo failed after the shrink"
+[ "$nodes" = "$(printf '%s idle\n' "${computes[@]}")" ] \
+  || fail "after the shrink sinfo lists '$(tr '\n' ',' <<< "$nodes")', expected ${computes[*]}, all idle"
+info "job $short on $new_vm COMPLETED before its VM went; libvirt: $(domains); sinfo: $(tr '\n' ',' <<< "$nodes" | sed 's/,$//')"
+timed "shrink to 2" $(( $(date +%s) - t0 ))
 
 # --- second up: nothing changes ---
 step "hsw-cli up again: nothing may change"
