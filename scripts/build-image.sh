@@ -50,7 +50,8 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 LIST_SH="$REPO/packer/packages/list.sh"
 FILES_DIR="$REPO/packer/files"
 # What is installed from packer/files/ (the same destinations and modes as packer/provision/*.sh):
-# "FILE DESTINATION MODE", FILE relative to packer/files/. The munge drop-in only where munge is installed.
+# "FILE DESTINATION MODE", FILE relative to packer/files/. The munge and NFS server drop-ins only where munge and
+# the NFS server are installed.
 FILES=(
   "sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0644"
   "hsw-ssh-hostkeys.service /etc/systemd/system/hsw-ssh-hostkeys.service 0644"
@@ -58,6 +59,7 @@ FILES=(
   "cloud-init-91-hsw-direct-boot.cfg /etc/cloud/cloud.cfg.d/91-hsw-direct-boot.cfg 0644"
   "network-interfaces /etc/network/interfaces 0644"
   "munge-10-hsw.conf /etc/systemd/system/munge.service.d/10-hsw.conf 0644"
+  "nfs-10-hsw.conf /etc/nfs.conf.d/10-hsw.conf 0644"
 )
 
 out="${HSW_IMAGE_DIR:-/var/cache/hsw/images}"
@@ -272,7 +274,10 @@ printf '/dev/vda\t/\text4\trw,relatime,errors=remount-ro\t0\t1\n' > "$r/etc/fsta
 mkdir -p "$r/etc/network/interfaces.d"
 for entry in "${FILES[@]}"; do
   read -r src dst mode <<< "$entry"
-  case "$dst" in /etc/systemd/system/munge.service.d/*) [ -d "$r/etc/munge" ] || continue ;; esac
+  case "$dst" in
+    /etc/systemd/system/munge.service.d/*) [ -d "$r/etc/munge" ] || continue ;;
+    /etc/nfs.conf.d/*) [ -x "$r/usr/sbin/rpc.nfsd" ] || continue ;;
+  esac
   install -D -m "$mode" "$FILES_DIR/$src" "$r$dst"
 done
 rm -f "$r"/etc/ssh/ssh_host_* "$r/etc/munge/munge.key"

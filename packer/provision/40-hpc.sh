@@ -7,6 +7,8 @@ f=${HSW_FILES:?}
 # Debian's munge package made a key at install time; every clone of this image would share it.
 rm -f /etc/munge/munge.key
 install -D -m 0644 "$f/munge-10-hsw.conf" /etc/systemd/system/munge.service.d/10-hsw.conf
+# The NFS server answers NFSv4 only.
+install -D -m 0644 "$f/nfs-10-hsw.conf" /etc/nfs.conf.d/10-hsw.conf
 
 # Slurm: Debian's units start only once /etc/slurm/slurm.conf exists; Ansible enables the right daemon per host.
 for unit in slurmd slurmctld; do
@@ -17,4 +19,4 @@ done
 command -v mpirun >/dev/null
 command -v mount.nfs >/dev/null
 sinfo --version
-echo "40-hpc: munge key removed, Slurm and MPI present"
+echo "40-hpc: munge key removed, NFS server v4 only, Slurm and MPI present"
