@@ -15,7 +15,8 @@
 # What it checks:
 #   up (from a clean state)   exits 0; every VM answers ssh with its own hostname (from inside the netns);
 #                             `sinfo` on the controller shows both compute nodes idle; `srun -N2 hostname` prints
-#                             both compute hostnames; the GPU nodes carry their simulated MIG slice in the
+#                             both compute hostnames; the controller's NFS server offers no NFSv3 and a
+#                             compute node has /home over NFS 4.2; the GPU nodes carry their simulated MIG slice in the
 #                             Terraform output, the inventory and the controller's /etc/slurm/gres.conf
 #   platform playbooks        `hsw-cli ansible platform --offline` (security, k8s, mlops, monitoring with
 #                             --skip-tags online -e hsw_offline=true) twice: the first run fails nowhere, the
@@ -46,7 +47,7 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    -h|--help) show_help 40; exit 0 ;;
+    -h|--help) show_help 41; exit 0 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -146,6 +147,16 @@ srun=$(ns_ssh "$key_hpc" "$ctl_ip" timeout 120 srun -N2 -t 2 hostname | sort | p
 [ "$srun" = "${computes[*]}" ] || fail "srun -N2 hostname printed '$srun', expected '${computes[*]}'"
 info "srun -N2 hostname: $srun"
 timed "slurm checks" $(( $(date +%s) - t0 ))
+
+step "NFS: the controller answers NFSv4 only; a compute node has /home over NFS 4.2"
+vers=$(ns_ssh "$key_hpc" "$ctl_ip" sudo cat /proc/fs/nfsd/versions) || fail "cannot read /proc/fs/nfsd/versions on the controller"
+{ tr ' ' '\n' <<< "$vers" | grep -qx -- -3 && tr ' ' '\n' <<< "$vers" | grep -qx -- +4.2; } \
+  || fail "the controller's NFS server offers '$vers': expected -3 (no NFSv3) and +4.2"
+c1_ip=$(jq -r --arg n "${computes[0]}" '.hsw_inventory.value.clusters.hpc[] | select(.name == $n) | .ip' "$tfout")
+mnt=$(ns_ssh "$key_hpc" "$c1_ip" "ls /home >/dev/null && findmnt -n -t nfs4 -o SOURCE,OPTIONS /home") \
+  || fail "/home on ${computes[0]} is not an NFSv4 mount"
+grep -q 'vers=4.2' <<< "$mnt" || fail "/home on ${computes[0]} is mounted '$mnt', expected vers=4.2"
+info "nfsd versions: $vers; ${computes[0]}: /home from ${mnt%% *} (vers=4.2)"
 
 step "GPU nodes carry their simulated MIG slices (Terraform output, inventory, gres.conf)"
 gres=$(ns_ssh "$key_hpc" "$ctl_ip" cat /etc/slurm/gres.conf) || fail "cannot read gres.conf on the controller"
