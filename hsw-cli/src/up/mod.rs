@@ -111,6 +111,10 @@ pub struct UpArgs {
     /// them without draining.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub drain_timeout: u64,
+    /// Apply a plan that replaces VMs (destroys them with their disks and makes them again), e.g. after a new
+    /// guest image; without it `up` stops before such a plan and names the VMs and why.
+    #[arg(long)]
+    pub allow_replace: bool,
 }
 
 /// `hsw-cli down`.
@@ -538,6 +542,7 @@ mod tests {
                 &fixture::sandbox_env(&f.dir.path().join("sandbox")),
             )
             .on(&["plan"], 2, "Plan: 5 to add, 0 to change, 0 to destroy.\n")
+            .on(&["show"], 0, super::terraform::tests::NO_VM_REPLACED)
             .on(&["output", "-json"], 0, &fixture::tf_output(&planned))
             .on(&["domuuid"], 0, "uuid\n")
             .on(
@@ -638,6 +643,7 @@ mod tests {
             "sandbox.sh env",
             "sandbox: terraform init",
             "sandbox: terraform plan",
+            "sandbox: terraform show",
             "sandbox: terraform apply",
             "sandbox: terraform output",
         ]

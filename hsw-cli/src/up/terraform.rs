@@ -285,13 +285,21 @@ pub fn plan_and_apply(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<
         up.ctx,
         &libvirt.uri,
         &libvirt.consoles_hint(" (guest consoles: ", ")"),
+        up.args.allow_replace,
         out,
     )?;
     Ok(())
 }
 
-/// Plans and applies; returns whether it applied. `consoles` ends the failure message.
-fn apply(ctx: &Ctx<'_>, uri: &str, consoles: &str, out: &mut dyn Write) -> Result<bool, Error> {
+/// Plans and applies; returns whether it applied. `consoles` ends the failure message. A plan that replaces
+/// VMs stops here unless `allow_replace` (see [`replaced_vms`]).
+fn apply(
+    ctx: &Ctx<'_>,
+    uri: &str,
+    consoles: &str,
+    allow_replace: bool,
+    out: &mut dyn Write,
+) -> Result<bool, Error> {
     let plan_file = "hsw-up.tfplan";
     let mut args = vec![
         "plan",
@@ -323,6 +331,9 @@ fn apply(ctx: &Ctx<'_>, uri: &str, consoles: &str, out: &mut dyn Write) -> Resul
                 out,
                 format!("terraform plan: {summary} (full plan in {})", log.display()),
             );
+            if !allow_replace {
+                refuse_replacements(ctx, plan_file)?;
+            }
         }
         _ => {
             return Err(Error::invalid(format!(
@@ -360,6 +371,103 @@ fn apply(ctx: &Ctx<'_>, uri: &str, consoles: &str, out: &mut dyn Write) -> Resul
     Ok(true)
 }
 
+/// Stops `up` before a saved plan that replaces VMs: a replacement destroys the VM's disk (on the controller:
+/// the shared homes, Slurm's state and accounting database), which a user rarely means by a changed
+/// cluster.yaml or a new hsw. Removing VMs (a smaller group) is not a replacement.
+fn refuse_replacements(ctx: &Ctx<'_>, plan_file: &str) -> Result<(), Error> {
+    let mut args = vec!["show", "-json"];
+    args.extend(ctx.no_color());
+    args.push(plan_file);
+    let o = ctx.capture(&ctx.terraform(&args), "terraform", INSTALL_TERRAFORM)?;
+    let replaced = if o.status.success() {
+        replaced_vms(&o.stdout)
+    } else {
+        Err(o.stderr.trim().to_owned())
+    };
+    let replaced = replaced.map_err(|why| {
+        let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
+        Error::invalid(format!(
+            "cannot read the saved plan with `terraform show -json {plan_file}` in {} ({why}), so up cannot              tell whether it replaces VMs; nothing was changed. Run `terraform plan` there to see it, and              `hsw-cli up --allow-replace` to apply it regardless",
+            ctx.tf_dir.display()
+        ))
+    })?;
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
+    let list = replaced
+        .iter()
+        .map(|(vm, why)| format!("{vm} ({})", why.join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::invalid(format!(
+        "terraform plan replaces {} VM{}: {list}. A replaced VM loses its disk (on the controller: the shared          homes, Slurm's state and accounting database); nothing was changed. A new guest image (a new hsw, or          packer/ or scripts/build-image.sh changed) replaces every VM that boots it. To keep the VMs, undo the          change that forces it; to replace them, back up what they hold and run `hsw-cli up --allow-replace`",
+        replaced.len(),
+        if replaced.len() == 1 { "" } else { "s" }
+    )))
+}
+
+/// The `hsw_vm`s that a plan (`terraform show -json`) destroys and creates again, each with the attributes
+/// that force it (`replace_paths`), in plan order; an error for output that is not a plan.
+fn replaced_vms(json: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+    let plan: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let changes = match plan.get("resource_changes") {
+        None => return Ok(Vec::new()),
+        Some(serde_json::Value::Array(c)) => c,
+        Some(_) => return Err("`resource_changes` is not a list".into()),
+    };
+    let mut out = Vec::new();
+    for rc in changes {
+        if rc.get("type").and_then(|t| t.as_str()) != Some("hsw_vm") {
+            continue;
+        }
+        let change = &rc["change"];
+        let actions: Vec<&str> = change["actions"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        if !(actions.contains(&"delete") && actions.contains(&"create")) {
+            continue;
+        }
+        let name = change["before"]["name"]
+            .as_str()
+            .or_else(|| rc["address"].as_str())
+            .unwrap_or("an hsw_vm")
+            .to_owned();
+        let why: Vec<String> = change["replace_paths"]
+            .as_array()
+            .map(|paths| {
+                paths
+                    .iter()
+                    .map(|p| {
+                        p.as_array()
+                            .map(|steps| {
+                                steps
+                                    .iter()
+                                    .map(|s| match s {
+                                        serde_json::Value::String(s) => s.clone(),
+                                        other => other.to_string(),
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(".")
+                            })
+                            .unwrap_or_default()
+                    })
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let why = if why.is_empty() {
+            vec!["replaced".to_owned()]
+        } else {
+            why
+        };
+        out.push((name, why));
+    }
+    Ok(out)
+}
+
 /// Every 15 s until `stop`: which domains run and which have an address.
 fn watch_vms(virsh: &Virsh<'_>, stop: &AtomicBool) {
     let t0 = Instant::now();
@@ -391,7 +499,7 @@ fn running_line(virsh: &Virsh<'_>) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::runner::fake::FakeRunner;
     use crate::up::testing::{fixture, text, Fixture};
@@ -644,7 +752,7 @@ mod tests {
         runner.on(&["plan"], 0, "No changes.\n");
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
-        assert!(!apply(&ctx, "qemu:///x", "", &mut out).unwrap());
+        assert!(!apply(&ctx, "qemu:///x", "", false, &mut out).unwrap());
         assert_eq!(
             terraform_calls(&runner),
             [[
@@ -664,17 +772,20 @@ mod tests {
     fn a_plan_with_changes_is_applied() {
         let f = Fixture::new(Some("sb"));
         let runner = FakeRunner::new();
-        runner.on(
-            &["plan"],
-            2,
-            "  # x will be created\nPlan: 7 to add, 0 to change, 0 to destroy.\n",
-        );
+        runner
+            .on(
+                &["plan"],
+                2,
+                "  # x will be created\nPlan: 7 to add, 0 to change, 0 to destroy.\n",
+            )
+            .on(&["show"], 0, NO_VM_REPLACED);
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
-        assert!(apply(&ctx, "qemu:///x", "", &mut out).unwrap());
+        assert!(apply(&ctx, "qemu:///x", "", false, &mut out).unwrap());
         let calls = terraform_calls(&runner);
+        assert_eq!(calls[1], ["show", "-json", "-no-color", "hsw-up.tfplan"]);
         assert_eq!(
-            calls[1],
+            calls[2],
             [
                 "apply",
                 "-input=false",
@@ -702,12 +813,13 @@ mod tests {
         let runner = FakeRunner::new();
         runner.on(&["plan"], 1, "Error: bad\n");
         let ctx = f.ctx(&runner);
-        let e = apply(&ctx, "qemu:///x", "", &mut Vec::new()).unwrap_err();
+        let e = apply(&ctx, "qemu:///x", "", false, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("terraform plan failed in"), "{e}");
         assert!(e.to_string().ends_with("Error: bad"), "{e}");
         let runner = FakeRunner::new();
         runner
             .on(&["plan"], 2, "Plan: 1 to add\n")
+            .on(&["show"], 0, NO_VM_REPLACED)
             .on(&["apply"], 1, "");
         let e = f
             .run_step(&runner, plan_and_apply, 6, |up| assert!(!up.applied))
@@ -719,6 +831,95 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    /// `terraform show -json` of a plan that creates VMs and replaces none.
+    pub(in crate::up) const NO_VM_REPLACED: &str = r#"{"format_version":"1.2","resource_changes":[
+        {"address":"module.hpc.hsw_vm.this[0]","type":"hsw_vm","change":{"actions":["create"],"before":null}}]}"#;
+
+    /// A plan that replaces the controller (new image, new kernel), removes a compute node, updates the worker
+    /// in place and replaces a MIG instance.
+    const REPLACES_THE_CONTROLLER: &str = r#"{"format_version":"1.2","resource_changes":[
+        {"address":"module.hpc.module.role[\"controller\"].hsw_vm.this[0]","type":"hsw_vm",
+         "change":{"actions":["delete","create"],"before":{"name":"hsw-dev-controller-1"},
+                   "replace_paths":[["base_image"],["kernel"]]}},
+        {"address":"module.hpc.module.role[\"compute\"].hsw_vm.this[2]","type":"hsw_vm",
+         "change":{"actions":["delete"],"before":{"name":"hsw-dev-compute-3"}}},
+        {"address":"module.cloud.module.role[\"gpu_worker\"].hsw_vm.this[0]","type":"hsw_vm",
+         "change":{"actions":["update"],"before":{"name":"hsw-dev-gpu-worker-1"}}},
+        {"address":"module.gpu_partition.hsw_mig_instance.this[\"GPU-0-mig-4\"]","type":"hsw_mig_instance",
+         "change":{"actions":["delete","create"],"replace_paths":[["profile"]]}},
+        {"address":"hsw_vm.x","type":"hsw_vm","change":{"actions":["create","delete"],"before":{},
+         "replace_paths":[["interface",0,"network"]]}}]}"#;
+
+    #[test]
+    fn replaced_vms_are_the_replaced_hsw_vms_with_what_forces_it() {
+        assert_eq!(
+            replaced_vms(REPLACES_THE_CONTROLLER).unwrap(),
+            [
+                (
+                    "hsw-dev-controller-1".to_owned(),
+                    vec!["base_image".to_owned(), "kernel".to_owned()]
+                ),
+                (
+                    "hsw_vm.x".to_owned(),
+                    vec!["interface.0.network".to_owned()]
+                ),
+            ]
+        );
+        assert!(replaced_vms(NO_VM_REPLACED).unwrap().is_empty());
+        assert!(replaced_vms(r#"{"format_version":"1.2"}"#)
+            .unwrap()
+            .is_empty());
+        assert!(replaced_vms("").unwrap_err().starts_with("not JSON"));
+        assert!(replaced_vms(r#"{"resource_changes":3}"#).is_err());
+    }
+
+    #[test]
+    fn a_plan_that_replaces_vms_stops_up_unless_allowed() {
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        runner
+            .on(&["plan"], 2, "Plan: 1 to add, 0 to change, 1 to destroy.\n")
+            .on(&["show"], 0, REPLACES_THE_CONTROLLER);
+        let ctx = f.ctx(&runner);
+        let e = apply(&ctx, "qemu:///x", "", false, &mut Vec::new()).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.starts_with(
+                "terraform plan replaces 2 VMs: hsw-dev-controller-1 (base_image, kernel), hsw_vm.x \
+                 (interface.0.network). A replaced VM loses its disk"
+            ),
+            "{m}"
+        );
+        assert!(m.ends_with("run `hsw-cli up --allow-replace`"), "{m}");
+        assert!(
+            !terraform_calls(&runner).iter().any(|c| c[0] == "apply"),
+            "nothing applied"
+        );
+        // Allowed: applied without asking.
+        let runner = FakeRunner::new();
+        runner
+            .on(&["plan"], 2, "Plan: 1 to add, 0 to change, 1 to destroy.\n")
+            .on(&["show"], 0, REPLACES_THE_CONTROLLER);
+        let ctx = f.ctx(&runner);
+        assert!(apply(&ctx, "qemu:///x", "", true, &mut Vec::new()).unwrap());
+        let calls = terraform_calls(&runner);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[1][0], "apply");
+        // A plan that cannot be read stops up too, saying how to go on.
+        let runner = FakeRunner::new();
+        runner.on(&["plan"], 2, "Plan: 1 to add\n").on_full(
+            &["show"],
+            Some(1),
+            "",
+            "Error: bad plan\n",
+            None,
+        );
+        let ctx = f.ctx(&runner);
+        let e = apply(&ctx, "qemu:///x", "", false, &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("(Error: bad plan)"), "{e}");
+        assert!(e.to_string().contains("--allow-replace"), "{e}");
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl Fixture {
             no_verify: false,
             verify_timeout: 1,
             drain_timeout: 1,
+            allow_replace: false,
         }
     }
 
