@@ -387,7 +387,9 @@ fn refuse_replacements(ctx: &Ctx<'_>, plan_file: &str) -> Result<(), Error> {
     let replaced = replaced.map_err(|why| {
         let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
         Error::invalid(format!(
-            "cannot read the saved plan with `terraform show -json {plan_file}` in {} ({why}), so up cannot              tell whether it replaces VMs; nothing was changed. Run `terraform plan` there to see it, and              `hsw-cli up --allow-replace` to apply it regardless",
+            "cannot read the saved plan with `terraform show -json {plan_file}` in {} ({why}), so up cannot \
+             tell whether it replaces VMs; nothing was changed. Run `terraform plan` there to see it, and \
+             `hsw-cli up --allow-replace` to apply it regardless",
             ctx.tf_dir.display()
         ))
     })?;
@@ -401,7 +403,10 @@ fn refuse_replacements(ctx: &Ctx<'_>, plan_file: &str) -> Result<(), Error> {
         .collect::<Vec<_>>()
         .join(", ");
     Err(Error::invalid(format!(
-        "terraform plan replaces {} VM{}: {list}. A replaced VM loses its disk (on the controller: the shared          homes, Slurm's state and accounting database); nothing was changed. A new guest image (a new hsw, or          packer/ or scripts/build-image.sh changed) replaces every VM that boots it. To keep the VMs, undo the          change that forces it; to replace them, back up what they hold and run `hsw-cli up --allow-replace`",
+        "terraform plan replaces {} VM{}: {list}. A replaced VM loses its disk (on the controller: the shared \
+         homes, Slurm's state and accounting database); nothing was changed. A new guest image (a new hsw, or \
+         packer/ or scripts/build-image.sh changed) replaces every VM that boots it. To keep the VMs, undo the \
+         change that forces it; to replace them, back up what they hold and run `hsw-cli up --allow-replace`",
         replaced.len(),
         if replaced.len() == 1 { "" } else { "s" }
     )))
@@ -893,6 +898,7 @@ pub(super) mod tests {
             "{m}"
         );
         assert!(m.ends_with("run `hsw-cli up --allow-replace`"), "{m}");
+        assert!(!m.contains("  "), "one space between words: {m}");
         assert!(
             !terraform_calls(&runner).iter().any(|c| c[0] == "apply"),
             "nothing applied"
@@ -920,6 +926,10 @@ pub(super) mod tests {
         let e = apply(&ctx, "qemu:///x", "", false, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("(Error: bad plan)"), "{e}");
         assert!(e.to_string().contains("--allow-replace"), "{e}");
+        assert!(
+            !e.to_string().contains("  "),
+            "one space between words: {e}"
+        );
     }
 
     #[test]
