@@ -50,8 +50,8 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 LIST_SH="$REPO/packer/packages/list.sh"
 FILES_DIR="$REPO/packer/files"
 # What is installed from packer/files/ (the same destinations and modes as packer/provision/*.sh):
-# "FILE DESTINATION MODE", FILE relative to packer/files/. The munge and NFS server drop-ins only where munge and
-# the NFS server are installed.
+# "FILE DESTINATION MODE", FILE relative to packer/files/. The munge and NFS server drop-ins only in images with
+# those packages (see `wanted`).
 FILES=(
   "sshd-10-hsw.conf /etc/ssh/sshd_config.d/10-hsw.conf 0644"
   "hsw-ssh-hostkeys.service /etc/systemd/system/hsw-ssh-hostkeys.service 0644"
@@ -120,10 +120,22 @@ done
 mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
 pkg_csv=$(IFS=,; echo "${pkgs[*]}")
 
+# Whether FILES' DESTINATION belongs in this image: the munge and NFS server drop-ins only with their packages
+# (so that a change to one role's file leaves the other role's cache key alone).
+has_pkg() { [[ ",$pkg_csv," == *",$1,"* ]]; }
+wanted() {
+  case "$1" in
+    /etc/systemd/system/munge.service.d/*) has_pkg munge ;;
+    /etc/nfs.conf.d/*) has_pkg nfs-kernel-server ;;
+    *) return 0 ;;
+  esac
+}
+
 # The installed files: one "DESTINATION MODE SHA256" line each, in FILES order.
 files_sum=""
 for entry in "${FILES[@]}"; do
   read -r src dst mode <<< "$entry"
+  wanted "$dst" || continue
   [ -f "$FILES_DIR/$src" ] || die "$FILES_DIR/$src is missing (it is installed as $dst)"
   files_sum+="$dst $mode $(sha256sum < "$FILES_DIR/$src" | cut -d' ' -f1)"$'\n'
 done
@@ -274,10 +286,7 @@ printf '/dev/vda\t/\text4\trw,relatime,errors=remount-ro\t0\t1\n' > "$r/etc/fsta
 mkdir -p "$r/etc/network/interfaces.d"
 for entry in "${FILES[@]}"; do
   read -r src dst mode <<< "$entry"
-  case "$dst" in
-    /etc/systemd/system/munge.service.d/*) [ -d "$r/etc/munge" ] || continue ;;
-    /etc/nfs.conf.d/*) [ -x "$r/usr/sbin/rpc.nfsd" ] || continue ;;
-  esac
+  wanted "$dst" || continue
   install -D -m "$mode" "$FILES_DIR/$src" "$r$dst"
 done
 rm -f "$r"/etc/ssh/ssh_host_* "$r/etc/munge/munge.key"
