@@ -195,7 +195,7 @@ pub struct CreateRequest {
     pub compute_slices: Option<u32>,
 }
 
-/// " Waited N s for ..." after a refusal that [`create`] waited for, or nothing when it did not wait.
+/// " It waited N s for ..." after a refusal that [`create`] waited for, or nothing when it did not wait.
 fn waited_note(waited: Duration) -> String {
     if waited.is_zero() {
         String::new()

@@ -737,7 +737,7 @@ mod tests {
     }
 
     #[test]
-    fn mitogen_is_the_strategy_only_where_it_is_installed() {
+    fn the_mitogen_settings_add_its_strategy_and_change_nothing_else() {
         let with = settings(true);
         assert!(with.contains(&("ANSIBLE_STRATEGY", "mitogen_linear")));
         assert!(with.contains(&("ANSIBLE_STRATEGY_PLUGINS", MITOGEN_STRATEGIES)));
