@@ -332,7 +332,10 @@ fn apply(
                 format!("terraform plan: {summary} (full plan in {})", log.display()),
             );
             if !allow_replace {
-                refuse_replacements(ctx, plan_file)?;
+                if let Err(e) = refuse_replacements(ctx, plan_file) {
+                    let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
+                    return Err(e);
+                }
             }
         }
         _ => {
@@ -371,7 +374,7 @@ fn apply(
     Ok(true)
 }
 
-/// Stops `up` before a saved plan that replaces VMs: a replacement destroys the VM's disk (on the controller:
+/// Stops `up` before a saved plan that replaces VMs (the caller removes the plan): a replacement destroys the VM's disk (on the controller:
 /// the shared homes, Slurm's state and accounting database), which a user rarely means by a changed
 /// cluster.yaml or a new hsw. Removing VMs (a smaller group) is not a replacement.
 fn refuse_replacements(ctx: &Ctx<'_>, plan_file: &str) -> Result<(), Error> {
@@ -385,7 +388,6 @@ fn refuse_replacements(ctx: &Ctx<'_>, plan_file: &str) -> Result<(), Error> {
         Err(o.stderr.trim().to_owned())
     };
     let replaced = replaced.map_err(|why| {
-        let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
         Error::invalid(format!(
             "cannot read the saved plan with `terraform show -json {plan_file}` in {} ({why}), so up cannot \
              tell whether it replaces VMs; nothing was changed. Run `terraform plan` there to see it, and \
@@ -396,7 +398,6 @@ fn refuse_replacements(ctx: &Ctx<'_>, plan_file: &str) -> Result<(), Error> {
     if replaced.is_empty() {
         return Ok(());
     }
-    let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
     let list = replaced
         .iter()
         .map(|(vm, why)| format!("{vm} ({})", why.join(", ")))
@@ -442,26 +443,7 @@ fn replaced_vms(json: &str) -> Result<Vec<(String, Vec<String>)>, String> {
             .to_owned();
         let why: Vec<String> = change["replace_paths"]
             .as_array()
-            .map(|paths| {
-                paths
-                    .iter()
-                    .map(|p| {
-                        p.as_array()
-                            .map(|steps| {
-                                steps
-                                    .iter()
-                                    .map(|s| match s {
-                                        serde_json::Value::String(s) => s.clone(),
-                                        other => other.to_string(),
-                                    })
-                                    .collect::<Vec<_>>()
-                                    .join(".")
-                            })
-                            .unwrap_or_default()
-                    })
-                    .filter(|p| !p.is_empty())
-                    .collect()
-            })
+            .map(|paths| paths.iter().map(dotted).filter(|p| !p.is_empty()).collect())
             .unwrap_or_default();
         let why = if why.is_empty() {
             vec!["replaced".to_owned()]
@@ -471,6 +453,21 @@ fn replaced_vms(json: &str) -> Result<Vec<(String, Vec<String>)>, String> {
         out.push((name, why));
     }
     Ok(out)
+}
+
+/// A `replace_paths` entry (`["interface", 0, "network"]`) as `interface.0.network`; empty when it is not a list.
+fn dotted(path: &serde_json::Value) -> String {
+    let Some(steps) = path.as_array() else {
+        return String::new();
+    };
+    steps
+        .iter()
+        .map(|s| match s {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Every 15 s until `stop`: which domains run and which have an address.
@@ -888,7 +885,11 @@ pub(super) mod tests {
             .on(&["plan"], 2, "Plan: 1 to add, 0 to change, 1 to destroy.\n")
             .on(&["show"], 0, REPLACES_THE_CONTROLLER);
         let ctx = f.ctx(&runner);
+        let plan = ctx.tf_dir.join("hsw-up.tfplan");
+        std::fs::create_dir_all(&ctx.tf_dir).unwrap();
+        std::fs::write(&plan, "saved plan").unwrap();
         let e = apply(&ctx, "qemu:///x", "", false, &mut Vec::new()).unwrap_err();
+        assert!(!plan.exists(), "the refused plan is removed");
         let m = e.to_string();
         assert!(
             m.starts_with(
