@@ -40,6 +40,11 @@ pub enum AnsibleCommand {
 /// The platform playbooks, in the order `ansible platform` runs them (one ansible-playbook run).
 pub const PLATFORM_PLAYBOOKS: [&str; 4] = ["security", "k8s", "mlops", "monitoring"];
 
+/// The file of platform playbook `name` (one of [`PLATFORM_PLAYBOOKS`]) in the playbooks' directory.
+pub fn platform_playbook(ansible_dir: &Path, name: &str) -> PathBuf {
+    ansible_dir.join(format!("playbook-{name}.yml"))
+}
+
 /// `hsw-cli ansible platform`.
 #[derive(Debug, Args)]
 pub struct PlatformArgs {
@@ -122,7 +127,7 @@ fn platform(args: &PlatformArgs, out: &mut dyn Write) -> Result<u8, Error> {
     let playbooks: Vec<PathBuf> = args
         .playbooks
         .iter()
-        .map(|p| args.ansible_dir.join(format!("playbook-{p}.yml")))
+        .map(|p| platform_playbook(&args.ansible_dir, p))
         .collect();
     let argv = playbook_argv(
         &files.inventory,
@@ -310,12 +315,22 @@ pub fn write_platform_files(
         &inventory_path,
         inventory.to_yaml(&header(loaded)).as_bytes(),
     )?;
-    let vars = platform_vars(
+    let mut vars = platform_vars(
         &loaded.config,
         state,
         offline,
         loaded.deployment.gpus_simulated(&loaded.config),
     );
+    // Where the services run is decided here, once, so that `up`'s checks look where the playbooks put them.
+    let d = &loaded.deployment;
+    for (key, host) in [
+        ("monitoring_server", d.monitoring_server()),
+        ("mlops_postgres_host", d.postgres_host()),
+    ] {
+        if let (Some(h), Some(map)) = (host, vars.as_object_mut()) {
+            map.insert(key.into(), json!(h.name));
+        }
+    }
     let extra_vars = state.extra_vars("platform");
     let mut text = serde_json::to_string_pretty(&vars).unwrap_or_default();
     text.push('\n');
@@ -807,10 +822,21 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         // The default config's backend is simulated (no provider report with --planned).
         assert_eq!(back["hsw_gpus_simulated"], json!(true));
-        assert_eq!(
-            back,
-            platform_vars(&loaded.config, &loaded.state, true, true)
-        );
+        // Where the services run, named once (the default has no CPU worker: PostgreSQL is on the control
+        // plane, like Prometheus).
+        let cp = loaded
+            .deployment
+            .with_role(hsw_core::ansible::hosts::Role::ControlPlane)
+            .next()
+            .map(|h| h.name.clone())
+            .unwrap_or_default();
+        assert!(cp.starts_with("hsw-dev-control-plane"), "{cp}");
+        let mut expected = platform_vars(&loaded.config, &loaded.state, true, true);
+        if let Some(m) = expected.as_object_mut() {
+            m.insert("monitoring_server".into(), json!(cp));
+            m.insert("mlops_postgres_host".into(), json!(cp));
+        }
+        assert_eq!(back, expected);
         assert_eq!(
             back["hsw_secrets_dir"],
             json!(state_dir.join("secrets").display().to_string())

@@ -54,7 +54,7 @@ on_exit cleanup
 
 if [ "$made" = 1 ]; then
   say "hsw-cli up --no-verify in sandbox $sandbox_name (not measured)"
-  hsw up --no-verify > "$work/up.log" 2>&1 || { tail -40 "$work/up.log" >&2; fail "hsw-cli up failed"; }
+  hsw up --no-verify --hpc-only > "$work/up.log" 2>&1 || { tail -40 "$work/up.log" >&2; fail "hsw-cli up failed"; }
 fi
 tfout="$state/terraform-output.json"
 [ -f "$tfout" ] || fail "no $tfout: is the deployment up?"

@@ -50,7 +50,7 @@ rm -rf --one-file-system "$work"
 mkdir -p "$work/rec"
 
 say "hsw-cli up (once, to make images, keys, the root module and terraform init; log $work/up.log)"
-"$cli" up --sandbox-name "$sandbox_name" --state-dir "$state" --no-verify >"$work/up.log" 2>&1 \
+"$cli" up --sandbox-name "$sandbox_name" --state-dir "$state" --no-verify --hpc-only >"$work/up.log" 2>&1 \
   || { tail -30 "$work/up.log" >&2; fail "hsw-cli up failed (log $work/up.log)"; }
 
 uri=$(sandbox env URI)

@@ -68,7 +68,7 @@ mod tests {
         let (r, t) = f.run_step(&runner, checks, 1, |_| {});
         r.unwrap();
         assert!(
-            t.contains("==> [1/11] host checks, validation, GPU plan"),
+            t.contains("==> [1/13] host checks, validation, GPU plan"),
             "{t}"
         );
         assert!(t.contains("hsw: host checks skipped (--skip-check)"), "{t}");

@@ -278,7 +278,7 @@ mod tests {
             ]
         );
         assert!(
-            t.contains("==> [2/11] guest images (one per cluster)"),
+            t.contains("==> [2/13] guest images (one per cluster)"),
             "{t}"
         );
         assert!(

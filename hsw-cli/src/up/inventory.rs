@@ -173,7 +173,7 @@ mod tests {
         );
         let t = text(&out);
         assert!(
-            t.contains("==> [7/11] inventory from terraform output"),
+            t.contains("==> [7/13] inventory from terraform output"),
             "{t}"
         );
         assert!(

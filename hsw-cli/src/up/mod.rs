@@ -115,6 +115,15 @@ pub struct UpArgs {
     /// guest image; without it `up` stops before such a plan and names the VMs and why.
     #[arg(long)]
     pub allow_replace: bool,
+    /// Configure only the HPC cluster (Munge, Slurm): skip the platform playbooks (security, Kubernetes,
+    /// MLOps, monitoring) and their checks.
+    #[arg(long)]
+    pub hpc_only: bool,
+    /// The guests reach the internet: run the platform playbooks' downloads too (the tasks tagged `online`:
+    /// kubeadm's packages, Helm charts, the GPU Operator, MinIO and MLflow). Without it they are skipped and the
+    /// summary says so.
+    #[arg(long)]
+    pub online: bool,
 }
 
 /// `hsw-cli down`.
@@ -358,6 +367,8 @@ pub struct Up<'a> {
     pub loaded: Option<Loaded>,
     /// The sum of `changed=` of the HPC playbook (`None`: no HPC cluster).
     pub ansible_changed: Option<u64>,
+    /// The sum of `changed=` of the platform playbooks (`None`: not run).
+    pub platform_changed: Option<u64>,
     /// What the final checks verified.
     pub verified: Vec<String>,
 }
@@ -376,6 +387,7 @@ impl<'a> Up<'a> {
             applied: false,
             loaded: None,
             ansible_changed: None,
+            platform_changed: None,
             verified: Vec::new(),
         }
     }
@@ -400,7 +412,7 @@ pub type StepFn = fn(&mut Up<'_>, usize, &mut dyn Write) -> Result<(), Error>;
 type Step = (usize, &'static str, StepFn);
 
 /// The steps of `up`, in order (the summary, step [`UP_STEPS`], follows).
-pub const UP_STEPS_TABLE: [Step; 9] = [
+pub const UP_STEPS_TABLE: [Step; 10] = [
     (1, "checks", checks::checks),
     (2, "image", images::build),
     (3, "sandbox", sandbox::open),
@@ -408,12 +420,13 @@ pub const UP_STEPS_TABLE: [Step; 9] = [
     (5, "terraform init", terraform::init),
     (6, "terraform apply", terraform::plan_and_apply),
     (7, "inventory", inventory::inventory),
-    (8, "ansible", playbooks::hpc),
-    (9, "verify", verify::verify),
+    (8, "ansible hpc", playbooks::hpc),
+    (9, "ansible platform", playbooks::platform),
+    (10, "verify", verify::verify),
 ];
 
-/// The number of steps the headers count (the verify step has two, the summary one).
-const UP_STEPS: usize = 11;
+/// The number of steps the headers count (the verify step has three, the summary one).
+const UP_STEPS: usize = 13;
 
 /// Runs `up`; returns the exit code.
 pub fn up(args: &UpArgs, out: &mut dyn Write) -> u8 {
@@ -461,12 +474,7 @@ fn run_steps(up: &mut Up<'_>, out: &mut dyn Write) -> Result<Vec<(String, u64)>,
 }
 
 pub(crate) fn ssh_user(cfg: &ClusterConfig) -> String {
-    cfg.global
-        .ssh
-        .as_ref()
-        .and_then(|s| s.user.clone())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "hsw".into())
+    cfg.login_user().to_owned()
 }
 
 /// What the steps' unit tests share.
@@ -571,7 +579,20 @@ mod tests {
             )
             .on(&["--hold"], 0, "42\n")
             .on(&["squeue"], 0, "PENDING\n")
-            .on(&["srun"], 0, &fixture::lines(&computes, ""));
+            .on(&["srun"], 0, &fixture::lines(&computes, ""))
+            // verify/platform.rs: containerd, PostgreSQL, Prometheus, the segmentation probes, sshd.
+            .on(&["ctr", "version"], 0, "Server:\n  Version:  1.6.20~ds1\n")
+            .on(&["psql"], 0, "1\n")
+            .on(
+                &["curl"],
+                0,
+                &serde_json::json!({"data": {"activeTargets": planned.hosts.iter().map(|h| {
+                    serde_json::json!({"labels": {"job": "node", "node": h.name}, "health": "up"})
+                }).collect::<Vec<_>>()}})
+                .to_string(),
+            )
+            .on(&["timeout", "5"], 1, "")
+            .on(&["sshd", "-T"], 0, "passwordauthentication no\n");
         for h in &planned.hosts {
             runner.on(
                 &[&format!("hsw@{}", h.ip), "hostname"],
@@ -601,7 +622,8 @@ mod tests {
                 "terraform init",
                 "terraform apply",
                 "inventory",
-                "ansible",
+                "ansible hpc",
+                "ansible platform",
                 "verify"
             ]
         );
@@ -651,10 +673,14 @@ mod tests {
         .to_vec();
         want.extend((0..n).map(|_| "virsh -q".to_owned()));
         want.push("sandbox: ansible-playbook -i".into());
+        want.push("sandbox: ansible-playbook -i".into());
         want.extend((0..n).map(|_| "sandbox: ssh -i".to_owned()));
         // sinfo and srun, then verify/hpc.rs: MPI build and run, sbatch, sacct, the over-long sbatch, the held job,
         // the restart, squeue, scancel.
         want.extend((0..11).map(|_| "sandbox: ssh -i".to_owned()));
+        // verify/platform.rs: ctr on both cloud VMs, psql and pg_isready, Prometheus, two probes, sshd on each.
+        let cloud = planned.of_cluster("cloud").count();
+        want.extend((0..cloud + 2 + 1 + 2 + n).map(|_| "sandbox: ssh -i".to_owned()));
         // HSW_ANSIBLE_PLAYBOOK may name another program: compare by its arguments.
         let got: Vec<String> = what
             .iter()
@@ -677,6 +703,14 @@ mod tests {
             "{summary}"
         );
         assert!(summary.contains("hsw: ansible: 2 changes"), "{summary}");
+        assert!(summary.contains("hsw: platform: 2 changes"), "{summary}");
+        assert!(summary.contains("hsw: skipped offline: "), "{summary}");
+        assert!(
+            summary.contains(&format!(
+                "hsw: verified: sshd takes keys only on all {n} VMs"
+            )),
+            "{summary}"
+        );
         assert!(
             summary.contains(&format!("hsw: verified: all {n} VMs answer SSH")),
             "{summary}"
@@ -686,8 +720,8 @@ mod tests {
             "{summary}"
         );
         let t = text(&out);
-        for h in 1..=10 {
-            assert!(t.contains(&format!("==> [{h}/11] ")), "no header {h}:\n{t}");
+        for h in 1..=12 {
+            assert!(t.contains(&format!("==> [{h}/13] ")), "no header {h}:\n{t}");
         }
     }
 

@@ -1,10 +1,13 @@
-//! Step 8: the HPC playbook (Munge, Slurm) through ansible-playbook inside the sandbox, its output streaming
-//! through and kept in `<state>/logs/ansible-hpc.log`; `up` reports the sum of `changed=` of its PLAY RECAP.
+//! Steps 8 and 9: the HPC playbook (Munge, Slurm), then the platform playbooks (security, Kubernetes, MLOps,
+//! monitoring) on both clusters, each one ansible-playbook run inside the sandbox, its output streaming through
+//! and kept in `<state>/logs/ansible-<hpc|platform>.log`; `up` reports the sum of `changed=` of each PLAY RECAP.
+//! The platform run is offline unless `--online` (`--skip-tags online`, `hsw_offline=true`: what the guest
+//! image carries is configured for real, the downloads are skipped) and left out with `--hpc-only`.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hsw_core::slurm;
 
@@ -37,23 +40,89 @@ pub fn hpc(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> 
             files.slurm_dir.display()
         ),
     );
-    let program =
-        std::env::var_os("HSW_ANSIBLE_PLAYBOOK").unwrap_or_else(|| "ansible-playbook".into());
-    up.ansible_changed = Some(run_playbook(up.ctx, &program, &files, out)?);
+    let run = Run {
+        what: "the HPC playbook",
+        log: "ansible-hpc.log",
+        inventory: &files.inventory,
+        extra_vars: &files.extra_vars,
+        playbooks: vec![up.ctx.repo.join("ansible/playbook-hpc.yml")],
+        offline: false,
+    };
+    up.ansible_changed = Some(run_playbook(up.ctx, &program(), &run, out)?);
     Ok(())
 }
 
+/// Step 9: the platform variables written, then the platform playbooks in one run (unless `--hpc-only`).
+pub fn platform(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
+    if up.args.hpc_only {
+        step_header(out, n, UP_STEPS, "platform playbooks skipped (--hpc-only)");
+        return Ok(());
+    }
+    let offline = !up.args.online;
+    step_header(
+        out,
+        n,
+        UP_STEPS,
+        &format!(
+            "platform playbooks (security, Kubernetes, MLOps, monitoring){}",
+            if offline { ", offline" } else { "" }
+        ),
+    );
+    let loaded = up.loaded()?;
+    let files = ansible_cmd::write_platform_files(loaded, offline)?;
+    say(
+        out,
+        format!("platform variables {}", files.extra_vars.display()),
+    );
+    let dir = up.ctx.repo.join("ansible");
+    let run = Run {
+        what: "the platform playbooks",
+        log: "ansible-platform.log",
+        inventory: &files.inventory,
+        extra_vars: &files.extra_vars,
+        playbooks: ansible_cmd::PLATFORM_PLAYBOOKS
+            .iter()
+            .map(|p| ansible_cmd::platform_playbook(&dir, p))
+            .collect(),
+        offline,
+    };
+    up.platform_changed = Some(run_playbook(up.ctx, &program(), &run, out)?);
+    Ok(())
+}
+
+/// The ansible-playbook program: `HSW_ANSIBLE_PLAYBOOK`, else `ansible-playbook`.
+fn program() -> OsString {
+    std::env::var_os("HSW_ANSIBLE_PLAYBOOK").unwrap_or_else(|| "ansible-playbook".into())
+}
+
+/// One ansible-playbook run of `up`.
+struct Run<'a> {
+    /// What it is, in messages (`the HPC playbook`).
+    what: &'a str,
+    /// Its log's file name in `<state>/logs/`.
+    log: &'a str,
+    inventory: &'a Path,
+    extra_vars: &'a Path,
+    playbooks: Vec<PathBuf>,
+    /// `--skip-tags online`.
+    offline: bool,
+}
+
 /// ansible-playbook (inside the sandbox), its output streaming through and kept in the log; returns the sum
-/// of `changed=` in the PLAY RECAP.
+/// of `changed=` in the (last) PLAY RECAP.
 fn run_playbook(
     ctx: &Ctx<'_>,
     program: &OsString,
-    files: &ansible_cmd::HpcFiles,
+    run: &Run<'_>,
     out: &mut dyn Write,
 ) -> Result<u64, Error> {
-    let playbook = ctx.repo.join("ansible/playbook-hpc.yml");
-    let argv =
-        ansible_cmd::playbook_argv(&files.inventory, &files.extra_vars, &[playbook], false, &[]);
+    let argv = ansible_cmd::playbook_argv(
+        run.inventory,
+        run.extra_vars,
+        &run.playbooks,
+        run.offline,
+        &[],
+    );
     let cmd = ctx
         .command(program)
         .args(&argv)
@@ -83,11 +152,12 @@ fn run_playbook(
                 "cannot run ansible-playbook ({e}); install Ansible (ansible-core) or set HSW_ANSIBLE_PLAYBOOK"
             ))
         })?;
-    let path = ctx.write_log("ansible-hpc.log", &log);
+    let path = ctx.write_log(run.log, &log);
     if !status.success() {
         return Err(Error::invalid(format!(
-            "the HPC playbook failed ({status}); the task and host are above (log {}). Fix it and run `hsw-cli \
-             up` again: what worked is kept",
+            "{} failed ({status}); the task and host are above (log {}). Fix it and run `hsw-cli up` again: \
+             what worked is kept",
+            run.what,
             path.display()
         )));
     }
@@ -146,6 +216,17 @@ mod tests {
         assert!(parse_recap("no recap here").is_empty());
     }
 
+    fn hpc_run<'a>(files: &'a ansible_cmd::HpcFiles, ctx: &Ctx<'_>) -> Run<'a> {
+        Run {
+            what: "the HPC playbook",
+            log: "ansible-hpc.log",
+            inventory: &files.inventory,
+            extra_vars: &files.extra_vars,
+            playbooks: vec![ctx.repo.join("ansible/playbook-hpc.yml")],
+            offline: false,
+        }
+    }
+
     fn files(f: &Fixture) -> ansible_cmd::HpcFiles {
         let s = f.dir.path().join("state");
         ansible_cmd::HpcFiles {
@@ -165,7 +246,14 @@ mod tests {
         runner.on(&["ansible-playbook"], 0, RECAP);
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
-        let changed = run_playbook(&ctx, &"ansible-playbook".into(), &files(&f), &mut out).unwrap();
+        let fl = files(&f);
+        let changed = run_playbook(
+            &ctx,
+            &"ansible-playbook".into(),
+            &hpc_run(&fl, &ctx),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(changed, 3);
         let calls = runner.calls();
         let c = &calls[0];
@@ -224,7 +312,8 @@ mod tests {
             let runner = FakeRunner::new();
             runner.on_full(&["ansible-playbook"], code, stdout, "", None);
             let ctx = f.ctx(&runner);
-            let e = run_playbook(&ctx, &"ansible-playbook".into(), &files(&f), &mut Vec::new())
+            let fl = files(&f);
+            let e = run_playbook(&ctx, &"ansible-playbook".into(), &hpc_run(&fl, &ctx), &mut Vec::new())
                 .unwrap_err();
             assert_eq!(e.code(), exit);
             assert!(e.to_string().starts_with(message), "{e}");
@@ -248,6 +337,62 @@ mod tests {
         assert_eq!(up.ansible_changed, Some(3));
         assert!(ctx.state.slurm_dir("hpc").join("slurm.conf").is_file());
         assert!(ctx.state.inventory().is_file());
-        assert!(text(&out).contains("==> [8/11] HPC playbook (Munge, Slurm)"));
+        assert!(text(&out).contains("==> [8/13] HPC playbook (Munge, Slurm)"));
+    }
+
+    /// The platform step: offline by default (`--skip-tags online`, the four playbooks in one run), online with
+    /// `--online`, nothing with `--hpc-only`; the services' hosts are in the variables file.
+    #[test]
+    fn the_platform_step_runs_the_four_playbooks_offline_unless_told() {
+        let f = Fixture::new(Some("sb"));
+        let session = fixture::session();
+        for (online, hpc_only) in [(false, false), (true, false), (false, true)] {
+            let runner = FakeRunner::new();
+            runner.on(&["-e"], 0, RECAP);
+            let ctx = f.ctx(&runner);
+            fixture::keys(&ctx);
+            let mut args = f.args();
+            args.online = online;
+            args.hpc_only = hpc_only;
+            let mut up = Up::new(&ctx, &session, &args);
+            up.loaded = Some(fixture::loaded(&session, &ctx));
+            let mut out = Vec::new();
+            platform(&mut up, 9, &mut out).unwrap_or_else(|e| panic!("{e}"));
+            let t = text(&out);
+            if hpc_only {
+                assert!(runner.calls().is_empty());
+                assert_eq!(up.platform_changed, None);
+                assert!(
+                    t.contains("==> [9/13] platform playbooks skipped (--hpc-only)"),
+                    "{t}"
+                );
+                continue;
+            }
+            assert_eq!(up.platform_changed, Some(3));
+            let argv = runner.calls()[0].argv();
+            let dir = ctx.repo.join("ansible");
+            let books: Vec<String> = argv
+                .iter()
+                .filter(|a| a.ends_with(".yml") && a.contains("/playbook-"))
+                .cloned()
+                .collect();
+            assert_eq!(
+                books,
+                ansible_cmd::PLATFORM_PLAYBOOKS.map(|p| ansible_cmd::platform_playbook(&dir, p)
+                    .display()
+                    .to_string())
+            );
+            assert_eq!(argv.iter().any(|a| a == "--skip-tags"), !online, "{argv:?}");
+            assert_eq!(t.contains(", offline"), !online, "{t}");
+            let vars: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(ctx.state.extra_vars("platform")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(vars["hsw_offline"], serde_json::json!(!online));
+            assert!(vars["monitoring_server"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("hsw-dev-control-plane")));
+            assert!(ctx.logs().join("ansible-platform.log").is_file());
+        }
     }
 }

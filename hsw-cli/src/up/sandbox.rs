@@ -249,7 +249,7 @@ mod tests {
             .calls()
             .iter()
             .all(|c| c.dir.as_deref() == Some(repo.as_path())));
-        assert!(t.contains("==> [3/11] sandbox 'sb'"), "{t}");
+        assert!(t.contains("==> [3/13] sandbox 'sb'"), "{t}");
         assert!(t.contains("hsw: libvirt inside netns sb: qemu+unix:///system?socket=/run/hsw-sandbox/sb/libvirt/libvirt-sock; pool /var/lib/hsw-sandbox/sb/pool"), "{t}");
     }
 
@@ -288,7 +288,7 @@ mod tests {
         });
         r.unwrap();
         assert!(runner.calls().is_empty());
-        assert!(t.contains("==> [3/11] host libvirt (no sandbox)"), "{t}");
+        assert!(t.contains("==> [3/13] host libvirt (no sandbox)"), "{t}");
         assert!(
             t.contains("hsw: libvirt qemu:///system; pool /var/lib/hsw/images"),
             "{t}"

@@ -33,6 +33,19 @@ pub fn summary(up: &Up<'_>, timings: &[(String, u64)]) -> Result<String, Error> 
         Some(n) => s.push_str(&format!("hsw: ansible: {n} changes\n")),
         None => {}
     }
+    match up.platform_changed {
+        Some(0) => s.push_str("hsw: platform: no changes (changed=0 on every host)\n"),
+        Some(n) => s.push_str(&format!("hsw: platform: {n} changes\n")),
+        None if up.args.hpc_only => s.push_str("hsw: platform: not configured (--hpc-only)\n"),
+        None => {}
+    }
+    if up.platform_changed.is_some() && !up.args.online {
+        s.push_str(
+            "hsw: skipped offline: what needs the internet (kubeadm's packages, the Kubernetes cluster and its \
+             add-ons, Helm charts, the GPU Operator, MinIO and MLflow on Kubernetes); run `hsw-cli up --online` where \
+             the guests reach it\n",
+        );
+    }
     for v in &up.verified {
         s.push_str(&format!("hsw: verified: {v}\n"));
     }

@@ -973,7 +973,7 @@ pub(super) mod tests {
         );
         let t = text(&out);
         assert!(
-            t.contains("==> [4/11] SSH keys, Terraform root module, simulated GPUs"),
+            t.contains("==> [4/13] SSH keys, Terraform root module, simulated GPUs"),
             "{t}"
         );
         assert!(t.contains("hsw: hpc SSH key: "), "{t}");

@@ -71,6 +71,8 @@ impl Fixture {
             verify_timeout: 1,
             drain_timeout: 1,
             allow_replace: false,
+            hpc_only: false,
+            online: false,
         }
     }
 

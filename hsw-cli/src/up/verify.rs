@@ -1,7 +1,8 @@
-//! Steps 9 and 10: every VM answers SSH with its own host name; on the HPC cluster, `sinfo` shows every
+//! Steps 10 to 12: every VM answers SSH with its own host name; on the HPC cluster, `sinfo` shows every
 //! compute node idle and `srun -N<n> hostname` prints each one's name, then issue 12's site checks ([`hpc`]:
-//! MPI across nodes from the shared home, accounting, QoS, a held job across a slurmctld restart). SSH runs
-//! inside the sandbox.
+//! MPI across nodes from the shared home, accounting, QoS, a held job across a slurmctld restart); then, unless
+//! `--hpc-only`, what the platform playbooks promise ([`platform`]: containerd, PostgreSQL, Prometheus,
+//! segmentation, sshd). SSH runs inside the sandbox.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,6 +14,7 @@ use super::{say, ssh_user, step_header, Ctx, Up, UP_STEPS};
 use crate::error::Error;
 
 mod hpc;
+mod platform;
 
 /// How often the checks ask again, and how long SSH may take to answer.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +28,7 @@ const POLL: Poll = Poll {
     ssh_deadline: Duration::from_secs(300),
 };
 
-/// Steps 9 and 10 (or nothing with `--no-verify`).
+/// Steps 10 to 12 (or nothing with `--no-verify`).
 pub fn verify(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
     if up.args.no_verify {
         step_header(out, n, UP_STEPS, "checks skipped (--no-verify)");
@@ -38,6 +40,7 @@ pub fn verify(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Erro
     let d = &up.loaded()?.deployment;
     step_header(out, n, UP_STEPS, "every VM answers SSH");
     let mut verified = vec![check_ssh(ctx, &user, d, &consoles, POLL, out)?];
+    let timeout = Duration::from_secs(up.args.verify_timeout);
     if up.session.config.clusters.hpc.is_some() {
         step_header(
             out,
@@ -45,9 +48,27 @@ pub fn verify(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Erro
             UP_STEPS,
             "Slurm: sinfo, srun, MPI, accounting, QoS, state across a restart",
         );
-        let timeout = Duration::from_secs(up.args.verify_timeout);
         verified.extend(check_slurm(ctx, &user, d, timeout, POLL, out)?);
         verified.extend(hpc::check_site(
+            ctx,
+            &user,
+            &up.session.config,
+            d,
+            POLL,
+            timeout,
+            out,
+        )?);
+    }
+    if up.args.hpc_only {
+        step_header(out, n + 2, UP_STEPS, "platform checks skipped (--hpc-only)");
+    } else {
+        step_header(
+            out,
+            n + 2,
+            UP_STEPS,
+            "platform: containerd, PostgreSQL, Prometheus, segmentation, sshd",
+        );
+        verified.extend(platform::check_platform(
             ctx,
             &user,
             &up.session.config,
@@ -429,11 +450,14 @@ mod tests {
             |a| a.no_verify = true,
             |up| {
                 let mut out = Vec::new();
-                (verify(up, 9, &mut out), text(&out))
+                (verify(up, 10, &mut out), text(&out))
             },
         );
         r.unwrap();
         assert!(runner.calls().is_empty());
-        assert!(t.contains("==> [9/11] checks skipped (--no-verify)"), "{t}");
+        assert!(
+            t.contains("==> [10/13] checks skipped (--no-verify)"),
+            "{t}"
+        );
     }
 }

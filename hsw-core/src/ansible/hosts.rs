@@ -100,6 +100,23 @@ impl Deployment {
         self.hosts.iter().filter(move |h| h.cluster() == cluster)
     }
 
+    /// The VM that runs Prometheus: the first Kubernetes control plane, else the Slurm controller. `up` and
+    /// `ansible platform` hand it to the playbooks as `monitoring_server` (whose default in
+    /// `ansible/group_vars/all/monitoring.yml` is this rule, for runs without hsw-cli).
+    pub fn monitoring_server(&self) -> Option<&Host> {
+        self.with_role(Role::ControlPlane)
+            .next()
+            .or_else(|| self.with_role(Role::Controller).next())
+    }
+
+    /// The VM that runs MLflow's PostgreSQL: the first CPU worker, else the Kubernetes control plane. Handed
+    /// to the playbooks as `mlops_postgres_host` (default in `ansible/group_vars/all/mlops.yml`).
+    pub fn postgres_host(&self) -> Option<&Host> {
+        self.with_role(Role::CpuWorker)
+            .next()
+            .or_else(|| self.with_role(Role::ControlPlane).next())
+    }
+
     /// A host by name.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)

@@ -568,6 +568,54 @@ impl ClusterConfig {
             .unwrap_or(crate::ansible::inventory::DEFAULT_USER)
     }
 
+    /// Whether the monitoring stack is deployed: `global.monitoring.enabled`, else true.
+    pub fn monitoring_enabled(&self) -> bool {
+        self.global
+            .monitoring
+            .as_ref()
+            .and_then(|m| m.enabled)
+            .unwrap_or(true)
+    }
+
+    /// Whether nftables keeps the clusters apart: `global.security.segment_networks`, else true.
+    pub fn segment_networks(&self) -> bool {
+        self.global
+            .security
+            .as_ref()
+            .and_then(|s| s.segment_networks)
+            .unwrap_or(true)
+    }
+
+    /// Whether SSH takes passwords: `global.security.ssh_password_auth`, else false.
+    pub fn ssh_password_auth(&self) -> bool {
+        self.global
+            .security
+            .as_ref()
+            .and_then(|s| s.ssh_password_auth)
+            .unwrap_or(false)
+    }
+
+    /// Whether libvirt forwards packets between the two clusters' networks: they share one network, or both
+    /// are in `route` or `open` mode (`isolated` forwards nothing, `nat` takes no connection from outside).
+    /// Where it does not, only libvirt keeps the clusters apart and the monitoring server cannot scrape the
+    /// other cluster.
+    pub fn clusters_routed(&self) -> bool {
+        let (Some(hpc), Some(cloud)) = (
+            crate::config::rules::cluster_network(self, "hpc"),
+            crate::config::rules::cluster_network(self, "cloud"),
+        ) else {
+            return false;
+        };
+        let routed = |n: &str| {
+            self.global
+                .networks
+                .get(n)
+                .and_then(|n| n.mode)
+                .is_some_and(|m| matches!(m, NetworkMode::Route | NetworkMode::Open))
+        };
+        hpc == cloud || (routed(hpc) && routed(cloud))
+    }
+
     /// The GPU backend: `host.gpu_backend`, else [`GpuBackend::Auto`].
     pub fn gpu_backend(&self) -> GpuBackend {
         self.host
