@@ -74,7 +74,8 @@ fn scenario(tf: &Path) {
         terraform::mirror(r, Path::new(env!("CARGO_BIN_EXE_terraform-provider-hsw"))).unwrap();
     std::fs::write(dir.join("main.tf"), config(r, "")).unwrap();
     let w = Workdir {
-        tf: Terraform::new(tf, cli_config),
+        // The overlap refusal below waits for room that never comes: 2 s, not the provider's 120.
+        tf: Terraform::new(tf, cli_config).env("HSW_LOCK_WAIT_SECS", "2"),
         dir,
     };
     let gis = || {

@@ -113,7 +113,7 @@ impl Default for HswProvider {
                 Ok(Backend {
                     libvirt: Arc::new(libvirt),
                     storage: Arc::new(LocalStorage),
-                    lock_wait: crate::backend::LOCK_WAIT,
+                    lock_wait: lock_wait(std::env::var("HSW_LOCK_WAIT_SECS").ok().as_deref()),
                 })
             })
         }))
@@ -173,6 +173,14 @@ pub fn provider_schema() -> Schema {
                  mdevctl's `MDEVCTL_ENV_ROOT`). Defaults to the `HSW_SYSFS_ROOT` environment variable, else `/`.",
             )),
     )
+}
+
+/// How long a create waits for a busy name or for the room a destroy frees: `HSW_LOCK_WAIT_SECS` (whole seconds,
+/// at most an hour: tests shorten it), else [`crate::backend::LOCK_WAIT`]; anything else is the default.
+fn lock_wait(env: Option<&str>) -> std::time::Duration {
+    env.and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s <= 3600)
+        .map_or(crate::backend::LOCK_WAIT, std::time::Duration::from_secs)
 }
 
 fn env_or(value: Option<&str>, var: &str, default: &str) -> String {
@@ -505,6 +513,21 @@ mod tests {
     use super::values::items;
     use crate::backend::libvirt::Key;
     use crate::framework::Value;
+
+    #[test]
+    fn the_lock_wait_takes_whole_seconds_up_to_an_hour() {
+        use std::time::Duration;
+        assert_eq!(super::lock_wait(None), crate::backend::LOCK_WAIT);
+        assert_eq!(super::lock_wait(Some("2")), Duration::from_secs(2));
+        assert_eq!(super::lock_wait(Some(" 0 ")), Duration::ZERO);
+        for bad in ["", "-1", "1.5", "3601", "x", "99999999999999999999999"] {
+            assert_eq!(
+                super::lock_wait(Some(bad)),
+                crate::backend::LOCK_WAIT,
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn items_carry_their_paths() {
