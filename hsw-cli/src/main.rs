@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod ansible_cmd;
+mod bundle;
 mod completions;
 mod error;
 mod generate;
@@ -70,6 +71,9 @@ enum Command {
     /// Build the guest image (cached by content).
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// The offline Kubernetes bundle: binaries and OCI images built from source modules (cached by content).
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Bring the clusters up: checks, image, sandbox, Terraform, inventory, playbook, and a Slurm test.
     Up(up::UpArgs),
     /// Draw the deployment: host, networks, VMs and each GPU's memory slices (SVG or DOT).
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         Command::Inventory(args) => inventory::run(&args, &mut out),
         Command::Ansible(cmd) => ansible_cmd::run(&cmd, &mut out),
         Command::Image(cmd) => image::run(&cmd, &mut out),
+        Command::Bundle(cmd) => bundle::run(&cmd, &mut out),
         Command::Up(args) => up::up(&args, &mut out),
         Command::Down(args) => up::down(&args, &mut out),
         Command::Status(args) => status::run(&args, &mut out),

@@ -223,11 +223,21 @@ pub mod fake {
     /// Needles, the answer, and how many more times it answers (`None`: always).
     type Rule = (Vec<String>, Answer, Option<usize>);
 
+    /// What a command does besides answering (e.g. the file a build writes): needles, then the action.
+    struct Effect(Vec<String>, Box<dyn Fn(&Cmd) + Send>);
+
+    impl std::fmt::Debug for Effect {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Effect({:?})", self.0)
+        }
+    }
+
     /// Records every command; answers the first rule whose needle all appear in the argv (in any place),
     /// else exit 0 with no output. A rule with `times: Some(n)` answers n times, then gives way.
     #[derive(Debug, Default)]
     pub struct FakeRunner {
         rules: Mutex<Vec<Rule>>,
+        effects: Mutex<Vec<Effect>>,
         /// Every command run, in order.
         pub calls: Mutex<Vec<Cmd>>,
     }
@@ -264,6 +274,19 @@ pub mod fake {
             self
         }
 
+        /// Every command whose argv has every word of `needles` also does `f` (before it answers), as the
+        /// real program would: write the files a build makes, for instance.
+        pub fn effect(&self, needles: &[&str], f: impl Fn(&Cmd) + Send + 'static) -> &FakeRunner {
+            self.effects
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Effect(
+                    needles.iter().map(|s| (*s).to_owned()).collect(),
+                    Box::new(f),
+                ));
+            self
+        }
+
         /// The argv of every command run.
         pub fn argvs(&self) -> Vec<Vec<String>> {
             self.calls().iter().map(Cmd::argv).collect()
@@ -280,6 +303,16 @@ pub mod fake {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(cmd.clone());
             let argv = cmd.argv();
+            for Effect(needles, f) in self
+                .effects
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                if needles.iter().all(|n| argv.contains(n)) {
+                    f(cmd);
+                }
+            }
             let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
             let found = rules.iter_mut().find(|(needles, _, times)| {
                 times.is_none_or(|t| t > 0) && needles.iter().all(|n| argv.contains(n))
