@@ -3,6 +3,25 @@
 
 use crate::exit;
 
+/// The troubleshooting page: the symptom, cause and fix of every `check` id, every step `up` stops at, and every
+/// `down:` line of `status`.
+pub const TROUBLESHOOTING: &str = "docs/troubleshooting.md";
+
+/// A link to the section of [`TROUBLESHOOTING`] with this heading: GitHub's anchor (lower case; letters, digits,
+/// `-` and `_` kept, spaces to `-`, the rest dropped).
+pub fn troubleshooting(heading: &str) -> String {
+    let anchor: String = heading
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect();
+    format!("{TROUBLESHOOTING}#{anchor}")
+}
+
 /// Why a command stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,6 +52,15 @@ impl Error {
     /// An [`Error::CannotRun`] from anything printable.
     pub fn cannot_run(message: impl Into<String>) -> Error {
         Error::CannotRun(message.into())
+    }
+
+    /// The same error with `; see <link>` at the end of its sentence (a config's diagnostics stay as they are).
+    pub fn see(self, link: &str) -> Error {
+        match self {
+            Error::Invalid(m) => Error::Invalid(format!("{m}; see {link}")),
+            Error::CannotRun(m) => Error::CannotRun(format!("{m}; see {link}")),
+            other => other,
+        }
     }
 
     /// The exit code of this error.
@@ -73,5 +101,25 @@ mod tests {
             Error::cannot_run("cannot read x").to_string(),
             "cannot read x"
         );
+    }
+
+    #[test]
+    fn links_take_githubs_anchors_and_end_the_sentence() {
+        assert_eq!(
+            troubleshooting("up step: terraform apply"),
+            "docs/troubleshooting.md#up-step-terraform-apply"
+        );
+        assert_eq!(
+            troubleshooting("cpu.virtualization"),
+            "docs/troubleshooting.md#cpuvirtualization"
+        );
+        assert_eq!(
+            troubleshooting("What `hsw-cli status` reports down"),
+            "docs/troubleshooting.md#what-hsw-cli-status-reports-down"
+        );
+        let e = Error::invalid("it broke").see("docs/t.md#x");
+        assert_eq!(e.to_string(), "it broke; see docs/t.md#x");
+        assert_eq!(e.code(), exit::INVALID);
+        assert_eq!(Error::cannot_run("no").see("L").code(), exit::CANNOT_RUN);
     }
 }

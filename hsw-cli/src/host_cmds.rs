@@ -271,6 +271,13 @@ fn render_checks(report: &CheckReport, host: &SystemHost, config_name: &str) -> 
         if c.status != Status::Pass && !c.remedy.is_empty() {
             s.push_str(&format!("      {:<width$}  fix: {}\n", "", c.remedy));
         }
+        if matches!(c.status, Status::Fail | Status::Warn) {
+            s.push_str(&format!(
+                "      {:<width$}  more: {}\n",
+                "",
+                crate::error::troubleshooting(&c.id)
+            ));
+        }
     }
     let (pass, warn, fail, skip) = report.counts();
     let verdict = if report.failed() {

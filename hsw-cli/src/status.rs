@@ -36,9 +36,6 @@ pub struct StatusArgs {
     pub format: Format,
 }
 
-/// Where each `down:` line's cause and fix are explained.
-const TROUBLESHOOTING: &str = "docs/troubleshooting.md#what-hsw-cli-status-reports-down";
-
 /// The Slurm node states that mean a node takes jobs (`sinfo %t`; a trailing `*` means not responding).
 const SLURM_UP: [&str; 6] = ["idle", "alloc", "mix", "comp", "resv", "plnd"];
 
@@ -481,7 +478,8 @@ pub fn text(s: &Status) -> String {
             out.push_str(&format!("down: {d}\n"));
         }
         out.push_str(&format!(
-            "hsw: the cause and fix of each: {TROUBLESHOOTING}\n"
+            "hsw: the cause and fix of each: {}\n",
+            crate::error::troubleshooting("What `hsw-cli status` reports down")
         ));
     }
     out

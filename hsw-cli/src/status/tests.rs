@@ -190,7 +190,7 @@ fn a_vm_shut_off_is_down() {
     );
     assert!(
         out.ends_with(&format!(
-            "hsw: the cause and fix of each: {TROUBLESHOOTING}\n"
+            "hsw: the cause and fix of each: docs/troubleshooting.md#what-hsw-cli-status-reports-down\n"
         )),
         "{out}"
     );

@@ -467,10 +467,15 @@ fn run_steps(up: &mut Up<'_>, out: &mut dyn Write) -> Result<Vec<(String, u64)>,
     let mut timings = Vec::new();
     for (n, name, step) in UP_STEPS_TABLE {
         let t = Instant::now();
-        step(up, n, out)?;
+        step(up, n, out).map_err(|e| e.see(&step_help(name)))?;
         timings.push((name.to_owned(), secs(t)));
     }
     Ok(timings)
+}
+
+/// Where the troubleshooting page explains what a step of `up` stops with.
+pub fn step_help(step: &str) -> String {
+    crate::error::troubleshooting(&format!("up step: {step}"))
 }
 
 pub(crate) fn ssh_user(cfg: &ClusterConfig) -> String {
