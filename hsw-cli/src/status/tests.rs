@@ -189,9 +189,9 @@ fn a_vm_shut_off_is_down() {
         "{out}"
     );
     assert!(
-        out.ends_with(&format!(
+        out.ends_with(
             "hsw: the cause and fix of each: docs/troubleshooting.md#what-hsw-cli-status-reports-down\n"
-        )),
+        ),
         "{out}"
     );
     // Its services are not asked for (nothing answers on a VM that is off), and not counted twice.
