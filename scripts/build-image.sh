@@ -2,7 +2,11 @@
 # Builds a Debian 12 guest image for direct kernel boot, without an installer and without a network in the guest.
 #
 # Usage: scripts/build-image.sh [--role ROLE] [--out DIR] [--packages LIST] [--size SIZE] [--mirror URL] [--force]
+#                               [--bundle DIR]
 #   --role ROLE      hpc (default) or cloud: the extra packages are `packer/packages/list.sh --csv ROLE`
+#   --bundle DIR     a Kubernetes bundle (`hsw-cli bundle build`): its bin/ into /usr/local/bin, its images/*.oci.tar
+#                    and bundle.json into /var/lib/hsw/k8s/ (the key then covers bundle.json, which holds every
+#                    file's sha256; each file is checked against it before it goes in)
 #   --out DIR        cache directory (default /var/cache/hsw/images, or $HSW_IMAGE_DIR)
 #   --packages LIST  extra packages instead of the role's, comma or space separated ('' for none)
 #   --size SIZE      size of the root file system (default 3G); grow it later with a larger qcow2 overlay
@@ -73,10 +77,11 @@ force=0
 print_key=0
 check_only=0
 prune=0
+bundle=""
 
 die() { echo "build-image: $*" >&2; exit 1; }
 log() { printf 'build-image: %s\n' "$*" >&2; }
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -90,6 +95,8 @@ while [ $# -gt 0 ]; do
     --size=*) size=${1#*=}; shift ;;
     --mirror) [ $# -ge 2 ] || die "--mirror needs a URL"; mirror=$2; shift 2 ;;
     --mirror=*) mirror=${1#*=}; shift ;;
+    --bundle) [ $# -ge 2 ] || die "--bundle needs a directory"; bundle=$2; shift 2 ;;
+    --bundle=*) bundle=${1#*=}; shift ;;
     --force) force=1; shift ;;
     --print-key) print_key=1; shift ;;
     --check) check_only=1; shift ;;
@@ -140,8 +147,15 @@ for entry in "${FILES[@]}"; do
   files_sum+="$dst $mode $(sha256sum < "$FILES_DIR/$src" | cut -d' ' -f1)"$'\n'
 done
 
+# The bundle: bundle.json names every file with its sha256, so its own hash stands for all of them.
+bundle_sum=""
+if [ -n "$bundle" ]; then
+  [ -f "$bundle/bundle.json" ] || die "--bundle '$bundle' has no bundle.json (make one with hsw-cli bundle build)"
+  bundle_sum=$(sha256sum < "$bundle/bundle.json" | cut -d' ' -f1)
+fi
+
 key=$(printf 'version=%s\nsuite=%s\nsize=%s\npackages=%s\nfiles=\n%s' "$SCRIPT_VERSION" "$SUITE" "$size" "$pkg_csv" \
-        "$files_sum" | sha256sum | cut -c1-16)
+        "$files_sum" | { cat; [ -z "$bundle_sum" ] || printf 'bundle=%s\n' "$bundle_sum"; } | sha256sum | cut -c1-16)
 if [ "$print_key" = 1 ]; then echo "$key"; exit 0; fi
 
 dest="$out/$key"
@@ -290,6 +304,24 @@ for entry in "${FILES[@]}"; do
   install -D -m "$mode" "$FILES_DIR/$src" "$r$dst"
 done
 rm -f "$r"/etc/ssh/ssh_host_* "$r/etc/munge/munge.key"
+# The Kubernetes bundle: every file checked against bundle.json (paths from it are plain bin/NAME or images/NAME).
+if [ -n "$bundle" ]; then
+  command -v jq >/dev/null 2>&1 || die "jq is missing: run scripts/install-deps.sh full"
+  install -d -m 0755 "$r/var/lib/hsw/k8s/images"
+  while IFS=$'\t' read -r path want; do
+    if ! [[ "$path" =~ ^(bin|images)/[A-Za-z0-9._-]+$ && "$want" =~ ^[0-9a-f]{64}$ ]]; then
+      die "$bundle/bundle.json lists '$path' (sha256 '$want'): not a bundle file"
+    fi
+    [ "$(sha256sum < "$bundle/$path" | cut -d' ' -f1)" = "$want" ] \
+      || die "$bundle/$path is not what bundle.json says: rebuild it with hsw-cli bundle build --force"
+    case "$path" in
+      bin/*) install -m 0755 "$bundle/$path" "$r/usr/local/bin/${path#bin/}" ;;
+      images/*) install -m 0644 "$bundle/$path" "$r/var/lib/hsw/k8s/$path" ;;
+    esac
+  done < <(jq -r '(.binaries + .images)[] | [.path, .sha256] | @tsv' "$bundle/bundle.json")
+  install -m 0644 "$bundle/bundle.json" "$r/var/lib/hsw/k8s/bundle.json"
+  log "Kubernetes bundle $(jq -r .kubernetes "$bundle/bundle.json") installed from $bundle"
+fi
 # Host keys: cloud-init makes them; hsw-ssh-hostkeys.service makes any that are still missing before sshd starts.
 mkdir -p "$r/etc/systemd/system/multi-user.target.wants"
 ln -sf /etc/systemd/system/hsw-ssh-hostkeys.service "$r/etc/systemd/system/multi-user.target.wants/"
