@@ -30,6 +30,9 @@ packer/check.sh
 step "end to end: the provider on real libvirt in a sandbox netns, Terraform 1.11 and 1.0"
 tests/e2e/run.sh
 
+step "end to end: hsw-cli bundle build (Kubernetes, etcd, CoreDNS, pause from the Go module proxy; cached per machine)"
+tests/e2e/bundle.sh
+
 step "end to end: hsw-cli up on the default config (Slurm answers srun -N2; the platform playbooks and their checks), grow and shrink, up again (no change), down (nothing left)"
 tests/e2e/up.sh
 
