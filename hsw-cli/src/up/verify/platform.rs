@@ -386,6 +386,24 @@ mod tests {
         ssh_deadline: Duration::from_millis(50),
     };
 
+    /// The checks with the test's timings, as the login user `hsw`.
+    fn check(
+        ctx: &Ctx<'_>,
+        session: &crate::session::Session,
+        d: &Deployment,
+        out: &mut dyn Write,
+    ) -> Result<Vec<String>, Error> {
+        check_platform(
+            ctx,
+            "hsw",
+            &session.config,
+            d,
+            POLL,
+            Duration::from_millis(20),
+            out,
+        )
+    }
+
     fn targets(up: &[&str], down: &[&str]) -> String {
         let t: Vec<serde_json::Value> = up
             .iter()
@@ -450,16 +468,8 @@ mod tests {
         healthy(&runner, &d, &[]);
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
-        let lines = check_platform(
-            &ctx,
-            "hsw",
-            &session.config,
-            &d,
-            POLL,
-            Duration::from_millis(20),
-            &mut out,
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", text(&out)));
+        let lines =
+            check(&ctx, &session, &d, &mut out).unwrap_or_else(|e| panic!("{e}\n{}", text(&out)));
         let cp = d.with_role(Role::ControlPlane).next().unwrap();
         let n = d.hosts.len();
         let n_cloud = d.of_cluster("cloud").count();
@@ -536,15 +546,7 @@ mod tests {
             }
             healthy(&runner, &d, &ok);
             let ctx = f.ctx(&runner);
-            let r = check_platform(
-                &ctx,
-                "hsw",
-                &session.config,
-                &d,
-                POLL,
-                Duration::from_millis(20),
-                &mut Vec::new(),
-            );
+            let r = check(&ctx, &session, &d, &mut Vec::new());
             match (r, want) {
                 (Ok(lines), Ok(())) => {
                     assert!(
@@ -596,16 +598,7 @@ mod tests {
             runner.on(needles, code, answer);
             healthy(&runner, &d, &[]);
             let ctx = f.ctx(&runner);
-            let e = check_platform(
-                &ctx,
-                "hsw",
-                &session.config,
-                &d,
-                POLL,
-                Duration::from_millis(20),
-                &mut Vec::new(),
-            )
-            .unwrap_err();
+            let e = check(&ctx, &session, &d, &mut Vec::new()).unwrap_err();
             assert!(e.to_string().contains(want), "{needles:?}: {e}");
             if needles == ["timeout", "5"] {
                 assert!(
