@@ -469,9 +469,62 @@ fn kubeadm_join_reads_its_token_from_a_join_configuration() {
     assert_eq!(t["token"], "abcdef.0123456789abcdef");
     assert_eq!(t["caCertHashes"][0], "sha256:0f1e");
     assert_eq!(v["nodeRegistration"]["name"], "cloud-worker-1");
+    assert_eq!(v["apiVersion"], "kubeadm.k8s.io/v1beta4");
     assert_eq!(
-        v["nodeRegistration"]["kubeletExtraArgs"]["node-ip"],
-        "172.20.2.11"
+        v["nodeRegistration"]["kubeletExtraArgs"][0],
+        serde_json::json!({"name": "node-ip", "value": "172.20.2.11"})
+    );
+}
+
+/// `kubeadm init`'s configuration: v1beta4 with a long control-plane wait (TCG); with hsw's offline bundle in the
+/// image, the bundle's version and image repository, and no kube-proxy add-on (it runs as a unit of the nodes).
+#[test]
+fn kubeadm_init_takes_the_bundle_when_the_image_has_one() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
+        return;
+    }
+    let config = |bundle: &str| -> Vec<Value> {
+        let text = render_template(
+            "kubeadm",
+            "kubeadm-config.yaml.j2",
+            &format!(
+                r#"{{"kubeadm_bundle": {bundle}, "ansible_host": "192.168.200.10", "inventory_hostname": "cp-1",
+                    "k8s_pod_subnet": "10.244.0.0/16", "k8s_service_subnet": "10.96.0.0/12"}}"#
+            ),
+        );
+        text.split("\n---\n")
+            .map(|d| {
+                hsw_core::config::yaml::parse(d)
+                    .unwrap_or_else(|e| panic!("{e}: {d}"))
+                    .0
+            })
+            .collect()
+    };
+    let with = config(r#"{"kubernetes": "v1.34.4", "image_repository": "registry.hsw.invalid"}"#);
+    assert_eq!(with[0]["apiVersion"], "kubeadm.k8s.io/v1beta4");
+    assert_eq!(with[0]["kind"], "InitConfiguration");
+    assert_eq!(
+        with[0]["skipPhases"],
+        serde_json::json!(["addon/kube-proxy"])
+    );
+    assert_eq!(
+        with[0]["timeouts"]["controlPlaneComponentHealthCheck"],
+        "15m"
+    );
+    assert_eq!(
+        with[0]["nodeRegistration"]["kubeletExtraArgs"][0],
+        serde_json::json!({"name": "node-ip", "value": "192.168.200.10"})
+    );
+    assert_eq!(with[1]["kind"], "ClusterConfiguration");
+    assert_eq!(with[1]["kubernetesVersion"], "v1.34.4");
+    assert_eq!(with[1]["imageRepository"], "registry.hsw.invalid");
+    assert_eq!(with[1]["networking"]["podSubnet"], "10.244.0.0/16");
+    assert_eq!(with[2]["cgroupDriver"], "systemd");
+    let without = config("{}");
+    assert!(without[0].get("skipPhases").is_none(), "{}", without[0]);
+    assert!(
+        without[1].get("imageRepository").is_none()
+            && without[1].get("kubernetesVersion").is_none()
     );
 }
 
