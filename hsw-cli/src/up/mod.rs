@@ -103,7 +103,8 @@ pub struct UpArgs {
     /// Skip the final check (SSH to every VM, `sinfo`, `srun`).
     #[arg(long)]
     pub no_verify: bool,
-    /// Seconds the final check waits for the compute nodes to be idle.
+    /// Seconds the final checks wait for the compute nodes to be idle, and for Prometheus to see every node
+    /// exporter up.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub verify_timeout: u64,
     /// Seconds to wait for HPC compute nodes removed from cluster.yaml to finish their jobs (Slurm drain)
