@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::provider_mirror::sha256_file;
 use crate::runner::{Cmd, Runner, SystemRunner};
+use crate::up::say;
 
 pub mod oci;
 
@@ -183,12 +185,10 @@ fn key(release: &str, go: &str) -> String {
     format!("{:x}", h.finalize())[..16].to_owned()
 }
 
-/// The sha256 (hex) and size of a file, read in pieces.
+/// The sha256 (hex, [`sha256_file`]) and size of a file.
 fn file_sha256(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h)?;
-    Ok((format!("{:x}", h.finalize()), n))
+    let size = std::fs::metadata(path)?.len();
+    Ok((sha256_file(path)?, size))
 }
 
 /// The cached bundle in `dir`, if it is complete: its manifest reads, and every file it lists is there with its
@@ -404,11 +404,6 @@ pub fn build(args: &BuildArgs, runner: &dyn Runner, out: &mut dyn Write) -> Resu
         manifest,
         built: true,
     })
-}
-
-fn say(out: &mut dyn Write, text: impl AsRef<str>) {
-    let _ = writeln!(out, "hsw: {}", text.as_ref());
-    let _ = out.flush();
 }
 
 fn mkdir(p: &Path) -> Result<(), Error> {

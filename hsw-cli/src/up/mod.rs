@@ -323,7 +323,7 @@ pub fn host_libvirt(cfg: &ClusterConfig) -> (String, String) {
 }
 
 /// Prints a progress line (and flushes, so it comes before a child's output).
-fn say(out: &mut dyn Write, text: impl AsRef<str>) {
+pub(crate) fn say(out: &mut dyn Write, text: impl AsRef<str>) {
     let _ = writeln!(out, "hsw: {}", text.as_ref());
     let _ = out.flush();
 }
