@@ -13,7 +13,8 @@ need_root() { [ "$(id -u)" -eq 0 ] || { echo "install-deps: run as root (apt-get
 base_pkgs=(pkg-config protobuf-compiler libvirt-dev git ca-certificates shellcheck nftables zip ovmf libxml2-utils)
 full_pkgs=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
            qemu-system-x86 qemu-utils dnsmasq-base iproute2 mmdebstrap e2fsprogs
-           cloud-image-utils genisoimage openssh-client packer ansible mdevctl jq)
+           cloud-image-utils genisoimage openssh-client packer ansible mdevctl jq
+           busybox-static)
 # Not needed, installed with full: hsw-cli runs Ansible with mitogen's strategy when this is present (several
 # times faster on TCG guests: README, Performance). `hsw-cli check` does not ask for it.
 speed_pkgs=(ansible-mitogen)

@@ -262,6 +262,7 @@ pub fn platform_vars(
     }
     if let Some(k) = config.clusters.cloud.as_ref().map(|c| &c.kubernetes_config) {
         v.insert("k8s_cni".into(), json!(k.cni));
+        v.insert("k8s_source".into(), json!(k.source.unwrap_or_default()));
         v.insert("k8s_ingress".into(), json!(k.ingress));
         v.insert("k8s_storage_class".into(), json!(k.storage_class));
         for (key, val) in [
@@ -690,7 +691,8 @@ mod tests {
             "hsw_secrets_dir": "/state/secrets",
             "hsw_hpc_subnet": "192.168.100.0/24",
             "hsw_cloud_subnet": "192.168.200.0/24",
-            "k8s_cni": "calico",
+            "k8s_cni": "bridge",
+            "k8s_source": "bundle",
             "k8s_ingress": "nginx",
             "k8s_storage_class": "local-path",
             "security_ssh_password_auth": false,
@@ -711,6 +713,7 @@ mod tests {
     fn platform_vars_follow_the_file() {
         let text = hsw_core::config::DEFAULT_CONFIG
             .replace("ssh_password_auth: false", "ssh_password_auth: true")
+            .replace("cni: bridge", "cni: calico\n      source: packages")
             .replace("storage_class: local-path", "storage_class: local-path\n      version: \"1.29\"\n      pod_subnet: 10.32.0.0/16")
             .replace("192.168.200.0/24", "10.20.0.0/24")
             .replace("192.168.200.10", "10.20.0.10")
@@ -723,6 +726,8 @@ mod tests {
         let vars = platform_vars(&cfg, &StateLayout::new("/s"), false, false);
         assert_eq!(vars["security_ssh_password_auth"], json!(true));
         assert_eq!(vars["k8s_version"], json!("1.29"));
+        assert_eq!(vars["k8s_source"], json!("packages"));
+        assert_eq!(vars["k8s_cni"], json!("calico"));
         assert_eq!(vars["k8s_pod_subnet"], json!("10.32.0.0/16"));
         assert_eq!(vars["hsw_cloud_subnet"], json!("10.20.0.0/24"));
     }

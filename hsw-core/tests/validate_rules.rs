@@ -128,7 +128,7 @@ fn unknown_key_points_at_the_key_with_a_suggestion() {
 fn all_errors_at_once() {
     let src = edit(&[
         ("      cpu_cores: 1\n      memory_gb: 1\n      disk_gb: 8\n      ip_address: 192.168.100.10", "      cpu_cores: 0\n      memory_gb: 1\n      disk_gb: 8\n      ip_address: 192.168.100.10"),
-        ("cni: calico", "cni: calicoo"),
+        ("cni: bridge", "cni: calicoo"),
         ("default_partition: gpu", "default_partition: gpus"),
     ]);
     let all = findings(&src);
@@ -168,7 +168,7 @@ fn resources_within_bounds() {
 #[test]
 fn enums_for_kubernetes() {
     let d = expect_error(
-        &edit(&[("cni: calico", "cni: calicoo")]),
+        &edit(&[("cni: bridge", "cni: calicoo")]),
         "schema.enum",
         "/clusters/cloud/kubernetes_config/cni",
     );
@@ -183,6 +183,38 @@ fn enums_for_kubernetes() {
         "schema.enum",
         "/clusters/cloud/kubernetes_config/storage_class",
     );
+}
+
+#[test]
+fn kubernetes_source_cni_and_version_agree() {
+    let d = expect_error(
+        &edit(&[("cni: bridge", "cni: bridge\n      source: packages")]),
+        "kubernetes.bridge-needs-bundle",
+        "/clusters/cloud/kubernetes_config/cni",
+    );
+    assert!(d.message.contains("set source: bundle"), "{}", d.message);
+    let d = expect_error(
+        &edit(&[("cni: bridge", "cni: bridge\n      version: \"1.30\"")]),
+        "kubernetes.version-not-in-bundle",
+        "/clusters/cloud/kubernetes_config/version",
+    );
+    assert!(
+        d.message.starts_with("version 1.30 is not the bundle's Kubernetes (1.34)"),
+        "{}",
+        d.message
+    );
+    for fine in [
+        "cni: bridge\n      version: \"1.34\"",
+        "cni: calico\n      source: packages\n      version: \"1.30\"",
+        "cni: flannel",
+    ] {
+        let src = edit(&[("cni: bridge", fine)]);
+        let all = findings(&src);
+        assert!(
+            !all.iter().any(|d| d.rule.starts_with("kubernetes.")),
+            "{fine}: {all:#?}"
+        );
+    }
 }
 
 #[test]

@@ -63,8 +63,9 @@ done
 info "kubelet, kubeadm, kubectl, kube-proxy: static, v1.34.4"
 
 step "the image archives: what kubeadm asks for, each a complete OCI layout named for containerd"
-want=$("$dir/bin/kubeadm" config images list --kubernetes-version v1.34.4 --image-repository registry.hsw.invalid \
-       | grep -v '/kube-proxy:' | sort)
+want=$({ "$dir/bin/kubeadm" config images list --kubernetes-version v1.34.4 --image-repository registry.hsw.invalid \
+         | grep -v '/kube-proxy:'
+        echo "registry.hsw.invalid/hsw/probe:$(sha256sum /bin/busybox | cut -c1-12)"; } | sort)
 python3 - "$dir" "$want" <<'EOF' || fail "the bundle's images are not what kubeadm asks for, or not complete (above)"
 import hashlib, io, json, sys, tarfile
 root, want = sys.argv[1], sorted(sys.argv[2].split())

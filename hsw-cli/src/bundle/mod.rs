@@ -9,7 +9,9 @@
 //!   that `kubeadm version`, the components' `--version` and kubeadm's image tags agree;
 //! - etcd (`go.etcd.io/etcd/server/v3`) and CoreDNS (`github.com/coredns/coredns`) at the versions this
 //!   kubeadm asks for (`kubeadm config images list`), and the pause binary from the release's own
-//!   `build/pause/linux/pause.c` (gcc, static).
+//!   `build/pause/linux/pause.c` (gcc, static);
+//! - and, for `up`'s pod-network check, a probe image holding Debian's static busybox (`busybox-static`, the
+//!   host's `/bin/busybox`, or `--busybox`): `httpd`, `wget` and `nslookup` in a pod, nothing pulled.
 //!
 //! Each image kubeadm needs becomes an OCI archive ([`oci`]) named `registry.hsw.invalid/<name>:<tag>`
 //! ([`IMAGE_REPOSITORY`], a name that never resolves: kubeadm's `imageRepository`, containerd's
@@ -17,7 +19,7 @@
 //! `bundle.json` lists every file with its size and sha256, the versions, and how long each step took.
 //!
 //! Cached by content like the guest images: `<cache>/k8s-<release>-<key>/`, the key a hash of the release, the
-//! Go version, the image repository and the bundle format; a complete bundle (every file of its manifest there
+//! Go version, the image repository, the busybox binary and the bundle format; a complete bundle (every file of its manifest there
 //! with its sha256) is reused, anything else is built again in a `.build-*` directory and renamed into place.
 //! `go` and `gcc` run through the [`Runner`], so the unit tests below walk the whole build over the fake.
 
@@ -38,13 +40,19 @@ use crate::up::say;
 pub mod oci;
 
 /// The Kubernetes release built when none is named.
-pub const DEFAULT_RELEASE: &str = "1.34.4";
+pub const DEFAULT_RELEASE: &str = hsw_core::config::model::KUBERNETES_BUNDLE_RELEASE;
 
 /// The registry name of the bundle's images: never resolved, nothing is pulled from it.
 pub const IMAGE_REPOSITORY: &str = "registry.hsw.invalid";
 
 /// The layout of the bundle directory and its manifest; a change rebuilds every cached bundle.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+
+/// The static busybox the probe image is made of (Debian's `busybox-static`).
+pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
+
+/// The probe image's name (its tag is the busybox binary's sha256, first 12 digits).
+pub const PROBE_IMAGE: &str = "hsw/probe";
 
 /// The commands that run on the VMs (into `/usr/local/bin`).
 pub const NODE_COMMANDS: [&str; 4] = ["kubelet", "kubeadm", "kubectl", "kube-proxy"];
@@ -79,6 +87,9 @@ pub struct BuildArgs {
     /// Rebuild even when the cache holds a complete bundle.
     #[arg(long)]
     pub force: bool,
+    /// The static busybox for the probe image `up` checks the pod network with.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_BUSYBOX)]
+    pub busybox: PathBuf,
 }
 
 /// One file of the bundle.
@@ -176,11 +187,11 @@ fn check_release(release: &str) -> Result<(u64, u64, u64), Error> {
     }
 }
 
-/// The cache key of a bundle.
-fn key(release: &str, go: &str) -> String {
+/// The cache key of a bundle (`busybox`: the probe's binary's sha256).
+fn key(release: &str, go: &str, busybox: &str) -> String {
     let mut h = Sha256::new();
     h.update(format!(
-        "format {FORMAT}\nrelease {release}\ngo {go}\nrepository {IMAGE_REPOSITORY}\n"
+        "format {FORMAT}\nrelease {release}\ngo {go}\nrepository {IMAGE_REPOSITORY}\nbusybox {busybox}\n"
     ));
     format!("{:x}", h.finalize())[..16].to_owned()
 }
@@ -231,9 +242,25 @@ fn check(status: std::process::ExitStatus, what: &str, fix: &str) -> Result<(), 
     }
 }
 
+/// Where the official Go tarball installs (`go` when it is not on the `PATH`, e.g. root's under `sudo`).
+const GO_TARBALL: &str = "/usr/local/go/bin/go";
+
+/// The go command: `HSW_GO`, else `go` on the `PATH`, else [`GO_TARBALL`] when it is there.
+fn go_command() -> std::ffi::OsString {
+    if let Some(go) = std::env::var_os("HSW_GO") {
+        return go;
+    }
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("go").is_file()));
+    if !on_path && Path::new(GO_TARBALL).is_file() {
+        return GO_TARBALL.into();
+    }
+    "go".into()
+}
+
 /// `go` with hsw's settings: modules on, no workspace, the machine's own toolchain, no VCS stamping.
 fn go(dir: &Path, args: &[&str]) -> Cmd {
-    Cmd::new(std::env::var_os("HSW_GO").unwrap_or_else(|| "go".into()))
+    Cmd::new(go_command())
         .args(args)
         .current_dir(dir)
         .env("GO111MODULE", "on")
@@ -356,7 +383,12 @@ pub fn build(args: &BuildArgs, runner: &dyn Runner, out: &mut dyn Write) -> Resu
         .filter(|v| o.status.success() && v.starts_with("go"))
         .ok_or_else(|| Error::cannot_run(format!("`go version` printed {:?}", o.stdout.trim())))?
         .to_owned();
-    let name = format!("k8s-{}-{}", args.release, key(&args.release, &go_version));
+    let busybox = static_busybox(&args.busybox)?;
+    let name = format!(
+        "k8s-{}-{}",
+        args.release,
+        key(&args.release, &go_version, &busybox)
+    );
     let dir = cache.join(&name);
     if dir.exists() && !args.force {
         match load_complete(&dir) {
@@ -384,7 +416,8 @@ pub fn build(args: &BuildArgs, runner: &dyn Runner, out: &mut dyn Write) -> Resu
         std::fs::remove_dir_all(&tmp)
             .map_err(|e| Error::cannot_run(format!("cannot remove {}: {e}", tmp.display())))?;
     }
-    let manifest = match build_into(&args.release, &go_version, &tmp, runner, out) {
+    let probe = (args.busybox.as_path(), &busybox[..12]);
+    let manifest = match build_into(&args.release, &go_version, probe, &tmp, runner, out) {
         Ok(m) => m,
         Err(e) => {
             // Nothing half-made stays in the cache (Go's own caches keep what was downloaded and compiled).
@@ -420,6 +453,7 @@ fn write(p: &Path, text: &str) -> Result<(), Error> {
 fn build_into(
     release: &str,
     go_version: &str,
+    (busybox, busybox_tag): (&Path, &str),
     tmp: &Path,
     runner: &dyn Runner,
     out: &mut dyn Write,
@@ -636,6 +670,14 @@ fn build_into(
             entrypoint: vec!["/pause".into()],
         },
     ));
+    specs.push((
+        "probe".into(),
+        oci::ImageSpec {
+            reference: format!("{IMAGE_REPOSITORY}/{PROBE_IMAGE}:{busybox_tag}"),
+            files: vec![("/bin/busybox".into(), busybox.to_path_buf())],
+            entrypoint: vec!["/bin/busybox".into()],
+        },
+    ));
     let mut image_entries = Vec::new();
     for (short, spec) in &specs {
         if spec.reference.is_empty() {
@@ -661,6 +703,7 @@ fn build_into(
             ("etcd".to_owned(), etcd_version),
             ("coredns".to_owned(), coredns_version),
             ("pause".to_owned(), pause_version),
+            ("busybox".to_owned(), busybox_tag.to_owned()),
         ]),
         binaries,
         images: image_entries,
@@ -670,6 +713,42 @@ fn build_into(
     text.push('\n');
     write(&tmp.join("bundle.json"), &text)?;
     Ok(manifest)
+}
+
+/// The sha256 of `path` when it is a static ELF executable (no program interpreter): the probe image has
+/// nothing else in it, so a dynamically linked busybox (Debian's `busybox`, not `busybox-static`) could not run.
+fn static_busybox(path: &Path) -> Result<String, Error> {
+    let fix = "install Debian's busybox-static (scripts/install-deps.sh) or name a static busybox with --busybox";
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::cannot_run(format!("cannot read {} ({e}): {fix}", path.display())))?;
+    match elf_interpreter(&bytes) {
+        Some(false) => Ok(format!("{:x}", Sha256::digest(&bytes))),
+        Some(true) => Err(Error::cannot_run(format!(
+            "{} is dynamically linked: {fix}",
+            path.display()
+        ))),
+        None => Err(Error::cannot_run(format!(
+            "{} is not a 64-bit little-endian ELF executable: {fix}",
+            path.display()
+        ))),
+    }
+}
+
+/// Whether a 64-bit little-endian ELF file has a program interpreter (`PT_INTERP`); `None`: not such a file.
+fn elf_interpreter(b: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    if b.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let phoff = usize::try_from(u64::from_le_bytes(b.get(0x20..0x28)?.try_into().ok()?)).ok()?;
+    let (size, count) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+    let mut interp = false;
+    for i in 0..count {
+        let at = phoff.checked_add(i.checked_mul(size)?)?;
+        interp |= u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) == PT_INTERP;
+    }
+    Some(interp)
 }
 
 /// The manifest entry of a file of the bundle.
@@ -815,12 +894,45 @@ mod tests {
         runner
     }
 
+    /// A 64-bit ELF file with one program header of type `p_type` (1: PT_LOAD, 3: PT_INTERP).
+    fn elf(p_type: u32) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56];
+        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        b[64..68].copy_from_slice(&p_type.to_le_bytes());
+        b
+    }
+
+    /// Build arguments with a cache in `out` and a static busybox beside it.
     fn args(out: &Path) -> BuildArgs {
+        let busybox = out.with_file_name("busybox");
+        std::fs::write(&busybox, elf(1)).unwrap();
         BuildArgs {
             release: DEFAULT_RELEASE.into(),
             out: Some(out.to_path_buf()),
             force: false,
+            busybox,
         }
+    }
+
+    #[test]
+    fn only_a_static_busybox_makes_the_probe_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("busybox");
+        std::fs::write(&p, elf(1)).unwrap();
+        assert_eq!(static_busybox(&p).unwrap().len(), 64);
+        std::fs::write(&p, elf(3)).unwrap();
+        let e = static_busybox(&p).unwrap_err().to_string();
+        assert!(e.contains("is dynamically linked: install Debian's busybox-static"), "{e}");
+        for bad in [&b"#!/bin/sh\n"[..], &elf(1)[..66], b""] {
+            std::fs::write(&p, bad).unwrap();
+            let e = static_busybox(&p).unwrap_err().to_string();
+            assert!(e.contains("is not a 64-bit little-endian ELF executable"), "{e}");
+        }
+        let e = static_busybox(&dir.path().join("none")).unwrap_err().to_string();
+        assert!(e.contains("cannot read") && e.contains("--busybox"), "{e}");
     }
 
     #[test]
@@ -863,8 +975,10 @@ mod tests {
                 "registry.hsw.invalid/etcd:3.6.5-0",
                 "registry.hsw.invalid/coredns:v1.12.1",
                 "registry.hsw.invalid/pause:3.10.1",
+                &format!("registry.hsw.invalid/hsw/probe:{}", m.components["busybox"]),
             ]
         );
+        assert_eq!(m.components["busybox"].len(), 12);
         assert_eq!(load_complete(&b.dir).unwrap(), *m);
         assert!(!b.dir.join("work").exists(), "the work tree is removed");
         assert!(!cache
@@ -969,6 +1083,7 @@ mod tests {
                 release: "1.34".into(),
                 out: Some(dir.path().into()),
                 force: false,
+                busybox: DEFAULT_BUSYBOX.into(),
             },
             &FakeRunner::new(),
             &mut Vec::new(),

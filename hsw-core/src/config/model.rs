@@ -12,6 +12,16 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::hpc::{HpcUser, Partition, PartitionSpec, Qos, SharedStorage, SlurmAccount};
 
+/// The Kubernetes release of hsw's offline bundle (`hsw-cli bundle build`, `source: bundle`).
+pub const KUBERNETES_BUNDLE_RELEASE: &str = "1.34.4";
+
+/// Its minor version (`kubernetes_config.version`'s form): [`KUBERNETES_BUNDLE_RELEASE`] without the patch.
+pub fn kubernetes_bundle_minor() -> &'static str {
+    KUBERNETES_BUNDLE_RELEASE
+        .rsplit_once('.')
+        .map_or(KUBERNETES_BUNDLE_RELEASE, |(m, _)| m)
+}
+
 /// The `$id` of the cluster.yaml schema.
 pub const SCHEMA_ID: &str = "https://hyperscaler.dev/schemas/cluster-1.0.schema.json";
 
@@ -484,13 +494,19 @@ pub struct SlurmConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
-    /// Container network plugin.
+    /// Container network plugin. `bridge` needs no internet (a bridge per node, routes between the nodes,
+    /// Debian's CNI plugins); `calico`, `flannel` and `cilium` are installed from the internet (`up --online`).
     pub cni: Cni,
+    /// Where kubelet, kubeadm, kubectl and the control plane's images come from: `bundle` (default; hsw's
+    /// offline bundle, built from source modules on the host by `hsw-cli bundle build` and baked into the cloud
+    /// image, nothing pulled) or `packages` (pkgs.k8s.io and registry.k8s.io: needs the internet, `up --online`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<KubernetesSource>,
     /// Ingress controller.
     pub ingress: Ingress,
     /// Default storage class.
     pub storage_class: StorageClass,
-    /// Kubernetes minor version to install, e.g. `1.30`.
+    /// Kubernetes minor version to install, e.g. `1.30` (with `source: bundle`, the bundle's: `1.34`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^1\.[0-9]{2}$"))]
     pub version: Option<String>,
@@ -504,10 +520,24 @@ pub struct KubernetesConfig {
     pub service_subnet: Option<String>,
 }
 
+/// Where Kubernetes comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesSource {
+    /// hsw's offline bundle (`hsw-cli bundle build`), in the cloud image.
+    #[default]
+    Bundle,
+    /// pkgs.k8s.io and registry.k8s.io (needs the internet).
+    Packages,
+}
+
 /// Container network plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Cni {
+    /// A Linux bridge on each node's pod CIDR, routes between the nodes, kube-proxy as a systemd unit (offline;
+    /// needs `source: bundle`).
+    Bridge,
     /// Calico.
     Calico,
     /// Flannel.
@@ -584,6 +614,34 @@ impl ClusterConfig {
             .as_ref()
             .and_then(|s| s.segment_networks)
             .unwrap_or(true)
+    }
+
+    /// Where the cloud cluster's Kubernetes comes from (`None`: no cloud cluster).
+    pub fn kubernetes_source(&self) -> Option<KubernetesSource> {
+        self.clusters
+            .cloud
+            .as_ref()
+            .map(|c| c.kubernetes_config.source.unwrap_or_default())
+    }
+
+    /// Why the cloud cluster's Kubernetes cannot come up without the internet (`None`: it can, or there is no
+    /// cloud cluster): its source is `packages`, or its CNI is one whose images are pulled.
+    pub fn kubernetes_needs_internet(&self) -> Option<String> {
+        let k = &self.clusters.cloud.as_ref()?.kubernetes_config;
+        if self.kubernetes_source() == Some(KubernetesSource::Packages) {
+            return Some(
+                "clusters.cloud.kubernetes_config.source is packages (pkgs.k8s.io, registry.k8s.io)".into(),
+            );
+        }
+        (k.cni != Cni::Bridge).then(|| {
+            format!(
+                "clusters.cloud.kubernetes_config.cni is {} (its images come from the internet)",
+                serde_json::to_value(k.cni)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        })
     }
 
     /// Whether SSH takes passwords: `global.security.ssh_password_auth`, else false.

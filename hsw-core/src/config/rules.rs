@@ -9,7 +9,10 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::config::attach_rules;
-use crate::config::model::{ClusterConfig, GpuAllocation, NodeGroup, Strategy, CLUSTER_KEYS};
+use crate::config::model::{
+    kubernetes_bundle_minor, ClusterConfig, Cni, GpuAllocation, KubernetesSource, NodeGroup, Strategy,
+    CLUSTER_KEYS,
+};
 use crate::config::schema::suggest;
 use crate::config::yaml::escape_token;
 use crate::diag::Diagnostic;
@@ -518,6 +521,30 @@ fn check_kubernetes(
         return;
     };
     let k = &cloud.kubernetes_config;
+    let at = |key: &str| format!("/clusters/cloud/kubernetes_config/{key}");
+    let source = k.source.unwrap_or_default();
+    if source == KubernetesSource::Packages && k.cni == Cni::Bridge {
+        out.push(Diagnostic::error(
+            "kubernetes.bridge-needs-bundle",
+            at("cni"),
+            "cni: bridge runs kube-proxy from hsw's bundle, and pkgs.k8s.io has no kube-proxy binary: set \
+             source: bundle, or choose calico, flannel or cilium"
+                .to_owned(),
+        ));
+    }
+    if let (KubernetesSource::Bundle, Some(v)) = (source, k.version.as_deref()) {
+        let minor = kubernetes_bundle_minor();
+        if v != minor {
+            out.push(Diagnostic::error(
+                "kubernetes.version-not-in-bundle",
+                at("version"),
+                format!(
+                    "version {v} is not the bundle's Kubernetes ({minor}): remove version, set it to {minor}, \
+                     or set source: packages (pkgs.k8s.io, needs the internet)"
+                ),
+            ));
+        }
+    }
     let mut cidrs: Vec<(&str, Ipv4Net)> = Vec::new();
     for (key, text, default) in [
         ("pod_subnet", k.pod_subnet.as_deref(), "10.244.0.0/16"),

@@ -27,6 +27,7 @@ pub const FULL_PACKAGES: &[&str] = &[
     "ansible",
     "mdevctl",
     "jq",
+    "busybox-static",
 ];
 
 /// A tool the clusters cannot be built without.
