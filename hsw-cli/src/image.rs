@@ -55,6 +55,10 @@ pub struct BuildArgs {
     /// Rebuild even when the cache holds a complete image.
     #[arg(long)]
     pub force: bool,
+    /// Bake this Kubernetes bundle (`hsw-cli bundle build`) into the image: binaries into /usr/local/bin, image
+    /// archives and bundle.json into /var/lib/hsw/k8s (the image's cache key then covers the bundle).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
 }
 
 /// Where a built image's files are.
@@ -140,6 +144,10 @@ pub fn build_args(args: &BuildArgs) -> Vec<std::ffi::OsString> {
     }
     if args.force {
         v.push("--force".into());
+    }
+    if let Some(dir) = &args.bundle {
+        v.push("--bundle".into());
+        v.push(dir.into());
     }
     v
 }
@@ -233,16 +241,21 @@ mod tests {
             role: ImageRole::Cloud,
             out: Some(PathBuf::from("/cache")),
             force: true,
+            bundle: Some(PathBuf::from("/b/k8s-1")),
         };
         let got: Vec<String> = build_args(&args)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(got, ["--role", "cloud", "--out", "/cache", "--force"]);
+        assert_eq!(
+            got,
+            ["--role", "cloud", "--out", "/cache", "--force", "--bundle", "/b/k8s-1"]
+        );
         let hpc = BuildArgs {
             role: ImageRole::default(),
             out: None,
             force: false,
+            bundle: None,
         };
         assert_eq!(build_args(&hpc), ["--role", "hpc"]);
     }

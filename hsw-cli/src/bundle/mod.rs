@@ -46,7 +46,7 @@ pub const DEFAULT_RELEASE: &str = hsw_core::config::model::KUBERNETES_BUNDLE_REL
 pub const IMAGE_REPOSITORY: &str = "registry.hsw.invalid";
 
 /// The layout of the bundle directory and its manifest; a change rebuilds every cached bundle.
-const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 2;
 
 /// The static busybox the probe image is made of (Debian's `busybox-static`).
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
@@ -216,6 +216,23 @@ pub fn load_complete(dir: &Path) -> Result<Manifest, String> {
         ));
     }
     for f in m.binaries.iter().chain(&m.images) {
+        let plain = |name: &str| {
+            !name.is_empty()
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        let inside = match f.path.split_once('/') {
+            Some(("bin" | "images", name)) => plain(name),
+            _ => false,
+        };
+        if !inside {
+            return Err(format!(
+                "bundle.json lists {:?}: not a bin/NAME or images/NAME of the bundle",
+                f.path
+            ));
+        }
         let p = dir.join(&f.path);
         match file_sha256(&p) {
             Ok((sum, size)) if sum == f.sha256 && size == f.size => {}
@@ -1045,6 +1062,18 @@ mod tests {
         assert!(String::from_utf8_lossy(&out)
             .contains("is not complete (bin/kubelet is not what bundle.json says"));
         assert!(load_complete(&b3.dir).is_ok());
+
+        // A manifest that names a file outside bin/ and images/ is refused before anything is read.
+        let text = std::fs::read_to_string(b3.dir.join("bundle.json")).unwrap();
+        for bad in ["../../etc/shadow", "bin/../x", "images/.hidden", "/etc/passwd", "kubelet"] {
+            std::fs::write(
+                b3.dir.join("bundle.json"),
+                text.replacen("\"bin/kubelet\"", &format!("{bad:?}"), 1),
+            )
+            .unwrap();
+            let e = load_complete(&b3.dir).unwrap_err();
+            assert!(e.contains("not a bin/NAME or images/NAME"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Step 1 of `up`: the host checks (`hsw-cli check`'s report), the config's warnings, and its GPU plan.
+//! Step 1 of `up`: the host checks (`hsw-cli check`'s report), the config's warnings, whether the cloud
+//! cluster's Kubernetes can come up without the internet (when `up` configures it offline), and the GPU plan.
 
 use std::io::Write;
 
@@ -30,6 +31,16 @@ pub fn checks(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Erro
             session.name, session.config.metadata.name
         ),
     );
+    if !up.args.online && !up.args.hpc_only {
+        if let Some(why) = session.config.kubernetes_needs_internet() {
+            return Err(Error::invalid(format!(
+                "{why}, and `up` configures the clusters offline: set `source: bundle` and `cni: bridge` under \
+                 clusters.cloud.kubernetes_config in {}, run `hsw-cli up --online` on a host with the internet, \
+                 or `hsw-cli up --hpc-only`",
+                session.name
+            )));
+        }
+    }
     let plan = session.plan()?;
     for i in &plan.instances {
         say(
@@ -115,5 +126,36 @@ mod tests {
         );
         assert!(!t.contains("GPU plan:"), "{t}");
         assert!(runner.calls().is_empty(), "the checks step runs no process");
+    }
+
+    #[test]
+    fn kubernetes_that_needs_the_internet_stops_an_offline_up() {
+        let runner = FakeRunner::new();
+        let f = Fixture::new(Some("sb"));
+        let file = f.dir.path().join("calico.yaml");
+        std::fs::write(
+            &file,
+            hsw_core::config::DEFAULT_CONFIG.replace("cni: bridge", "cni: calico"),
+        )
+        .unwrap();
+        let session = Session::load(Some(&file)).unwrap();
+        let ctx = f.ctx(&runner);
+        let run = |edit: &dyn Fn(&mut crate::up::UpArgs)| {
+            let mut args = f.args();
+            edit(&mut args);
+            let mut up = Up::new(&ctx, &session, &args);
+            checks(&mut up, 1, &mut Vec::new())
+        };
+        let e = run(&|_| {}).unwrap_err();
+        assert_eq!(e.code(), exit::INVALID);
+        assert!(
+            e.to_string().starts_with(
+                "clusters.cloud.kubernetes_config.cni is calico (its images come from the internet), and `up` \
+                 configures the clusters offline: set `source: bundle` and `cni: bridge`"
+            ),
+            "{e}"
+        );
+        run(&|a| a.online = true).unwrap();
+        run(&|a| a.hpc_only = true).unwrap();
     }
 }

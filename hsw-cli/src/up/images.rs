@@ -1,14 +1,19 @@
 //! Step 2: the guest images, one per cluster the config defines, each built (or found in the cache) by
 //! `scripts/build-image.sh --role ROLE` from its package list; and placing them in the provider's pool.
+//! With `kubernetes_config.source: bundle` (the default), the cloud image carries hsw's offline Kubernetes
+//! bundle (`hsw-cli bundle build`, cached; `--bundle`), whether or not this `up` configures Kubernetes: the
+//! image, and so its VMs, stay the same between `up --hpc-only` and `up`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use hsw_core::config::model::KubernetesSource;
 use hsw_core::config::ClusterConfig;
 
 use super::{say, step_header, Up, UP_STEPS};
+use crate::bundle;
 use crate::error::Error;
 use crate::image::{self, BuildArgs, Image, ImageRole};
 use crate::provider_mirror::sha256_file;
@@ -29,7 +34,12 @@ pub fn image_roles(cfg: &ClusterConfig) -> Vec<ImageRole> {
 pub fn build(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
     step_header(out, n, UP_STEPS, "guest images (one per cluster)");
     let mut images = BTreeMap::new();
-    for role in image_roles(&up.session.config) {
+    let config = &up.session.config;
+    for role in image_roles(config) {
+        let bundle = match (role, config.kubernetes_source()) {
+            (ImageRole::Cloud, Some(KubernetesSource::Bundle)) => Some(kubernetes_bundle(up, out)?),
+            _ => None,
+        };
         let img = image::build(
             up.ctx.runner,
             &up.ctx.repo,
@@ -37,6 +47,7 @@ pub fn build(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error
                 role,
                 out: up.args.image_dir.clone(),
                 force: false,
+                bundle,
             },
             out,
         )?;
@@ -52,6 +63,51 @@ pub fn build(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error
     }
     up.images = images;
     Ok(())
+}
+
+/// The offline Kubernetes bundle for the cloud image: `--bundle`'s (checked complete), else from the cache or
+/// built (once per machine).
+fn kubernetes_bundle(up: &Up<'_>, out: &mut dyn Write) -> Result<PathBuf, Error> {
+    if let Some(dir) = &up.args.bundle {
+        let m = bundle::load_complete(dir).map_err(|why| {
+            Error::invalid(format!(
+                "--bundle {} is not a complete bundle ({why}); make it with `hsw-cli bundle build` and copy the \
+                 whole directory",
+                dir.display()
+            ))
+        })?;
+        say(
+            out,
+            format!("Kubernetes bundle {} ({}, --bundle)", dir.display(), m.kubernetes),
+        );
+        return Ok(dir.clone());
+    }
+    say(
+        out,
+        "Kubernetes bundle (kubernetes_config.source: bundle): hsw-cli bundle build (cached; a first build \
+         compiles Kubernetes from source modules, about 10-15 minutes on 2 cores)",
+    );
+    let _ = out.flush();
+    let b = bundle::build(
+        &bundle::BuildArgs {
+            release: bundle::DEFAULT_RELEASE.to_owned(),
+            out: None,
+            force: false,
+            busybox: bundle::DEFAULT_BUSYBOX.into(),
+        },
+        up.ctx.runner,
+        out,
+    )?;
+    say(
+        out,
+        format!(
+            "Kubernetes bundle {} ({}{})",
+            b.dir.display(),
+            b.manifest.kubernetes,
+            if b.built { ", built now" } else { ", from the cache" }
+        ),
+    );
+    Ok(b.dir)
 }
 
 /// Places the image in `<pool>/images/<key>/` (the provider takes only files inside its pool): each file is
@@ -253,9 +309,13 @@ mod tests {
         runner
             .on(&["--role", "hpc"], 0, &fixture::built_answer(&hpc))
             .on(&["--role", "cloud"], 0, &fixture::built_answer(&cloud));
+        let bundle = fixture::bundle(f.dir.path());
         let (r, t) = f.with_up(
             &runner,
-            |a| a.image_dir = Some(cache.clone()),
+            |a| {
+                a.image_dir = Some(cache.clone());
+                a.bundle = Some(bundle.clone());
+            },
             |up| {
                 let mut out = Vec::new();
                 let r = build(up, 2, &mut out);
@@ -274,9 +334,31 @@ mod tests {
             runner.argvs(),
             [
                 vec!["bash", &script, "--role", "hpc", "--out", &c],
-                vec!["bash", &script, "--role", "cloud", "--out", &c],
+                vec![
+                    "bash",
+                    &script,
+                    "--role",
+                    "cloud",
+                    "--out",
+                    &c,
+                    "--bundle",
+                    &bundle.display().to_string()
+                ],
             ]
         );
+        assert!(
+            t.contains(&format!("hsw: Kubernetes bundle {} (v1.34.4, --bundle)", bundle.display())),
+            "{t}"
+        );
+        // A --bundle that is not one stops the step, naming it.
+        std::fs::write(bundle.join("bundle.json"), "{}").unwrap();
+        let r = f.with_up(
+            &runner,
+            |a| a.bundle = Some(bundle.clone()),
+            |up| build(up, 2, &mut Vec::new()),
+        );
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("is not a complete bundle (bundle.json does not read"), "{e}");
         assert!(
             t.contains("==> [2/13] guest images (one per cluster)"),
             "{t}"

@@ -97,6 +97,10 @@ pub struct UpArgs {
     /// The guest image cache (default `/var/cache/hsw/images`, or `HSW_IMAGE_DIR`).
     #[arg(long, value_name = "DIR")]
     pub image_dir: Option<PathBuf>,
+    /// The offline Kubernetes bundle for the cloud image: a directory `hsw-cli bundle build` made, here or on
+    /// another machine (default: build it, or take it from the cache `/var/cache/hsw/bundles`).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
     /// Go on when host checks fail.
     #[arg(long)]
     pub skip_check: bool,
@@ -613,6 +617,7 @@ mod tests {
         ctx.provider_bin = Some(provider);
         let mut args = f.args();
         args.image_dir = Some(cache.clone());
+        args.bundle = Some(fixture::bundle(f.dir.path()));
         let mut up = Up::new(&ctx, &session, &args);
         let mut out = Vec::new();
         let timings =

@@ -66,6 +66,7 @@ impl Fixture {
                 out: None,
             },
             image_dir: None,
+            bundle: None,
             skip_check: true,
             no_verify: false,
             verify_timeout: 1,
@@ -175,6 +176,24 @@ pub mod fixture {
 
     /// A built image in `dir/<key>/`.
     /// Each file holds its own name; the manifest lists their sha256 as `scripts/build-image.sh` writes it.
+    /// A complete (empty) Kubernetes bundle in `dir/bundle`, for `--bundle`.
+    pub fn bundle(dir: &std::path::Path) -> std::path::PathBuf {
+        let d = dir.join("bundle");
+        std::fs::create_dir_all(&d).unwrap();
+        let m = crate::bundle::Manifest {
+            format: crate::bundle::FORMAT,
+            kubernetes: "v1.34.4".into(),
+            image_repository: crate::bundle::IMAGE_REPOSITORY.into(),
+            go: "go1.26.8".into(),
+            components: Default::default(),
+            binaries: vec![],
+            images: vec![],
+            build_seconds: Default::default(),
+        };
+        std::fs::write(d.join("bundle.json"), serde_json::to_string(&m).unwrap()).unwrap();
+        d
+    }
+
     pub fn built(dir: &std::path::Path, key: &str) -> crate::image::Image {
         use sha2::{Digest, Sha256};
         let d = dir.join(key);
