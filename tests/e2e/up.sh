@@ -23,9 +23,12 @@
 #                             (--skip-tags online, hsw_offline=true, the summary says what was skipped) and change
 #                             something; platform-vars.json carries cluster.yaml's values and where the services run;
 #                             up verified (its summary lines): containerd on both cloud VMs, PostgreSQL, Prometheus
-#                             scraping all 5 node exporters (the HPC ones across the boundary), the segmentation (the
-#                             HPC VM reaches no cloud VM on 22 or 9100, only the monitoring server scrapes across),
-#                             sshd keys only on all 5. Then what up leaves out: TCP + scram as mlflow into its
+#                             Kubernetes from the offline bundle (both nodes Ready, CoreDNS answering in a pod on the
+#                             GPU worker, that pod fetching a page from a pod on the control plane), scraping all 5
+#                             node exporters (the HPC ones across the boundary), the segmentation (the HPC VM reaches
+#                             no cloud VM on 22, 9100 or 10250, only the monitoring server scrapes across), sshd keys
+#                             only on all 5. Every pod's image is the bundle's, the GPU worker is labelled
+#                             compute=gpu; kubeadm init's and each node's time to Ready are reported. Then what up leaves out: TCP + scram as mlflow into its
 #                             database, the drop rule counted packets, a password login is refused on every VM (the
 #                             server offers only publickey; the askpass helper is never asked)
 #   grow to 3, shrink to 2    (--hpc-only) with a job running on a node that stays: `up` with 3 compute nodes (3 MIG
@@ -46,7 +49,7 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    -h|--help) show_help 40; exit 0 ;;
+    -h|--help) show_help 43; exit 0 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -222,14 +225,43 @@ jq -e '.hsw_offline == true and .hsw_hpc_subnet == "192.168.100.0/24" and .hsw_c
   "$state/ansible/platform-vars.json" >/dev/null || fail "platform-vars.json does not carry cluster.yaml's values"
 # What up verified, one line each (verify/platform.rs): with routed networks Prometheus sees all 5 exporters, and
 # the segmentation lets only the monitoring server across.
-for want in "containerd .* answers on 2 cloud VMs" "PostgreSQL on $cp_name takes connections" \
+for want in "containerd .* answers on 2 cloud VMs" \
+            "Kubernetes v1\.34\.4: 2 nodes Ready \($cp_name, $gw_name\)" \
+            "CoreDNS answers in a pod on $gw_name: kubernetes\.default\.svc\.cluster\.local is 10\.96\.0\.1\$" \
+            "pod network: a pod on $gw_name \(10\.244\.[0-9.]+\) fetched a page from a pod on $cp_name \(10\.244\.[0-9.]+\)" \
+            "PostgreSQL on $cp_name takes connections" \
             "Prometheus on $cp_name scrapes the node exporters of 5 VMs\$" \
-            "segmentation: ${computes[0]} \(HPC\) cannot reach $gw_name \(cloud\) on 22 or 9100; the monitoring server $cp_name scrapes across, $gw_name may not" \
+            "segmentation: ${computes[0]} \(HPC\) cannot reach $gw_name \(cloud\) on 22, 9100 or 10250; the monitoring server $cp_name scrapes across, $gw_name may not" \
             "sshd takes keys only on all 5 VMs"; do
   grep -Eq "^hsw: verified: $want" "$work/up-platform.log" || fail "up did not verify: $want"
   info "up verified: $(grep -E "^hsw: verified: $want" "$work/up-platform.log" | sed 's/^hsw: verified: //')"
 done
 timed "up (platform)" $(( $(date +%s) - t0 ))
+
+# Kubernetes came from the bundle: every pod's image is one of the bundle's (nothing could be pulled: the guests
+# have no route out, and kubeadm's imageRepository never resolves), the GPU worker carries the GPU plan's label,
+# and how long kubeadm init and each node's way to Ready took.
+step "Kubernetes: the bundle's images only, the GPU worker labelled, kubeadm init and node-Ready times"
+kc() { ns_ssh "$key_cloud" "$cp_ip" sudo kubectl --kubeconfig /etc/kubernetes/admin.conf "$@"; }
+pods=$(kc get pods -A -o json) || fail "kubectl get pods failed on $cp_name"
+foreign=$(jq -r '[.items[].spec.containers[].image | select(startswith("registry.hsw.invalid/") | not)] | unique | join(", ")' <<< "$pods")
+[ -z "$foreign" ] || fail "pods run images that are not the bundle's: $foreign"
+running=$(jq -r '[.items[] | select(.metadata.namespace == "kube-system" and .status.phase == "Running")] | length' <<< "$pods")
+[ "$running" -ge 6 ] || fail "only $running kube-system pods run (etcd, apiserver, controller-manager, scheduler, 2 CoreDNS)"
+info "$running kube-system pods run, every image from registry.hsw.invalid (the bundle)"
+nodes=$(kc get nodes -o json) || fail "kubectl get nodes failed on $cp_name"
+label=$(jq -r --arg n "$gw_name" '.items[] | select(.metadata.name == $n) | .metadata.labels.compute // ""' <<< "$nodes")
+[ "$label" = gpu ] || fail "$gw_name is labelled compute='$label', the GPU plan makes it a GPU worker"
+info "$gw_name: compute=gpu"
+init=$(sed -n 's/.*"msg": "kubeadm init took \([0-9]*\):\([0-9]*\):\([0-9]*\).*/\1 \2 \3/p' "$work/up-platform.log" | head -n1)
+[ -n "$init" ] || fail "the platform run did not say how long kubeadm init took"
+read -r h m sec <<< "$init"
+timed "kubeadm init" $(( 10#$h * 3600 + 10#$m * 60 + 10#$sec ))
+while IFS=$'\t' read -r node secs; do
+  timed "Ready: $node" "$secs"
+  info "$node: Ready $secs s after it registered"
+done < <(jq -r '.items[] | [.metadata.name, ((.status.conditions[] | select(.type == "Ready") | .lastTransitionTime | fromdate)
+                                              - (.metadata.creationTimestamp | fromdate))] | @tsv' <<< "$nodes")
 
 # What up's checks leave out: MLflow's database user over TCP with its generated password, the drop rule's
 # counter, and a password login refused end to end (up's check reads sshd -T).

@@ -603,6 +603,7 @@ mod tests {
             )
             .on(&["timeout", "5"], 1, "")
             .on(&["sshd", "-T"], 0, "passwordauthentication no\n");
+        crate::up::verify::kubernetes::answer_healthy(&runner, &planned);
         for h in &planned.hosts {
             runner.on(
                 &[&format!("hsw@{}", h.ip), "hostname"],
@@ -689,9 +690,10 @@ mod tests {
         // sinfo and srun, then verify/hpc.rs: MPI build and run, sbatch, sacct, the over-long sbatch, the held job,
         // the restart, squeue, scancel.
         want.extend((0..11).map(|_| "sandbox: ssh -i".to_owned()));
-        // verify/platform.rs: ctr on both cloud VMs, psql and pg_isready, Prometheus, two probes, sshd on each.
+        // verify/platform.rs: ctr on both cloud VMs, kubectl get nodes and the pod-network probe, psql and
+        // pg_isready, Prometheus, three port probes, sshd on each.
         let cloud = planned.of_cluster("cloud").count();
-        want.extend((0..cloud + 2 + 1 + 2 + n).map(|_| "sandbox: ssh -i".to_owned()));
+        want.extend((0..cloud + 2 + 2 + 1 + 3 + n).map(|_| "sandbox: ssh -i".to_owned()));
         // HSW_ANSIBLE_PLAYBOOK may name another program: compare by its arguments.
         let got: Vec<String> = what
             .iter()

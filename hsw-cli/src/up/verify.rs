@@ -14,6 +14,7 @@ use super::{say, ssh_user, step_header, Ctx, Up, UP_STEPS};
 use crate::error::Error;
 
 mod hpc;
+pub(crate) mod kubernetes;
 mod platform;
 
 /// How often the checks ask again, and how long SSH may take to answer.
@@ -66,7 +67,7 @@ pub fn verify(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Erro
             out,
             n + 2,
             UP_STEPS,
-            "platform: containerd, PostgreSQL, Prometheus, segmentation, sshd",
+            "platform: containerd, Kubernetes, PostgreSQL, Prometheus, segmentation, sshd",
         );
         verified.extend(platform::check_platform(
             ctx,

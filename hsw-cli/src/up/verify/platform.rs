@@ -1,8 +1,10 @@
 //! Step 12: what the platform playbooks promise, checked on the guests over SSH (not with `--hpc-only`):
-//! containerd answers `ctr version` on every cloud VM; PostgreSQL (on [`Deployment::postgres_host`]) takes a
+//! containerd answers `ctr version` on every cloud VM; Kubernetes (`kubernetes.rs`: every node Ready, CoreDNS
+//! and the pod network answering in pods); PostgreSQL (on [`Deployment::postgres_host`]) takes a
 //! local connection and listens on 127.0.0.1:5432; Prometheus (on [`Deployment::monitoring_server`]) scrapes
 //! the node exporter of every VM it can reach (all of them where the networks route between the clusters, its
-//! own cluster's otherwise); the segmentation policy refuses an HPC VM's connections to a cloud VM and, where
+//! own cluster's otherwise); the segmentation policy refuses an HPC VM's connections to a cloud VM (SSH, the node
+//! exporter, kubelet) and, where
 //! the networks route, lets only the monitoring server scrape across; every VM's sshd refuses passwords. Each
 //! check is one line of the summary. The checks follow cluster.yaml: monitoring, segmentation and password
 //! login are checked as the file sets them.
@@ -23,6 +25,9 @@ use crate::up::{say, Ctx};
 /// The node exporter's port (`monitoring_node_exporter_port` in `ansible/group_vars/all/monitoring.yml`).
 const NODE_EXPORTER_PORT: u16 = 9100;
 
+/// kubelet's port, on every Kubernetes node.
+const KUBELET_PORT: u16 = 10250;
+
 /// Prometheus's targets API on the monitoring server.
 const PROMETHEUS_TARGETS: &str = "http://127.0.0.1:9090/api/v1/targets";
 
@@ -40,6 +45,9 @@ pub fn check_platform(
     let cloud: Vec<&Host> = d.of_cluster("cloud").collect();
     if !cloud.is_empty() {
         verified.push(check_containerd(ctx, user, &cloud, out)?);
+        verified.extend(super::kubernetes::check_kubernetes(
+            ctx, user, d, poll, timeout, out,
+        )?);
     }
     if config.clusters.cloud.is_some() {
         if let Some(pg) = d.postgres_host() {
@@ -272,7 +280,7 @@ fn check_segmentation(
     else {
         return Ok(None);
     };
-    for port in [22, NODE_EXPORTER_PORT] {
+    for port in [22, NODE_EXPORTER_PORT, KUBELET_PORT] {
         if connects(ctx, user, hpc, cloud, port)? {
             return Err(Error::invalid(format!(
                 "{} (HPC) reaches {}:{port} (cloud), which the segmentation policy forbids; look at `nft list \
@@ -286,7 +294,7 @@ fn check_segmentation(
         );
     }
     let mut line = format!(
-        "segmentation: {} (HPC) cannot reach {} (cloud) on 22 or {NODE_EXPORTER_PORT}",
+        "segmentation: {} (HPC) cannot reach {} (cloud) on 22, {NODE_EXPORTER_PORT} or {KUBELET_PORT}",
         hpc.name, cloud.name
     );
     if !config.clusters_routed() {
@@ -456,6 +464,7 @@ mod tests {
             .on(&["curl"], 0, &targets(&names, &[]))
             .on(&["sshd", "-T"], 0, "port 22\npasswordauthentication no\n")
             .on(&["timeout", "5"], 1, "");
+        super::super::kubernetes::answer_healthy(runner, d);
     }
 
     #[test]
@@ -475,10 +484,23 @@ mod tests {
         let n_cloud = d.of_cluster("cloud").count();
         // The default's networks are isolated: Prometheus reaches its own cluster only.
         assert!(!session.config.clusters_routed());
+        let gw = d.with_role(Role::GpuWorker).next().unwrap();
         assert_eq!(
             lines,
             [
                 format!("containerd 1.6.20~ds1 answers on {n_cloud} cloud VMs"),
+                format!(
+                    "Kubernetes v1.34.4: {n_cloud} nodes Ready ({}, {})",
+                    cp.name, gw.name
+                ),
+                format!(
+                    "CoreDNS answers in a pod on {}: kubernetes.default.svc.cluster.local is 10.96.0.1",
+                    gw.name
+                ),
+                format!(
+                    "pod network: a pod on {} (10.244.1.3) fetched a page from a pod on {} (10.244.0.7)",
+                    gw.name, cp.name
+                ),
                 format!("PostgreSQL on {} takes connections", cp.name),
                 format!(
                     "Prometheus on {} scrapes the node exporters of {n_cloud} VMs ({} of the other cluster not: the \
@@ -486,28 +508,28 @@ mod tests {
                     cp.name,
                     n - n_cloud
                 ),
-                lines[3].clone(),
+                lines[6].clone(),
                 format!("sshd takes keys only on all {n} VMs"),
             ]
         );
         assert!(
-            lines[3].starts_with("segmentation: ")
-                && lines[3].ends_with("(the networks do not route between the clusters either)"),
+            lines[6].starts_with("segmentation: ")
+                && lines[6].ends_with("(the networks do not route between the clusters either)"),
             "{}",
-            lines[3]
+            lines[6]
         );
-        // Probes only from the HPC VM, to the cloud worker (not the monitoring server), on 22 and 9100.
+        // Probes only from the HPC VM, to the cloud worker (not the monitoring server), on 22, 9100 and 10250.
         let probes: Vec<String> = runner
             .argvs()
             .into_iter()
             .filter_map(|a| a.last().filter(|l| l.contains("/dev/tcp/")).cloned())
             .collect();
-        let gw = d.with_role(Role::GpuWorker).next().unwrap();
         assert_eq!(
             probes,
             [
                 format!("'exec 3<>/dev/tcp/{}/22'", gw.ip),
-                format!("'exec 3<>/dev/tcp/{}/9100'", gw.ip)
+                format!("'exec 3<>/dev/tcp/{}/9100'", gw.ip),
+                format!("'exec 3<>/dev/tcp/{}/10250'", gw.ip)
             ]
         );
     }
@@ -550,11 +572,11 @@ mod tests {
             match (r, want) {
                 (Ok(lines), Ok(())) => {
                     assert!(
-                        lines[2].ends_with(&format!("of {} VMs", d.hosts.len())),
+                        lines[5].ends_with(&format!("of {} VMs", d.hosts.len())),
                         "{lines:?}"
                     );
                     assert!(
-                        lines[3].ends_with(&format!(
+                        lines[6].ends_with(&format!(
                             "; the monitoring server {} scrapes across, {} may not",
                             cp.name, gw.name
                         )),
