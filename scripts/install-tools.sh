@@ -7,11 +7,15 @@
 #    against its own sha256 below (pip prepares the archive's metadata only after checking its hash; nothing of it
 #    is installed). When no Terraform is on PATH at all,
 #    /usr/local/bin/terraform links to it (a link into a repository's target/, left by older versions, is replaced).
-# Usage: scripts/install-tools.sh [all|terraform]   (as root)
+#  - Go (`hsw-cli bundle build` compiles Kubernetes with it; 1.24 or later, what Kubernetes 1.34's go.mod asks):
+#    when neither `go` on PATH nor /usr/local/go/bin/go is one, Go 1.26.8 from the Go module proxy (the toolchain
+#    module `golang.org/toolchain`, the zip `GOTOOLCHAIN` itself fetches) checked against its sha256 below, into
+#    /opt/hsw/tools/go-1.26.8 (root-owned), and /usr/local/bin/go links to it.
+# Usage: scripts/install-tools.sh [all|main]   (as root; main: what scripts/main.sh needs, Terraform and Go)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what="${1:-all}"   # all | terraform
-case "$what" in all|terraform) ;; *) echo "install-tools: unknown argument '$what' (all or terraform)" >&2; exit 2 ;; esac
+what="${1:-all}"   # all | main
+case "$what" in all|main) ;; *) echo "install-tools: unknown argument '$what' (all or main)" >&2; exit 2 ;; esac
 
 TF103_DIR=/opt/hsw/tools/terraform-1.0.3
 TF103="$TF103_DIR/terraform"
@@ -62,5 +66,51 @@ elif ! command -v terraform >/dev/null 2>&1; then
   echo "install-tools: no Terraform on PATH; linking Terraform 1.0.3 as $link" >&2
   ln -sfn "$TF103" "$link"
 fi
+# Go, when none of 1.24 or later is here.
+GO_VERSION=1.26.8
+GO_DIR=/opt/hsw/tools/go-$GO_VERSION
+GO_ZIP_URL="https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-amd64.zip"
+GO_ZIP_SHA256=30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b31de7
+go_ok() {  # go_ok GO: it runs and is Go 1.24 or later
+  local v
+  v=$("$1" env GOVERSION 2>/dev/null) || return 1
+  [[ "$v" =~ ^go1\.([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge 24 ]
+}
+have_go=""
+for g in "$(command -v go || true)" /usr/local/go/bin/go "$GO_DIR/bin/go"; do
+  if [ -n "$g" ] && go_ok "$g"; then have_go=$g; break; fi
+done
+if [ -z "$have_go" ]; then
+  [ "$(id -u)" -eq 0 ] || die "run as root (Go $GO_VERSION goes to $GO_DIR)"
+  echo "install-tools: installing Go $GO_VERSION (hash-pinned, from the Go module proxy) to $GO_DIR" >&2
+  gtmp=$(mktemp -d)
+  python3 - "$GO_ZIP_URL" "$gtmp/go.zip" <<'PY' || { rm -rf --one-file-system "$gtmp"; die "cannot download $GO_ZIP_URL"; }
+import shutil, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=120) as r, open(sys.argv[2], "wb") as f:
+    shutil.copyfileobj(r, f)
+PY
+  got=$(sha256sum "$gtmp/go.zip" | cut -d' ' -f1)
+  [ "$got" = "$GO_ZIP_SHA256" ] || { rm -rf --one-file-system "$gtmp"; die "$GO_ZIP_URL has sha256 $got, expected $GO_ZIP_SHA256; not installed"; }
+  # A module zip carries no file modes: the executables are made so, as cmd/go does for a toolchain it fetches.
+  python3 - "$gtmp/go.zip" "$gtmp/x" <<'PY' || { rm -rf --one-file-system "$gtmp"; die "cannot unpack the Go toolchain"; }
+import os, sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
+PY
+  root="$gtmp/x/golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-amd64"
+  [ -f "$root/bin/go" ] || { rm -rf --one-file-system "$gtmp"; die "the Go toolchain zip has no bin/go"; }
+  chmod -R u=rwX,go=rX "$root"
+  chmod 0755 "$root"/bin/* "$root"/pkg/tool/linux_amd64/*
+  install -d -o root -g root -m 0755 /opt/hsw /opt/hsw/tools
+  rm -rf --one-file-system "$GO_DIR"
+  mv "$root" "$GO_DIR"
+  chown -R root:root "$GO_DIR"
+  rm -rf --one-file-system "$gtmp"
+  go_ok "$GO_DIR/bin/go" || die "$GO_DIR/bin/go does not run"
+  have_go=$GO_DIR/bin/go
+fi
+if ! command -v go >/dev/null 2>&1 && [ "$have_go" = "$GO_DIR/bin/go" ]; then
+  ln -sfn "$GO_DIR/bin/go" /usr/local/bin/go
+fi
+
 # (TF_CLI_CONFIG_FILE may name a file that does not exist yet; Terraform's warning about it is noise here.)
-echo "install-tools: $what: $(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -1) present; Terraform 1.0.3 at $TF103" >&2
+echo "install-tools: $what: $(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -1) present; Terraform 1.0.3 at $TF103; $("$have_go" version) at $have_go" >&2

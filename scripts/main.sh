@@ -28,7 +28,7 @@ report() {
 trap report EXIT
 bin=target/release/hsw-cli
 export HSW_PROVIDER_BIN="$PWD/target/release/terraform-provider-hsw"
-phase "install" bash -c 'scripts/install-deps.sh full && scripts/install-tools.sh terraform'
+phase "install" bash -c 'scripts/install-deps.sh full && scripts/install-tools.sh main'
 # Only the two binaries the job runs (no test or bench dependencies are built).
 phase "build" cargo build --release --locked -p hsw-cli -p terraform-provider-hsw
 phase "provider install" "$bin" provider install --binary "$HSW_PROVIDER_BIN"   # Terraform and OpenTofu find it

@@ -3,7 +3,7 @@
 //! against every Terraform found:
 //!
 //! - `HSW_TERRAFORM` or `terraform` on `PATH` (1.11.4 on the development machines);
-//! - `HSW_TERRAFORM_1_0`, or Terraform 1.0.3 as `scripts/install-tools.sh terraform` installs it (pinned by
+//! - `HSW_TERRAFORM_1_0`, or Terraform 1.0.3 as `scripts/install-tools.sh main` installs it (pinned by
 //!   sha256, in `/opt/hsw/tools/terraform-1.0.3`; `testkit::terraform::TF_1_0_PATH`).
 //!
 //! A missing Terraform is skipped with a message, unless `HSW_REQUIRE_TERRAFORM=1` (CI), which makes it a

@@ -7,7 +7,7 @@
 #   --only WHICH   run one Terraform only: `primary` (HSW_TERRAFORM or terraform on PATH) or `1.0` (1.0.3)
 # Environment:
 #   HSW_TERRAFORM, HSW_TERRAFORM_1_0   Terraform binaries (default: PATH; /opt/hsw/tools/terraform-1.0.3 from
-#                                      scripts/install-tools.sh terraform, installed when missing)
+#                                      scripts/install-tools.sh main, installed when missing)
 #   HSW_REQUIRE_TERRAFORM=1            a missing Terraform is a failure, not a skip (CI)
 #   HSW_PROVIDER_BIN                   the provider binary (default: cargo build, debug)
 #   HSW_E2E_SANDBOX                    sandbox name (default hsw-e2e)
@@ -71,7 +71,7 @@ if [ "$only" != primary ]; then
     fi
   fi
   if [ -n "$tf_old" ] && [ -x "$tf_old" ]; then terraforms+=("1.0|$tf_old")
-  else skip_or_fail "no Terraform 1.0.3 (scripts/install-tools.sh terraform)"; fi
+  else skip_or_fail "no Terraform 1.0.3 (scripts/install-tools.sh main)"; fi
 fi
 [ ${#terraforms[@]} -gt 0 ] || { echo "e2e: no Terraform to run" >&2; exit 0; }
 
