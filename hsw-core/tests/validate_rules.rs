@@ -199,7 +199,8 @@ fn kubernetes_source_cni_and_version_agree() {
         "/clusters/cloud/kubernetes_config/version",
     );
     assert!(
-        d.message.starts_with("version 1.30 is not the bundle's Kubernetes (1.34)"),
+        d.message
+            .starts_with("version 1.30 is not the bundle's Kubernetes (1.34)"),
         "{}",
         d.message
     );

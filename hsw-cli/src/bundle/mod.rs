@@ -942,13 +942,21 @@ mod tests {
         assert_eq!(static_busybox(&p).unwrap().len(), 64);
         std::fs::write(&p, elf(3)).unwrap();
         let e = static_busybox(&p).unwrap_err().to_string();
-        assert!(e.contains("is dynamically linked: install Debian's busybox-static"), "{e}");
+        assert!(
+            e.contains("is dynamically linked: install Debian's busybox-static"),
+            "{e}"
+        );
         for bad in [&b"#!/bin/sh\n"[..], &elf(1)[..66], b""] {
             std::fs::write(&p, bad).unwrap();
             let e = static_busybox(&p).unwrap_err().to_string();
-            assert!(e.contains("is not a 64-bit little-endian ELF executable"), "{e}");
+            assert!(
+                e.contains("is not a 64-bit little-endian ELF executable"),
+                "{e}"
+            );
         }
-        let e = static_busybox(&dir.path().join("none")).unwrap_err().to_string();
+        let e = static_busybox(&dir.path().join("none"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot read") && e.contains("--busybox"), "{e}");
     }
 
@@ -1065,7 +1073,13 @@ mod tests {
 
         // A manifest that names a file outside bin/ and images/ is refused before anything is read.
         let text = std::fs::read_to_string(b3.dir.join("bundle.json")).unwrap();
-        for bad in ["../../etc/shadow", "bin/../x", "images/.hidden", "/etc/passwd", "kubelet"] {
+        for bad in [
+            "../../etc/shadow",
+            "bin/../x",
+            "images/.hidden",
+            "/etc/passwd",
+            "kubelet",
+        ] {
             std::fs::write(
                 b3.dir.join("bundle.json"),
                 text.replacen("\"bin/kubelet\"", &format!("{bad:?}"), 1),

@@ -78,7 +78,11 @@ fn kubernetes_bundle(up: &Up<'_>, out: &mut dyn Write) -> Result<PathBuf, Error>
         })?;
         say(
             out,
-            format!("Kubernetes bundle {} ({}, --bundle)", dir.display(), m.kubernetes),
+            format!(
+                "Kubernetes bundle {} ({}, --bundle)",
+                dir.display(),
+                m.kubernetes
+            ),
         );
         return Ok(dir.clone());
     }
@@ -104,7 +108,11 @@ fn kubernetes_bundle(up: &Up<'_>, out: &mut dyn Write) -> Result<PathBuf, Error>
             "Kubernetes bundle {} ({}{})",
             b.dir.display(),
             b.manifest.kubernetes,
-            if b.built { ", built now" } else { ", from the cache" }
+            if b.built {
+                ", built now"
+            } else {
+                ", from the cache"
+            }
         ),
     );
     Ok(b.dir)
@@ -347,7 +355,10 @@ mod tests {
             ]
         );
         assert!(
-            t.contains(&format!("hsw: Kubernetes bundle {} (v1.34.4, --bundle)", bundle.display())),
+            t.contains(&format!(
+                "hsw: Kubernetes bundle {} (v1.34.4, --bundle)",
+                bundle.display()
+            )),
             "{t}"
         );
         // A --bundle that is not one stops the step, naming it.
@@ -358,7 +369,10 @@ mod tests {
             |up| build(up, 2, &mut Vec::new()),
         );
         let e = r.unwrap_err().to_string();
-        assert!(e.contains("is not a complete bundle (bundle.json does not read"), "{e}");
+        assert!(
+            e.contains("is not a complete bundle (bundle.json does not read"),
+            "{e}"
+        );
         assert!(
             t.contains("==> [2/13] guest images (one per cluster)"),
             "{t}"

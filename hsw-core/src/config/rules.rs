@@ -10,8 +10,8 @@ use ipnet::Ipv4Net;
 
 use crate::config::attach_rules;
 use crate::config::model::{
-    kubernetes_bundle_minor, ClusterConfig, Cni, GpuAllocation, KubernetesSource, NodeGroup, Strategy,
-    CLUSTER_KEYS,
+    kubernetes_bundle_minor, ClusterConfig, Cni, GpuAllocation, KubernetesSource, NodeGroup,
+    Strategy, CLUSTER_KEYS,
 };
 use crate::config::schema::suggest;
 use crate::config::yaml::escape_token;

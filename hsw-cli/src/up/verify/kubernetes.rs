@@ -72,7 +72,8 @@ pub(super) fn check_kubernetes(
     match client {
         Some(client) => verified.extend(check_pod_network(ctx, user, cp, client, out)?),
         None => verified.push(
-            "pod network: not probed (the cloud cluster has no worker besides the control plane)".into(),
+            "pod network: not probed (the cloud cluster has no worker besides the control plane)"
+                .into(),
         ),
     }
     Ok(verified)
@@ -95,7 +96,17 @@ fn check_ready(
             ctx,
             user,
             cp,
-            &["sudo", "-n", "kubectl", "--kubeconfig", ADMIN_CONF, "get", "nodes", "-o", "json"],
+            &[
+                "sudo",
+                "-n",
+                "kubectl",
+                "--kubeconfig",
+                ADMIN_CONF,
+                "get",
+                "nodes",
+                "-o",
+                "json",
+            ],
         )?;
         let nodes = if ok { ready_nodes(&stdout) } else { Vec::new() };
         let not_ready: Vec<&str> = want
@@ -129,7 +140,14 @@ fn check_ready(
                     .iter()
                     .map(|(n, _, r)| format!("{n} {}", if *r { "Ready" } else { "NotReady" }))
                     .collect();
-                format!("nodes: {}", if seen.is_empty() { "none".into() } else { seen.join(", ") })
+                format!(
+                    "nodes: {}",
+                    if seen.is_empty() {
+                        "none".into()
+                    } else {
+                        seen.join(", ")
+                    }
+                )
             } else {
                 format!("kubectl: {}", stderr.lines().next().unwrap_or("").trim())
             };
@@ -206,14 +224,17 @@ fn check_pod_network(
     if !ok {
         return Err(fail("the pod-network probe failed"));
     }
-    let probe = parse_probe(&stdout).ok_or_else(|| fail("the pod-network probe printed no result"))?;
+    let probe =
+        parse_probe(&stdout).ok_or_else(|| fail("the pod-network probe printed no result"))?;
     let Some(service_ip) = probe.dns_answer else {
         return Err(fail(
             "CoreDNS did not answer for kubernetes.default.svc.cluster.local in the probe's pod",
         ));
     };
     if probe.page != "server" {
-        return Err(fail("the probe's client pod did not fetch the server pod's page"));
+        return Err(fail(
+            "the probe's client pod did not fetch the server pod's page",
+        ));
     }
     say(
         out,
@@ -288,29 +309,34 @@ pub fn parse_probe(stdout: &str) -> Option<Probe> {
 
 /// The last lines of a command's output, joined (for an error).
 fn last_lines(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     lines[lines.len().saturating_sub(6)..].join(" | ")
 }
 
 /// Answers for a healthy Kubernetes: every cloud VM a Ready node, the probe passing (for other steps' tests).
 #[cfg(test)]
 pub fn answer_healthy(runner: &crate::runner::fake::FakeRunner, d: &Deployment) {
-    let cloud: Vec<(&str, bool)> = d.of_cluster("cloud").map(|h| (h.name.as_str(), true)).collect();
+    let cloud: Vec<(&str, bool)> = d
+        .of_cluster("cloud")
+        .map(|h| (h.name.as_str(), true))
+        .collect();
     let (Some(cp), Some(gw)) = (
         d.with_role(Role::ControlPlane).next(),
         d.with_role(Role::GpuWorker).next(),
     ) else {
         return;
     };
-    runner
-        .on(&["get", "nodes"], 0, &tests::nodes(&cloud))
-        .on(
-            &["hsw-probe"],
-            0,
-            &tests::PROBE_OUT
-                .replace(" cp ", &format!(" {} ", cp.name))
-                .replace(" gw ", &format!(" {} ", gw.name)),
-        );
+    runner.on(&["get", "nodes"], 0, &tests::nodes(&cloud)).on(
+        &["hsw-probe"],
+        0,
+        &tests::PROBE_OUT
+            .replace(" cp ", &format!(" {} ", cp.name))
+            .replace(" gw ", &format!(" {} ", gw.name)),
+    );
 }
 
 #[cfg(test)]
@@ -352,7 +378,9 @@ pub(crate) mod tests {
                 page: "server".into(),
             }
         );
-        let no_dns = parse_probe("server cp 1\nclient gw 2\n*** Can't find kubernetes: NXDOMAIN\nserver\n").unwrap();
+        let no_dns =
+            parse_probe("server cp 1\nclient gw 2\n*** Can't find kubernetes: NXDOMAIN\nserver\n")
+                .unwrap();
         assert_eq!(no_dns.dns_answer, None);
         assert_eq!(parse_probe("client gw 2\n"), None);
         assert_eq!(parse_probe(""), None);
@@ -370,7 +398,10 @@ pub(crate) mod tests {
     fn nodes_ready_then_coredns_and_the_pod_network_answer() {
         let f = Fixture::new(Some("sb"));
         let d = fixture::loaded(&fixture::session(), &f.ctx(&FakeRunner::new())).deployment;
-        let cloud: Vec<(&str, bool)> = d.of_cluster("cloud").map(|h| (h.name.as_str(), true)).collect();
+        let cloud: Vec<(&str, bool)> = d
+            .of_cluster("cloud")
+            .map(|h| (h.name.as_str(), true))
+            .collect();
         let cp = d.with_role(Role::ControlPlane).next().unwrap();
         let gw = d.with_role(Role::GpuWorker).next().unwrap();
         let runner = FakeRunner::new();
@@ -383,7 +414,9 @@ pub(crate) mod tests {
             .on(
                 &["hsw-probe"],
                 0,
-                &PROBE_OUT.replace(" cp ", &format!(" {} ", cp.name)).replace(" gw ", &format!(" {} ", gw.name)),
+                &PROBE_OUT
+                    .replace(" cp ", &format!(" {} ", cp.name))
+                    .replace(" gw ", &format!(" {} ", gw.name)),
             );
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
@@ -404,7 +437,11 @@ pub(crate) mod tests {
                 ),
             ]
         );
-        assert!(text(&out).contains("Kubernetes nodes Ready after"), "{}", text(&out));
+        assert!(
+            text(&out).contains("Kubernetes nodes Ready after"),
+            "{}",
+            text(&out)
+        );
         // The probe runs on the control plane, as root, with the node names as its arguments.
         let argv = runner
             .argvs()
@@ -424,14 +461,27 @@ pub(crate) mod tests {
     fn a_node_not_ready_or_a_failed_probe_is_named() {
         let f = Fixture::new(Some("sb"));
         let d = fixture::loaded(&fixture::session(), &f.ctx(&FakeRunner::new())).deployment;
-        let cloud: Vec<(&str, bool)> = d.of_cluster("cloud").map(|h| (h.name.as_str(), false)).collect();
+        let cloud: Vec<(&str, bool)> = d
+            .of_cluster("cloud")
+            .map(|h| (h.name.as_str(), false))
+            .collect();
         let runner = FakeRunner::new();
         runner.on(&["get", "nodes"], 0, &nodes(&cloud));
         let ctx = f.ctx(&runner);
-        let e = check_kubernetes(&ctx, "hsw", &d, FAST, Duration::from_millis(20), &mut Vec::new())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not Ready on Kubernetes within 0 s (nodes: "), "{e}");
+        let e = check_kubernetes(
+            &ctx,
+            "hsw",
+            &d,
+            FAST,
+            Duration::from_millis(20),
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("not Ready on Kubernetes within 0 s (nodes: "),
+            "{e}"
+        );
         assert!(e.contains("NotReady"), "{e}");
 
         let ready: Vec<(&str, bool)> = cloud.iter().map(|(n, _)| (*n, true)).collect();
