@@ -519,6 +519,17 @@ fn kubeadm_init_takes_the_bundle_when_the_image_has_one() {
     assert_eq!(with[1]["kubernetesVersion"], "v1.34.4");
     assert_eq!(with[1]["imageRepository"], "registry.hsw.invalid");
     assert_eq!(with[1]["networking"]["podSubnet"], "10.244.0.0/16");
+    for component in ["controllerManager", "scheduler"] {
+        assert_eq!(
+            with[1][component]["extraArgs"],
+            serde_json::json!([
+                {"name": "leader-elect-lease-duration", "value": "60s"},
+                {"name": "leader-elect-renew-deadline", "value": "45s"},
+                {"name": "leader-elect-retry-period", "value": "10s"}
+            ]),
+            "{component}"
+        );
+    }
     assert_eq!(with[2]["cgroupDriver"], "systemd");
     let without = config("{}");
     assert!(without[0].get("skipPhases").is_none(), "{}", without[0]);
