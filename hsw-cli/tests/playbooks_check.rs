@@ -474,6 +474,8 @@ fn kubeadm_join_reads_its_token_from_a_join_configuration() {
         v["nodeRegistration"]["kubeletExtraArgs"][0],
         serde_json::json!({"name": "node-ip", "value": "172.20.2.11"})
     );
+    assert_eq!(v["timeouts"]["tlsBootstrap"], "15m");
+    assert_eq!(v["timeouts"]["kubeletHealthCheck"], "10m");
 }
 
 /// `kubeadm init`'s configuration: v1beta4 with a long control-plane wait (TCG); with hsw's offline bundle in the
