@@ -24,8 +24,10 @@ const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 pub const PROBE_NAMESPACE: &str = "hsw-verify";
 
 /// The probe, run as root on the control plane with `sh -c SCRIPT hsw-probe SERVER_NODE CLIENT_NODE`. It prints
-/// `server NODE IP`, `client NODE IP`, then the client pod's log (busybox nslookup's answer, then the page: the
-/// server pod's hostname, `server`). Exit 3: no probe image; 4: a pod did not start or finish.
+/// `server NODE IP`, `client NODE IP`, then the client pod's log (busybox nslookup's answer, then the HTTP
+/// response whose last line is the server pod's hostname, `server`). Exit 3: no probe image; 4: a pod did not
+/// start or finish. The request goes through `nc`: the static busybox's `wget` resolves even an address with
+/// glibc's NSS, which a static binary in an image of nothing else cannot load (it segfaults).
 pub const PROBE_SCRIPT: &str = r#"set -eu
 export KUBECONFIG=/etc/kubernetes/admin.conf
 ns=hsw-verify server_node=$1 client_node=$2
@@ -42,7 +44,7 @@ kubectl -n "$ns" wait --for=condition=Ready pod/server --timeout=300s >/dev/null
   || { echo "the probe's server pod on $server_node did not become Ready" >&2; why server; exit 4; }
 ip=$(kubectl -n "$ns" get pod server -o jsonpath='{.status.podIP}')
 kubectl -n "$ns" run client --image="$img" --image-pull-policy=Never --restart=Never --overrides="$(on "$client_node")" \
-  --command -- /bin/busybox sh -c "/bin/busybox nslookup -type=a kubernetes.default.svc.cluster.local && /bin/busybox wget -q -T 10 -O - http://$ip:8080/hostname" >/dev/null
+  --command -- /bin/busybox sh -c "/bin/busybox nslookup -type=a kubernetes.default.svc.cluster.local && printf 'GET /hostname HTTP/1.0\r\n\r\n' | /bin/busybox nc -w 10 $ip 8080" >/dev/null
 i=0
 while p=$(phase client); [ "$p" != Succeeded ] && [ "$p" != Failed ] && [ $i -lt 150 ]; do sleep 2; i=$((i + 1)); done
 [ "$p" = Succeeded ] || { echo "the probe's client pod on $client_node ended $p" >&2; why client; exit 4; }
@@ -362,7 +364,8 @@ pub(crate) mod tests {
     }
 
     pub const PROBE_OUT: &str = "server cp 10.244.0.7\nclient gw 10.244.1.3\nServer:\t\t10.96.0.10\n\
-        Address:\t10.96.0.10:53\n\nName:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1\n\nserver\n";
+        Address:\t10.96.0.10:53\n\nName:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1\n\nHTTP/1.1 200 OK\n\
+        Connection: close\nContent-Length: 7\n\nserver\n";
 
     #[test]
     fn the_probe_output_is_read_strictly() {
