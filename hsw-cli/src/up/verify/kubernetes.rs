@@ -363,6 +363,24 @@ pub(crate) mod tests {
         .to_string()
     }
 
+    /// The summary lines of a healthy cluster of `names` (control plane `cp`, GPU worker `gw`) answering
+    /// [`PROBE_OUT`].
+    pub fn healthy_lines(names: &[&str], cp: &str, gw: &str) -> [String; 3] {
+        [
+            format!(
+                "Kubernetes v1.34.4: {} nodes Ready ({})",
+                names.len(),
+                names.join(", ")
+            ),
+            format!(
+                "CoreDNS answers in a pod on {gw}: kubernetes.default.svc.cluster.local is 10.96.0.1"
+            ),
+            format!(
+                "pod network: a pod on {gw} (10.244.1.3) fetched a page from a pod on {cp} (10.244.0.7)"
+            ),
+        ]
+    }
+
     pub const PROBE_OUT: &str = "server cp 10.244.0.7\nclient gw 10.244.1.3\nServer:\t\t10.96.0.10\n\
         Address:\t10.96.0.10:53\n\nName:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1\n\nHTTP/1.1 200 OK\n\
         Connection: close\nContent-Length: 7\n\nserver\n";
@@ -426,20 +444,7 @@ pub(crate) mod tests {
         let got = check_kubernetes(&ctx, "hsw", &d, FAST, Duration::from_secs(5), &mut out)
             .unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = cloud.iter().map(|(n, _)| *n).collect();
-        assert_eq!(
-            got,
-            [
-                format!("Kubernetes v1.34.4: {} nodes Ready ({})", names.len(), names.join(", ")),
-                format!(
-                    "CoreDNS answers in a pod on {}: kubernetes.default.svc.cluster.local is 10.96.0.1",
-                    gw.name
-                ),
-                format!(
-                    "pod network: a pod on {} (10.244.1.3) fetched a page from a pod on {} (10.244.0.7)",
-                    gw.name, cp.name
-                ),
-            ]
-        );
+        assert_eq!(got, healthy_lines(&names, &cp.name, &gw.name));
         assert!(
             text(&out).contains("Kubernetes nodes Ready after"),
             "{}",

@@ -485,22 +485,18 @@ mod tests {
         // The default's networks are isolated: Prometheus reaches its own cluster only.
         assert!(!session.config.clusters_routed());
         let gw = d.with_role(Role::GpuWorker).next().unwrap();
+        let k8s = crate::up::verify::kubernetes::tests::healthy_lines(
+            &[&cp.name, &gw.name],
+            &cp.name,
+            &gw.name,
+        );
         assert_eq!(
             lines,
             [
                 format!("containerd 1.6.20~ds1 answers on {n_cloud} cloud VMs"),
-                format!(
-                    "Kubernetes v1.34.4: {n_cloud} nodes Ready ({}, {})",
-                    cp.name, gw.name
-                ),
-                format!(
-                    "CoreDNS answers in a pod on {}: kubernetes.default.svc.cluster.local is 10.96.0.1",
-                    gw.name
-                ),
-                format!(
-                    "pod network: a pod on {} (10.244.1.3) fetched a page from a pod on {} (10.244.0.7)",
-                    gw.name, cp.name
-                ),
+                k8s[0].clone(),
+                k8s[1].clone(),
+                k8s[2].clone(),
                 format!("PostgreSQL on {} takes connections", cp.name),
                 format!(
                     "Prometheus on {} scrapes the node exporters of {n_cloud} VMs ({} of the other cluster not: the \
