@@ -45,7 +45,7 @@
 # - no docs, man pages or locales; apt lists removed.
 set -euo pipefail
 
-SCRIPT_VERSION=6            # bump when the image content produced by this script changes
+SCRIPT_VERSION=7            # bump when the image content produced by this script changes
 SUITE=bookworm
 # e2fsprogs: fsck and resize2fs for the ext4 root (not in --variant=apt); dbus: hostnamectl, logind, systemctl --user.
 BASE_PACKAGES=(linux-image-cloud-amd64 systemd-sysv udev cloud-init openssh-server netbase ifupdown
@@ -321,6 +321,12 @@ if [ -n "$bundle" ]; then
   done < <(jq -r '(.binaries + .images)[] | [.path, .sha256] | @tsv' "$bundle/bundle.json")
   install -m 0644 "$bundle/bundle.json" "$r/var/lib/hsw/k8s/bundle.json"
   log "Kubernetes bundle $(jq -r .kubernetes "$bundle/bundle.json") installed from $bundle"
+fi
+# Prometheus: Debian's package enables it at install, which would run it with Debian's defaults on every cloud VM
+# from boot (a third of a TCG guest's CPU); the monitoring playbook enables and starts it on the monitoring server
+# only (as packer/provision/30-monitoring.sh does).
+if [ -e "$r/lib/systemd/system/prometheus.service" ]; then
+  systemctl --root="$r" --quiet disable prometheus.service
 fi
 # Host keys: cloud-init makes them; hsw-ssh-hostkeys.service makes any that are still missing before sshd starts.
 mkdir -p "$r/etc/systemd/system/multi-user.target.wants"

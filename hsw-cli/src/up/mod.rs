@@ -370,10 +370,10 @@ pub struct Up<'a> {
     pub applied: bool,
     /// The inventory (from the inventory step).
     pub loaded: Option<Loaded>,
-    /// The sum of `changed=` of the HPC playbook (`None`: no HPC cluster).
-    pub ansible_changed: Option<u64>,
-    /// The sum of `changed=` of the platform playbooks (`None`: not run).
-    pub platform_changed: Option<u64>,
+    /// What the HPC playbook changed (`None`: no HPC cluster).
+    pub ansible_changed: Option<playbooks::Changes>,
+    /// What the platform playbooks changed (`None`: not run).
+    pub platform_changed: Option<playbooks::Changes>,
     /// What the final checks verified.
     pub verified: Vec<String>,
 }

@@ -108,14 +108,23 @@ struct Run<'a> {
     offline: bool,
 }
 
-/// ansible-playbook (inside the sandbox), its output streaming through and kept in the log; returns the sum
-/// of `changed=` in the (last) PLAY RECAP.
+/// What one ansible-playbook run changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// The sum over the hosts of `changed=` in the PLAY RECAP.
+    pub count: u64,
+    /// Each task that reported `changed`, as `TASK NAME (HOST)`, in the order they ran.
+    pub tasks: Vec<String>,
+}
+
+/// ansible-playbook (inside the sandbox), its output streaming through and kept in the log; returns what its
+/// PLAY RECAP and its `changed:` lines say changed.
 fn run_playbook(
     ctx: &Ctx<'_>,
     program: &OsString,
     run: &Run<'_>,
     out: &mut dyn Write,
-) -> Result<u64, Error> {
+) -> Result<Changes, Error> {
     let argv = ansible_cmd::playbook_argv(
         run.inventory,
         run.extra_vars,
@@ -168,14 +177,64 @@ fn run_playbook(
             path.display()
         )));
     }
-    Ok(recap.values().sum())
+    Ok(Changes {
+        count: recap.values().sum(),
+        tasks: changed_tasks(&log),
+    })
 }
 
-/// `host -> changed` from ansible-playbook's PLAY RECAP.
+/// The lines of `log` without the terminal's colour sequences (`ESC [ ... m`), which `--color` puts around
+/// ansible-playbook's words.
+fn plain_lines(log: &str) -> impl Iterator<Item = String> + '_ {
+    log.lines().map(|line| {
+        let mut plain = String::with_capacity(line.len());
+        let mut rest = line;
+        while let Some(i) = rest.find('\x1b') {
+            plain.push_str(&rest[..i]);
+            let seq = &rest[i + 1..];
+            rest = match seq.strip_prefix('[') {
+                Some(s) => s
+                    .find(|c: char| c.is_ascii_alphabetic())
+                    .map_or("", |j| &s[j + 1..]),
+                None => seq,
+            };
+        }
+        plain.push_str(rest);
+        plain
+    })
+}
+
+/// `TASK NAME (HOST)` for each `changed: [HOST]` line of ansible-playbook's output, after its `TASK [NAME]`
+/// header (a loop's items count once per host).
+pub fn changed_tasks(log: &str) -> Vec<String> {
+    let mut task = String::new();
+    let mut out: Vec<String> = Vec::new();
+    for line in plain_lines(log) {
+        if let Some(rest) = line
+            .strip_prefix("TASK [")
+            .or_else(|| line.strip_prefix("RUNNING HANDLER ["))
+        {
+            task = rest.rsplit_once(']').map_or(rest, |(t, _)| t).to_owned();
+        } else if let Some(rest) = line.strip_prefix("changed: [") {
+            // `changed: [host]`, `changed: [host -> delegate]`, `changed: [host] => (item=...)`
+            let host = rest.split(']').next().unwrap_or_default();
+            let host = host.split(" -> ").next().unwrap_or(host);
+            let entry = format!("{task} ({host})");
+            if out.last() != Some(&entry) {
+                out.push(entry);
+            }
+        }
+    }
+    out
+}
+
+/// `host -> changed` from ansible-playbook's PLAY RECAP. With several playbooks in one run ansible prints a
+/// recap after each, cumulative: the last one of each host counts.
 pub fn parse_recap(log: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let mut in_recap = false;
-    for line in log.lines() {
+    for line in plain_lines(log) {
+        let line = line.as_str();
         if line.starts_with("PLAY RECAP") {
             in_recap = true;
             continue;
@@ -214,6 +273,35 @@ mod tests {
         assert_eq!(r.get("hsw-dev-compute-1"), Some(&3));
         assert_eq!(r.values().sum::<u64>(), 3);
         assert!(parse_recap("no recap here").is_empty());
+        // Several playbooks in one run: a recap after each, cumulative; the last counts.
+        let two = format!("{RECAP}\nTASK [y]\nchanged: [hsw-dev-compute-1]\n\nPLAY RECAP ***\n\
+                           hsw-dev-compute-1          : ok=21   changed=4    unreachable=0    failed=0\n");
+        assert_eq!(parse_recap(&two).get("hsw-dev-compute-1"), Some(&4));
+    }
+
+    /// Each changed task once per host, under its name, colours or not; `ok:` and `skipping:` are not changes.
+    #[test]
+    fn changed_tasks_name_the_task_and_host() {
+        let log = "PLAY [x] ***\n\nTASK [mlops_k8s : Apply the secrets] ***\nok: [cp]\n\
+                   changed: [cp] => (item=a.yaml)\nchanged: [cp] => (item=b.yaml)\nskipping: [w]\n\n\
+                   TASK [kubeadm : Make a join token] ***\nchanged: [w -> cp]\n\
+                   \x1b[0;32mTASK [slurm : Write slurm.conf] ***\x1b[0m\n\x1b[0;33mchanged: [ctl]\x1b[0m\n\
+                   RUNNING HANDLER [slurm : Restart slurmctld] ***\nchanged: [ctl]\n\
+                   TASK [quiet] ***\nok: [cp]\n";
+        assert_eq!(
+            changed_tasks(log),
+            [
+                "mlops_k8s : Apply the secrets (cp)",
+                "kubeadm : Make a join token (w)",
+                "slurm : Write slurm.conf (ctl)",
+                "slurm : Restart slurmctld (ctl)",
+            ]
+        );
+        assert!(changed_tasks("no tasks\n").is_empty());
+        assert_eq!(
+            plain_lines("\x1b[0;31mred\x1b[0m and \x1b").collect::<Vec<_>>(),
+            ["red and "]
+        );
     }
 
     fn hpc_run<'a>(files: &'a ansible_cmd::HpcFiles, ctx: &Ctx<'_>) -> Run<'a> {
@@ -254,7 +342,7 @@ mod tests {
             &mut out,
         )
         .unwrap();
-        assert_eq!(changed, 3);
+        assert_eq!(changed.count, 3);
         let calls = runner.calls();
         let c = &calls[0];
         let s = f.dir.path().join("state").display().to_string();
@@ -334,7 +422,7 @@ mod tests {
         let mut out = Vec::new();
         // HSW_ANSIBLE_PLAYBOOK may be set around the tests: the fake answers any program by its arguments.
         hpc(&mut up, 8, &mut out).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(up.ansible_changed, Some(3));
+        assert_eq!(up.ansible_changed.as_ref().map(|c| c.count), Some(3));
         assert!(ctx.state.slurm_dir("hpc").join("slurm.conf").is_file());
         assert!(ctx.state.inventory().is_file());
         assert!(text(&out).contains("==> [8/13] HPC playbook (Munge, Slurm)"));
@@ -368,7 +456,7 @@ mod tests {
                 );
                 continue;
             }
-            assert_eq!(up.platform_changed, Some(3));
+            assert_eq!(up.platform_changed.as_ref().map(|c| c.count), Some(3));
             let argv = runner.calls()[0].argv();
             let dir = ctx.repo.join("ansible");
             let books: Vec<String> = argv

@@ -3,6 +3,7 @@
 
 use hsw_core::ansible::hosts::Role;
 
+use super::playbooks::Changes;
 use super::{ssh_user, Target, Up, DEFAULT_SANDBOX};
 use crate::error::Error;
 
@@ -28,14 +29,11 @@ pub fn summary(up: &Up<'_>, timings: &[(String, u64)]) -> Result<String, Error> 
             "no changes (the plan was empty)"
         }
     ));
-    match up.ansible_changed {
-        Some(0) => s.push_str("hsw: ansible: no changes (changed=0 on every host)\n"),
-        Some(n) => s.push_str(&format!("hsw: ansible: {n} changes\n")),
-        None => {}
+    if let Some(c) = &up.ansible_changed {
+        s.push_str(&changes_line("ansible", c));
     }
-    match up.platform_changed {
-        Some(0) => s.push_str("hsw: platform: no changes (changed=0 on every host)\n"),
-        Some(n) => s.push_str(&format!("hsw: platform: {n} changes\n")),
+    match &up.platform_changed {
+        Some(c) => s.push_str(&changes_line("platform", c)),
         None if up.args.hpc_only => s.push_str("hsw: platform: not configured (--hpc-only)\n"),
         None => {}
     }
@@ -78,6 +76,34 @@ pub fn summary(up: &Up<'_>, timings: &[(String, u64)]) -> Result<String, Error> 
         down_flags(&up.args.target)
     ));
     Ok(s)
+}
+
+/// `hsw: WHAT: no changes …` or `hsw: WHAT: N changes: TASK (HOST), …` (the first few tasks: the rest are in
+/// the playbook's log).
+fn changes_line(what: &str, c: &Changes) -> String {
+    const SHOWN: usize = 8;
+    if c.count == 0 {
+        return format!("hsw: {what}: no changes (changed=0 on every host)\n");
+    }
+    let mut tasks = c
+        .tasks
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if c.tasks.len() > SHOWN {
+        tasks.push_str(&format!("; and {} more", c.tasks.len() - SHOWN));
+    }
+    let n = match c.count {
+        1 => "1 change".to_owned(),
+        n => format!("{n} changes"),
+    };
+    if tasks.is_empty() {
+        format!("hsw: {what}: {n}\n")
+    } else {
+        format!("hsw: {what}: {n}: {tasks}\n")
+    }
 }
 
 fn down_flags(t: &Target) -> String {
@@ -128,5 +154,40 @@ mod tests {
             out: Some(PathBuf::from("tf")),
         };
         assert_eq!(down_flags(&host), " --no-sandbox --out tf");
+    }
+
+    /// No changes, a few named, many cut short (the log has them all).
+    #[test]
+    fn changes_lines_name_what_changed() {
+        assert_eq!(
+            changes_line("platform", &Changes::default()),
+            "hsw: platform: no changes (changed=0 on every host)\n"
+        );
+        let one = Changes {
+            count: 1,
+            tasks: vec!["mlops_k8s : Apply the secrets (cp)".into()],
+        };
+        assert_eq!(
+            changes_line("platform", &one),
+            "hsw: platform: 1 change: mlops_k8s : Apply the secrets (cp)\n"
+        );
+        let many = Changes {
+            count: 12,
+            tasks: (0..10).map(|i| format!("t{i} (h)")).collect(),
+        };
+        let line = changes_line("ansible", &many);
+        assert!(
+            line.starts_with("hsw: ansible: 12 changes: t0 (h); t1 (h);"),
+            "{line}"
+        );
+        assert!(line.ends_with("t7 (h); and 2 more\n"), "{line}");
+        let unnamed = Changes {
+            count: 2,
+            tasks: vec![],
+        };
+        assert_eq!(
+            changes_line("ansible", &unnamed),
+            "hsw: ansible: 2 changes\n"
+        );
     }
 }
