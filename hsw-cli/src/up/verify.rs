@@ -246,6 +246,11 @@ fn check_slurm(
     ])
 }
 
+/// The first line of a command's output, for a message (`no output` when there is none).
+fn first_line(s: &str) -> &str {
+    s.trim().lines().next().unwrap_or("no output")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -546,6 +546,18 @@ pub enum Cni {
     Cilium,
 }
 
+impl Cni {
+    /// The name as cluster.yaml writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cni::Bridge => "bridge",
+            Cni::Calico => "calico",
+            Cni::Flannel => "flannel",
+            Cni::Cilium => "cilium",
+        }
+    }
+}
+
 /// Ingress controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -636,10 +648,7 @@ impl ClusterConfig {
         (k.cni != Cni::Bridge).then(|| {
             format!(
                 "clusters.cloud.kubernetes_config.cni is {} (its images come from the internet)",
-                serde_json::to_value(k.cni)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                k.cni.as_str()
             )
         })
     }
@@ -795,5 +804,12 @@ mod tests {
             Path::new("/var/lib/hsw-sandbox/x/state")
         );
         assert_eq!(default_gpu_state_dir(Path::new("/")), Path::new("/state"));
+    }
+
+    #[test]
+    fn cni_names_are_the_serde_names() {
+        for c in [Cni::Bridge, Cni::Calico, Cni::Flannel, Cni::Cilium] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use hsw_core::ansible::hosts::{Deployment, Host, Role};
 
-use super::{ssh, Poll};
+use super::{first_line, ssh, Poll};
 use crate::error::Error;
 use crate::up::{say, Ctx};
 
@@ -151,7 +151,7 @@ fn check_ready(
                     }
                 )
             } else {
-                format!("kubectl: {}", stderr.lines().next().unwrap_or("").trim())
+                format!("kubectl: {}", first_line(&stderr))
             };
             return Err(Error::invalid(format!(
                 "{} not Ready on Kubernetes within {} s ({now}); look at `journalctl -u kubelet` there and \

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use hsw_core::ansible::hosts::{Deployment, Host, Role};
 use hsw_core::config::ClusterConfig;
 
-use super::{ssh, Poll};
+use super::{first_line, ssh, Poll};
 use crate::error::Error;
 use crate::up::{say, Ctx};
 
@@ -377,10 +377,6 @@ fn check_sshd(
         },
         d.hosts.len()
     ))
-}
-
-fn first_line(s: &str) -> &str {
-    s.trim().lines().next().unwrap_or("no output")
 }
 
 #[cfg(test)]
