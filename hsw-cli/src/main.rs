@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod ansible_cmd;
+mod backup;
 mod bundle;
 mod completions;
 mod error;
@@ -98,6 +99,11 @@ enum Command {
     Status(status::StatusArgs),
     /// Remove everything `up` made: `terraform destroy`, then the sandbox; checks that nothing is left.
     Down(up::DownArgs),
+    /// Back up a running deployment (config, keys, state, every VM's disks, application dumps), or verify or
+    /// list backups.
+    Backup(backup::BackupArgs),
+    /// Bring a deployment back from a backup, in the places it was taken from.
+    Restore(backup::RestoreArgs),
 }
 
 /// Exit codes shared by every command.
@@ -144,6 +150,8 @@ fn main() -> ExitCode {
         Command::Bundle(cmd) => bundle::run(&cmd, &mut out),
         Command::Up(args) => up::up(&args, &mut out),
         Command::Down(args) => up::down(&args, &mut out),
+        Command::Backup(args) => backup::run(&args, &mut out),
+        Command::Restore(args) => backup::restore(&args, &mut out),
         Command::Status(args) => status::run(&args, &mut out),
         Command::Completions { shell } => {
             completions::completions(shell, &mut Cli::command(), &mut out);

@@ -52,11 +52,7 @@ pub fn package_dir(mirror: &Path, host: &str) -> PathBuf {
 
 /// The sha256 of the file at `path`, in hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    hsw_core::fsx::file_sha256(path).map(|(_, sum)| sum)
 }
 
 /// What [`place`] did.

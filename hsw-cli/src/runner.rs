@@ -143,6 +143,9 @@ pub trait Runner: Sync {
     fn stream(&self, cmd: &Cmd) -> std::io::Result<ExitStatus>;
     /// Runs to completion, handing each line of stdout to `line` as it comes; stderr streams through.
     fn lines(&self, cmd: &Cmd, line: &mut dyn FnMut(&str)) -> std::io::Result<ExitStatus>;
+    /// Runs to completion with stdout going into `file` (for output too large to hold, such as a database
+    /// dump); stderr is captured. Returns how it ended and its stderr.
+    fn to_file(&self, cmd: &Cmd, file: std::fs::File) -> std::io::Result<(ExitStatus, String)>;
 }
 
 impl std::fmt::Debug for dyn Runner + '_ {
@@ -192,6 +195,15 @@ impl Runner for SystemRunner {
             Some(e) => Err(e),
             None => Ok(status),
         }
+    }
+
+    fn to_file(&self, cmd: &Cmd, file: std::fs::File) -> std::io::Result<(ExitStatus, String)> {
+        let o = cmd
+            .command()
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::piped())
+            .output()?;
+        Ok((o.status, String::from_utf8_lossy(&o.stderr).into_owned()))
     }
 }
 
@@ -356,6 +368,17 @@ pub mod fake {
             a.stdout.lines().for_each(line);
             Ok(status(a.code.unwrap_or(0)))
         }
+
+        fn to_file(
+            &self,
+            cmd: &Cmd,
+            mut file: std::fs::File,
+        ) -> std::io::Result<(ExitStatus, String)> {
+            use std::io::Write as _;
+            let a = self.answer(cmd)?;
+            file.write_all(a.stdout.as_bytes())?;
+            Ok((status(a.code.unwrap_or(0)), a.stderr))
+        }
     }
 }
 
@@ -388,6 +411,18 @@ mod tests {
         assert!(status.success());
         assert_eq!(lines, ["a", "b"]);
         assert!(r.capture(&Cmd::new("/nonexistent/hsw-program")).is_err());
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = d.path().join("out");
+        let f = std::fs::File::create(&p).unwrap_or_else(|e| panic!("{e}"));
+        let (st, err) = r
+            .to_file(
+                &Cmd::new("sh").args(["-c", "printf 'x\\0y'; echo e >&2"]),
+                f,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(st.success());
+        assert_eq!(err, "e\n");
+        assert_eq!(std::fs::read(&p).unwrap_or_default(), b"x\0y");
     }
 
     #[test]

@@ -38,6 +38,45 @@ pub fn copy_atomic(src: &Path, path: &Path, mode: u32) -> io::Result<()> {
     })
 }
 
+/// [`copy_atomic`], hashing what it copies: returns the size and the sha256 (lowercase hex) of the bytes
+/// written, read once (for guest disks, which are too large to read twice).
+pub fn copy_atomic_sha256(src: &Path, path: &Path, mode: u32) -> io::Result<(u64, String)> {
+    let mut done = (0, String::new());
+    write_with(path, mode, None, |f| {
+        done = copy_sha256(&mut fs::File::open(src)?, f)?;
+        Ok(())
+    })?;
+    Ok(done)
+}
+
+/// Copies `from` into `to`, hashing on the way: the size and the sha256 (lowercase hex) of what was copied.
+pub fn copy_sha256(from: &mut impl io::Read, to: &mut impl io::Write) -> io::Result<(u64, String)> {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    Ok((
+        size,
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    ))
+}
+
+/// The size and sha256 (lowercase hex) of the file at `path`.
+pub fn file_sha256(path: &Path) -> io::Result<(u64, String)> {
+    copy_sha256(&mut fs::File::open(path)?, &mut io::sink())
+}
+
 /// The one writer: `fill` writes the content into the private temporary file.
 fn write_with(
     path: &Path,
@@ -205,5 +244,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         assert!(write_atomic(&d.path().join("no/f"), b"x", 0o644).is_err());
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_hashed_copy_is_the_copy_and_its_sha256() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::write(&src, b"abc").unwrap();
+        let dst = d.path().join("dst");
+        let (size, sum) = copy_atomic_sha256(&src, &dst, 0o600).unwrap();
+        assert_eq!(size, 3);
+        // sha256("abc"), FIPS 180-2's example.
+        assert_eq!(
+            sum,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(fs::read(&dst).unwrap(), b"abc");
+        assert_eq!(mode_of(&dst), 0o600);
+        assert_eq!(file_sha256(&dst).unwrap(), (3, sum));
+        assert!(copy_atomic_sha256(&d.path().join("none"), &dst, 0o600).is_err());
     }
 }

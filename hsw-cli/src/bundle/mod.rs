@@ -33,7 +33,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::provider_mirror::sha256_file;
 use crate::runner::{Cmd, Runner, SystemRunner};
 use crate::up::say;
 
@@ -196,10 +195,9 @@ fn key(release: &str, go: &str, busybox: &str) -> String {
     format!("{:x}", h.finalize())[..16].to_owned()
 }
 
-/// The sha256 (hex, [`sha256_file`]) and size of a file.
+/// The sha256 (hex) and size of a file.
 fn file_sha256(path: &Path) -> std::io::Result<(String, u64)> {
-    let size = std::fs::metadata(path)?.len();
-    Ok((sha256_file(path)?, size))
+    hsw_core::fsx::file_sha256(path).map(|(size, sum)| (sum, size))
 }
 
 /// The cached bundle in `dir`, if it is complete: its manifest reads, and every file it lists is there with its

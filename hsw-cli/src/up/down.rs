@@ -26,7 +26,11 @@ pub fn down(args: &DownArgs, out: &mut dyn Write) -> u8 {
     }
 }
 
-fn down_steps(args: &DownArgs, runner: &dyn Runner, out: &mut dyn Write) -> Result<(), Error> {
+pub(crate) fn down_steps(
+    args: &DownArgs,
+    runner: &dyn Runner,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let ctx = Ctx::new(&args.target, runner)?;
     let running = ctx
         .sandbox

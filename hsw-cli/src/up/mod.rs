@@ -48,14 +48,14 @@ use crate::runner::{Captured, Cmd, Runner, SystemRunner};
 use crate::session::Session;
 
 mod checks;
-mod down;
+pub(crate) mod down;
 mod images;
 mod inventory;
 mod playbooks;
 pub(crate) mod sandbox;
 mod scale;
 mod summary;
-mod terraform;
+pub(crate) mod terraform;
 pub(crate) mod verify;
 pub(crate) mod virsh;
 

@@ -99,26 +99,31 @@ pub fn running(ctx: &Ctx<'_>, name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Starts the sandbox (`scripts/sandbox.sh --name NAME start`, idempotent) and returns its places.
+pub fn start(ctx: &Ctx<'_>, name: &str) -> Result<SandboxEnv, Error> {
+    let o = ctx.capture(
+        &ctx.sandbox_cmd(name, &["start"]),
+        "scripts/sandbox.sh",
+        "install bash",
+    )?;
+    eprint!("{}", o.stderr);
+    if !o.status.success() {
+        return Err(Error::invalid(format!(
+            "scripts/sandbox.sh --name {name} start failed ({}); its messages above say why (it needs root and \
+             `scripts/install-deps.sh full`)",
+            o.status
+        )));
+    }
+    env(ctx, name)
+}
+
 /// Step 3: the sandbox (or the host's libvirt), then the images in its pool.
 pub fn open(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
     let ctx = up.ctx;
     let libvirt = match &ctx.sandbox {
         Some(sb) => {
             step_header(out, n, UP_STEPS, &format!("sandbox '{sb}'"));
-            let o = ctx.capture(
-                &ctx.sandbox_cmd(sb, &["start"]),
-                "scripts/sandbox.sh",
-                "install bash",
-            )?;
-            eprint!("{}", o.stderr);
-            if !o.status.success() {
-                return Err(Error::invalid(format!(
-                    "scripts/sandbox.sh --name {sb} start failed ({}); its messages above say why (it needs \
-                     root and `scripts/install-deps.sh full`)",
-                    o.status
-                )));
-            }
-            let e = env(ctx, sb)?;
+            let e = start(ctx, sb)?;
             say(
                 out,
                 format!(

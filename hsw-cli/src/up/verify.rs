@@ -12,6 +12,7 @@ use hsw_core::ansible::hosts::{Deployment, Host, Role};
 
 use super::{say, ssh_user, step_header, Ctx, Up, UP_STEPS};
 use crate::error::Error;
+use crate::runner::Cmd;
 
 mod hpc;
 pub(crate) mod kubernetes;
@@ -90,9 +91,19 @@ pub(crate) fn ssh(
     host: &Host,
     remote: &[&str],
 ) -> Result<(bool, String, String), Error> {
+    let o = ctx.capture(
+        &ssh_cmd(ctx, user, host, remote),
+        "ssh",
+        "install openssh-client",
+    )?;
+    Ok((o.status.success(), o.stdout, o.stderr))
+}
+
+/// The `ssh` command (inside the sandbox) that runs a fixed command on a host as `user`, with the cluster's key
+/// and known hosts.
+pub(crate) fn ssh_cmd(ctx: &Ctx<'_>, user: &str, host: &Host, remote: &[&str]) -> Cmd {
     let cluster = host.cluster();
-    let cmd = ctx
-        .command("ssh")
+    ctx.command("ssh")
         .arg("-i")
         .arg(ctx.state.ssh_private_key(cluster))
         .args([
@@ -109,9 +120,7 @@ pub(crate) fn ssh(
         .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
         .arg(format!("{user}@{}", host.ip))
         .arg("--")
-        .args(remote);
-    let o = ctx.capture(&cmd, "ssh", "install openssh-client")?;
-    Ok((o.status.success(), o.stdout, o.stderr))
+        .args(remote)
 }
 
 /// Every VM answers `ssh ... hostname` with its own name (`consoles` ends the timeout message).

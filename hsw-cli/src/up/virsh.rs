@@ -26,6 +26,27 @@ impl<'a> Virsh<'a> {
             .map(|o| o.stdout)
     }
 
+    /// The standard output of `virsh -q -c URI ARGS`, or why it failed: the first line of its standard error
+    /// (or why it did not start).
+    pub fn call(&self, args: &[&str]) -> Result<String, String> {
+        let cmd = Cmd::new("virsh").args(["-q", "-c", self.uri]).args(args);
+        match self.runner.capture(&cmd) {
+            Ok(o) if o.status.success() => Ok(o.stdout),
+            Ok(o) => Err(format!(
+                "virsh {} failed ({}): {}",
+                args.join(" "),
+                o.status,
+                o.stderr.trim().lines().next().unwrap_or("no message")
+            )),
+            Err(e) => Err(format!("cannot run virsh ({e}); install libvirt-clients")),
+        }
+    }
+
+    /// libvirt's URI.
+    pub fn uri(&self) -> &str {
+        self.uri
+    }
+
     /// The non-empty trimmed lines of a listing, those starting with `prefix` (or all).
     fn list(&self, args: &[&str], prefix: Option<&str>) -> Option<Vec<String>> {
         self.run(args).map(|text| {

@@ -1,0 +1,822 @@
+//! `hsw-cli backup`, `backup verify`, `backup list` and `hsw-cli restore`: a deployment saved whole while it
+//! runs, and brought back from the backup alone.
+//!
+//! A backup is a directory `<out>/<YYYYMMDDTHHMMSSZ>/` (0700; written as `.<name>.partial` and renamed when
+//! complete, so a half-written backup never looks like one), holding:
+//!
+//! | path | what |
+//! |---|---|
+//! | `config/cluster.yaml` | the cluster definition the deployment was made from |
+//! | `state/...` | hsw's state directory: SSH and Munge keys, passwords, inventory, the Terraform root and its state (not `.terraform/`, the provider mirror or the logs) |
+//! | `terraform/...` | the Terraform root, when `--terraform-dir` put it outside the state directory |
+//! | `libvirt/domain-<name>.xml`, `libvirt/network-<name>.xml` | libvirt's definitions (`dumpxml --inactive --security-info`) |
+//! | `pool/...` | the pool directory: every VM's disks (running ones through an external snapshot, [`libvirt`]), seeds, firmware variables, the guest images they grow from |
+//! | `gpu/...` | the simulated GPU backend's state (its MIG instances) |
+//! | `dumps/...` | application dumps taken inside the guests ([`dumps`]) |
+//! | `manifest.json` | written last: the deployment's places, the domains and networks, every piece's size, sha256 and mode ([`manifest`]) |
+//!
+//! Every file is root's 0600: the backup holds every secret of the deployment. `backup verify` re-reads every
+//! piece; `restore` ([`restore`]) verifies first, and refuses to go over a running deployment unless told to
+//! replace it.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use hsw_core::ansible::hosts::{planned_hosts, Deployment as Hosts};
+use hsw_core::host::prepare::utc_stamp;
+
+use crate::error::Error;
+use crate::exit;
+use crate::runner::{Runner, SystemRunner};
+use crate::session::Session;
+use crate::up::sandbox;
+use crate::up::virsh::Virsh;
+use crate::up::{host_libvirt, say, ssh_user, Ctx, Target, DEFAULT_SANDBOX};
+use crate::Format;
+
+mod dumps;
+mod libvirt;
+pub mod manifest;
+mod restore;
+
+pub use restore::{restore, RestoreArgs};
+
+use manifest::{Deployment, Kind, Manifest, Piece, FORMAT, MANIFEST, MAX_PIECES};
+
+/// Where backups go without `--out`: `<this>/<sandbox name, or host>/`.
+pub const DEFAULT_ROOT: &str = "/var/backups/hsw";
+
+/// `hsw-cli backup`: take one, or (subcommands) verify or list them.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    /// Verify or list instead of taking a backup.
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// Where the deployment is, where the backup goes.
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// `hsw-cli backup verify|list`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a backup: every piece's size and sha256 against its manifest, nothing missing or added, and the
+    /// pieces of one deployment (the config's hash, each VM's and network's definition, the Terraform state).
+    Verify {
+        /// The backup's directory.
+        backup: PathBuf,
+    },
+    /// List the backups in a directory, oldest first.
+    List {
+        /// The directory (default /var/backups/hsw/<sandbox name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The sandbox whose default directory to list.
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_SANDBOX)]
+        sandbox_name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// Which deployment to back up, and where to.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// The cluster definition the deployment was made from (the embedded default when absent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The deployment uses the host's libvirt (`hsw-cli up --no-sandbox`).
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// The deployment's sandbox.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_SANDBOX)]
+    pub sandbox_name: String,
+    /// The deployment's state directory (default `.hsw/up/<sandbox name>` in the repository).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The deployment's Terraform root module, when `up --out` put it elsewhere (default `<state dir>/terraform`).
+    #[arg(long, value_name = "DIR")]
+    pub terraform_dir: Option<PathBuf>,
+    /// Where backups go: each one a directory named by its UTC time (default /var/backups/hsw/<sandbox name>,
+    /// or /var/backups/hsw/host).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Once this backup is verified, remove the older backups of this deployment in that directory beyond
+    /// the newest N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+}
+
+impl CreateArgs {
+    /// The deployment's places as `up` and `down` take them.
+    pub fn target(&self) -> Target {
+        Target {
+            config: self.config.clone(),
+            sandbox: false,
+            no_sandbox: self.no_sandbox,
+            sandbox_name: self.sandbox_name.clone(),
+            state_dir: self.state_dir.clone(),
+            out: self.terraform_dir.clone(),
+        }
+    }
+}
+
+/// Runs `hsw-cli backup ...`; returns the exit code.
+pub fn run(args: &BackupArgs, out: &mut dyn Write) -> u8 {
+    let r = match &args.command {
+        None => create(&args.create, &SystemRunner, out).map(|_| ()),
+        Some(BackupCommand::Verify { backup }) => verify_cmd(backup, out),
+        Some(BackupCommand::List {
+            out: dir,
+            sandbox_name,
+            format,
+        }) => {
+            let dir = dir
+                .clone()
+                .unwrap_or_else(|| Path::new(DEFAULT_ROOT).join(sandbox_name));
+            list(&dir, *format, out)
+        }
+    };
+    match r {
+        Ok(()) => exit::OK,
+        Err(e) => e.report(),
+    }
+}
+
+/// Seconds since the epoch.
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `12.3 GiB`, `512 MiB`, `3 KiB`, `12 B`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// Where libvirt is for a deployment: its URI and pool directory (the sandbox must run).
+pub(crate) fn libvirt_of(ctx: &Ctx<'_>, session: &Session) -> Result<(String, PathBuf), Error> {
+    match &ctx.sandbox {
+        Some(name) => {
+            if !sandbox::running(ctx, name) {
+                return Err(Error::invalid(format!(
+                    "the sandbox `{name}` is not running, so there is no deployment to back up; bring it up with \
+                     `hsw-cli up --sandbox-name {name}`, or name another with --sandbox-name"
+                )));
+            }
+            let e = sandbox::env(ctx, name)?;
+            Ok((e.uri, e.pool_dir))
+        }
+        None => {
+            let (uri, pool) = host_libvirt(&session.config);
+            Ok((uri, PathBuf::from(pool)))
+        }
+    }
+}
+
+/// What a backup is being written into.
+struct Writer {
+    /// The (partial) backup directory.
+    dir: PathBuf,
+    pieces: Vec<Piece>,
+    skipped: Vec<String>,
+}
+
+impl Writer {
+    fn file(&self, rel: &str) -> Result<PathBuf, Error> {
+        if self.pieces.len() >= MAX_PIECES {
+            return Err(Error::invalid(format!(
+                "the deployment has more than {MAX_PIECES} files to back up; is the state or pool directory the \
+                 right one?"
+            )));
+        }
+        let p = self.dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| Error::invalid(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        Ok(p)
+    }
+
+    fn push(
+        &mut self,
+        rel: String,
+        kind: Kind,
+        size: u64,
+        sha256: String,
+        mode: u32,
+        vm: Option<&str>,
+    ) {
+        self.pieces.push(Piece {
+            path: rel,
+            kind,
+            size,
+            sha256,
+            mode,
+            vm: vm.map(str::to_owned),
+        });
+    }
+
+    /// A piece from bytes.
+    fn bytes(
+        &mut self,
+        rel: String,
+        kind: Kind,
+        bytes: &[u8],
+        vm: Option<&str>,
+    ) -> Result<(), Error> {
+        let p = self.file(&rel)?;
+        hsw_core::fsx::write_atomic(&p, bytes, 0o600)
+            .map_err(|e| Error::invalid(format!("cannot write {}: {e}", p.display())))?;
+        let sum = hsw_core::render::terraform::sha256_hex(bytes);
+        self.push(rel, kind, bytes.len() as u64, sum, 0o600, vm);
+        Ok(())
+    }
+
+    /// A piece copied from a file (hashed as it is copied).
+    fn copy(&mut self, rel: String, kind: Kind, src: &Path, vm: Option<&str>) -> Result<(), Error> {
+        let mode = std::fs::metadata(src)
+            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", src.display())))?
+            .mode()
+            & 0o7777;
+        let p = self.file(&rel)?;
+        let (size, sum) = hsw_core::fsx::copy_atomic_sha256(src, &p, 0o600).map_err(|e| {
+            Error::invalid(format!(
+                "cannot copy {} into the backup: {e}",
+                src.display()
+            ))
+        })?;
+        self.push(rel, kind, size, sum, mode, vm);
+        Ok(())
+    }
+
+    /// Every regular file under `src` as pieces `<top>/<relative path>` (links are left out and said so),
+    /// except those `skip` names (relative to `src`).
+    fn tree(
+        &mut self,
+        top: &str,
+        kind: Kind,
+        src: &Path,
+        skip: &dyn Fn(&Path) -> bool,
+    ) -> Result<(), Error> {
+        for rel in walk(src, skip)? {
+            let from = src.join(&rel);
+            let meta = std::fs::symlink_metadata(&from)
+                .map_err(|e| Error::invalid(format!("cannot read {}: {e}", from.display())))?;
+            let name = format!("{top}/{}", rel.display());
+            if meta.file_type().is_file() {
+                self.copy(name, kind, &from, None)?;
+            } else {
+                self.skipped.push(format!(
+                    "{} is not a regular file (a link or a socket)",
+                    from.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The paths (relative to `root`) of everything under `root` that is not a directory, except what `skip`
+/// names (a skipped directory is not entered), sorted; at most [`MAX_PIECES`], at most 32 levels deep. A
+/// missing `root` is empty.
+fn walk(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>, Error> {
+    let mut out = Vec::new();
+    if !root.is_dir() {
+        return Ok(out);
+    }
+    let mut stack = vec![(PathBuf::new(), 0usize)];
+    while let Some((rel, depth)) = stack.pop() {
+        let dir = root.join(&rel);
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::invalid(format!("cannot list {}: {e}", dir.display())))?;
+        for e in entries {
+            let e = e.map_err(|e| Error::invalid(format!("cannot list {}: {e}", dir.display())))?;
+            let r = rel.join(e.file_name());
+            if skip(&r) {
+                continue;
+            }
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir {
+                if depth >= 32 {
+                    return Err(Error::invalid(format!(
+                        "{} is nested more than 32 levels deep",
+                        root.join(&r).display()
+                    )));
+                }
+                stack.push((r, depth + 1));
+            } else {
+                out.push(r);
+                if out.len() > MAX_PIECES {
+                    return Err(Error::invalid(format!(
+                        "{} holds more than {MAX_PIECES} files",
+                        root.display()
+                    )));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What of the state directory a backup leaves out: the provider mirror and the logs (made again by `up`),
+/// Terraform's plugin directory (made again by `terraform init`), and temporary files.
+fn state_skip(rel: &Path) -> bool {
+    let first = rel
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    matches!(first.as_deref(), Some("terraform-mirror" | "logs"))
+        || rel.components().any(|c| c.as_os_str() == ".terraform")
+        || rel.extension().is_some_and(|x| x == "hsw-tmp")
+}
+
+/// Takes a backup of the deployment; returns its directory.
+pub fn create(
+    args: &CreateArgs,
+    runner: &dyn Runner,
+    out: &mut dyn Write,
+) -> Result<PathBuf, Error> {
+    let target = args.target();
+    let ctx = Ctx::new(&target, runner)?;
+    let session = Session::load(args.config.as_deref())?;
+    let (uri, pool) = libvirt_of(&ctx, &session)?;
+    let root = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new(DEFAULT_ROOT).join(ctx.sandbox.as_deref().unwrap_or("host")));
+    write_backup(&ctx, &session, (&uri, &pool), &root, args.keep, out)
+}
+
+/// Takes a backup of the deployment at `ctx` (libvirt at `uri`, its pool `pool`) into a new directory in
+/// `root`; verifies it; keeps the newest `keep` of this deployment's there. Returns its directory.
+fn write_backup(
+    ctx: &Ctx<'_>,
+    session: &Session,
+    (uri, pool): (&str, &Path),
+    root: &Path,
+    keep: Option<u32>,
+    out: &mut dyn Write,
+) -> Result<PathBuf, Error> {
+    let t0 = Instant::now();
+    let (uri, pool) = (uri.to_owned(), pool.to_path_buf());
+    let tfstate = ctx.tf_dir.join("terraform.tfstate");
+    if !tfstate.is_file() {
+        return Err(Error::invalid(format!(
+            "{} is missing: this is not the state directory of a deployment `hsw-cli up` made (name it with \
+             --state-dir)",
+            tfstate.display()
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|e| Error::invalid(format!("cannot create {}: {e}", root.display())))?;
+    let started = now_unix();
+    let name = utc_stamp(started);
+    let done = root.join(&name);
+    if done.exists() {
+        return Err(Error::invalid(format!(
+            "{} exists already (two backups in one second); run it again",
+            done.display()
+        )));
+    }
+    let partial = root.join(format!(".{name}.partial"));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&partial)
+        .map_err(|e| Error::invalid(format!("cannot create {}: {e}", partial.display())))?;
+    say(out, format!("backing up into {}", done.display()));
+    let mut w = Writer {
+        dir: partial.clone(),
+        pieces: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let taken = take(ctx, session, &uri, &pool, &mut w, out);
+    let deployment = Deployment {
+        sandbox: ctx.sandbox.clone(),
+        state_dir: ctx.state.root().to_path_buf(),
+        terraform_dir: ctx.tf_dir.clone(),
+        libvirt_uri: uri,
+        pool_dir: pool.clone(),
+        gpu_state_dir: Some(hsw_core::config::model::default_gpu_state_dir(&pool))
+            .filter(|d| d.is_dir()),
+        config_name: session.name.clone(),
+        config_sha256: hsw_core::render::terraform::sha256_hex(&session.source),
+    };
+    let finished = taken.and_then(|(domains, networks)| {
+        let m = Manifest {
+            format: FORMAT,
+            hsw_version: env!("CARGO_PKG_VERSION").to_owned(),
+            created: name.clone(),
+            created_unix: started,
+            deployment,
+            domains,
+            networks,
+            pieces: std::mem::take(&mut w.pieces),
+            skipped: std::mem::take(&mut w.skipped),
+        };
+        let json = serde_json::to_vec_pretty(&m)
+            .map_err(|e| Error::invalid(format!("cannot write the manifest: {e}")))?;
+        hsw_core::fsx::write_atomic(&partial.join(MANIFEST), &json, 0o600)
+            .map_err(|e| Error::invalid(format!("cannot write the manifest: {e}")))?;
+        std::fs::rename(&partial, &done)
+            .map_err(|e| Error::invalid(format!("cannot rename {}: {e}", partial.display())))?;
+        Ok(m)
+    });
+    let m = match finished {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+    };
+    for s in &m.skipped {
+        say(out, format!("left out: {s}"));
+    }
+    say(
+        out,
+        format!(
+            "backup {} written: {} pieces, {}, in {} s",
+            done.display(),
+            m.pieces.len(),
+            human(m.size()),
+            t0.elapsed().as_secs()
+        ),
+    );
+    let t1 = Instant::now();
+    manifest::verify(&done, &mut |_| {}).map_err(|p| {
+        Error::invalid(format!(
+            "the backup {} does not verify right after it was written: {}",
+            done.display(),
+            p.join("; ")
+        ))
+    })?;
+    say(
+        out,
+        format!(
+            "verified: every piece read back with its sha256 ({} s)",
+            t1.elapsed().as_secs()
+        ),
+    );
+    if let Some(keep) = keep {
+        prune(root, &m.deployment, keep as usize, out)?;
+    }
+    Ok(done)
+}
+
+/// Takes every piece: config, state, libvirt's definitions, the application dumps, the disks, the GPU state.
+#[allow(clippy::type_complexity)]
+fn take(
+    ctx: &Ctx<'_>,
+    session: &Session,
+    uri: &str,
+    pool: &Path,
+    w: &mut Writer,
+    out: &mut dyn Write,
+) -> Result<(Vec<manifest::DomainRecord>, Vec<manifest::NetworkRecord>), Error> {
+    w.bytes(
+        "config/cluster.yaml".into(),
+        Kind::Config,
+        session.source.as_bytes(),
+        None,
+    )?;
+    let state = ctx.state.root();
+    w.tree("state", Kind::State, state, &state_skip)?;
+    if !ctx.tf_dir.starts_with(state) {
+        w.tree("terraform", Kind::Terraform, &ctx.tf_dir, &state_skip)?;
+    }
+    say(
+        out,
+        format!(
+            "state: {} files from {}",
+            w.pieces.len() - 1,
+            state.display()
+        ),
+    );
+
+    let virsh = Virsh::new(ctx.runner, uri);
+    let plan = session.plan()?;
+    let hosts = planned_hosts(&session.config, plan);
+    let (domain_names, network_names) = objects(ctx, &virsh, session, &hosts)?;
+    let mut domains = Vec::new();
+    for n in &domain_names {
+        let d = libvirt::domain(&virsh, n)?;
+        w.bytes(
+            manifest::domain_xml(n),
+            Kind::Domain,
+            d.xml.as_bytes(),
+            Some(n),
+        )?;
+        domains.push(d);
+    }
+    let mut networks = Vec::new();
+    for n in &network_names {
+        let (rec, xml) = libvirt::network(&virsh, n)?;
+        w.bytes(
+            manifest::network_xml(n),
+            Kind::Network,
+            xml.as_bytes(),
+            None,
+        )?;
+        networks.push(rec);
+    }
+    say(
+        out,
+        format!(
+            "libvirt: domains {}; networks {}",
+            domain_names.join(" "),
+            network_names.join(" ")
+        ),
+    );
+
+    let user = ssh_user(&session.config);
+    for dump in dumps::planned(&session.config, &hosts) {
+        if !domains
+            .iter()
+            .any(|d| d.record.name == dump.host.name && d.record.running)
+        {
+            w.skipped.push(format!(
+                "dumps/{}: {} is not running, so {} was not dumped (its disk holds it)",
+                dump.file, dump.host.name, dump.what
+            ));
+            continue;
+        }
+        let t = Instant::now();
+        let rel = format!("dumps/{}", dump.file);
+        let path = w.file(&rel)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", path.display())))?;
+        let remote: Vec<&str> = dump.remote.iter().map(String::as_str).collect();
+        let cmd = crate::up::verify::ssh_cmd(ctx, &user, &dump.host, &remote);
+        let ran = ctx.runner.to_file(&cmd, file);
+        match ran {
+            Ok((status, _)) if status.success() => {
+                let (size, sum) = hsw_core::fsx::file_sha256(&path)
+                    .map_err(|e| Error::invalid(format!("cannot read {}: {e}", path.display())))?;
+                say(
+                    out,
+                    format!(
+                        "dump: {} on {}: {} in {} s",
+                        dump.what,
+                        dump.host.name,
+                        human(size),
+                        t.elapsed().as_secs()
+                    ),
+                );
+                w.push(rel, Kind::Dump, size, sum, 0o600, Some(&dump.host.name));
+            }
+            other => {
+                let _ = std::fs::remove_file(&path);
+                let why = match other {
+                    Ok((status, stderr)) => format!(
+                        "{status}: {}",
+                        stderr.trim().lines().last().unwrap_or("no message")
+                    ),
+                    Err(e) => format!("cannot run ssh: {e}"),
+                };
+                w.skipped.push(format!(
+                    "dumps/{}: {} on {} failed ({why}); its disk holds the data",
+                    dump.file, dump.what, dump.host.name
+                ));
+            }
+        }
+    }
+
+    let t = Instant::now();
+    let mut records = Vec::new();
+    let mut from_snapshots = std::collections::BTreeSet::new();
+    for d in domains {
+        let mut rec = d.record.clone();
+        rec.disks = if d.record.running {
+            let name = d.record.name.clone();
+            libvirt::take_running(&virsh, &d, pool, &mut |src| {
+                let rel = src.strip_prefix(pool).unwrap_or(src);
+                w.copy(
+                    format!("pool/{}", rel.display()),
+                    Kind::Disk,
+                    src,
+                    Some(&name),
+                )?;
+                from_snapshots.insert(rel.to_path_buf());
+                Ok(())
+            })?
+        } else {
+            "shut off: its files copied as they were".to_owned()
+        };
+        records.push(rec);
+    }
+    let before = w.pieces.len();
+    w.tree("pool", Kind::Disk, pool, &|rel| {
+        from_snapshots.contains(rel)
+            || rel.to_string_lossy().ends_with(libvirt::OVERLAY_SUFFIX)
+            || rel.extension().is_some_and(|x| x == "hsw-tmp")
+    })?;
+    let disks: u64 = w.of_kind_size(Kind::Disk);
+    say(
+        out,
+        format!(
+            "disks: {} files from {} ({}) in {} s",
+            from_snapshots.len() + w.pieces.len() - before,
+            pool.display(),
+            human(disks),
+            t.elapsed().as_secs()
+        ),
+    );
+    let gpu = hsw_core::config::model::default_gpu_state_dir(pool);
+    w.tree("gpu", Kind::Gpu, &gpu, &|rel| {
+        rel.extension().is_some_and(|x| x == "lock")
+    })?;
+    Ok((records, networks))
+}
+
+impl Writer {
+    fn of_kind_size(&self, kind: Kind) -> u64 {
+        self.pieces
+            .iter()
+            .filter(|p| p.kind == kind)
+            .map(|p| p.size)
+            .sum()
+    }
+}
+
+/// The domains and networks of the deployment: everything in a sandbox's libvirt; on the host's, the VMs
+/// and networks the config names.
+fn objects(
+    ctx: &Ctx<'_>,
+    virsh: &Virsh<'_>,
+    session: &Session,
+    hosts: &Hosts,
+) -> Result<(Vec<String>, Vec<String>), Error> {
+    let list = |args: &[&str]| -> Result<Vec<String>, Error> {
+        virsh.call(args).map_err(Error::invalid).map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    };
+    let mut domains = list(&["list", "--all", "--name"])?;
+    let mut networks = list(&["net-list", "--all", "--name"])?;
+    if ctx.sandbox.is_none() {
+        domains.retain(|d| hosts.host(d).is_some());
+        let ours: Vec<String> = session
+            .config
+            .global
+            .networks
+            .keys()
+            .map(|k| hsw_core::render::terraform::network_name(&session.config, k))
+            .collect();
+        networks.retain(|n| ours.contains(n));
+    }
+    domains.sort();
+    networks.sort();
+    Ok((domains, networks))
+}
+
+/// `hsw-cli backup verify BACKUP`.
+fn verify_cmd(backup: &Path, out: &mut dyn Write) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let mut read = 0u64;
+    match manifest::verify(backup, &mut |p| read += p.size) {
+        Ok(m) => {
+            say(
+                out,
+                format!(
+                    "{}: verified, {} pieces, {} read in {} s; {} of deployment {} (sandbox {}), {} VMs",
+                    backup.display(),
+                    m.pieces.len(),
+                    human(read),
+                    t0.elapsed().as_secs(),
+                    m.created,
+                    m.deployment.config_name,
+                    m.deployment.sandbox.as_deref().unwrap_or("none"),
+                    m.domains.len()
+                ),
+            );
+            for s in &m.skipped {
+                say(out, format!("it left out: {s}"));
+            }
+            Ok(())
+        }
+        Err(problems) => Err(Error::invalid(format!(
+            "{} does not verify: {}",
+            backup.display(),
+            problems.join("; ")
+        ))),
+    }
+}
+
+/// The backups in `dir` (those with a readable manifest), oldest first.
+fn backups_in(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::invalid(format!(
+                "cannot list {}: {e}",
+                dir.display()
+            )))
+        }
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten().take(10_000) {
+        let p = e.path();
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if hidden || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Ok(m) = manifest::read(&p) {
+            out.push((p, m));
+        }
+    }
+    out.sort_by(|a, b| (a.1.created_unix, &a.0).cmp(&(b.1.created_unix, &b.0)));
+    Ok(out)
+}
+
+/// `hsw-cli backup list`.
+fn list(dir: &Path, format: Format, out: &mut dyn Write) -> Result<(), Error> {
+    let all = backups_in(dir)?;
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = all
+                .iter()
+                .map(|(p, m)| {
+                    serde_json::json!({
+                        "path": p, "created": m.created, "size": m.size(), "pieces": m.pieces.len(),
+                        "sandbox": m.deployment.sandbox, "config": m.deployment.config_name,
+                        "vms": m.domains.len(), "skipped": m.skipped,
+                    })
+                })
+                .collect();
+            let _ = writeln!(out, "{}", serde_json::Value::Array(rows));
+        }
+        Format::Text => {
+            if all.is_empty() {
+                let _ = writeln!(out, "no backups in {}", dir.display());
+            }
+            for (p, m) in &all {
+                let _ = writeln!(
+                    out,
+                    "{}  {:>10}  {} VMs  {}  {}",
+                    m.created,
+                    human(m.size()),
+                    m.domains.len(),
+                    m.deployment.config_name,
+                    p.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the backups of the same deployment (same sandbox and state directory) in `root` beyond the newest
+/// `keep`.
+fn prune(root: &Path, d: &Deployment, keep: usize, out: &mut dyn Write) -> Result<(), Error> {
+    let ours: Vec<PathBuf> = backups_in(root)?
+        .into_iter()
+        .filter(|(_, m)| m.deployment.sandbox == d.sandbox && m.deployment.state_dir == d.state_dir)
+        .map(|(p, _)| p)
+        .collect();
+    let extra = ours.len().saturating_sub(keep);
+    for p in &ours[..extra] {
+        std::fs::remove_dir_all(p).map_err(|e| {
+            Error::invalid(format!("cannot remove the old backup {}: {e}", p.display()))
+        })?;
+        say(
+            out,
+            format!("removed the old backup {} (--keep {keep})", p.display()),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,381 @@
+//! `hsw-cli restore BACKUP`: the deployment a backup is of, brought back from the backup alone, in the places it
+//! was taken from (the same sandbox, state directory and pool: the disks' backing files, the domains' XML and the
+//! Terraform state name them).
+//!
+//! In order: the backup is verified (nothing is touched when a piece is damaged, and the message names it); a
+//! running deployment there is refused unless `--replace` (then `hsw-cli down` removes it first); the state
+//! directory's files are written back with their modes; the sandbox is started; the pool's and the GPU
+//! state's files are copied back (each checked against its sha256 again as it is copied); libvirt's networks
+//! and domains are defined from their XML (the same UUIDs) and started as they were; then `terraform init` and
+//! `terraform plan`, which must show no changes. The application dumps stay in the backup (the disks hold the
+//! same data); `docs/backup.md` says how to load one by hand.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+
+use super::manifest::{self, below_top, checked_path, Kind, Manifest, Piece};
+use super::{human, say};
+use crate::error::Error;
+use crate::exit;
+use crate::runner::{Runner, SystemRunner};
+use crate::up::virsh::Virsh;
+use crate::up::{sandbox, Ctx, DownArgs, Target};
+
+/// `hsw-cli restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup's directory (`hsw-cli backup list` shows them).
+    pub backup: PathBuf,
+    /// Replace a deployment that is there (`hsw-cli down` first: everything it made is destroyed). Without it,
+    /// restore stops when the sandbox runs or the state directory holds a Terraform state.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+/// Runs `hsw-cli restore`; returns the exit code.
+pub fn restore(args: &RestoreArgs, out: &mut dyn Write) -> u8 {
+    let t0 = Instant::now();
+    match restore_with(args, &SystemRunner, out) {
+        Ok(()) => {
+            say(
+                out,
+                format!("restore finished in {} s", t0.elapsed().as_secs()),
+            );
+            exit::OK
+        }
+        Err(e) => e.report(),
+    }
+}
+
+/// Where the backup's config goes back to: beside the state, for `hsw-cli up --config`.
+pub fn restored_config(state_dir: &Path) -> PathBuf {
+    state_dir.join("cluster.yaml")
+}
+
+fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) -> Result<(), Error> {
+    let t = Instant::now();
+    say(out, format!("verifying {}", args.backup.display()));
+    let m = manifest::verify(&args.backup, &mut |_| {}).map_err(|p| {
+        Error::invalid(format!(
+            "{} does not verify, so nothing was restored: {}",
+            args.backup.display(),
+            p.join("; ")
+        ))
+    })?;
+    say(
+        out,
+        format!(
+            "verified: {} pieces, {} ({} s); taken {} of {}",
+            m.pieces.len(),
+            human(m.size()),
+            t.elapsed().as_secs(),
+            m.created,
+            m.deployment.config_name
+        ),
+    );
+    let d = &m.deployment;
+    let config = restored_config(&d.state_dir);
+    let target = Target {
+        config: Some(config.clone()),
+        sandbox: false,
+        no_sandbox: d.sandbox.is_none(),
+        sandbox_name: d.sandbox.clone().unwrap_or_default(),
+        state_dir: Some(d.state_dir.clone()),
+        out: Some(d.terraform_dir.clone()),
+    };
+    let ctx = Ctx::new(&target, runner)?;
+
+    let running = d
+        .sandbox
+        .as_deref()
+        .is_some_and(|n| sandbox::running(&ctx, n));
+    let has_state = d.terraform_dir.join("terraform.tfstate").is_file();
+    if running || has_state {
+        let what = match (running, has_state) {
+            (true, true) => "the sandbox runs and the state directory holds a Terraform state",
+            (true, false) => "the sandbox runs",
+            _ => "the state directory holds a Terraform state",
+        };
+        if !args.replace {
+            return Err(Error::invalid(format!(
+                "a deployment is there ({what}: {}): restore replaces it only with --replace, which first \
+                 destroys it (`hsw-cli down`)",
+                d.state_dir.display()
+            )));
+        }
+        say(
+            out,
+            format!("--replace: removing the deployment that is there ({what})"),
+        );
+        let mut down_target = target.clone();
+        // `down` reads the config only without a sandbox; the one there may not be this backup's.
+        down_target.config = config.is_file().then_some(config.clone());
+        crate::up::down::down_steps(
+            &DownArgs {
+                target: down_target,
+            },
+            runner,
+            out,
+        )?;
+    }
+
+    // The state directory and the Terraform root, with their modes (a key stays 0600, the Munge key 0400).
+    for dir in [&d.state_dir, &d.terraform_dir] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let n = put_back(&args.backup, &m, &[Kind::State, Kind::Terraform], d)?;
+    let config_piece = m
+        .of_kind(Kind::Config)
+        .next()
+        .ok_or_else(|| Error::invalid("the backup holds no config"))?;
+    copy_piece(&args.backup, config_piece, &config)?;
+    say(
+        out,
+        format!(
+            "state: {n} files back in {}; config {}",
+            d.state_dir.display(),
+            config.display()
+        ),
+    );
+
+    // libvirt: the sandbox, the pool's files, the GPU state, then the networks and the domains.
+    let uri = match &d.sandbox {
+        Some(name) => {
+            let e = sandbox::start(&ctx, name)?;
+            if e.pool_dir != d.pool_dir {
+                return Err(Error::invalid(format!(
+                    "the sandbox `{name}` keeps its pool in {}, the backup's was {}: hsw restores into the \
+                     places a backup was taken from",
+                    e.pool_dir.display(),
+                    d.pool_dir.display()
+                )));
+            }
+            e.uri
+        }
+        None => d.libvirt_uri.clone(),
+    };
+    let t = Instant::now();
+    let n = put_back(&args.backup, &m, &[Kind::Disk, Kind::Gpu], d)?;
+    say(
+        out,
+        format!(
+            "disks: {n} files back in {} ({}) in {} s",
+            d.pool_dir.display(),
+            human(m.of_kind(Kind::Disk).map(|p| p.size).sum()),
+            t.elapsed().as_secs()
+        ),
+    );
+    define(&Virsh::new(runner, &uri), &args.backup, &m, out)?;
+
+    // Terraform must see what its state says.
+    crate::up::terraform::terraform_init(&ctx, out)?;
+    let mut a = vec![
+        "plan",
+        "-input=false",
+        "-detailed-exitcode",
+        "-lock-timeout=60s",
+    ];
+    if !ctx.color {
+        a.push("-no-color");
+    }
+    let status = ctx.stream(
+        &ctx.terraform(&a),
+        "terraform",
+        "install Terraform (>= 1.0) or set HSW_TERRAFORM",
+    )?;
+    match status.code() {
+        Some(0) => say(out, "terraform plan: no changes (libvirt holds what the restored state says)"),
+        Some(2) => {
+            return Err(Error::invalid(
+                "the deployment is back, but `terraform plan` shows changes (above): libvirt does not hold \
+                 exactly what the restored state says. Look at the plan; `hsw-cli up` would apply it",
+            ))
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "terraform plan failed ({status}) after the restore; its messages above say why"
+            )))
+        }
+    }
+    let sb = d
+        .sandbox
+        .as_ref()
+        .map(|s| format!(" --sandbox-name {s}"))
+        .unwrap_or_else(|| " --no-sandbox".into());
+    say(
+        out,
+        format!(
+            "restored {} VMs; check them with `hsw-cli up --config {}{sb} --state-dir {}` (it changes nothing and \
+             verifies), or `hsw-cli status` with the same flags",
+            m.domains.len(),
+            config.display(),
+            d.state_dir.display()
+        ),
+    );
+    Ok(())
+}
+
+/// Where a piece goes back to (`None`: it does not go back: libvirt's XML, dumps, the config).
+fn destination(p: &Piece, d: &manifest::Deployment) -> Option<PathBuf> {
+    let rel = below_top(Path::new(&p.path));
+    let base = match p.kind {
+        Kind::State => &d.state_dir,
+        Kind::Terraform => &d.terraform_dir,
+        Kind::Disk => &d.pool_dir,
+        Kind::Gpu => d.gpu_state_dir.as_ref()?,
+        Kind::Config | Kind::Domain | Kind::Network | Kind::Dump => return None,
+    };
+    Some(base.join(rel))
+}
+
+/// Copies the pieces of `kinds` back to where they came from; returns how many.
+fn put_back(
+    backup: &Path,
+    m: &Manifest,
+    kinds: &[Kind],
+    d: &manifest::Deployment,
+) -> Result<usize, Error> {
+    let mut n = 0;
+    for p in m.pieces.iter().filter(|p| kinds.contains(&p.kind)) {
+        let Some(dest) = destination(p, d) else {
+            continue;
+        };
+        if let Some(parent) = dest.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| Error::invalid(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        copy_piece(backup, p, &dest)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// [`put_back`] of every kind that goes back, for the tests.
+#[cfg(test)]
+pub fn put_back_for_tests(
+    backup: &Path,
+    m: &Manifest,
+    d: &manifest::Deployment,
+) -> Result<usize, Error> {
+    put_back(
+        backup,
+        m,
+        &[Kind::State, Kind::Terraform, Kind::Disk, Kind::Gpu],
+        d,
+    )
+}
+
+/// Copies one piece to `dest` (through `fsx`: never through a link), checks its sha256 on the way, and gives
+/// it its recorded mode.
+fn copy_piece(backup: &Path, p: &Piece, dest: &Path) -> Result<(), Error> {
+    let src = backup.join(checked_path(p).map_err(Error::invalid)?);
+    let mode = p.mode & 0o777;
+    let (size, sum) = hsw_core::fsx::copy_atomic_sha256(&src, dest, mode).map_err(|e| {
+        Error::invalid(format!("cannot copy {} to {}: {e}", p.path, dest.display()))
+    })?;
+    if size != p.size || sum != p.sha256 {
+        let _ = std::fs::remove_file(dest);
+        return Err(Error::invalid(format!(
+            "{} changed while it was restored (sha256 {sum}, the manifest says {}): the backup's disk is failing?",
+            p.path, p.sha256
+        )));
+    }
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::invalid(format!("cannot set the mode of {}: {e}", dest.display())))?;
+    Ok(())
+}
+
+/// Defines the networks and domains from their XML, starts what was running, sets autostart as it was.
+fn define(v: &Virsh<'_>, backup: &Path, m: &Manifest, out: &mut dyn Write) -> Result<(), Error> {
+    let call = |args: &[&str]| v.call(args).map(|_| ()).map_err(Error::invalid);
+    for n in &m.networks {
+        let xml = backup.join(manifest::network_xml(&n.name));
+        call(&["net-define", &xml.display().to_string()])?;
+        if n.autostart {
+            call(&["net-autostart", &n.name])?;
+        }
+        if n.active {
+            call(&["net-start", &n.name])?;
+        }
+    }
+    for d in &m.domains {
+        let xml = backup.join(manifest::domain_xml(&d.name));
+        call(&["define", &xml.display().to_string()])?;
+        if d.autostart {
+            call(&["autostart", &d.name])?;
+        }
+        if d.running {
+            call(&["start", &d.name])?;
+        }
+    }
+    say(
+        out,
+        format!(
+            "libvirt: networks {} defined; domains {} defined, {} started",
+            m.networks
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            m.domains
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            m.domains.iter().filter(|d| d.running).count()
+        ),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_go_back_to_the_deployments_directories_only() {
+        let d = manifest::Deployment {
+            sandbox: Some("sb".into()),
+            state_dir: "/s".into(),
+            terraform_dir: "/s/terraform".into(),
+            libvirt_uri: "qemu:///system".into(),
+            pool_dir: "/pool".into(),
+            gpu_state_dir: None,
+            config_name: "c".into(),
+            config_sha256: String::new(),
+        };
+        let p = |path: &str, kind| Piece {
+            path: path.into(),
+            kind,
+            size: 0,
+            sha256: String::new(),
+            mode: 0o600,
+            vm: None,
+        };
+        assert_eq!(
+            destination(&p("state/ssh/hpc/id", Kind::State), &d),
+            Some("/s/ssh/hpc/id".into())
+        );
+        assert_eq!(
+            destination(&p("pool/vm/root.qcow2", Kind::Disk), &d),
+            Some("/pool/vm/root.qcow2".into())
+        );
+        assert_eq!(destination(&p("gpu/state.json", Kind::Gpu), &d), None);
+        assert_eq!(destination(&p("dumps/x.sql", Kind::Dump), &d), None);
+        assert_eq!(
+            destination(&p("libvirt/domain-a.xml", Kind::Domain), &d),
+            None
+        );
+    }
+}
