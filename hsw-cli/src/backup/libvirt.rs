@@ -1,7 +1,8 @@
 //! The libvirt side of a backup, through [`Virsh`]: each domain's and network's XML and state, and a running
 //! domain's disks taken without stopping it: an external disk-only snapshot moves the guest's writes to an
 //! overlay beside each disk (`<disk>.hsw-backup`), the disk (now read only) is copied, and the overlay is
-//! committed back into it (`blockcommit --active --pivot`) and removed. The domains carry no guest agent
+//! committed back into it (`blockcommit --active --shallow --pivot`: into that disk, not into the guest image
+//! under it) and removed. The domains carry no guest agent
 //! channel, so the copy is crash-consistent (as after a power cut; the application dumps are taken besides).
 
 use std::collections::BTreeMap;
@@ -135,7 +136,7 @@ pub fn take_running(
             return Err(Error::invalid(format!(
                 "{} is there already: an earlier backup of {name} stopped between its snapshot and the merge. \
                  If the VM still writes to it (`virsh domblklist {name}` lists it), merge it with `virsh -c {} \
-                 blockcommit {name} {} --active --pivot`; then remove the file and back up again",
+                 blockcommit {name} {} --active --shallow --pivot`; then remove the file and back up again",
                 o.display(),
                 v.uri(),
                 k.target
@@ -181,7 +182,9 @@ pub fn take_running(
     let mut unmerged = Vec::new();
     for k in &writable {
         let src = k.source.as_deref().unwrap_or(Path::new(""));
-        match v.call(&["blockcommit", name, &k.target, "--active", "--pivot"]) {
+        // --shallow: into the disk under the overlay only. Without it libvirt commits into the bottom of the
+        // chain, the guest image every VM of the cluster grows from.
+        match v.call(&["blockcommit", name, &k.target, "--active", "--shallow", "--pivot"]) {
             Ok(_) => {
                 if let Err(e) = std::fs::remove_file(overlay(src)) {
                     if e.kind() != std::io::ErrorKind::NotFound {
@@ -194,7 +197,7 @@ pub fn take_running(
             }
             Err(e) => unmerged.push(format!(
                 "{e}: VM {name} still writes to {} (its data is safe there); merge it with `virsh -c {} \
-                 blockcommit {name} {} --active --pivot`, then remove the file",
+                 blockcommit {name} {} --active --shallow --pivot`, then remove the file",
                 overlay(src).display(),
                 v.uri(),
                 k.target
@@ -291,7 +294,14 @@ mod tests {
         let last = argvs.last().unwrap_or_else(|| panic!("no calls"));
         assert_eq!(
             last[4..],
-            ["blockcommit", "vm1", "vda", "--active", "--pivot"]
+            [
+                "blockcommit",
+                "vm1",
+                "vda",
+                "--active",
+                "--shallow",
+                "--pivot"
+            ]
         );
     }
 
@@ -333,7 +343,10 @@ mod tests {
             e.contains("still writes to /pool/vm1/root.qcow2.hsw-backup"),
             "{e}"
         );
-        assert!(e.contains("blockcommit vm1 vda --active --pivot"), "{e}");
+        assert!(
+            e.contains("blockcommit vm1 vda --active --shallow --pivot"),
+            "{e}"
+        );
 
         let runner = FakeRunner::new();
         let d = running(&runner);

@@ -75,6 +75,18 @@ pub struct Piece {
     pub vm: Option<String>,
 }
 
+/// A directory of a tree the backup took (its pieces' parents), with the mode it had: restore makes it again so
+/// (QEMU's user must get through the pool's directories to a VM's disk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dir {
+    /// Its path in the backup (relative, under [`Kind::top`]).
+    pub path: String,
+    /// The tree it is in.
+    pub kind: Kind,
+    /// Its permission bits.
+    pub mode: u32,
+}
+
 /// Where the deployment was, so that `restore` puts it back in the same places.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
@@ -142,6 +154,9 @@ pub struct Manifest {
     pub networks: Vec<NetworkRecord>,
     /// Every piece.
     pub pieces: Vec<Piece>,
+    /// The directories of the trees taken, with their modes.
+    #[serde(default)]
+    pub dirs: Vec<Dir>,
     /// What was left out, each with the reason (a dump whose service was not there, a link).
     #[serde(default)]
     pub skipped: Vec<String>,
@@ -162,27 +177,30 @@ impl Manifest {
 /// A piece's path as it must be: relative, plain components only (no `..`, no root, no `.`, no doubled or
 /// trailing `/`), at most 4096 bytes, under its kind's directory. Returns it as a path.
 pub fn checked_path(piece: &Piece) -> Result<PathBuf, String> {
-    let p = Path::new(&piece.path);
-    let plain = !piece.path.is_empty()
-        && piece.path.len() <= 4096
-        && !piece.path.contains('\0')
+    checked(&piece.path, piece.kind)
+}
+
+/// [`checked_path`] of a path and its kind.
+pub fn checked(path: &str, kind: Kind) -> Result<PathBuf, String> {
+    let p = Path::new(path);
+    let plain = !path.is_empty()
+        && path.len() <= 4096
+        && !path.contains('\0')
         && p.components().all(|c| matches!(c, Component::Normal(_)))
         // Written as its components would write it: no `./`, `//` or trailing `/`.
         && p.components().collect::<PathBuf>().as_os_str() == p.as_os_str();
     if !plain {
         return Err(format!(
-            "the manifest lists the piece `{}`, which is not a plain relative path",
-            piece.path.escape_debug()
+            "the manifest lists `{}`, which is not a plain relative path",
+            path.escape_debug()
         ));
     }
     let mut parts = p.components();
     let top = parts.next().map(|c| c.as_os_str().to_string_lossy());
-    if top.as_deref() != Some(piece.kind.top()) || parts.next().is_none() {
+    if top.as_deref() != Some(kind.top()) || parts.next().is_none() {
         return Err(format!(
-            "the manifest lists the {:?} piece `{}` outside `{}/`",
-            piece.kind,
-            piece.path,
-            piece.kind.top()
+            "the manifest lists the {kind:?} `{path}` outside `{}/`",
+            kind.top()
         ));
     }
     Ok(p.to_path_buf())
@@ -230,8 +248,18 @@ pub fn read(backup: &Path) -> Result<Manifest, String> {
             m.pieces.len()
         ));
     }
+    if m.dirs.len() > MAX_PIECES {
+        return Err(format!(
+            "{} lists {} directories, more than the {MAX_PIECES} a backup holds",
+            path.display(),
+            m.dirs.len()
+        ));
+    }
     for p in &m.pieces {
         checked_path(p)?;
+    }
+    for d in &m.dirs {
+        checked(&d.path, d.kind)?;
     }
     Ok(m)
 }

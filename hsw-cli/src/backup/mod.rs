@@ -195,6 +195,7 @@ struct Writer {
     /// The (partial) backup directory.
     dir: PathBuf,
     pieces: Vec<Piece>,
+    dirs: Vec<manifest::Dir>,
     skipped: Vec<String>,
 }
 
@@ -278,7 +279,20 @@ impl Writer {
         src: &Path,
         skip: &dyn Fn(&Path) -> bool,
     ) -> Result<(), Error> {
-        for rel in walk(src, skip)? {
+        let (files, dirs) = walk(src, skip)?;
+        for rel in dirs {
+            let from = src.join(&rel);
+            let mode = std::fs::symlink_metadata(&from)
+                .map_err(|e| Error::invalid(format!("cannot read {}: {e}", from.display())))?
+                .mode()
+                & 0o7777;
+            self.dirs.push(manifest::Dir {
+                path: format!("{top}/{}", rel.display()),
+                kind,
+                mode,
+            });
+        }
+        for rel in files {
             let from = src.join(&rel);
             let meta = std::fs::symlink_metadata(&from)
                 .map_err(|e| Error::invalid(format!("cannot read {}: {e}", from.display())))?;
@@ -296,13 +310,15 @@ impl Writer {
     }
 }
 
-/// The paths (relative to `root`) of everything under `root` that is not a directory, except what `skip`
-/// names (a skipped directory is not entered), sorted; at most [`MAX_PIECES`], at most 32 levels deep. A
-/// missing `root` is empty.
-fn walk(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>, Error> {
+/// The paths (relative to `root`) of everything under `root` that is not a directory, and of the directories,
+/// except what `skip` names (a skipped directory is not entered), each sorted; at most [`MAX_PIECES`], at most
+/// 32 levels deep. A missing `root` is empty.
+#[allow(clippy::type_complexity)]
+fn walk(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Error> {
     let mut out = Vec::new();
+    let mut dirs = Vec::new();
     if !root.is_dir() {
-        return Ok(out);
+        return Ok((out, dirs));
     }
     let mut stack = vec![(PathBuf::new(), 0usize)];
     while let Some((rel, depth)) = stack.pop() {
@@ -323,6 +339,7 @@ fn walk(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>, Error
                         root.join(&r).display()
                     )));
                 }
+                dirs.push(r.clone());
                 stack.push((r, depth + 1));
             } else {
                 out.push(r);
@@ -336,7 +353,8 @@ fn walk(root: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>, Error
         }
     }
     out.sort();
-    Ok(out)
+    dirs.sort();
+    Ok((out, dirs))
 }
 
 /// What of the state directory a backup leaves out: the provider mirror and the logs (made again by `up`),
@@ -411,6 +429,7 @@ fn write_backup(
     let mut w = Writer {
         dir: partial.clone(),
         pieces: Vec::new(),
+        dirs: Vec::new(),
         skipped: Vec::new(),
     };
     let taken = take(ctx, session, &uri, &pool, &mut w, out);
@@ -435,6 +454,7 @@ fn write_backup(
             domains,
             networks,
             pieces: std::mem::take(&mut w.pieces),
+            dirs: std::mem::take(&mut w.dirs),
             skipped: std::mem::take(&mut w.skipped),
         };
         let json = serde_json::to_vec_pretty(&m)

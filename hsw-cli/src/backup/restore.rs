@@ -225,8 +225,13 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
 
 /// Where a piece goes back to (`None`: it does not go back: libvirt's XML, dumps, the config).
 fn destination(p: &Piece, d: &manifest::Deployment) -> Option<PathBuf> {
-    let rel = below_top(Path::new(&p.path));
-    let base = match p.kind {
+    destination_of(&p.path, p.kind, d)
+}
+
+/// Where a path of the backup of `kind` goes back to (`None`: that kind does not go back).
+fn destination_of(path: &str, kind: Kind, d: &manifest::Deployment) -> Option<PathBuf> {
+    let rel = below_top(Path::new(path));
+    let base = match kind {
         Kind::State => &d.state_dir,
         Kind::Terraform => &d.terraform_dir,
         Kind::Disk => &d.pool_dir,
@@ -236,13 +241,28 @@ fn destination(p: &Piece, d: &manifest::Deployment) -> Option<PathBuf> {
     Some(base.join(rel))
 }
 
-/// Copies the pieces of `kinds` back to where they came from; returns how many.
+/// Copies the pieces of `kinds` back to where they came from, their directories first with the modes they had
+/// (QEMU's user must get through the pool's); returns how many files.
 fn put_back(
     backup: &Path,
     m: &Manifest,
     kinds: &[Kind],
     d: &manifest::Deployment,
 ) -> Result<usize, Error> {
+    for dir in m.dirs.iter().filter(|x| kinds.contains(&x.kind)) {
+        let Some(dest) = destination_of(&dir.path, dir.kind, d) else {
+            continue;
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dest)
+            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", dest.display())))?;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(dir.mode & 0o7777))
+            .map_err(|e| {
+                Error::invalid(format!("cannot set the mode of {}: {e}", dest.display()))
+            })?;
+    }
     let mut n = 0;
     for p in m.pieces.iter().filter(|p| kinds.contains(&p.kind)) {
         let Some(dest) = destination(p, d) else {

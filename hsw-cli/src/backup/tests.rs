@@ -52,6 +52,7 @@ fn deployment(f: &Fixture, runner: &FakeRunner) -> PathBuf {
         0o600,
     );
     write(&pool.join("images/hpc/base.qcow2"), b"base image", 0o644);
+    std::fs::set_permissions(pool.join(CTL), std::fs::Permissions::from_mode(0o751)).unwrap();
     let blk = format!(
         "file disk vda {0}/{CTL}/root.qcow2\nfile cdrom sda {0}/{CTL}/cidata.iso\n",
         pool.display()
@@ -255,6 +256,15 @@ fn pieces_go_back_with_their_modes_and_damage_is_caught() {
     );
     assert_eq!(mode_of(&d.state_dir.join("munge/hpc/munge.key")), 0o400);
     assert_eq!(mode_of(&d.pool_dir.join("images/hpc/base.qcow2")), 0o644);
+    // The directories come back with their modes (QEMU's user goes through them to the disks).
+    assert_eq!(mode_of(&d.pool_dir.join(CTL)), 0o751);
+    assert!(
+        m.dirs
+            .iter()
+            .any(|x| x.path == format!("pool/{CTL}") && x.mode == 0o751),
+        "{:?}",
+        m.dirs
+    );
     assert_eq!(
         std::fs::read(d.pool_dir.join(format!("{CTL}/root.qcow2"))).unwrap(),
         b"controller disk"
