@@ -41,8 +41,11 @@
 #   up again                  (--no-verify: the platform run verified, and nothing changed since) exits 0; the
 #                             Terraform plan is empty and both the HPC and the platform playbooks' PLAY RECAPs say
 #                             changed=0 on every host; a change is named by its task and host
-#   down                      exits 0; no domain, network or VM disk after destroy; no netns, libvirtd or
-#                             sandbox directory after it
+#   backup, restore           tests/e2e/backup.sh (see its header): a job, a file and a row; backup, verify, down,
+#                             restore from the backup alone; the same host keys, the job, the file and the row; an
+#                             empty plan; a damaged backup refused naming the piece
+#   down                      (of the restored deployment) exits 0; no domain, network or VM disk after destroy; no
+#                             netns, libvirtd or sandbox directory after it
 # Needs root and `scripts/install-deps.sh full`. Every packet stays inside the sandbox's netns.
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh" up.sh
@@ -52,7 +55,7 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    -h|--help) show_help 46; exit 0 ;;
+    -h|--help) show_help 49; exit 0 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -387,6 +390,13 @@ grep -q '^hsw: ansible: no changes' "$work/up2.log" || fail "the second up's HPC
 grep -q '^hsw: platform: no changes' "$work/up2.log" || fail "the second up's platform playbooks changed something"
 info "terraform plan empty; PLAY RECAP changed=0 on every host, HPC and platform playbooks"
 timed "up (second)" $(( $(date +%s) - t0 ))
+
+# --- backup, down, restore (tests/e2e/backup.sh); the restored deployment is what down removes below ---
+step "backup and restore: tests/e2e/backup.sh on this deployment"
+t0=$(date +%s)
+bash "$root/tests/e2e/backup.sh" --cli "$cli" --config "$config" --sandbox-name "$sandbox_name" --state-dir "$state" \
+  --work "$work" || fail "the backup and restore test failed (above)"
+timed "backup + restore" $(( $(date +%s) - t0 ))
 
 # --- down ---
 step "hsw-cli down: nothing may be left"

@@ -41,6 +41,7 @@ mod dumps;
 mod libvirt;
 pub mod manifest;
 mod restore;
+mod timer;
 
 pub use restore::{restore, RestoreArgs};
 
@@ -82,6 +83,9 @@ pub enum BackupCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Install a systemd timer that takes this backup on a schedule (a service and a timer unit, enabled and
+    /// started).
+    Timer(timer::TimerArgs),
 }
 
 /// Which deployment to back up, and where to.
@@ -141,6 +145,7 @@ pub fn run(args: &BackupArgs, out: &mut dyn Write) -> u8 {
                 .unwrap_or_else(|| Path::new(DEFAULT_ROOT).join(sandbox_name));
             list(&dir, *format, out)
         }
+        Some(BackupCommand::Timer(t)) => timer::install(t, &SystemRunner, out),
     };
     match r {
         Ok(()) => exit::OK,
