@@ -172,7 +172,7 @@ pub fn promised_services(
 /// Runs `status`; returns the exit code.
 pub fn run(args: &StatusArgs, out: &mut dyn Write) -> u8 {
     let result = Ctx::new(&args.target, &SystemRunner).and_then(|ctx| {
-        let session = Session::load(args.target.config.as_deref())?;
+        let session = Session::load(args.target.place.config.as_deref())?;
         gather(&ctx, &session)
     });
     match result {

@@ -393,20 +393,22 @@ pub fn network_xml(name: &str) -> String {
     format!("libvirt/network-{name}.xml")
 }
 
+/// An empty piece at `path`, for the tests.
+#[cfg(test)]
+pub fn piece(path: &str, kind: Kind) -> Piece {
+    Piece {
+        path: path.into(),
+        kind,
+        size: 0,
+        sha256: String::new(),
+        mode: 0o600,
+        vm: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn piece(path: &str, kind: Kind) -> Piece {
-        Piece {
-            path: path.into(),
-            kind,
-            size: 0,
-            sha256: String::new(),
-            mode: 0o600,
-            vm: None,
-        }
-    }
 
     #[test]
     fn piece_paths_are_plain_and_under_their_kind() {

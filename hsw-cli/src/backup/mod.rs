@@ -34,7 +34,7 @@ use crate::runner::{Runner, SystemRunner};
 use crate::session::Session;
 use crate::up::sandbox;
 use crate::up::virsh::Virsh;
-use crate::up::{host_libvirt, say, ssh_user, Ctx, Target, DEFAULT_SANDBOX};
+use crate::up::{host_libvirt, say, ssh_user, Ctx, Place, Target, DEFAULT_SANDBOX};
 use crate::Format;
 
 mod dumps;
@@ -91,18 +91,9 @@ pub enum BackupCommand {
 /// Which deployment to back up, and where to.
 #[derive(Debug, Clone, Args)]
 pub struct CreateArgs {
-    /// The cluster definition the deployment was made from (the embedded default when absent).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The deployment uses the host's libvirt (`hsw-cli up --no-sandbox`).
-    #[arg(long)]
-    pub no_sandbox: bool,
-    /// The deployment's sandbox.
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_SANDBOX)]
-    pub sandbox_name: String,
-    /// The deployment's state directory (default `.hsw/up/<sandbox name>` in the repository).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    /// The deployment (as `hsw-cli up` was given it).
+    #[command(flatten)]
+    pub place: Place,
     /// The deployment's Terraform root module, when `up --out` put it elsewhere (default `<state dir>/terraform`).
     #[arg(long, value_name = "DIR")]
     pub terraform_dir: Option<PathBuf>,
@@ -120,11 +111,7 @@ impl CreateArgs {
     /// The deployment's places as `up` and `down` take them.
     pub fn target(&self) -> Target {
         Target {
-            config: self.config.clone(),
-            sandbox: false,
-            no_sandbox: self.no_sandbox,
-            sandbox_name: self.sandbox_name.clone(),
-            state_dir: self.state_dir.clone(),
+            place: self.place.clone(),
             out: self.terraform_dir.clone(),
         }
     }
@@ -382,7 +369,7 @@ pub fn create(
 ) -> Result<PathBuf, Error> {
     let target = args.target();
     let ctx = Ctx::new(&target, runner)?;
-    let session = Session::load(args.config.as_deref())?;
+    let session = Session::load(args.place.config.as_deref())?;
     let (uri, pool) = libvirt_of(&ctx, &session)?;
     let root = args
         .out

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::exit;
 use crate::runner::{Runner, SystemRunner};
 use crate::up::virsh::Virsh;
-use crate::up::{sandbox, Ctx, DownArgs, Target};
+use crate::up::{sandbox, Ctx, DownArgs, Place, Target};
 
 /// `hsw-cli restore`.
 #[derive(Debug, Args)]
@@ -80,11 +80,13 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
     let d = &m.deployment;
     let config = restored_config(&d.state_dir);
     let target = Target {
-        config: Some(config.clone()),
-        sandbox: false,
-        no_sandbox: d.sandbox.is_none(),
-        sandbox_name: d.sandbox.clone().unwrap_or_default(),
-        state_dir: Some(d.state_dir.clone()),
+        place: Place {
+            config: Some(config.clone()),
+            sandbox: false,
+            no_sandbox: d.sandbox.is_none(),
+            sandbox_name: d.sandbox.clone().unwrap_or_default(),
+            state_dir: Some(d.state_dir.clone()),
+        },
         out: Some(d.terraform_dir.clone()),
     };
     let ctx = Ctx::new(&target, runner)?;
@@ -113,7 +115,7 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
         );
         let mut down_target = target.clone();
         // `down` reads the config only without a sandbox; the one there may not be this backup's.
-        down_target.config = config.is_file().then_some(config.clone());
+        down_target.place.config = config.is_file().then_some(config.clone());
         crate::up::down::down_steps(
             &DownArgs {
                 target: down_target,
@@ -375,14 +377,7 @@ mod tests {
             config_name: "c".into(),
             config_sha256: String::new(),
         };
-        let p = |path: &str, kind| Piece {
-            path: path.into(),
-            kind,
-            size: 0,
-            sha256: String::new(),
-            mode: 0o600,
-            vm: None,
-        };
+        let p = manifest::piece;
         assert_eq!(
             destination(&p("state/ssh/hpc/id", Kind::State), &d),
             Some("/s/ssh/hpc/id".into())

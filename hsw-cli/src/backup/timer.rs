@@ -122,7 +122,7 @@ pub fn install(args: &TimerArgs, runner: &dyn Runner, out: &mut dyn Write) -> Re
         .map(|o| std::path::absolute(&o).unwrap_or(o))
         .unwrap_or_else(|| Path::new(DEFAULT_ROOT).join(ctx.sandbox.as_deref().unwrap_or("host")));
     let mut exec = vec![plain(&exe, "hsw-cli")?, "backup".to_owned()];
-    if let Some(cfg) = &c.config {
+    if let Some(cfg) = &c.place.config {
         let abs = std::path::absolute(cfg).unwrap_or_else(|_| cfg.clone());
         exec.extend(["--config".to_owned(), plain(&abs, "the config")?]);
     }
@@ -201,10 +201,13 @@ mod tests {
     fn args(unit_dir: &Path) -> TimerArgs {
         TimerArgs {
             create: CreateArgs {
-                config: None,
-                no_sandbox: false,
-                sandbox_name: "hsw-up".into(),
-                state_dir: Some("/var/lib/hsw/state".into()),
+                place: crate::up::Place {
+                    config: None,
+                    sandbox: false,
+                    no_sandbox: false,
+                    sandbox_name: "hsw-up".into(),
+                    state_dir: Some("/var/lib/hsw/state".into()),
+                },
                 terraform_dir: None,
                 out: Some("/srv/backups".into()),
                 keep: Some(7),

@@ -41,12 +41,13 @@ pub(crate) fn down_steps(
         Some(sb) => stop_sandbox(&ctx, sb, running, out),
         None => {
             step_header(out, 2, 3, "host libvirt (no sandbox)");
-            let session = Session::load(args.target.config.as_deref()).map_err(|e| match e {
-                Error::InvalidConfig { .. } => {
-                    Error::invalid("the config is not valid; run `hsw-cli validate`")
-                }
-                other => other,
-            })?;
+            let session =
+                Session::load(args.target.place.config.as_deref()).map_err(|e| match e {
+                    Error::InvalidConfig { .. } => {
+                        Error::invalid("the config is not valid; run `hsw-cli validate`")
+                    }
+                    other => other,
+                })?;
             host_left(&ctx, &session, out)
         }
     }

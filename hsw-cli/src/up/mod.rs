@@ -64,9 +64,9 @@ pub use down::down;
 /// The default sandbox name of `up` and `down`.
 pub const DEFAULT_SANDBOX: &str = "hsw-up";
 
-/// Where `up` runs things: shared by `up` and `down`.
+/// Which deployment: its config, sandbox and state directory (shared by `up`, `down`, `status`, `backup`).
 #[derive(Debug, Clone, Args)]
-pub struct Target {
+pub struct Place {
     /// The cluster definition (the embedded default when absent).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -84,6 +84,14 @@ pub struct Target {
     /// repository, `.hsw/up/host` with --no-sandbox).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// Where `up` runs things: the deployment, and its Terraform root (shared by `up`, `down` and `status`).
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The deployment.
+    #[command(flatten)]
+    pub place: Place,
     /// The Terraform root module (default `<state dir>/terraform`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -164,10 +172,10 @@ impl<'r> Ctx<'r> {
     /// `NO_COLOR`).
     pub fn new(target: &Target, runner: &'r dyn Runner) -> Result<Ctx<'r>, Error> {
         let repo = image::repo_root()?;
-        let sandbox = if target.no_sandbox {
+        let sandbox = if target.place.no_sandbox {
             None
         } else {
-            let n = &target.sandbox_name;
+            let n = &target.place.sandbox_name;
             let ok = !n.is_empty()
                 && n.len() <= 32
                 && n.chars()
@@ -183,7 +191,7 @@ impl<'r> Ctx<'r> {
         };
         let cwd = std::env::current_dir()
             .map_err(|e| Error::cannot_run(format!("cannot read the current directory: {e}")))?;
-        let state_root = match &target.state_dir {
+        let state_root = match &target.place.state_dir {
             Some(d) => cwd.join(d),
             None => repo
                 .join(".hsw/up")
@@ -452,7 +460,7 @@ pub fn up(args: &UpArgs, out: &mut dyn Write) -> u8 {
 
 fn up_steps(args: &UpArgs, runner: &dyn Runner, out: &mut dyn Write) -> Result<String, Error> {
     let ctx = Ctx::new(&args.target, runner)?;
-    let session = Session::load(args.target.config.as_deref()).map_err(|e| match e {
+    let session = Session::load(args.target.place.config.as_deref()).map_err(|e| match e {
         Error::InvalidConfig { name, report, .. } => {
             eprint!("{report}");
             Error::invalid(format!(

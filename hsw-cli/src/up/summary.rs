@@ -108,15 +108,15 @@ fn changes_line(what: &str, c: &Changes) -> String {
 
 fn down_flags(t: &Target) -> String {
     let mut s = String::new();
-    if let Some(c) = &t.config {
+    if let Some(c) = &t.place.config {
         s.push_str(&format!(" --config {}", c.display()));
     }
-    if t.no_sandbox {
+    if t.place.no_sandbox {
         s.push_str(" --no-sandbox");
-    } else if t.sandbox_name != DEFAULT_SANDBOX {
-        s.push_str(&format!(" --sandbox-name {}", t.sandbox_name));
+    } else if t.place.sandbox_name != DEFAULT_SANDBOX {
+        s.push_str(&format!(" --sandbox-name {}", t.place.sandbox_name));
     }
-    if let Some(d) = &t.state_dir {
+    if let Some(d) = &t.place.state_dir {
         s.push_str(&format!(" --state-dir {}", d.display()));
     }
     if let Some(d) = &t.out {
@@ -130,15 +130,18 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::up::Place;
 
     #[test]
     fn down_flags_repeat_what_up_was_given() {
         let t = Target {
-            config: Some(PathBuf::from("c.yaml")),
-            sandbox: false,
-            no_sandbox: false,
-            sandbox_name: "other".into(),
-            state_dir: Some(PathBuf::from("/s")),
+            place: Place {
+                config: Some(PathBuf::from("c.yaml")),
+                sandbox: false,
+                no_sandbox: false,
+                sandbox_name: "other".into(),
+                state_dir: Some(PathBuf::from("/s")),
+            },
             out: None,
         };
         assert_eq!(
@@ -146,11 +149,13 @@ mod tests {
             " --config c.yaml --sandbox-name other --state-dir /s"
         );
         let host = Target {
-            no_sandbox: true,
-            sandbox_name: DEFAULT_SANDBOX.into(),
-            config: None,
-            sandbox: false,
-            state_dir: None,
+            place: Place {
+                no_sandbox: true,
+                sandbox_name: DEFAULT_SANDBOX.into(),
+                config: None,
+                sandbox: false,
+                state_dir: None,
+            },
             out: Some(PathBuf::from("tf")),
         };
         assert_eq!(down_flags(&host), " --no-sandbox --out tf");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use hsw_core::ansible::StateLayout;
 
-use super::{Ctx, Libvirt, Target, Up, UpArgs, DEFAULT_SANDBOX};
+use super::{Ctx, Libvirt, Place, Target, Up, UpArgs, DEFAULT_SANDBOX};
 use crate::error::Error;
 use crate::inventory::{self, Hosts, Loaded};
 use crate::runner::Runner;
@@ -55,14 +55,16 @@ impl Fixture {
     pub fn args(&self) -> UpArgs {
         UpArgs {
             target: Target {
-                config: None,
-                sandbox: false,
-                no_sandbox: self.sandbox.is_none(),
-                sandbox_name: self
-                    .sandbox
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_SANDBOX.to_owned()),
-                state_dir: None,
+                place: Place {
+                    config: None,
+                    sandbox: false,
+                    no_sandbox: self.sandbox.is_none(),
+                    sandbox_name: self
+                        .sandbox
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_SANDBOX.to_owned()),
+                    state_dir: None,
+                },
                 out: None,
             },
             image_dir: None,
