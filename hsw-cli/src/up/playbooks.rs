@@ -204,28 +204,39 @@ fn plain_lines(log: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// `TASK NAME (HOST)` for each `changed: [HOST]` line of ansible-playbook's output, after its `TASK [NAME]`
-/// header (a loop's items count once per host).
+/// `TASK NAME (HOST, HOST...)` for each task with `changed: [HOST]` lines after its `TASK [NAME]` header, in the
+/// order the tasks ran (a loop's items count once per host; a task run again later is listed again).
 pub fn changed_tasks(log: &str) -> Vec<String> {
     let mut task = String::new();
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    let mut current = false;
     for line in plain_lines(log) {
         if let Some(rest) = line
             .strip_prefix("TASK [")
             .or_else(|| line.strip_prefix("RUNNING HANDLER ["))
         {
             task = rest.rsplit_once(']').map_or(rest, |(t, _)| t).to_owned();
+            current = false;
         } else if let Some(rest) = line.strip_prefix("changed: [") {
             // `changed: [host]`, `changed: [host -> delegate]`, `changed: [host] => (item=...)`
             let host = rest.split(']').next().unwrap_or_default();
-            let host = host.split(" -> ").next().unwrap_or(host);
-            let entry = format!("{task} ({host})");
-            if out.last() != Some(&entry) {
-                out.push(entry);
+            let host = host.split(" -> ").next().unwrap_or(host).to_owned();
+            match out.last_mut() {
+                Some((_, hosts)) if current => {
+                    if !hosts.contains(&host) {
+                        hosts.push(host);
+                    }
+                }
+                _ => {
+                    out.push((task.clone(), vec![host]));
+                    current = true;
+                }
             }
         }
     }
-    out
+    out.into_iter()
+        .map(|(t, hosts)| format!("{t} ({})", hosts.join(", ")))
+        .collect()
 }
 
 /// `host -> changed` from ansible-playbook's PLAY RECAP. With several playbooks in one run ansible prints a
@@ -283,7 +294,7 @@ mod tests {
     #[test]
     fn changed_tasks_name_the_task_and_host() {
         let log = "PLAY [x] ***\n\nTASK [mlops_k8s : Apply the secrets] ***\nok: [cp]\n\
-                   changed: [cp] => (item=a.yaml)\nchanged: [cp] => (item=b.yaml)\nskipping: [w]\n\n\
+                   changed: [cp] => (item=a.yaml)\nchanged: [cp] => (item=b.yaml)\nchanged: [w]\nskipping: [x]\n\n\
                    TASK [kubeadm : Make a join token] ***\nchanged: [w -> cp]\n\
                    \x1b[0;32mTASK [slurm : Write slurm.conf] ***\x1b[0m\n\x1b[0;33mchanged: [ctl]\x1b[0m\n\
                    RUNNING HANDLER [slurm : Restart slurmctld] ***\nchanged: [ctl]\n\
@@ -291,7 +302,7 @@ mod tests {
         assert_eq!(
             changed_tasks(log),
             [
-                "mlops_k8s : Apply the secrets (cp)",
+                "mlops_k8s : Apply the secrets (cp, w)",
                 "kubeadm : Make a join token (w)",
                 "slurm : Write slurm.conf (ctl)",
                 "slurm : Restart slurmctld (ctl)",
