@@ -14,12 +14,13 @@
 #              exit 1 naming that piece, and the restored deployment still runs
 # It reports the backup's size and the backup, verify and restore times. The backup is removed at the end.
 #
-# Usage: tests/e2e/backup.sh --cli BIN --config FILE --sandbox-name NAME --state-dir DIR [--work DIR]
+# Usage: tests/e2e/backup.sh --cli BIN --config FILE --sandbox-name NAME --state-dir DIR [--work DIR] [--keep]
+#   --keep   on failure, leave the backup (in the work directory) for debugging
 # Needs root; every packet stays inside the sandbox's netns.
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh" backup.sh
 
-cli="" config="" sandbox_name="" state="" work=""
+cli="" config="" sandbox_name="" state="" work="" keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --cli) cli=$2; shift 2 ;;
@@ -27,7 +28,8 @@ while [ $# -gt 0 ]; do
     --sandbox-name) sandbox_name=$2; shift 2 ;;
     --state-dir) state=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
-    -h|--help) show_help 18; exit 0 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) show_help 19; exit 0 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -37,12 +39,16 @@ require_root
 require_tools jq ssh ip python3 tar
 cd "$root"   # hsw-cli finds the repository (scripts/sandbox.sh) from here
 own_work=0
-if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/hsw-backup-e2e.XXXXXX); own_work=1; fi
+if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/hsw-backup-e2e.XXXXXX); own_work=1; else mkdir -p "$work"; fi
 backups="$work/backups"
 cleanup() {
   local rc=$?
-  rm -rf --one-file-system "$backups"
-  [ "$own_work" = 0 ] || rm -rf --one-file-system "$work"
+  if [ "$rc" -ne 0 ] && [ "$keep" = 1 ]; then
+    say "--keep: the backup is left in $backups"
+  else
+    rm -rf --one-file-system "$backups"
+    [ "$own_work" = 0 ] || rm -rf --one-file-system "$work"
+  fi
   exit "$rc"
 }
 on_exit cleanup
@@ -82,12 +88,12 @@ info "job $job COMPLETED; ~/hsw-backup-probe and the PostgreSQL row hold $token"
 
 step "hsw-cli backup, then backup verify"
 t0=$(date +%s)
-"$cli" backup "${deploy[@]}" --out "$backups" 2>&1 | tee "$work/backup.log" >&2 || fail "hsw-cli backup failed"
+# --no-verify: the separate `backup verify` below reads it back (once is enough for the test's time).
+"$cli" backup "${deploy[@]}" --out "$backups" --no-verify 2>&1 | tee "$work/backup.log" >&2 || fail "hsw-cli backup failed"
 t_backup=$(( $(date +%s) - t0 ))
 mapfile -t made < <(find "$backups" -mindepth 1 -maxdepth 1 -type d)
 [ "${#made[@]}" = 1 ] || fail "hsw-cli backup left ${#made[@]} directories in $backups, expected 1"
 b=${made[0]}
-grep -q '^hsw: verified: every piece read back' "$work/backup.log" || fail "backup did not verify what it wrote"
 m="$b/manifest.json"
 jq -e '.skipped == []' "$m" >/dev/null || fail "the backup left things out: $(jq -c .skipped "$m")"
 for d in slurm-accounting.sql home.tar postgresql.sql; do

@@ -394,8 +394,9 @@ timed "up (second)" $(( $(date +%s) - t0 ))
 # --- backup, down, restore (tests/e2e/backup.sh); the restored deployment is what down removes below ---
 step "backup and restore: tests/e2e/backup.sh on this deployment"
 t0=$(date +%s)
+backup_keep=(); [ "$keep" = 0 ] || backup_keep=(--keep)
 bash "$root/tests/e2e/backup.sh" --cli "$cli" --config "$config" --sandbox-name "$sandbox_name" --state-dir "$state" \
-  --work "$work" || fail "the backup and restore test failed (above)"
+  --work "$work" "${backup_keep[@]}" || fail "the backup and restore test failed (above)"
 timed "backup + restore" $(( $(date +%s) - t0 ))
 
 # --- down ---

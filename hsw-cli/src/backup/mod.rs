@@ -105,6 +105,10 @@ pub struct CreateArgs {
     /// the newest N.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: Option<u32>,
+    /// Do not read the backup back once written (every piece is hashed as it is written either way; `backup
+    /// verify` reads it back later).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 impl CreateArgs {
@@ -375,17 +379,25 @@ pub fn create(
         .out
         .clone()
         .unwrap_or_else(|| Path::new(DEFAULT_ROOT).join(ctx.sandbox.as_deref().unwrap_or("host")));
-    write_backup(&ctx, &session, (&uri, &pool), &root, args.keep, out)
+    write_backup(
+        &ctx,
+        &session,
+        (&uri, &pool),
+        &root,
+        (args.keep, !args.no_verify),
+        out,
+    )
 }
 
 /// Takes a backup of the deployment at `ctx` (libvirt at `uri`, its pool `pool`) into a new directory in
-/// `root`; verifies it; keeps the newest `keep` of this deployment's there. Returns its directory.
+/// `root`; reads it back when `verify`; keeps the newest `keep` of this deployment's there. Returns its
+/// directory.
 fn write_backup(
     ctx: &Ctx<'_>,
     session: &Session,
     (uri, pool): (&str, &Path),
     root: &Path,
-    keep: Option<u32>,
+    (keep, verify): (Option<u32>, bool),
     out: &mut dyn Write,
 ) -> Result<PathBuf, Error> {
     let t0 = Instant::now();
@@ -477,21 +489,23 @@ fn write_backup(
             t0.elapsed().as_secs()
         ),
     );
-    let t1 = Instant::now();
-    manifest::verify(&done, &mut |_| {}).map_err(|p| {
-        Error::invalid(format!(
-            "the backup {} does not verify right after it was written: {}",
-            done.display(),
-            p.join("; ")
-        ))
-    })?;
-    say(
-        out,
-        format!(
-            "verified: every piece read back with its sha256 ({} s)",
-            t1.elapsed().as_secs()
-        ),
-    );
+    if verify {
+        let t1 = Instant::now();
+        manifest::verify(&done, &mut |_| {}).map_err(|p| {
+            Error::invalid(format!(
+                "the backup {} does not verify right after it was written: {}",
+                done.display(),
+                p.join("; ")
+            ))
+        })?;
+        say(
+            out,
+            format!(
+                "verified: every piece read back with its sha256 ({} s)",
+                t1.elapsed().as_secs()
+            ),
+        );
+    }
     if let Some(keep) = keep {
         prune(root, &m.deployment, keep as usize, out)?;
     }

@@ -95,7 +95,7 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
         .sandbox
         .as_deref()
         .is_some_and(|n| sandbox::running(&ctx, n));
-    let has_state = d.terraform_dir.join("terraform.tfstate").is_file();
+    let has_state = holds_resources(&d.terraform_dir.join("terraform.tfstate"));
     if running || has_state {
         let what = match (running, has_state) {
             (true, true) => "the sandbox runs and the state directory holds a Terraform state",
@@ -223,6 +223,27 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
         ),
     );
     Ok(())
+}
+
+/// Whether a Terraform state file lists resources (`terraform destroy` leaves one with none). A state that
+/// cannot be read counts as holding some: restore does not go over what it cannot see.
+fn holds_resources(tfstate: &Path) -> bool {
+    use std::io::Read as _;
+    let Ok(f) = std::fs::File::open(tfstate) else {
+        return false;
+    };
+    let mut text = String::new();
+    if f.take(256 << 20).read_to_string(&mut text).is_err() {
+        return true;
+    }
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.get("resources")
+                .and_then(|r| r.as_array())
+                .map(|r| !r.is_empty())
+        })
+        .unwrap_or(true)
 }
 
 /// Where a piece goes back to (`None`: it does not go back: libvirt's XML, dumps, the config).
@@ -364,6 +385,21 @@ fn define(v: &Virsh<'_>, backup: &Path, m: &Manifest, out: &mut dyn Write) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destroyed_state_is_no_deployment() {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = d.path().join("terraform.tfstate");
+        assert!(!holds_resources(&f));
+        for (text, holds) in [
+            (r#"{"version":4,"resources":[]}"#, false),
+            (r#"{"version":4,"resources":[{"type":"hsw_vm"}]}"#, true),
+            ("not json", true),
+        ] {
+            std::fs::write(&f, text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(holds_resources(&f), holds, "{text}");
+        }
+    }
 
     #[test]
     fn pieces_go_back_to_the_deployments_directories_only() {

@@ -111,7 +111,7 @@ fn backup(f: &Fixture, runner: &FakeRunner, keep: Option<u32>) -> (Result<PathBu
         &session,
         (URI, &pool),
         &f.dir.path().join("backups"),
-        keep,
+        (keep, true),
         &mut out,
     );
     (r, text(&out))

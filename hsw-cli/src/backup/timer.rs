@@ -211,6 +211,7 @@ mod tests {
                 terraform_dir: None,
                 out: Some("/srv/backups".into()),
                 keep: Some(7),
+                no_verify: false,
             },
             on_calendar: "*-*-* 02:30:00".into(),
             unit_dir: unit_dir.to_path_buf(),
