@@ -164,6 +164,8 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
         }
         None => d.libvirt_uri.clone(),
     };
+    let virsh = Virsh::new(runner, &uri);
+    refuse_existing(&virsh, &m)?;
     let t = Instant::now();
     let n = put_back(&args.backup, &m, &[Kind::Disk, Kind::Gpu], d)?;
     say(
@@ -175,7 +177,7 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
             t.elapsed().as_secs()
         ),
     );
-    define(&Virsh::new(runner, &uri), &args.backup, &m, out)?;
+    define(&virsh, &args.backup, &m, out)?;
 
     // Terraform must see what its state says.
     crate::up::terraform::terraform_init(&ctx, out)?;
@@ -339,6 +341,34 @@ fn copy_piece(backup: &Path, p: &Piece, dest: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Stops before anything is written into the pool when libvirt already has one of the backup's domains or
+/// networks (the host's libvirt, where no sandbox was started fresh): their disks would be overwritten.
+fn refuse_existing(v: &Virsh<'_>, m: &Manifest) -> Result<(), Error> {
+    let domains: Vec<&str> = m
+        .domains
+        .iter()
+        .map(|d| d.name.as_str())
+        .filter(|n| v.call(&["dominfo", n]).is_ok())
+        .collect();
+    let networks: Vec<&str> = m
+        .networks
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| v.call(&["net-info", n]).is_ok())
+        .collect();
+    if domains.is_empty() && networks.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "libvirt at {} already has {}{}{}: a deployment is there, and restoring would overwrite its disks; \
+         `hsw-cli restore --replace` removes it first (`hsw-cli down`)",
+        v.uri(),
+        if domains.is_empty() { String::new() } else { format!("the domains {}", domains.join(" ")) },
+        if domains.is_empty() || networks.is_empty() { "" } else { " and " },
+        if networks.is_empty() { String::new() } else { format!("the networks {}", networks.join(" ")) },
+    )))
+}
+
 /// Defines the networks and domains from their XML, starts what was running, sets autostart as it was.
 fn define(v: &Virsh<'_>, backup: &Path, m: &Manifest, out: &mut dyn Write) -> Result<(), Error> {
     let call = |args: &[&str]| v.call(args).map(|_| ()).map_err(Error::invalid);
@@ -385,6 +415,52 @@ fn define(v: &Virsh<'_>, backup: &Path, m: &Manifest, out: &mut dyn Write) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_libvirt_holding_the_backups_vms_is_refused() {
+        use crate::runner::fake::FakeRunner;
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "format": 1, "hsw_version": "0", "created": "x", "created_unix": 0,
+            "deployment": {"sandbox": null, "state_dir": "/s", "terraform_dir": "/s/t", "libvirt_uri": "u",
+                           "pool_dir": "/p", "config_name": "c", "config_sha256": ""},
+            "domains": [{"name": "vm1", "uuid": "u1", "running": true, "autostart": false, "disks": ""}],
+            "networks": [{"name": "net1", "active": true, "autostart": true}],
+            "pieces": []
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let fresh = FakeRunner::new();
+        fresh.on_full(
+            &["dominfo"],
+            Some(1),
+            "",
+            "error: failed to get domain\n",
+            None,
+        );
+        fresh.on_full(
+            &["net-info"],
+            Some(1),
+            "",
+            "error: network not found\n",
+            None,
+        );
+        assert!(refuse_existing(&Virsh::new(&fresh, "u"), &m).is_ok());
+        let there = FakeRunner::new();
+        there.on_full(
+            &["net-info"],
+            Some(1),
+            "",
+            "error: network not found\n",
+            None,
+        );
+        let e = refuse_existing(&Virsh::new(&there, "u"), &m)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("already has the domains vm1: a deployment is there"),
+            "{e}"
+        );
+        assert!(e.contains("--replace"), "{e}");
+    }
 
     #[test]
     fn a_destroyed_state_is_no_deployment() {
