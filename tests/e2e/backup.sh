@@ -69,16 +69,22 @@ ns_ssh() {
     -o UserKnownHostsFile="$state/ssh/$c/known_hosts" -o ConnectTimeout=10 -o LogLevel=ERROR "hsw@$ip" -- "$@"
 }
 report=()
+# job_state JOB DELAY: the job's state in sacct once it is COMPLETED, else the last one seen after 60 tries DELAY
+# seconds apart (slurmdbd may not answer yet).
+job_state() {
+  local st=""
+  for _ in $(seq 60); do
+    st=$(ns_ssh hpc "$ctl_ip" sacct -n -X -P -j "$1" -o State 2>/dev/null) || true
+    [ "$st" = COMPLETED ] && break
+    sleep "$2"
+  done
+  printf '%s' "$st"
+}
 
 step "markers: a Slurm job in sacct, a file in the shared home, a row in PostgreSQL"
 token=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 job=$(ns_ssh hpc "$ctl_ip" sbatch --parsable -t 2 -o /dev/null --wrap hostname) || fail "sbatch failed on the controller"
-st=""
-for _ in $(seq 60); do
-  st=$(ns_ssh hpc "$ctl_ip" sacct -n -X -P -j "$job" -o State 2>/dev/null) || true
-  [ "$st" = COMPLETED ] && break
-  sleep 2
-done
+st=$(job_state "$job" 2)
 [ "$st" = COMPLETED ] || fail "job $job is '$st' in sacct, not COMPLETED"
 ns_ssh hpc "$ctl_ip" "echo $token > ~/hsw-backup-probe" || fail "cannot write the probe file in the controller's home"
 ns_ssh cloud "$cp_ip" "sudo -n -u postgres psql -X -q -v ON_ERROR_STOP=1 -d postgres \
@@ -131,12 +137,7 @@ while IFS=$'\t' read -r cluster vm ip; do
   [ "$got" = "$vm" ] || fail "$vm ($ip) does not answer SSH with its old host key after the restore"
 done < <(jq -r '.hsw_inventory.value.clusters | to_entries[] | .key as $c | .value[] | [$c, .name, .ip] | @tsv' "$tfout")
 t_ssh=$(( $(date +%s) - t0 ))
-st=""
-for _ in $(seq 60); do
-  st=$(ns_ssh hpc "$ctl_ip" sacct -n -X -P -j "$job" -o State 2>/dev/null) || true
-  [ "$st" = COMPLETED ] && break
-  sleep 5
-done
+st=$(job_state "$job" 5)
 [ "$st" = COMPLETED ] || fail "after the restore sacct says '$st' for job $job"
 # shellcheck disable=SC2088  # the tilde is for the guest's shell
 [ "$(ns_ssh hpc "$ctl_ip" cat '~/hsw-backup-probe')" = "$token" ] || fail "the probe file is not in the restored home"
