@@ -101,9 +101,9 @@ enum Command {
     Down(up::DownArgs),
     /// Back up a running deployment (config, keys, state, every VM's disks, application dumps), or verify or
     /// list backups.
-    Backup(backup::BackupArgs),
+    Backup(Box<backup::BackupArgs>),
     /// Bring a deployment back from a backup, in the places it was taken from.
-    Restore(backup::RestoreArgs),
+    Restore(Box<backup::RestoreArgs>),
 }
 
 /// Exit codes shared by every command.

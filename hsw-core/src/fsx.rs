@@ -66,10 +66,73 @@ pub fn copy_sha256(from: &mut impl io::Read, to: &mut impl io::Write) -> io::Res
         to.write_all(&buf[..n])?;
         size += n as u64;
     }
-    Ok((
-        size,
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-    ))
+    Ok((size, hex(&h.finalize())))
+}
+
+/// [`write_atomic`] of what `fill` writes into the private temporary file: for content streamed through a
+/// transform (a backup's encryption). Nothing is at `path` unless `fill` succeeds.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> io::Result<()> {
+    write_with(path, mode, None, fill)
+}
+
+/// A reader or a writer that counts and hashes (sha256) the bytes that go through it, for a hash of what a
+/// transform reads or writes (a backup's encrypted pieces) in the same pass.
+#[derive(Debug)]
+pub struct Sha256Tee<T> {
+    inner: T,
+    hash: sha2::Sha256,
+    size: u64,
+}
+
+impl<T> Sha256Tee<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Sha256Tee<T> {
+        use sha2::Digest as _;
+        Sha256Tee {
+            inner,
+            hash: sha2::Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The size and sha256 (lowercase hex) of what went through.
+    pub fn finish(self) -> (u64, String) {
+        use sha2::Digest as _;
+        (self.size, hex(&self.hash.finalize()))
+    }
+}
+
+impl<R: io::Read> io::Read for Sha256Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+impl<W: io::Write> io::Write for Sha256Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Lowercase hex of a digest (the one place hsw writes a hash).
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The size and sha256 (lowercase hex) of the file at `path`.

@@ -4,10 +4,12 @@
 #
 #   markers    a Slurm job COMPLETED in sacct, a file with a random token in the login user's home on the
 #              controller (the shared home), a row with the token in PostgreSQL on the cloud control plane
-#   backup     `hsw-cli backup` exits 0, wrote a backup that verifies, with the three dumps (the token in the
+#   backup     `hsw-cli backup --encrypt-passphrase-file` exits 0, wrote an encrypted backup (every piece an age
+#              file) that verifies, with the three dumps (read back with `backup cat`: the token in the
 #              PostgreSQL dump and the file in home.tar) and nothing left out; `backup verify` exits 0
 #   down       `hsw-cli down`: the sandbox and everything in it are gone
-#   restore    `hsw-cli restore BACKUP` exits 0 and says `terraform plan: no changes`; then every VM answers SSH
+#   restore    without the passphrase `restore` exits 1 and says it needs it; `hsw-cli restore BACKUP
+#              --passphrase-file F` exits 0 and says `terraform plan: no changes`; then every VM answers SSH
 #              with the host key it had (strict checking against the restored known_hosts), sacct still has the
 #              job COMPLETED, the file and the row are there
 #   damage     one byte flipped in the largest disk image of the backup: `backup verify` and `restore --replace`
@@ -92,10 +94,13 @@ ns_ssh cloud "$cp_ip" "sudo -n -u postgres psql -X -q -v ON_ERROR_STOP=1 -d post
   || fail "cannot write the probe row into PostgreSQL on the control plane"
 info "job $job COMPLETED; ~/hsw-backup-probe and the PostgreSQL row hold $token"
 
-step "hsw-cli backup, then backup verify"
+step "hsw-cli backup (encrypted with a passphrase), then backup verify"
+pass="$work/passphrase"
+(umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$pass")
 t0=$(date +%s)
 # --no-verify: the separate `backup verify` below reads it back (once is enough for the test's time).
-"$cli" backup "${deploy[@]}" --out "$backups" --no-verify 2>&1 | tee "$work/backup.log" >&2 || fail "hsw-cli backup failed"
+"$cli" backup "${deploy[@]}" --out "$backups" --no-verify --encrypt-passphrase-file "$pass" 2>&1 \
+  | tee "$work/backup.log" >&2 || fail "hsw-cli backup failed"
 t_backup=$(( $(date +%s) - t0 ))
 mapfile -t made < <(find "$backups" -mindepth 1 -maxdepth 1 -type d)
 [ "${#made[@]}" = 1 ] || fail "hsw-cli backup left ${#made[@]} directories in $backups, expected 1"
@@ -105,10 +110,14 @@ jq -e '.skipped == []' "$m" >/dev/null || fail "the backup left things out: $(jq
 for d in slurm-accounting.sql home.tar postgresql.sql; do
   jq -e --arg p "dumps/$d" '[.pieces[].path] | index($p)' "$m" >/dev/null || fail "the backup has no dumps/$d"
 done
-grep -q "$token" "$b/dumps/postgresql.sql" || fail "the PostgreSQL dump does not hold the probe row"
-tar -tf "$b/dumps/home.tar" | grep -q 'hsw/hsw-backup-probe$' || fail "home.tar does not hold the probe file"
+jq -e '.encryption.passphrase == true and .format == 2' "$m" >/dev/null || fail "the manifest does not say it is encrypted"
+! grep -q "$token" "$b/dumps/postgresql.sql" || fail "the encrypted PostgreSQL dump shows the probe row in clear"
+dump() { "$cli" backup cat "$b" "dumps/$1" --passphrase-file "$pass"; }
+# (grep without -q: it reads to the end, so no writer upstream meets a closed pipe)
+dump postgresql.sql | grep "$token" >/dev/null || fail "the PostgreSQL dump does not hold the probe row"
+dump home.tar | tar -t | grep 'hsw/hsw-backup-probe$' >/dev/null || fail "home.tar does not hold the probe file"
 # shellcheck disable=SC2016  # the backquotes are MariaDB's, in the dump
-grep -q 'INSERT INTO `[a-z0-9_]*_job_table`' "$b/dumps/slurm-accounting.sql" || fail "the accounting dump holds no job"
+dump slurm-accounting.sql | grep 'INSERT INTO `[a-z0-9_]*_job_table`' >/dev/null || fail "the accounting dump holds no job"
 vms=$(jq '[.domains[] | select(.running)] | length' "$m")
 [ "$vms" = "$(jq '[.hsw_inventory.value.clusters[][]] | length' "$tfout")" ] || fail "the backup holds $vms running VMs"
 size=$(du -sb "$b" | cut -f1)
@@ -121,21 +130,49 @@ info "${report[-1]}"
 step "hsw-cli down, then hsw-cli restore from the backup alone"
 "$cli" down "${deploy[@]}" >&2 || fail "hsw-cli down failed"
 [ ! -e "/run/netns/$sandbox_name" ] || fail "the sandbox's netns is still there after down"
+rc=0; err=$("$cli" restore "$b" 2>&1) || rc=$?
+{ [ "$rc" = 1 ] && grep -q 'the backup is encrypted: open it with its passphrase' <<< "$err"; } \
+  || fail "restore without the passphrase exited $rc: $err"
+[ ! -e "/run/netns/$sandbox_name" ] || fail "restore without the passphrase started the sandbox"
 t0=$(date +%s)
-"$cli" restore "$b" 2>&1 | tee "$work/restore.log" >&2 || fail "hsw-cli restore failed"
+"$cli" restore "$b" --passphrase-file "$pass" 2>&1 | tee "$work/restore.log" >&2 || fail "hsw-cli restore failed"
 t_restore=$(( $(date +%s) - t0 ))
 grep -q '^hsw: terraform plan: no changes' "$work/restore.log" || fail "after the restore terraform plan was not empty"
 
 step "after the restore: each VM's old host key, the job in sacct, the file, the row"
 t0=$(date +%s)
-while IFS=$'\t' read -r cluster vm ip; do
-  got=""
-  for _ in $(seq 60); do
-    got=$(ns_ssh "$cluster" "$ip" hostname 2>/dev/null) && break
-    sleep 5
+# All VMs boot at once and are polled together under one deadline (TCG guests running Kubernetes boot slowly on
+# a loaded host). The last ssh error of each VM is kept: on failure it tells a timeout from a refused connection
+# from a changed host key.
+declare -A pending=() last_err=()
+while IFS=$'\t' read -r cluster vm ip; do pending["$vm"]="$cluster $ip"; done \
+  < <(jq -r '.hsw_inventory.value.clusters | to_entries[] | .key as $c | .value[] | [$c, .name, .ip] | @tsv' "$tfout")
+deadline=$(( t0 + 900 ))
+while [ "${#pending[@]}" -gt 0 ] && [ "$(date +%s)" -lt "$deadline" ]; do
+  for vm in "${!pending[@]}"; do
+    read -r cluster ip <<< "${pending[$vm]}"
+    got=$(ns_ssh "$cluster" "$ip" hostname 2>"$work/ssh.err") || got=""
+    if [ "$got" = "$vm" ]; then
+      info "$vm answers with its old host key after $(( $(date +%s) - t0 )) s"
+      unset "pending[$vm]"
+    else
+      last_err["$vm"]="$(tail -n 2 "$work/ssh.err" | tr '\n' ' ')"
+      [ -z "$got" ] || last_err["$vm"]+=" (hostname said: $got)"
+    fi
   done
-  [ "$got" = "$vm" ] || fail "$vm ($ip) does not answer SSH with its old host key after the restore"
-done < <(jq -r '.hsw_inventory.value.clusters | to_entries[] | .key as $c | .value[] | [$c, .name, .ip] | @tsv' "$tfout")
+  [ "${#pending[@]}" = 0 ] || sleep 5
+done
+if [ "${#pending[@]}" -gt 0 ]; then
+  # What libvirt and the netns know of each VM that did not answer, before failing.
+  uri=$(sandbox env URI)
+  for vm in "${!pending[@]}"; do
+    read -r cluster ip <<< "${pending[$vm]}"
+    say "$vm ($ip): last ssh error: ${last_err[$vm]:-none}"
+    say "$vm: libvirt says: $(timeout 30 virsh -c "$uri" domstate --reason "$vm" 2>&1 | tr '\n' ' ')"
+    say "$vm: netns neighbour entry: $(ip netns exec "$sandbox_name" ip neigh show "$ip" 2>&1 | tr '\n' ' ')"
+  done
+  fail "${!pending[*]} did not answer SSH with the old host key within $(( deadline - t0 )) s of the restore"
+fi
 t_ssh=$(( $(date +%s) - t0 ))
 st=$(job_state "$job" 5)
 [ "$st" = COMPLETED ] || fail "after the restore sacct says '$st' for job $job"
@@ -164,7 +201,7 @@ EOF
 rc=0; err=$("$cli" backup verify "$b" 2>&1) || rc=$?
 [ "$rc" = 1 ] || fail "backup verify exited $rc on a damaged backup"
 grep -q "$piece is damaged" <<< "$err" || fail "backup verify did not name the damaged piece $piece: $err"
-rc=0; err=$("$cli" restore --replace "$b" 2>&1) || rc=$?
+rc=0; err=$("$cli" restore --replace "$b" --passphrase-file "$pass" 2>&1) || rc=$?
 [ "$rc" = 1 ] || fail "restore exited $rc on a damaged backup"
 grep -q "nothing was restored: .*$piece is damaged" <<< "$err" || fail "restore did not refuse naming $piece: $err"
 ns_ssh hpc "$ctl_ip" true || fail "the deployment does not answer after the refused restore"

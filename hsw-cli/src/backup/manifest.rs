@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 /// The manifest's format; a backup of another format is refused with the reason.
 pub const FORMAT: u32 = 1;
+/// The format of an encrypted backup's manifest ([`FORMAT`] with `encryption`): an hsw-cli that cannot open
+/// it refuses it instead of restoring encrypted bytes.
+pub const FORMAT_ENCRYPTED: u32 = 2;
 /// The manifest's file name in a backup.
 pub const MANIFEST: &str = "manifest.json";
 /// The most a manifest may weigh (a backup lists at most [`MAX_PIECES`] pieces).
@@ -160,6 +163,9 @@ pub struct Manifest {
     /// What was left out, each with the reason (a dump whose service was not there, a link).
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// How the pieces are encrypted (`None`: they are not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<super::crypt::Encryption>,
 }
 
 impl Manifest {
@@ -233,9 +239,15 @@ pub fn read(backup: &Path) -> Result<Manifest, String> {
     }
     let m: Manifest = serde_json::from_str(&text)
         .map_err(|e| format!("{} does not read as a backup manifest: {e}", path.display()))?;
-    if m.format != FORMAT {
+    let expected = if m.encryption.is_some() {
+        FORMAT_ENCRYPTED
+    } else {
+        FORMAT
+    };
+    if m.format != expected {
         return Err(format!(
-            "{} is of format {}, this hsw-cli reads {FORMAT}: use the hsw-cli that wrote it ({})",
+            "{} is of format {}, this hsw-cli reads {FORMAT} (and {FORMAT_ENCRYPTED} when encrypted): use the \
+             hsw-cli that wrote it ({})",
             path.display(),
             m.format,
             m.hsw_version
@@ -309,6 +321,18 @@ pub fn verify(backup: &Path, progress: &mut dyn FnMut(&Piece)) -> Result<Manifes
             Err(e) => problems.push(format!("{} cannot be read ({e})", piece.path)),
         }
     }
+    if let Some(enc) = &m.encryption {
+        listed.insert(PathBuf::from(super::crypt::KEY_FILE));
+        match hsw_core::fsx::file_sha256(&backup.join(super::crypt::KEY_FILE)) {
+            Ok((_, sum)) if sum == enc.key_sha256 => {}
+            Ok((_, sum)) => problems.push(format!(
+                "{} is damaged: sha256 {sum}, the manifest says {}",
+                super::crypt::KEY_FILE,
+                enc.key_sha256
+            )),
+            Err(e) => problems.push(format!("{} is missing ({e})", super::crypt::KEY_FILE)),
+        }
+    }
     problems.extend(unlisted(backup, &listed));
     problems.extend(fit(&m));
     if problems.is_empty() {
@@ -357,6 +381,8 @@ fn unlisted(backup: &Path, listed: &BTreeSet<PathBuf>) -> Problems {
 fn fit(m: &Manifest) -> Problems {
     let mut out = Vec::new();
     match m.of_kind(Kind::Config).next() {
+        // Encrypted, its hash is of the encrypted bytes: restore checks the config once opened.
+        Some(_) if m.encryption.is_some() => {}
         Some(c) if c.sha256 == m.deployment.config_sha256 => {}
         Some(c) => out.push(format!(
             "{} has sha256 {}, but the deployment was made from a config with sha256 {}: the pieces are of \

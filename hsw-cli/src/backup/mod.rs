@@ -15,8 +15,9 @@
 //! | `dumps/...` | application dumps taken inside the guests ([`dumps`]) |
 //! | `manifest.json` | written last: the deployment's places, the domains and networks, every piece's size, sha256 and mode ([`manifest`]) |
 //!
-//! Every file is root's 0600: the backup holds every secret of the deployment. `backup verify` re-reads every
-//! piece; `restore` ([`restore`]) verifies first, and refuses to go over a running deployment unless told to
+//! Every file is root's 0600: the backup holds every secret of the deployment. With `--encrypt-to` or
+//! `--encrypt-passphrase-file` every piece is an age file besides, opened by the data key in `key.age`
+//! ([`crypt`]). `backup verify` re-reads every piece; `restore` ([`restore`]) verifies first, and refuses to go over a running deployment unless told to
 //! replace it.
 
 use std::io::Write;
@@ -37,6 +38,7 @@ use crate::up::virsh::Virsh;
 use crate::up::{host_libvirt, say, ssh_user, Ctx, Place, Target, DEFAULT_SANDBOX};
 use crate::Format;
 
+pub mod crypt;
 mod dumps;
 mod libvirt;
 pub mod manifest;
@@ -45,7 +47,7 @@ mod timer;
 
 pub use restore::{restore, RestoreArgs};
 
-use manifest::{Deployment, Kind, Manifest, Piece, FORMAT, MANIFEST, MAX_PIECES};
+use manifest::{Deployment, Kind, Manifest, Piece, FORMAT, FORMAT_ENCRYPTED, MANIFEST, MAX_PIECES};
 
 /// Where backups go without `--out`: `<this>/<sandbox name, or host>/`.
 pub const DEFAULT_ROOT: &str = "/var/backups/hsw";
@@ -70,6 +72,20 @@ pub enum BackupCommand {
     Verify {
         /// The backup's directory.
         backup: PathBuf,
+        /// For an encrypted backup: open every piece too (age's authentication checks its content).
+        #[command(flatten)]
+        open: crypt::OpenArgs,
+    },
+    /// Write one piece of a backup to standard output, checked against its sha256 first and decrypted when the
+    /// backup is encrypted: a dump to load by hand (`... dumps/postgresql.sql | psql`), a file to look at.
+    Cat {
+        /// The backup's directory.
+        backup: PathBuf,
+        /// The piece, as the manifest lists it (`dumps/home.tar`, `state/inventory/hosts.yml`, ...).
+        piece: String,
+        /// For an encrypted backup: the key that opens it.
+        #[command(flatten)]
+        open: crypt::OpenArgs,
     },
     /// List the backups in a directory, oldest first.
     List {
@@ -109,6 +125,9 @@ pub struct CreateArgs {
     /// verify` reads it back later).
     #[arg(long)]
     pub no_verify: bool,
+    /// Encryption.
+    #[command(flatten)]
+    pub seal: crypt::SealArgs,
 }
 
 impl CreateArgs {
@@ -125,7 +144,12 @@ impl CreateArgs {
 pub fn run(args: &BackupArgs, out: &mut dyn Write) -> u8 {
     let r = match &args.command {
         None => create(&args.create, &SystemRunner, out).map(|_| ()),
-        Some(BackupCommand::Verify { backup }) => verify_cmd(backup, out),
+        Some(BackupCommand::Verify { backup, open }) => verify_cmd(backup, open, out),
+        Some(BackupCommand::Cat {
+            backup,
+            piece,
+            open,
+        }) => cat(backup, piece, open, out),
         Some(BackupCommand::List {
             out: dir,
             sandbox_name,
@@ -193,6 +217,8 @@ struct Writer {
     pieces: Vec<Piece>,
     dirs: Vec<manifest::Dir>,
     skipped: Vec<String>,
+    /// Encrypts every piece, when the backup is encrypted.
+    seal: Option<crypt::Sealer>,
 }
 
 impl Writer {
@@ -242,10 +268,17 @@ impl Writer {
         vm: Option<&str>,
     ) -> Result<(), Error> {
         let p = self.file(&rel)?;
-        hsw_core::fsx::write_atomic(&p, bytes, 0o600)
-            .map_err(|e| Error::invalid(format!("cannot write {}: {e}", p.display())))?;
-        let sum = hsw_core::render::terraform::sha256_hex(bytes);
-        self.push(rel, kind, bytes.len() as u64, sum, 0o600, vm);
+        let (size, sum) = match &self.seal {
+            Some(seal) => seal.seal_bytes(bytes, &p, 0o600),
+            None => hsw_core::fsx::write_atomic(&p, bytes, 0o600).map(|()| {
+                (
+                    bytes.len() as u64,
+                    hsw_core::render::terraform::sha256_hex(bytes),
+                )
+            }),
+        }
+        .map_err(|e| Error::invalid(format!("cannot write {}: {e}", p.display())))?;
+        self.push(rel, kind, size, sum, 0o600, vm);
         Ok(())
     }
 
@@ -256,7 +289,11 @@ impl Writer {
             .mode()
             & 0o7777;
         let p = self.file(&rel)?;
-        let (size, sum) = hsw_core::fsx::copy_atomic_sha256(src, &p, 0o600).map_err(|e| {
+        let copied = match &self.seal {
+            Some(seal) => seal.seal_file(src, &p, 0o600),
+            None => hsw_core::fsx::copy_atomic_sha256(src, &p, 0o600),
+        };
+        let (size, sum) = copied.map_err(|e| {
             Error::invalid(format!(
                 "cannot copy {} into the backup: {e}",
                 src.display()
@@ -385,6 +422,7 @@ pub fn create(
         (&uri, &pool),
         &root,
         (args.keep, !args.no_verify),
+        Some(&args.seal),
         out,
     )
 }
@@ -398,6 +436,7 @@ fn write_backup(
     (uri, pool): (&str, &Path),
     root: &Path,
     (keep, verify): (Option<u32>, bool),
+    seal: Option<&crypt::SealArgs>,
     out: &mut dyn Write,
 ) -> Result<PathBuf, Error> {
     let t0 = Instant::now();
@@ -435,8 +474,20 @@ fn write_backup(
         pieces: Vec::new(),
         dirs: Vec::new(),
         skipped: Vec::new(),
+        seal: None,
     };
-    let taken = take(ctx, session, &uri, &pool, &mut w, out);
+    let mut encryption = None;
+    let taken = match seal.filter(|s| s.wanted()).map(crypt::Sealer::new) {
+        Some(Err(e)) => Err(Error::invalid(e)),
+        Some(Ok((sealer, key, record))) => {
+            w.seal = Some(sealer);
+            encryption = Some(record);
+            hsw_core::fsx::write_atomic(&partial.join(crypt::KEY_FILE), &key, 0o600)
+                .map_err(|e| Error::invalid(format!("cannot write the backup's key: {e}")))
+        }
+        None => Ok(()),
+    }
+    .and_then(|()| take(ctx, session, &uri, &pool, &mut w, out));
     let deployment = Deployment {
         sandbox: ctx.sandbox.clone(),
         state_dir: ctx.state.root().to_path_buf(),
@@ -450,7 +501,12 @@ fn write_backup(
     };
     let finished = taken.and_then(|(domains, networks)| {
         let m = Manifest {
-            format: FORMAT,
+            format: if encryption.is_some() {
+                FORMAT_ENCRYPTED
+            } else {
+                FORMAT
+            },
+            encryption,
             hsw_version: env!("CARGO_PKG_VERSION").to_owned(),
             created: name.clone(),
             created_unix: started,
@@ -482,11 +538,17 @@ fn write_backup(
     say(
         out,
         format!(
-            "backup {} written: {} pieces, {}, in {} s",
+            "backup {} written: {} pieces, {}, in {} s{}",
             done.display(),
             m.pieces.len(),
             human(m.size()),
-            t0.elapsed().as_secs()
+            t0.elapsed().as_secs(),
+            match &m.encryption {
+                Some(e) if e.passphrase =>
+                    "; encrypted with the passphrase (age, scrypt)".to_owned(),
+                Some(e) => format!("; encrypted to {} (age)", e.recipients.join(", ")),
+                None => String::new(),
+            }
         ),
     );
     if verify {
@@ -592,19 +654,33 @@ fn take(
         let t = Instant::now();
         let rel = format!("dumps/{}", dump.file);
         let path = w.file(&rel)?;
+        // Encrypted: the dump lands in a plain file beside (in the root-only partial backup) and is encrypted
+        // into its piece, then removed.
+        let plain = match w.seal {
+            Some(_) => w.file(&format!("{rel}.plain.hsw-tmp"))?,
+            None => path.clone(),
+        };
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", path.display())))?;
+            .open(&plain)
+            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", plain.display())))?;
         let remote: Vec<&str> = dump.remote.iter().map(String::as_str).collect();
         let cmd = crate::up::verify::ssh_cmd(ctx, &user, &dump.host, &remote);
         let ran = ctx.runner.to_file(&cmd, file);
         match ran {
             Ok((status, _)) if status.success() => {
-                let (size, sum) = hsw_core::fsx::file_sha256(&path)
-                    .map_err(|e| Error::invalid(format!("cannot read {}: {e}", path.display())))?;
+                let written = match &w.seal {
+                    Some(seal) => {
+                        let r = seal.seal_file(&plain, &path, 0o600);
+                        let _ = std::fs::remove_file(&plain);
+                        r
+                    }
+                    None => hsw_core::fsx::file_sha256(&path),
+                };
+                let (size, sum) = written
+                    .map_err(|e| Error::invalid(format!("cannot write {}: {e}", path.display())))?;
                 say(
                     out,
                     format!(
@@ -618,7 +694,7 @@ fn take(
                 w.push(rel, Kind::Dump, size, sum, 0o600, Some(&dump.host.name));
             }
             other => {
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&plain);
                 let why = match other {
                     Ok((status, stderr)) => format!(
                         "{status}: {}",
@@ -727,11 +803,51 @@ fn objects(
 }
 
 /// `hsw-cli backup verify BACKUP`.
-fn verify_cmd(backup: &Path, out: &mut dyn Write) -> Result<(), Error> {
+fn verify_cmd(backup: &Path, open: &crypt::OpenArgs, out: &mut dyn Write) -> Result<(), Error> {
     let t0 = Instant::now();
     let mut read = 0u64;
     match manifest::verify(backup, &mut |p| read += p.size) {
         Ok(m) => {
+            match (&m.encryption, open.given()) {
+                (Some(enc), true) => {
+                    let t1 = Instant::now();
+                    let opener =
+                        crypt::Opener::new(backup, enc, open).map_err(Error::invalid)?;
+                    for p in &m.pieces {
+                        let src = backup.join(manifest::checked_path(p).map_err(Error::invalid)?);
+                        let opened = std::fs::File::open(&src)
+                            .and_then(|mut f| opener.open(&mut f, &mut std::io::sink()));
+                        match opened {
+                            Ok((size, sum)) if size == p.size && sum == p.sha256 => {}
+                            Ok(_) => {
+                                return Err(Error::invalid(format!(
+                                    "{} changed while it was read",
+                                    p.path
+                                )))
+                            }
+                            Err(e) => {
+                                return Err(Error::invalid(format!(
+                                    "{} does not open with the backup's key ({e}): it is damaged",
+                                    p.path
+                                )))
+                            }
+                        }
+                    }
+                    say(
+                        out,
+                        format!(
+                            "opened: every piece decrypts and authenticates ({} s)",
+                            t1.elapsed().as_secs()
+                        ),
+                    );
+                }
+                (Some(_), false) => say(
+                    out,
+                    "encrypted: the pieces' hashes are checked; --identity or --passphrase-file opens them too",
+                ),
+                (None, true) => say(out, "the backup is not encrypted; the key is not needed"),
+                (None, false) => {}
+            }
             say(
                 out,
                 format!(
@@ -757,6 +873,51 @@ fn verify_cmd(backup: &Path, out: &mut dyn Write) -> Result<(), Error> {
             problems.join("; ")
         ))),
     }
+}
+
+/// `hsw-cli backup cat BACKUP PIECE`: the piece's bytes to `out` once its sha256 is right (decrypted as it is
+/// written when the backup is encrypted; age authenticates every chunk).
+fn cat(
+    backup: &Path,
+    piece: &str,
+    open: &crypt::OpenArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let m = manifest::read(backup).map_err(Error::invalid)?;
+    let p = m.pieces.iter().find(|p| p.path == piece).ok_or_else(|| {
+        let dumps: Vec<&str> = m.of_kind(Kind::Dump).map(|p| p.path.as_str()).collect();
+        Error::invalid(format!(
+            "{} has no piece `{}` (its manifest lists them; the dumps are {})",
+            backup.display(),
+            piece.escape_debug(),
+            if dumps.is_empty() {
+                "none".to_owned()
+            } else {
+                dumps.join(", ")
+            }
+        ))
+    })?;
+    let src = backup.join(manifest::checked_path(p).map_err(Error::invalid)?);
+    let (size, sum) = hsw_core::fsx::file_sha256(&src)
+        .map_err(|e| Error::invalid(format!("cannot read {}: {e}", src.display())))?;
+    if size != p.size || sum != p.sha256 {
+        return Err(Error::invalid(format!(
+            "{piece} is damaged: {size} bytes with sha256 {sum}, the manifest says {} bytes with sha256 {}",
+            p.size, p.sha256
+        )));
+    }
+    let mut f = std::fs::File::open(&src)
+        .map_err(|e| Error::invalid(format!("cannot read {}: {e}", src.display())))?;
+    let written = match &m.encryption {
+        Some(enc) => {
+            let opener = crypt::Opener::new(backup, enc, open).map_err(Error::invalid)?;
+            opener.open(&mut f, out)
+        }
+        None => std::io::copy(&mut f, out).map(|n| (n, String::new())),
+    };
+    written
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::invalid(format!("cannot write {piece}: {e}")))
 }
 
 /// The backups in `dir` (those with a readable manifest), oldest first.

@@ -8,7 +8,8 @@
 //! state's files are copied back (each checked against its sha256 again as it is copied); libvirt's networks
 //! and domains are defined from their XML (the same UUIDs) and started as they were; then `terraform init` and
 //! `terraform plan`, which must show no changes. The application dumps stay in the backup (the disks hold the
-//! same data); `docs/backup.md` says how to load one by hand.
+//! same data); `docs/backup.md` says how to load one by hand. An encrypted backup is opened with `--identity` or
+//! `--passphrase-file` before anything is touched, and each piece is decrypted as it is copied back.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 use clap::Args;
 
+use super::crypt::{OpenArgs, Opener};
 use super::manifest::{self, below_top, checked_path, Kind, Manifest, Piece};
 use super::{human, say};
 use crate::error::Error;
@@ -34,6 +36,9 @@ pub struct RestoreArgs {
     /// restore stops when the sandbox runs or the state directory holds a Terraform state.
     #[arg(long)]
     pub replace: bool,
+    /// For an encrypted backup: the key that opens it.
+    #[command(flatten)]
+    pub open: OpenArgs,
 }
 
 /// Runs `hsw-cli restore`; returns the exit code.
@@ -77,6 +82,19 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
             m.deployment.config_name
         ),
     );
+    let opener = match &m.encryption {
+        Some(enc) => Some(
+            Opener::new(&args.backup, enc, &args.open)
+                .map_err(|e| Error::invalid(format!("{e}; nothing was restored")))?,
+        ),
+        None => {
+            if args.open.given() {
+                say(out, "the backup is not encrypted; the key is not needed");
+            }
+            None
+        }
+    };
+    let opener = opener.as_ref();
     let d = &m.deployment;
     let config = restored_config(&d.state_dir);
     let target = Target {
@@ -133,12 +151,21 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
             .create(dir)
             .map_err(|e| Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let n = put_back(&args.backup, &m, &[Kind::State, Kind::Terraform], d)?;
+    let n = put_back(&args.backup, &m, &[Kind::State, Kind::Terraform], d, opener)?;
     let config_piece = m
         .of_kind(Kind::Config)
         .next()
         .ok_or_else(|| Error::invalid("the backup holds no config"))?;
-    copy_piece(&args.backup, config_piece, &config)?;
+    copy_piece(&args.backup, config_piece, &config, opener)?;
+    let (_, config_sum) = hsw_core::fsx::file_sha256(&config)
+        .map_err(|e| Error::invalid(format!("cannot read {}: {e}", config.display())))?;
+    if config_sum != d.config_sha256 {
+        return Err(Error::invalid(format!(
+            "the backup's config has sha256 {config_sum}, but the deployment was made from one with sha256 {}: \
+             the pieces are of different deployments",
+            d.config_sha256
+        )));
+    }
     say(
         out,
         format!(
@@ -167,7 +194,7 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
     let virsh = Virsh::new(runner, &uri);
     refuse_existing(&virsh, &m)?;
     let t = Instant::now();
-    let n = put_back(&args.backup, &m, &[Kind::Disk, Kind::Gpu], d)?;
+    let n = put_back(&args.backup, &m, &[Kind::Disk, Kind::Gpu], d, opener)?;
     say(
         out,
         format!(
@@ -177,7 +204,7 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
             t.elapsed().as_secs()
         ),
     );
-    define(&virsh, &args.backup, &m, out)?;
+    define(&virsh, &args.backup, &m, opener, out)?;
 
     // Terraform must see what its state says.
     crate::up::terraform::terraform_init(&ctx, out)?;
@@ -273,6 +300,7 @@ fn put_back(
     m: &Manifest,
     kinds: &[Kind],
     d: &manifest::Deployment,
+    opener: Option<&Opener>,
 ) -> Result<usize, Error> {
     for dir in m.dirs.iter().filter(|x| kinds.contains(&x.kind)) {
         let Some(dest) = destination_of(&dir.path, dir.kind, d) else {
@@ -300,7 +328,7 @@ fn put_back(
                 .create(parent)
                 .map_err(|e| Error::invalid(format!("cannot create {}: {e}", parent.display())))?;
         }
-        copy_piece(backup, p, &dest)?;
+        copy_piece(backup, p, &dest, opener)?;
         n += 1;
     }
     Ok(n)
@@ -312,21 +340,27 @@ pub fn put_back_for_tests(
     backup: &Path,
     m: &Manifest,
     d: &manifest::Deployment,
+    opener: Option<&Opener>,
 ) -> Result<usize, Error> {
     put_back(
         backup,
         m,
         &[Kind::State, Kind::Terraform, Kind::Disk, Kind::Gpu],
         d,
+        opener,
     )
 }
 
-/// Copies one piece to `dest` (through `fsx`: never through a link), checks its sha256 on the way, and gives
-/// it its recorded mode.
-fn copy_piece(backup: &Path, p: &Piece, dest: &Path) -> Result<(), Error> {
+/// Copies one piece to `dest` (through `fsx`: never through a link; decrypted with `opener` when the backup is
+/// encrypted), checks its sha256 on the way, and gives it its recorded mode.
+fn copy_piece(backup: &Path, p: &Piece, dest: &Path, opener: Option<&Opener>) -> Result<(), Error> {
     let src = backup.join(checked_path(p).map_err(Error::invalid)?);
     let mode = p.mode & 0o777;
-    let (size, sum) = hsw_core::fsx::copy_atomic_sha256(&src, dest, mode).map_err(|e| {
+    let copied = match opener {
+        Some(o) => o.open_file(&src, dest, mode),
+        None => hsw_core::fsx::copy_atomic_sha256(&src, dest, mode),
+    };
+    let (size, sum) = copied.map_err(|e| {
         Error::invalid(format!("cannot copy {} to {}: {e}", p.path, dest.display()))
     })?;
     if size != p.size || sum != p.sha256 {
@@ -369,11 +403,52 @@ fn refuse_existing(v: &Virsh<'_>, m: &Manifest) -> Result<(), Error> {
     )))
 }
 
-/// Defines the networks and domains from their XML, starts what was running, sets autostart as it was.
-fn define(v: &Virsh<'_>, backup: &Path, m: &Manifest, out: &mut dyn Write) -> Result<(), Error> {
+/// Defines the networks and domains from their XML, starts what was running, sets autostart as it was. An
+/// encrypted backup's XML is opened into a private directory of the state directory for virsh, and removed.
+fn define(
+    v: &Virsh<'_>,
+    backup: &Path,
+    m: &Manifest,
+    opener: Option<&Opener>,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let opened = m.deployment.state_dir.join(".restore-libvirt");
+    let r = define_from(v, backup, m, opener, &opened, out);
+    if opener.is_some() {
+        let _ = std::fs::remove_dir_all(&opened);
+    }
+    r
+}
+
+fn define_from(
+    v: &Virsh<'_>,
+    backup: &Path,
+    m: &Manifest,
+    opener: Option<&Opener>,
+    opened: &Path,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let call = |args: &[&str]| v.call(args).map(|_| ()).map_err(Error::invalid);
+    let xml_of = |rel: String| -> Result<PathBuf, Error> {
+        let Some(o) = opener else {
+            return Ok(backup.join(rel));
+        };
+        let piece = m
+            .pieces
+            .iter()
+            .find(|p| p.path == rel)
+            .ok_or_else(|| Error::invalid(format!("the backup has no {rel}")))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(opened)
+            .map_err(|e| Error::invalid(format!("cannot create {}: {e}", opened.display())))?;
+        let dest = opened.join(below_top(Path::new(&rel)));
+        copy_piece(backup, piece, &dest, Some(o))?;
+        Ok(dest)
+    };
     for n in &m.networks {
-        let xml = backup.join(manifest::network_xml(&n.name));
+        let xml = xml_of(manifest::network_xml(&n.name))?;
         call(&["net-define", &xml.display().to_string()])?;
         if n.autostart {
             call(&["net-autostart", &n.name])?;
@@ -383,7 +458,7 @@ fn define(v: &Virsh<'_>, backup: &Path, m: &Manifest, out: &mut dyn Write) -> Re
         }
     }
     for d in &m.domains {
-        let xml = backup.join(manifest::domain_xml(&d.name));
+        let xml = xml_of(manifest::domain_xml(&d.name))?;
         call(&["define", &xml.display().to_string()])?;
         if d.autostart {
             call(&["autostart", &d.name])?;

@@ -102,6 +102,15 @@ fn deployment(f: &Fixture, runner: &FakeRunner) -> PathBuf {
 }
 
 fn backup(f: &Fixture, runner: &FakeRunner, keep: Option<u32>) -> (Result<PathBuf, Error>, String) {
+    backup_sealed(f, runner, keep, None)
+}
+
+fn backup_sealed(
+    f: &Fixture,
+    runner: &FakeRunner,
+    keep: Option<u32>,
+    seal: Option<&crypt::SealArgs>,
+) -> (Result<PathBuf, Error>, String) {
     let ctx = f.ctx(runner);
     let session = fixture::session();
     let pool = f.dir.path().join("pool");
@@ -112,6 +121,7 @@ fn backup(f: &Fixture, runner: &FakeRunner, keep: Option<u32>) -> (Result<PathBu
         (URI, &pool),
         &f.dir.path().join("backups"),
         (keep, true),
+        seal,
         &mut out,
     );
     (r, text(&out))
@@ -216,14 +226,16 @@ fn a_backup_holds_the_deployment_and_verifies() {
 
     // verify: fine, then one flipped byte, then a file the manifest does not list.
     let mut sink = Vec::new();
-    verify_cmd(&dir, &mut sink).unwrap_or_else(|e| panic!("{e}"));
+    verify_cmd(&dir, &crypt::OpenArgs::default(), &mut sink).unwrap_or_else(|e| panic!("{e}"));
     assert!(text(&sink).contains("verified, "), "{}", text(&sink));
     let disk = dir.join(format!("pool/{CTL}/root.qcow2"));
     let mut bytes = std::fs::read(&disk).unwrap();
     bytes[3] ^= 0x01;
     std::fs::write(&disk, &bytes).unwrap();
     std::fs::write(dir.join("pool/extra"), b"x").unwrap();
-    let e = verify_cmd(&dir, &mut Vec::new()).unwrap_err().to_string();
+    let e = verify_cmd(&dir, &crypt::OpenArgs::default(), &mut Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains(&format!("pool/{CTL}/root.qcow2 is damaged")),
         "{e}"
@@ -248,7 +260,7 @@ fn pieces_go_back_with_their_modes_and_damage_is_caught() {
     d.state_dir = to.path().join("state");
     d.terraform_dir = d.state_dir.join("terraform");
     d.pool_dir = to.path().join("pool");
-    let n = restore::put_back_for_tests(&dir, &m, &d).unwrap_or_else(|e| panic!("{e}"));
+    let n = restore::put_back_for_tests(&dir, &m, &d, None).unwrap_or_else(|e| panic!("{e}"));
     assert!(n >= 9, "{n}");
     assert_eq!(
         std::fs::read(d.state_dir.join("ssh/hpc/id_ed25519")).unwrap(),
@@ -272,7 +284,7 @@ fn pieces_go_back_with_their_modes_and_damage_is_caught() {
 
     let seed = dir.join(format!("pool/{CTL}/cidata.iso"));
     std::fs::write(&seed, b"SEED").unwrap();
-    let e = restore::put_back_for_tests(&dir, &m, &d)
+    let e = restore::put_back_for_tests(&dir, &m, &d, None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -281,6 +293,134 @@ fn pieces_go_back_with_their_modes_and_damage_is_caught() {
         )),
         "{e}"
     );
+}
+
+#[test]
+fn an_encrypted_backup_holds_no_plaintext_verifies_without_the_key_and_opens_with_it() {
+    let f = Fixture::new(Some("sb"));
+    let runner = FakeRunner::new();
+    deployment(&f, &runner);
+    let me = age::x25519::Identity::generate();
+    let seal = crypt::SealArgs {
+        recipients: vec![me.to_public().to_string()],
+        ..Default::default()
+    };
+    let (r, said) = backup_sealed(&f, &runner, None, Some(&seal));
+    let dir = r.unwrap_or_else(|e| panic!("{e}\n{said}"));
+    assert!(said.contains("encrypted to age1"), "{said}");
+    let m = manifest::read(&dir).unwrap();
+    assert_eq!(m.format, manifest::FORMAT_ENCRYPTED);
+    let enc = m.encryption.clone().unwrap();
+    assert_eq!(enc.recipients, [me.to_public().to_string()]);
+    assert_eq!(mode_of(&dir.join(crypt::KEY_FILE)), 0o600);
+    // No piece shows what it holds: not the keys, not the disks, not the dumps, not the config.
+    for p in &m.pieces {
+        let bytes = std::fs::read(dir.join(&p.path)).unwrap();
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1"),
+            "{} is not an age file",
+            p.path
+        );
+        for plain in [&b"MUNGE"[..], b"controller disk", b"MariaDB", b"<domain>"] {
+            assert!(
+                !bytes.windows(plain.len()).any(|w| w == plain),
+                "{} shows its content",
+                p.path
+            );
+        }
+    }
+    // verify needs no key; with the key it opens every piece; with another it says which key it needs.
+    let mut sink = Vec::new();
+    verify_cmd(&dir, &crypt::OpenArgs::default(), &mut sink).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text(&sink).contains("--identity or --passphrase-file opens them"),
+        "{}",
+        text(&sink)
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let id = |name: &str, key: &age::x25519::Identity| {
+        use age::secrecy::ExposeSecret as _;
+        let p = keys.path().join(name);
+        write(&p, key.to_string().expose_secret().as_bytes(), 0o600);
+        crypt::OpenArgs {
+            identities: vec![p],
+            passphrase_file: None,
+        }
+    };
+    let mine = id("me", &me);
+    let mut sink = Vec::new();
+    verify_cmd(&dir, &mine, &mut sink).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text(&sink).contains("every piece decrypts"),
+        "{}",
+        text(&sink)
+    );
+    let e = verify_cmd(
+        &dir,
+        &id("other", &age::x25519::Identity::generate()),
+        &mut Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("does not open the backup") && e.contains("age1"),
+        "{e}"
+    );
+
+    // One piece by hand: `backup cat`.
+    let mut dump = Vec::new();
+    cat(&dir, "dumps/slurm-accounting.sql", &mine, &mut dump).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dump, b"-- MariaDB dump\n");
+    let e = cat(&dir, "dumps/nothing.sql", &mine, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the dumps are dumps/slurm-accounting.sql, dumps/home.tar"),
+        "{e}"
+    );
+    let e = cat(
+        &dir,
+        "dumps/home.tar",
+        &crypt::OpenArgs::default(),
+        &mut Vec::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("the backup is encrypted"), "{e}");
+
+    // The pieces go back decrypted, with their modes.
+    let opener = crypt::Opener::new(&dir, &enc, &mine).unwrap();
+    let to = tempfile::tempdir().unwrap();
+    let mut d = m.deployment.clone();
+    d.state_dir = to.path().join("state");
+    d.terraform_dir = d.state_dir.join("terraform");
+    d.pool_dir = to.path().join("pool");
+    restore::put_back_for_tests(&dir, &m, &d, Some(&opener)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        std::fs::read(d.state_dir.join("munge/hpc/munge.key")).unwrap(),
+        b"MUNGE"
+    );
+    assert_eq!(mode_of(&d.state_dir.join("munge/hpc/munge.key")), 0o400);
+    assert_eq!(
+        std::fs::read(d.pool_dir.join(format!("{CTL}/root.qcow2"))).unwrap(),
+        b"controller disk"
+    );
+
+    // A flipped byte in a disk: verify names it without the key; the key cannot open it either.
+    let disk = dir.join(format!("pool/{CTL}/root.qcow2"));
+    let mut bytes = std::fs::read(&disk).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&disk, &bytes).unwrap();
+    let e = verify_cmd(&dir, &crypt::OpenArgs::default(), &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("pool/{CTL}/root.qcow2 is damaged")),
+        "{e}"
+    );
+    let mut piece = std::fs::File::open(&disk).unwrap();
+    assert!(opener.open(&mut piece, &mut std::io::sink()).is_err());
 }
 
 #[test]

@@ -144,6 +144,29 @@ pub fn install(args: &TimerArgs, runner: &dyn Runner, out: &mut dyn Write) -> Re
     if let Some(k) = c.keep {
         exec.extend(["--keep".to_owned(), k.to_string()]);
     }
+    // Encryption as asked: public keys as given (checked now, so the timer does not fail later), key files
+    // by their absolute paths (the passphrase stays in its file).
+    if c.seal.wanted() {
+        super::crypt::Sealer::new(&c.seal).map_err(Error::invalid)?;
+    }
+    for r in &c.seal.recipients {
+        exec.extend(["--encrypt-to".to_owned(), r.trim().to_owned()]);
+    }
+    for (flag, f) in c
+        .seal
+        .recipients_files
+        .iter()
+        .map(|f| ("--encrypt-to-file", f))
+        .chain(
+            c.seal
+                .passphrase_file
+                .iter()
+                .map(|f| ("--encrypt-passphrase-file", f)),
+        )
+    {
+        let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+        exec.extend([flag.to_owned(), plain(&abs, "the key file")?]);
+    }
     let name = unit_name(ctx.sandbox.as_deref());
     let repo = plain(&ctx.repo, "the repository")?;
     let (service, timer) = units(&name, &exec, &repo, spec);
@@ -212,6 +235,7 @@ mod tests {
                 out: Some("/srv/backups".into()),
                 keep: Some(7),
                 no_verify: false,
+                seal: Default::default(),
             },
             on_calendar: "*-*-* 02:30:00".into(),
             unit_dir: unit_dir.to_path_buf(),

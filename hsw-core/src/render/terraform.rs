@@ -205,10 +205,7 @@ impl Options {
 
 /// sha256 of a text, lowercase hex.
 pub fn sha256_hex(text: impl AsRef<[u8]>) -> String {
-    Sha256::digest(text.as_ref())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::fsx::hex(&Sha256::digest(text.as_ref()))
 }
 
 /// One generated file.

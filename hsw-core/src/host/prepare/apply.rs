@@ -92,10 +92,7 @@ pub struct ApplyReport {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::fsx::hex(&Sha256::digest(bytes))
 }
 
 fn now_unix() -> u64 {
