@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::runner::SystemRunner;
 use crate::session::Session;
 use crate::up::virsh::Virsh;
-use crate::up::{host_libvirt, sandbox, ssh_user, verify, Ctx, Target};
+use crate::up::{sandbox, ssh_user, verify, Ctx, Target};
 use crate::{exit, Format};
 
 /// `hsw-cli status`.
@@ -206,15 +206,15 @@ pub fn gather(ctx: &Ctx<'_>, session: &Session) -> Result<Status, Error> {
     let d = planned_hosts(config, plan);
     let units = gpu_units(&Layout::new(config, plan));
     let mut down = Vec::new();
-    let uri = match &ctx.sandbox {
-        Some(name) if !sandbox::running(ctx, name) => {
+    let uri = match sandbox::libvirt_at(ctx, config)? {
+        Ok((uri, _)) => Some(uri),
+        Err(not_running) => {
             down.push(format!(
-                "the sandbox `{name}` is not running: start it with `hsw-cli up --sandbox-name {name}`"
+                "{not_running}: start it with `hsw-cli up --sandbox-name {}`",
+                ctx.sandbox.as_deref().unwrap_or_default()
             ));
             None
         }
-        Some(name) => Some(sandbox::env(ctx, name)?.uri),
-        None => Some(host_libvirt(config).0),
     };
     let virsh = uri.as_deref().map(|u| Virsh::new(ctx.runner, u));
     let running = virsh.and_then(|v| v.domains());

@@ -180,6 +180,15 @@ impl Manifest {
     }
 }
 
+/// The sum of the sizes of the pieces of one kind.
+pub fn size_of(pieces: &[Piece], kind: Kind) -> u64 {
+    pieces
+        .iter()
+        .filter(|p| p.kind == kind)
+        .map(|p| p.size)
+        .sum()
+}
+
 /// A piece's path as it must be: relative, plain components only (no `..`, no root, no `.`, no doubled or
 /// trailing `/`), at most 4096 bytes, under its kind's directory. Returns it as a path.
 pub fn checked_path(piece: &Piece) -> Result<PathBuf, String> {

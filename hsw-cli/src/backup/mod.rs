@@ -35,7 +35,7 @@ use crate::runner::{Runner, SystemRunner};
 use crate::session::Session;
 use crate::up::sandbox;
 use crate::up::virsh::Virsh;
-use crate::up::{host_libvirt, say, ssh_user, Ctx, Place, Target, DEFAULT_SANDBOX};
+use crate::up::{say, ssh_user, Ctx, Place, Target, DEFAULT_SANDBOX};
 use crate::Format;
 
 pub mod crypt;
@@ -188,26 +188,6 @@ pub fn human(bytes: u64) -> String {
         u += 1;
     }
     format!("{v:.1} {}", UNITS[u])
-}
-
-/// Where libvirt is for a deployment: its URI and pool directory (the sandbox must run).
-pub(crate) fn libvirt_of(ctx: &Ctx<'_>, session: &Session) -> Result<(String, PathBuf), Error> {
-    match &ctx.sandbox {
-        Some(name) => {
-            if !sandbox::running(ctx, name) {
-                return Err(Error::invalid(format!(
-                    "the sandbox `{name}` is not running, so there is no deployment to back up; bring it up with \
-                     `hsw-cli up --sandbox-name {name}`, or name another with --sandbox-name"
-                )));
-            }
-            let e = sandbox::env(ctx, name)?;
-            Ok((e.uri, e.pool_dir))
-        }
-        None => {
-            let (uri, pool) = host_libvirt(&session.config);
-            Ok((uri, PathBuf::from(pool)))
-        }
-    }
 }
 
 /// What a backup is being written into.
@@ -411,7 +391,13 @@ pub fn create(
     let target = args.target();
     let ctx = Ctx::new(&target, runner)?;
     let session = Session::load(args.place.config.as_deref())?;
-    let (uri, pool) = libvirt_of(&ctx, &session)?;
+    let (uri, pool) = sandbox::libvirt_at(&ctx, &session.config)?.map_err(|not_running| {
+        let name = ctx.sandbox.as_deref().unwrap_or_default();
+        Error::invalid(format!(
+            "{not_running}, so there is no deployment to back up; bring it up with `hsw-cli up --sandbox-name \
+             {name}`, or name another with --sandbox-name"
+        ))
+    })?;
     let root = args
         .out
         .clone()
@@ -739,7 +725,7 @@ fn take(
             || rel.to_string_lossy().ends_with(libvirt::OVERLAY_SUFFIX)
             || rel.extension().is_some_and(|x| x == "hsw-tmp")
     })?;
-    let disks: u64 = w.of_kind_size(Kind::Disk);
+    let disks: u64 = manifest::size_of(&w.pieces, Kind::Disk);
     say(
         out,
         format!(
@@ -755,16 +741,6 @@ fn take(
         rel.extension().is_some_and(|x| x == "lock")
     })?;
     Ok((records, networks))
-}
-
-impl Writer {
-    fn of_kind_size(&self, kind: Kind) -> u64 {
-        self.pieces
-            .iter()
-            .filter(|p| p.kind == kind)
-            .map(|p| p.size)
-            .sum()
-    }
 }
 
 /// The domains and networks of the deployment: everything in a sandbox's libvirt; on the host's, the VMs

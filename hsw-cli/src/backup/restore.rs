@@ -200,7 +200,7 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
         format!(
             "disks: {n} files back in {} ({}) in {} s",
             d.pool_dir.display(),
-            human(m.of_kind(Kind::Disk).map(|p| p.size).sum()),
+            human(manifest::size_of(&m.pieces, Kind::Disk)),
             t.elapsed().as_secs()
         ),
     );

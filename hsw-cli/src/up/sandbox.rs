@@ -92,6 +92,28 @@ pub fn env(ctx: &Ctx<'_>, name: &str) -> Result<SandboxEnv, Error> {
     })
 }
 
+/// Where libvirt is for the deployment at `ctx`: its URI and pool directory: the sandbox's when it has one
+/// (`Ok(Err(sentence))` when that sandbox is not running; the caller adds what to do), else the host's from the
+/// config. The one place `status` and `backup` decide it.
+pub fn libvirt_at(
+    ctx: &Ctx<'_>,
+    config: &hsw_core::config::model::ClusterConfig,
+) -> Result<Result<(String, PathBuf), String>, Error> {
+    match &ctx.sandbox {
+        Some(name) if !running(ctx, name) => {
+            Ok(Err(format!("the sandbox `{name}` is not running")))
+        }
+        Some(name) => {
+            let e = env(ctx, name)?;
+            Ok(Ok((e.uri, e.pool_dir)))
+        }
+        None => {
+            let (uri, pool) = host_libvirt(config);
+            Ok(Ok((uri, PathBuf::from(pool))))
+        }
+    }
+}
+
 /// Whether the sandbox runs (`scripts/sandbox.sh --name NAME status` succeeds).
 pub fn running(ctx: &Ctx<'_>, name: &str) -> bool {
     ctx.runner
