@@ -104,6 +104,9 @@ enum Command {
     Backup(Box<backup::BackupArgs>),
     /// Bring a deployment back from a backup, in the places it was taken from.
     Restore(Box<backup::RestoreArgs>),
+    /// Return the deployment to the snapshot `up` took before its last change that destroyed VMs (a shrink,
+    /// a replacement): the deployment there now is removed, then restored from it.
+    Rollback(backup::RollbackArgs),
 }
 
 /// Exit codes shared by every command.
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
         Command::Down(args) => up::down(&args, &mut out),
         Command::Backup(args) => backup::run(&args, &mut out),
         Command::Restore(args) => backup::restore(&args, &mut out),
+        Command::Rollback(args) => backup::rollback(&args, &mut out),
         Command::Status(args) => status::run(&args, &mut out),
         Command::Completions { shell } => {
             completions::completions(shell, &mut Cli::command(), &mut out);

@@ -23,7 +23,9 @@
 #                             slices) adds exactly one domain, the five VMs keep their uuids, sinfo lists the 3
 #                             nodes (the new one idle) and srun runs on it; then `up` with 2 drains the new node
 #                             while a 40 s job runs there (sacct: COMPLETED), destroys its VM and volumes, and
-#                             sinfo lists exactly the 2 nodes, all idle; the long job survived both
+#                             sinfo lists exactly the 2 nodes, all idle; the long job survived both. Before the
+#                             shrink `up` took its snapshot (--snapshot-dir): one backup holding the removed VM and
+#                             the 3-node config, which `backup verify` accepts
 #   up (the platform)         segmentation baseline first: an HPC VM reaches a cloud VM's port 22 (no policy yet).
 #                             Then `up` without --hpc-only: the plan is empty, the platform playbooks run offline
 #                             (--skip-tags online, hsw_offline=true, the summary says what was skipped) and change
@@ -99,7 +101,7 @@ cleanup() {
       (cd "$root" && "$cli" down --config "$config" --sandbox-name "$sandbox_name" --state-dir "$state") >/dev/null 2>&1 \
         || sandbox stop
     fi
-    rm -rf --one-file-system "$work"
+    rm -rf --one-file-system "$work" "/var/backups/hsw/$sandbox_name"
   fi
   exit "$rc"
 }
@@ -258,8 +260,20 @@ short=$(ns_ssh "$key_hpc" "$ctl_ip" sbatch --parsable -t 5 -w "$new_vm" -o /dev/
   || fail "sbatch on $new_vm failed"
 for _ in $(seq 30); do [ "$(job_state "$short")" = RUNNING ] && break; sleep 2; done
 [ "$(job_state "$short")" = RUNNING ] || fail "job $short is not RUNNING on $new_vm before the shrink"
-hsw up --skip-check --no-verify --hpc-only --drain-timeout 300 2>&1 | tee "$work/up-shrink.log" >&2 || fail "up back to 2 compute nodes failed"
+hsw up --skip-check --no-verify --hpc-only --drain-timeout 300 --snapshot-dir "$work/pre-change" 2>&1 \
+  | tee "$work/up-shrink.log" >&2 || fail "up back to 2 compute nodes failed"
 grep -q "draining $new_vm in Slurm" "$work/up-shrink.log" || fail "up did not drain $new_vm before removing it"
+# The snapshot before the change: the deployment as it was (3 compute nodes, the root and config of then),
+# taken before the drain; it verifies.
+grep -q "the plan destroys $new_vm: a snapshot of the deployment first" "$work/up-shrink.log" \
+  || fail "up did not snapshot the deployment before destroying $new_vm"
+snap=$(find "$work/pre-change" -mindepth 1 -maxdepth 1 -type d -name '2*')
+{ [ -n "$snap" ] && [ "$(wc -l <<< "$snap")" = 1 ]; } || fail "expected one snapshot in $work/pre-change, found '$snap'"
+jq -e --arg vm "$new_vm" '[.domains[].name] | index($vm)' "$snap/manifest.json" >/dev/null \
+  || fail "the snapshot does not hold $new_vm"
+cmp -s "$snap/config/cluster.yaml" "$config3" || fail "the snapshot's config is not the one it was made from (3 compute nodes)"
+"$cli" backup verify "$snap" >/dev/null || fail "the snapshot before the shrink does not verify"
+info "snapshot before the shrink: $snap ($(du -sh "$snap" | cut -f1)), holds $new_vm, verifies"
 st=$(ns_ssh "$key_hpc" "$ctl_ip" sacct -n -X -P -j "$short" -o State) || fail "sacct -j $short failed"
 [ "$st" = COMPLETED ] || fail "job $short on the removed node ended '$st', expected COMPLETED (the drain let it finish)"
 [ "$(domains)" = "$before_domains" ] || fail "after the shrink libvirt has '$(domains)', expected '$before_domains'"

@@ -45,7 +45,7 @@ pub mod manifest;
 mod restore;
 mod timer;
 
-pub use restore::{restore, RestoreArgs};
+pub use restore::{restore, restored_config, rollback, RestoreArgs, RollbackArgs};
 
 use manifest::{Deployment, Kind, Manifest, Piece, FORMAT, FORMAT_ENCRYPTED, MANIFEST, MAX_PIECES};
 
@@ -190,6 +190,147 @@ pub fn human(bytes: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
+/// What a backup takes besides the deployment as it is.
+#[derive(Debug, Default, Clone, Copy)]
+struct Extra<'a> {
+    /// Encrypt it so.
+    seal: Option<&'a crypt::SealArgs>,
+    /// The Terraform root's files to take instead of those there now (the pre-change snapshot: `up` has
+    /// generated the root again for the change).
+    previous_root: Option<&'a [RootFile]>,
+}
+
+/// A file of the Terraform root as it was before `up` generated it again: its name in the root, its bytes,
+/// its mode.
+pub type RootFile = (String, Vec<u8>, u32);
+
+/// The most files, and bytes per file, [`root_files`] takes.
+const MAX_ROOT_FILES: usize = 256;
+const MAX_ROOT_FILE: u64 = 16 << 20;
+
+/// The Terraform root's own files (regular files directly in it, not its state, a saved plan or
+/// `.terraform/`), read before `up` generates it again, so that a snapshot taken before the change holds the
+/// root its Terraform state was made with.
+pub fn root_files(tf_dir: &Path) -> Result<Vec<RootFile>, Error> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(tf_dir)
+        .map_err(|e| Error::invalid(format!("cannot list {}: {e}", tf_dir.display())))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.file_type().is_ok_and(|t| t.is_file())
+            || name.starts_with("terraform.tfstate")
+            || name.ends_with(".tfplan")
+            || name.ends_with(".hsw-tmp")
+        {
+            continue;
+        }
+        if out.len() >= MAX_ROOT_FILES {
+            return Err(Error::invalid(format!(
+                "{} holds more than {MAX_ROOT_FILES} files; is it the Terraform root hsw generated?",
+                tf_dir.display()
+            )));
+        }
+        let p = e.path();
+        let f = std::fs::File::open(&p)
+            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", p.display())))?;
+        let mode = f
+            .metadata()
+            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", p.display())))?
+            .mode()
+            & 0o7777;
+        let mut bytes = Vec::new();
+        f.take(MAX_ROOT_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", p.display())))?;
+        if bytes.len() as u64 > MAX_ROOT_FILE {
+            return Err(Error::invalid(format!(
+                "{} is larger than {} MiB; is it the Terraform root hsw generated?",
+                p.display(),
+                MAX_ROOT_FILE >> 20
+            )));
+        }
+        out.push((name, bytes, mode));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Where `up` keeps its snapshot before a change that destroys VMs, without `--snapshot-dir`.
+pub fn pre_change_root(sandbox: Option<&str>) -> PathBuf {
+    Path::new(DEFAULT_ROOT)
+        .join(sandbox.unwrap_or("host"))
+        .join("pre-change")
+}
+
+/// `up`'s snapshot before a plan that destroys `destroyed`: a whole backup of the deployment as it was: the
+/// config it was last applied from (`<state>/cluster.yaml`), the Terraform root as it was before the generate
+/// step, its state, every VM's disks, the dumps. Only the newest of this deployment is kept in the directory.
+/// Without a record of the last config (a deployment an older hsw-cli made) there is nothing consistent to
+/// return to: it says so and goes on.
+pub(crate) fn pre_change(
+    up: &crate::up::Up<'_>,
+    destroyed: &[String],
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let vms = destroyed.join(", ");
+    if up.args.no_snapshot {
+        say(
+            out,
+            format!("the plan destroys {vms}; no snapshot first (--no-snapshot)"),
+        );
+        return Ok(());
+    }
+    let ctx = up.ctx;
+    let applied = restored_config(ctx.state.root());
+    let (Ok(source), Some(root)) = (
+        std::fs::read_to_string(&applied),
+        up.previous_root.as_deref(),
+    ) else {
+        say(
+            out,
+            format!(
+                "the plan destroys {vms}; no snapshot first: {} does not record the config the deployment was \
+                 made from (an older hsw-cli made it), so there would be nothing consistent to roll back to",
+                applied.display()
+            ),
+        );
+        return Ok(());
+    };
+    let old = Session::from_source(
+        format!("{} (last applied)", applied.display()),
+        Some(applied.clone()),
+        source,
+    )?;
+    let libvirt = up.libvirt()?;
+    let dir = up
+        .args
+        .snapshot_dir
+        .clone()
+        .unwrap_or_else(|| pre_change_root(ctx.sandbox.as_deref()));
+    say(
+        out,
+        format!(
+            "the plan destroys {vms}: a snapshot of the deployment first, into {} (`hsw-cli rollback` returns \
+             to it; --no-snapshot skips it)",
+            dir.display()
+        ),
+    );
+    write_backup(
+        ctx,
+        &old,
+        (&libvirt.uri, &libvirt.pool),
+        &dir,
+        (Some(1), false),
+        Extra {
+            seal: None,
+            previous_root: Some(root),
+        },
+        out,
+    )?;
+    Ok(())
+}
+
 /// What a backup is being written into.
 struct Writer {
     /// The (partial) backup directory.
@@ -202,6 +343,38 @@ struct Writer {
 }
 
 impl Writer {
+    /// Takes `files` as the Terraform root's files instead of those the state walk took there.
+    fn previous_root(&mut self, ctx: &Ctx<'_>, files: &[RootFile]) -> Result<(), Error> {
+        let state = ctx.state.root();
+        let (top, kind) = match ctx.tf_dir.strip_prefix(state) {
+            Ok(rel) => (format!("state/{}", rel.display()), Kind::State),
+            Err(_) => ("terraform".to_owned(), Kind::Terraform),
+        };
+        let top = top.trim_end_matches('/').to_owned();
+        let in_root = |path: &str| {
+            path.strip_prefix(&format!("{top}/"))
+                .is_some_and(|n| !n.contains('/'))
+        };
+        let now: Vec<String> = self
+            .pieces
+            .iter()
+            .filter(|p| p.kind == kind && in_root(&p.path))
+            .map(|p| p.path.clone())
+            .filter(|path| {
+                !path.ends_with("/terraform.tfstate")
+                    && !path.ends_with("/terraform.tfstate.backup")
+            })
+            .collect();
+        for path in &now {
+            self.pieces.retain(|p| &p.path != path);
+            let _ = std::fs::remove_file(self.dir.join(path));
+        }
+        for (name, bytes, mode) in files {
+            self.bytes(format!("{top}/{name}"), kind, bytes, *mode, None)?;
+        }
+        Ok(())
+    }
+
     fn file(&self, rel: &str) -> Result<PathBuf, Error> {
         if self.pieces.len() >= MAX_PIECES {
             return Err(Error::invalid(format!(
@@ -239,12 +412,13 @@ impl Writer {
         });
     }
 
-    /// A piece from bytes.
+    /// A piece from bytes (`mode`: the mode to give it back with).
     fn bytes(
         &mut self,
         rel: String,
         kind: Kind,
         bytes: &[u8],
+        mode: u32,
         vm: Option<&str>,
     ) -> Result<(), Error> {
         let p = self.file(&rel)?;
@@ -258,7 +432,7 @@ impl Writer {
             }),
         }
         .map_err(|e| Error::invalid(format!("cannot write {}: {e}", p.display())))?;
-        self.push(rel, kind, size, sum, 0o600, vm);
+        self.push(rel, kind, size, sum, mode, vm);
         Ok(())
     }
 
@@ -408,7 +582,10 @@ pub fn create(
         (&uri, &pool),
         &root,
         (args.keep, !args.no_verify),
-        Some(&args.seal),
+        Extra {
+            seal: Some(&args.seal),
+            previous_root: None,
+        },
         out,
     )
 }
@@ -422,9 +599,13 @@ fn write_backup(
     (uri, pool): (&str, &Path),
     root: &Path,
     (keep, verify): (Option<u32>, bool),
-    seal: Option<&crypt::SealArgs>,
+    extra: Extra<'_>,
     out: &mut dyn Write,
 ) -> Result<PathBuf, Error> {
+    let Extra {
+        seal,
+        previous_root,
+    } = extra;
     let t0 = Instant::now();
     let (uri, pool) = (uri.to_owned(), pool.to_path_buf());
     let tfstate = ctx.tf_dir.join("terraform.tfstate");
@@ -473,7 +654,7 @@ fn write_backup(
         }
         None => Ok(()),
     }
-    .and_then(|()| take(ctx, session, &uri, &pool, &mut w, out));
+    .and_then(|()| take(ctx, session, &uri, &pool, previous_root, &mut w, out));
     let deployment = Deployment {
         sandbox: ctx.sandbox.clone(),
         state_dir: ctx.state.root().to_path_buf(),
@@ -567,6 +748,7 @@ fn take(
     session: &Session,
     uri: &str,
     pool: &Path,
+    previous_root: Option<&[RootFile]>,
     w: &mut Writer,
     out: &mut dyn Write,
 ) -> Result<(Vec<manifest::DomainRecord>, Vec<manifest::NetworkRecord>), Error> {
@@ -574,12 +756,16 @@ fn take(
         "config/cluster.yaml".into(),
         Kind::Config,
         session.source.as_bytes(),
+        0o600,
         None,
     )?;
     let state = ctx.state.root();
     w.tree("state", Kind::State, state, &state_skip)?;
     if !ctx.tf_dir.starts_with(state) {
         w.tree("terraform", Kind::Terraform, &ctx.tf_dir, &state_skip)?;
+    }
+    if let Some(files) = previous_root {
+        w.previous_root(ctx, files)?;
     }
     say(
         out,
@@ -601,6 +787,7 @@ fn take(
             manifest::domain_xml(n),
             Kind::Domain,
             d.xml.as_bytes(),
+            0o600,
             Some(n),
         )?;
         domains.push(d);
@@ -612,6 +799,7 @@ fn take(
             manifest::network_xml(n),
             Kind::Network,
             xml.as_bytes(),
+            0o600,
             None,
         )?;
         networks.push(rec);

@@ -61,6 +61,91 @@ pub fn restored_config(state_dir: &Path) -> PathBuf {
     state_dir.join("cluster.yaml")
 }
 
+/// `hsw-cli rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The deployment (as `hsw-cli up` was given it).
+    #[command(flatten)]
+    pub place: Place,
+    /// Where `up` kept its snapshot (as given to `up --snapshot-dir`; default
+    /// /var/backups/hsw/<sandbox name, or host>/pre-change).
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+/// Runs `hsw-cli rollback`: the deployment back to the snapshot `up` took before its last change that
+/// destroyed VMs (a `restore --replace` of it); returns the exit code.
+pub fn rollback(args: &RollbackArgs, out: &mut dyn Write) -> u8 {
+    let t0 = Instant::now();
+    match rollback_with(args, &SystemRunner, out) {
+        Ok(()) => {
+            say(
+                out,
+                format!("rollback finished in {} s", t0.elapsed().as_secs()),
+            );
+            exit::OK
+        }
+        Err(e) => e.report(),
+    }
+}
+
+fn rollback_with(
+    args: &RollbackArgs,
+    runner: &dyn Runner,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let target = Target {
+        place: args.place.clone(),
+        out: None,
+    };
+    let ctx = Ctx::new(&target, runner)?;
+    let dir = args
+        .snapshot_dir
+        .clone()
+        .unwrap_or_else(|| super::pre_change_root(ctx.sandbox.as_deref()));
+    let backup = newest_of(&dir, ctx.sandbox.as_deref(), ctx.state.root())?;
+    say(
+        out,
+        format!(
+            "rolling back to {} (the snapshot `up` took before its last change that destroyed VMs): the \
+             deployment there now is removed first, then restored from it",
+            backup.display()
+        ),
+    );
+    restore_with(
+        &RestoreArgs {
+            backup,
+            replace: true,
+            open: OpenArgs::default(),
+        },
+        runner,
+        out,
+    )
+}
+
+/// The newest backup in `dir` of the deployment in `sandbox` with its state in `state_dir`.
+pub(super) fn newest_of(
+    dir: &Path,
+    sandbox: Option<&str>,
+    state_dir: &Path,
+) -> Result<PathBuf, Error> {
+    super::backups_in(dir)?
+        .into_iter()
+        .filter(|(_, m)| {
+            m.deployment.sandbox.as_deref() == sandbox && m.deployment.state_dir == state_dir
+        })
+        .map(|(p, _)| p)
+        .next_back()
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{} holds no snapshot of this deployment (state {}): `hsw-cli up` takes one before a plan that \
+                 destroys VMs, unless --no-snapshot; name another place with --snapshot-dir",
+                dir.display(),
+                state_dir.display()
+            ))
+        })
+}
+
 fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) -> Result<(), Error> {
     let t = Instant::now();
     say(out, format!("verifying {}", args.backup.display()));

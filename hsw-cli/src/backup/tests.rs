@@ -121,7 +121,10 @@ fn backup_sealed(
         (URI, &pool),
         &f.dir.path().join("backups"),
         (keep, true),
-        seal,
+        Extra {
+            seal,
+            previous_root: None,
+        },
         &mut out,
     );
     (r, text(&out))
@@ -421,6 +424,75 @@ fn an_encrypted_backup_holds_no_plaintext_verifies_without_the_key_and_opens_wit
     );
     let mut piece = std::fs::File::open(&disk).unwrap();
     assert!(opener.open(&mut piece, &mut std::io::sink()).is_err());
+}
+
+#[test]
+fn the_snapshot_before_a_change_holds_the_root_as_it_was_and_rollback_finds_it() {
+    let f = Fixture::new(Some("sb"));
+    let runner = FakeRunner::new();
+    let pool = deployment(&f, &runner);
+    let ctx = f.ctx(&runner);
+    // The root as the last `up` left it, read before the generate step writes it again.
+    let old = root_files(&ctx.tf_dir).unwrap();
+    let names: Vec<(&str, u32)> = old.iter().map(|(n, _, m)| (n.as_str(), *m)).collect();
+    assert_eq!(
+        names,
+        [("main.tf", 0o644)],
+        "not the state, not .terraform/"
+    );
+    // The generate step writes the root for the change: main.tf changes, a file is new.
+    write(
+        &ctx.tf_dir.join("main.tf"),
+        b"# root for 2 compute nodes",
+        0o640,
+    );
+    write(&ctx.tf_dir.join("extra.tf"), b"# new", 0o644);
+    let dir = write_backup(
+        &ctx,
+        &fixture::session(),
+        (URI, &pool),
+        &f.dir.path().join("pre-change"),
+        (Some(1), false),
+        Extra {
+            seal: None,
+            previous_root: Some(&old),
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let m = manifest::read(&dir).unwrap();
+    let mut root: Vec<(&str, u32)> = m
+        .pieces
+        .iter()
+        .filter(|p| p.path.starts_with("state/terraform/"))
+        .map(|p| (p.path.as_str(), p.mode))
+        .collect();
+    root.sort();
+    assert_eq!(
+        root,
+        [
+            ("state/terraform/main.tf", 0o644),
+            ("state/terraform/terraform.tfstate", 0o600)
+        ]
+    );
+    assert_eq!(
+        std::fs::read(dir.join("state/terraform/main.tf")).unwrap(),
+        b"# root"
+    );
+    assert!(!dir.join("state/terraform/extra.tf").exists());
+    manifest::verify(&dir, &mut |_| {}).unwrap_or_else(|p| panic!("{p:?}"));
+
+    // rollback takes the newest snapshot of this deployment only.
+    let pre = f.dir.path().join("pre-change");
+    assert_eq!(
+        restore::newest_of(&pre, Some("sb"), ctx.state.root()).unwrap(),
+        dir
+    );
+    let e = restore::newest_of(&pre, Some("sb"), Path::new("/elsewhere"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds no snapshot of this deployment"), "{e}");
+    assert!(restore::newest_of(&pre, None, ctx.state.root()).is_err());
 }
 
 #[test]

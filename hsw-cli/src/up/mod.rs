@@ -128,6 +128,14 @@ pub struct UpArgs {
     /// guest image; without it `up` stops before such a plan and names the VMs and why.
     #[arg(long)]
     pub allow_replace: bool,
+    /// Do not snapshot the deployment before a plan that destroys VMs (a smaller compute group, a
+    /// replacement). By default `up` first takes a whole backup of the deployment as it was (into
+    /// --snapshot-dir, the newest one kept), and `hsw-cli rollback` returns to it.
+    #[arg(long)]
+    pub no_snapshot: bool,
+    /// Where that snapshot goes (default /var/backups/hsw/<sandbox name, or host>/pre-change).
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
     /// Configure only the HPC cluster (Munge, Slurm): skip the platform playbooks (security, Kubernetes,
     /// MLOps, monitoring) and their checks.
     #[arg(long)]
@@ -384,6 +392,9 @@ pub struct Up<'a> {
     pub platform_changed: Option<playbooks::Changes>,
     /// What the final checks verified.
     pub verified: Vec<String>,
+    /// The Terraform root's files as they were before the generate step wrote them again (for the snapshot
+    /// before a plan that destroys VMs; `None`: there was no deployment).
+    pub previous_root: Option<Vec<crate::backup::RootFile>>,
 }
 
 impl<'a> Up<'a> {
@@ -402,10 +413,11 @@ impl<'a> Up<'a> {
             ansible_changed: None,
             platform_changed: None,
             verified: Vec::new(),
+            previous_root: None,
         }
     }
 
-    fn libvirt(&self) -> Result<&Libvirt, Error> {
+    pub(crate) fn libvirt(&self) -> Result<&Libvirt, Error> {
         self.libvirt
             .as_ref()
             .ok_or_else(|| Error::cannot_run("up ran a step before the sandbox step"))

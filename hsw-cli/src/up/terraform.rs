@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::generate::{self, GenerateOptions};
 use crate::provider_mirror::{self, Placed};
 use crate::runner::Cmd;
+use crate::session::Session;
 
 const INSTALL_TERRAFORM: &str = "install Terraform (>= 1.0) or set HSW_TERRAFORM";
 
@@ -35,6 +36,9 @@ pub fn generate_root(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(
     let keys = ansible_cmd::cluster_public_keys(ctx.runner, &ctx.state, cfg)?;
     for (cluster, key) in &keys {
         say(out, format!("{cluster} SSH key: {}", key.display()));
+    }
+    if ctx.tf_dir.join("terraform.tfstate").is_file() {
+        up.previous_root = Some(crate::backup::root_files(&ctx.tf_dir)?);
     }
     let libvirt = up.libvirt()?;
     let options = GenerateOptions {
@@ -279,25 +283,51 @@ fn remove_lock(lock: &Path, why: &str, out: &mut dyn Write) -> Result<(), Error>
 /// the VMs, a watcher says every 15 s which VMs run and which have their address.
 pub fn plan_and_apply(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> {
     step_header(out, n, UP_STEPS, "terraform plan and apply");
-    super::scale::drain_removed(up, out)?;
     let libvirt = up.libvirt()?;
-    up.applied = apply(
-        up.ctx,
+    let this: &Up<'_> = up;
+    // Before a plan is applied: the snapshot when it destroys VMs, then the drain of the compute nodes leaving.
+    let applied = apply(
+        this.ctx,
         &libvirt.uri,
         &libvirt.consoles_hint(" (guest consoles: ", ")"),
-        up.args.allow_replace,
+        this.args.allow_replace,
+        &mut |destroyed, out| {
+            if !destroyed.is_empty() {
+                crate::backup::pre_change(this, destroyed, out)?;
+            }
+            super::scale::drain_removed(this, out)
+        },
         out,
     )?;
-    Ok(())
+    up.applied = applied;
+    record_applied_config(up.ctx, up.session)
 }
 
+/// Where `up` records the config it last applied (also where `restore` puts a backup's): `<state>/cluster.yaml`.
+pub fn applied_config(ctx: &Ctx<'_>) -> PathBuf {
+    crate::backup::restored_config(ctx.state.root())
+}
+
+/// Records the config the deployment now matches ([`applied_config`]), for the snapshot a later `up` takes
+/// before destroying VMs.
+fn record_applied_config(ctx: &Ctx<'_>, session: &Session) -> Result<(), Error> {
+    let p = applied_config(ctx);
+    hsw_core::fsx::write_atomic(&p, session.source.as_bytes(), 0o600)
+        .map_err(|e| Error::invalid(format!("cannot write {}: {e}", p.display())))
+}
+
+/// What runs between a plan that changes something and its apply: given the VMs it destroys.
+type BeforeApply<'a> = dyn FnMut(&[String], &mut dyn Write) -> Result<(), Error> + 'a;
+
 /// Plans and applies; returns whether it applied. `consoles` ends the failure message. A plan that replaces
-/// VMs stops here unless `allow_replace` (see [`replaced_vms`]).
+/// VMs stops here unless `allow_replace` (see [`vm_changes`]). `before` runs once the plan is known to change
+/// something and before it is applied, with the VMs it destroys (removed or replaced), in plan order.
 fn apply(
     ctx: &Ctx<'_>,
     uri: &str,
     consoles: &str,
     allow_replace: bool,
+    before: &mut BeforeApply<'_>,
     out: &mut dyn Write,
 ) -> Result<bool, Error> {
     let plan_file = "hsw-up.tfplan";
@@ -331,11 +361,16 @@ fn apply(
                 out,
                 format!("terraform plan: {summary} (full plan in {})", log.display()),
             );
-            if !allow_replace {
-                if let Err(e) = refuse_replacements(ctx, plan_file) {
-                    let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
-                    return Err(e);
+            let checked = read_plan(ctx, plan_file, allow_replace).and_then(|changes| {
+                if allow_replace || changes.replaced.is_empty() {
+                    before(&changes.destroyed, out)
+                } else {
+                    Err(refusal(&changes.replaced))
                 }
+            });
+            if let Err(e) = checked {
+                let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
+                return Err(e);
             }
         }
         _ => {
@@ -374,56 +409,75 @@ fn apply(
     Ok(true)
 }
 
-/// Stops `up` before a saved plan that replaces VMs (the caller removes the plan): a replacement destroys the VM's disk (on the controller:
-/// the shared homes, Slurm's state and accounting database), which a user rarely means by a changed
-/// cluster.yaml or a new hsw. Removing VMs (a smaller group) is not a replacement.
-fn refuse_replacements(ctx: &Ctx<'_>, plan_file: &str) -> Result<(), Error> {
+/// What a saved plan does to the VMs.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct VmChanges {
+    /// The VMs it destroys and creates again, each with the attributes that force it.
+    replaced: Vec<(String, Vec<String>)>,
+    /// The VMs it destroys, replaced or removed, in plan order.
+    destroyed: Vec<String>,
+}
+
+/// Reads a saved plan with `terraform show -json`. An unreadable plan is an error (nothing was changed) that
+/// says how to go on (`--allow-replace` when `allow_replace` is not given, `--no-snapshot` otherwise).
+fn read_plan(ctx: &Ctx<'_>, plan_file: &str, allow_replace: bool) -> Result<VmChanges, Error> {
     let mut args = vec!["show", "-json"];
     args.extend(ctx.no_color());
     args.push(plan_file);
     let o = ctx.capture(&ctx.terraform(&args), "terraform", INSTALL_TERRAFORM)?;
-    let replaced = if o.status.success() {
-        replaced_vms(&o.stdout)
+    let changes = if o.status.success() {
+        vm_changes(&o.stdout)
     } else {
         Err(o.stderr.trim().to_owned())
     };
-    let replaced = replaced.map_err(|why| {
+    changes.map_err(|why| {
+        let (what, regardless) = if allow_replace {
+            (
+                "which VMs it destroys (to snapshot the deployment first)",
+                "`hsw-cli up --allow-replace --no-snapshot`",
+            )
+        } else {
+            ("whether it replaces VMs", "`hsw-cli up --allow-replace`")
+        };
         Error::invalid(format!(
             "cannot read the saved plan with `terraform show -json {plan_file}` in {} ({why}), so up cannot \
-             tell whether it replaces VMs; nothing was changed. Run `terraform plan` there to see it, and \
-             `hsw-cli up --allow-replace` to apply it regardless",
+             tell {what}; nothing was changed. Run `terraform plan` there to see it, and {regardless} to apply \
+             it regardless",
             ctx.tf_dir.display()
         ))
-    })?;
-    if replaced.is_empty() {
-        return Ok(());
-    }
+    })
+}
+
+/// Stops `up` before a saved plan that replaces VMs (the caller removes the plan): a replacement destroys the
+/// VM's disk (on the controller: the shared homes, Slurm's state and accounting database), which a user rarely
+/// means by a changed cluster.yaml or a new hsw. Removing VMs (a smaller group) is not a replacement.
+fn refusal(replaced: &[(String, Vec<String>)]) -> Error {
     let list = replaced
         .iter()
         .map(|(vm, why)| format!("{vm} ({})", why.join(", ")))
         .collect::<Vec<_>>()
         .join(", ");
-    Err(Error::invalid(format!(
+    Error::invalid(format!(
         "terraform plan replaces {} VM{}: {list}. A replaced VM loses its disk (on the controller: the shared \
          homes, Slurm's state and accounting database); nothing was changed. A new guest image (a new hsw, or \
          packer/ or scripts/build-image.sh changed) replaces every VM that boots it. To keep the VMs, undo the \
          change that forces it; to replace them, back up what they hold and run `hsw-cli up --allow-replace`",
         replaced.len(),
         if replaced.len() == 1 { "" } else { "s" }
-    )))
+    ))
 }
 
 /// The `hsw_vm`s that a plan (`terraform show -json`) destroys and creates again, each with the attributes
-/// that force it (`replace_paths`), in plan order; an error for output that is not a plan.
-fn replaced_vms(json: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+/// that force it (`replace_paths`), and all it destroys, in plan order; an error for output that is not a plan.
+fn vm_changes(json: &str) -> Result<VmChanges, String> {
     let plan: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
     let changes = match plan.get("resource_changes") {
-        None => return Ok(Vec::new()),
+        None => return Ok(VmChanges::default()),
         Some(serde_json::Value::Array(c)) => c,
         Some(_) => return Err("`resource_changes` is not a list".into()),
     };
-    let mut out = Vec::new();
+    let mut out = VmChanges::default();
     for rc in changes {
         if rc.get("type").and_then(|t| t.as_str()) != Some("hsw_vm") {
             continue;
@@ -433,7 +487,7 @@ fn replaced_vms(json: &str) -> Result<Vec<(String, Vec<String>)>, String> {
             .as_array()
             .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
             .unwrap_or_default();
-        if !(actions.contains(&"delete") && actions.contains(&"create")) {
+        if !actions.contains(&"delete") {
             continue;
         }
         let name = change["before"]["name"]
@@ -441,6 +495,10 @@ fn replaced_vms(json: &str) -> Result<Vec<(String, Vec<String>)>, String> {
             .or_else(|| rc["address"].as_str())
             .unwrap_or("an hsw_vm")
             .to_owned();
+        out.destroyed.push(name.clone());
+        if !actions.contains(&"create") {
+            continue;
+        }
         let why: Vec<String> = change["replace_paths"]
             .as_array()
             .map(|paths| paths.iter().map(dotted).filter(|p| !p.is_empty()).collect())
@@ -450,7 +508,7 @@ fn replaced_vms(json: &str) -> Result<Vec<(String, Vec<String>)>, String> {
         } else {
             why
         };
-        out.push((name, why));
+        out.replaced.push((name, why));
     }
     Ok(out)
 }
@@ -754,7 +812,7 @@ pub(super) mod tests {
         runner.on(&["plan"], 0, "No changes.\n");
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
-        assert!(!apply(&ctx, "qemu:///x", "", false, &mut out).unwrap());
+        assert!(!apply(&ctx, "qemu:///x", "", false, &mut none, &mut out).unwrap());
         assert_eq!(
             terraform_calls(&runner),
             [[
@@ -783,7 +841,7 @@ pub(super) mod tests {
             .on(&["show"], 0, NO_VM_REPLACED);
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
-        assert!(apply(&ctx, "qemu:///x", "", false, &mut out).unwrap());
+        assert!(apply(&ctx, "qemu:///x", "", false, &mut none, &mut out).unwrap());
         let calls = terraform_calls(&runner);
         assert_eq!(calls[1], ["show", "-json", "-no-color", "hsw-up.tfplan"]);
         assert_eq!(
@@ -815,7 +873,7 @@ pub(super) mod tests {
         let runner = FakeRunner::new();
         runner.on(&["plan"], 1, "Error: bad\n");
         let ctx = f.ctx(&runner);
-        let e = apply(&ctx, "qemu:///x", "", false, &mut Vec::new()).unwrap_err();
+        let e = apply(&ctx, "qemu:///x", "", false, &mut none, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("terraform plan failed in"), "{e}");
         assert!(e.to_string().ends_with("Error: bad"), "{e}");
         let runner = FakeRunner::new();
@@ -854,10 +912,21 @@ pub(super) mod tests {
         {"address":"hsw_vm.x","type":"hsw_vm","change":{"actions":["create","delete"],"before":{},
          "replace_paths":[["interface",0,"network"]]}}]}"#;
 
+    /// A hook before apply that does nothing.
+    #[allow(clippy::unnecessary_wraps)]
+    fn none(_: &[String], _: &mut dyn Write) -> Result<(), Error> {
+        Ok(())
+    }
+
     #[test]
     fn replaced_vms_are_the_replaced_hsw_vms_with_what_forces_it() {
+        let changes = vm_changes(REPLACES_THE_CONTROLLER).unwrap();
         assert_eq!(
-            replaced_vms(REPLACES_THE_CONTROLLER).unwrap(),
+            changes.destroyed,
+            ["hsw-dev-controller-1", "hsw-dev-compute-3", "hsw_vm.x"]
+        );
+        assert_eq!(
+            changes.replaced,
             [
                 (
                     "hsw-dev-controller-1".to_owned(),
@@ -869,12 +938,13 @@ pub(super) mod tests {
                 ),
             ]
         );
-        assert!(replaced_vms(NO_VM_REPLACED).unwrap().is_empty());
-        assert!(replaced_vms(r#"{"format_version":"1.2"}"#)
-            .unwrap()
-            .is_empty());
-        assert!(replaced_vms("").unwrap_err().starts_with("not JSON"));
-        assert!(replaced_vms(r#"{"resource_changes":3}"#).is_err());
+        assert_eq!(vm_changes(NO_VM_REPLACED).unwrap(), VmChanges::default());
+        assert_eq!(
+            vm_changes(r#"{"format_version":"1.2"}"#).unwrap(),
+            VmChanges::default()
+        );
+        assert!(vm_changes("").unwrap_err().starts_with("not JSON"));
+        assert!(vm_changes(r#"{"resource_changes":3}"#).is_err());
     }
 
     #[test]
@@ -888,7 +958,7 @@ pub(super) mod tests {
         let plan = ctx.tf_dir.join("hsw-up.tfplan");
         std::fs::create_dir_all(&ctx.tf_dir).unwrap();
         std::fs::write(&plan, "saved plan").unwrap();
-        let e = apply(&ctx, "qemu:///x", "", false, &mut Vec::new()).unwrap_err();
+        let e = apply(&ctx, "qemu:///x", "", false, &mut none, &mut Vec::new()).unwrap_err();
         assert!(!plan.exists(), "the refused plan is removed");
         let m = e.to_string();
         assert!(
@@ -910,10 +980,40 @@ pub(super) mod tests {
             .on(&["plan"], 2, "Plan: 1 to add, 0 to change, 1 to destroy.\n")
             .on(&["show"], 0, REPLACES_THE_CONTROLLER);
         let ctx = f.ctx(&runner);
-        assert!(apply(&ctx, "qemu:///x", "", true, &mut Vec::new()).unwrap());
+        let mut seen = Vec::new();
+        let mut before = |vms: &[String], _: &mut dyn Write| {
+            seen.push((vms.to_vec(), terraform_calls(&runner).len()));
+            Ok(())
+        };
+        assert!(apply(&ctx, "qemu:///x", "", true, &mut before, &mut Vec::new()).unwrap());
         let calls = terraform_calls(&runner);
-        assert_eq!(calls.len(), 2, "{calls:?}");
-        assert_eq!(calls[1][0], "apply");
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls[2][0], "apply");
+        // What runs before the apply (the snapshot, the drain) is told every VM the plan destroys, after the
+        // plan was read and before the apply.
+        assert_eq!(
+            seen,
+            [(
+                vec![
+                    "hsw-dev-controller-1".to_owned(),
+                    "hsw-dev-compute-3".to_owned(),
+                    "hsw_vm.x".to_owned()
+                ],
+                2
+            )]
+        );
+        // When it fails, nothing is applied and the plan is removed.
+        let runner = FakeRunner::new();
+        runner
+            .on(&["plan"], 2, "Plan: 0 to add, 0 to change, 1 to destroy.\n")
+            .on(&["show"], 0, REPLACES_THE_CONTROLLER);
+        let ctx = f.ctx(&runner);
+        std::fs::write(&plan, "saved plan").unwrap();
+        let mut failing = |_: &[String], _: &mut dyn Write| Err(Error::invalid("snapshot failed"));
+        let e = apply(&ctx, "qemu:///x", "", true, &mut failing, &mut Vec::new()).unwrap_err();
+        assert_eq!(e.to_string(), "snapshot failed");
+        assert!(!plan.exists());
+        assert!(!terraform_calls(&runner).iter().any(|c| c[0] == "apply"));
         // A plan that cannot be read stops up too, saying how to go on.
         let runner = FakeRunner::new();
         runner.on(&["plan"], 2, "Plan: 1 to add\n").on_full(
@@ -924,7 +1024,7 @@ pub(super) mod tests {
             None,
         );
         let ctx = f.ctx(&runner);
-        let e = apply(&ctx, "qemu:///x", "", false, &mut Vec::new()).unwrap_err();
+        let e = apply(&ctx, "qemu:///x", "", false, &mut none, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("(Error: bad plan)"), "{e}");
         assert!(e.to_string().contains("--allow-replace"), "{e}");
         assert!(

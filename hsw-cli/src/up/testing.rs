@@ -73,6 +73,8 @@ impl Fixture {
             no_verify: false,
             verify_timeout: 1,
             drain_timeout: 1,
+            no_snapshot: false,
+            snapshot_dir: None,
             allow_replace: false,
             hpc_only: false,
             online: false,
