@@ -16,6 +16,26 @@ fn write(p: &Path, bytes: &[u8], mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Flips the lowest bit of the byte at `at` (from the end when negative) of the file `p`.
+fn flip_byte(p: &Path, at: isize) {
+    let mut bytes = std::fs::read(p).unwrap();
+    let i = if at < 0 {
+        bytes.len() - at.unsigned_abs()
+    } else {
+        at.unsigned_abs()
+    };
+    bytes[i] ^= 0x01;
+    std::fs::write(p, &bytes).unwrap();
+}
+
+/// `backup verify` (without a key) fails naming `piece` as damaged.
+fn assert_damaged(dir: &Path, piece: &str) {
+    let e = verify_cmd(dir, &crypt::OpenArgs::default(), &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("{piece} is damaged")), "{e}");
+}
+
 fn mode_of(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
@@ -232,9 +252,7 @@ fn a_backup_holds_the_deployment_and_verifies() {
     verify_cmd(&dir, &crypt::OpenArgs::default(), &mut sink).unwrap_or_else(|e| panic!("{e}"));
     assert!(text(&sink).contains("verified, "), "{}", text(&sink));
     let disk = dir.join(format!("pool/{CTL}/root.qcow2"));
-    let mut bytes = std::fs::read(&disk).unwrap();
-    bytes[3] ^= 0x01;
-    std::fs::write(&disk, &bytes).unwrap();
+    flip_byte(&disk, 3);
     std::fs::write(dir.join("pool/extra"), b"x").unwrap();
     let e = verify_cmd(&dir, &crypt::OpenArgs::default(), &mut Vec::new())
         .unwrap_err()
@@ -411,17 +429,8 @@ fn an_encrypted_backup_holds_no_plaintext_verifies_without_the_key_and_opens_wit
 
     // A flipped byte in a disk: verify names it without the key; the key cannot open it either.
     let disk = dir.join(format!("pool/{CTL}/root.qcow2"));
-    let mut bytes = std::fs::read(&disk).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    std::fs::write(&disk, &bytes).unwrap();
-    let e = verify_cmd(&dir, &crypt::OpenArgs::default(), &mut Vec::new())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains(&format!("pool/{CTL}/root.qcow2 is damaged")),
-        "{e}"
-    );
+    flip_byte(&disk, -1);
+    assert_damaged(&dir, &format!("pool/{CTL}/root.qcow2"));
     let mut piece = std::fs::File::open(&disk).unwrap();
     assert!(opener.open(&mut piece, &mut std::io::sink()).is_err());
 }
