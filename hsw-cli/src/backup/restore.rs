@@ -291,21 +291,22 @@ fn restore_with(args: &RestoreArgs, runner: &dyn Runner, out: &mut dyn Write) ->
     );
     define(&virsh, &args.backup, &m, opener, out)?;
 
-    // Terraform must see what its state says.
+    // The GPU units (MIG instances, vGPUs) before the VMs that use them start; then Terraform must see what
+    // its state says.
     crate::up::terraform::terraform_init(&ctx, out)?;
+    gpu_units_back(&ctx, out)?;
+    start(&virsh, &m, out)?;
     let mut a = vec![
         "plan",
         "-input=false",
         "-detailed-exitcode",
         "-lock-timeout=60s",
     ];
-    if !ctx.color {
-        a.push("-no-color");
-    }
+    a.extend(ctx.no_color());
     let status = ctx.stream(
         &ctx.terraform(&a),
         "terraform",
-        "install Terraform (>= 1.0) or set HSW_TERRAFORM",
+        crate::up::terraform::INSTALL_TERRAFORM,
     )?;
     match status.code() {
         Some(0) => say(out, "terraform plan: no changes (libvirt holds what the restored state says)"),
@@ -548,14 +549,11 @@ fn define_from(
         if d.autostart {
             call(&["autostart", &d.name])?;
         }
-        if d.running {
-            call(&["start", &d.name])?;
-        }
     }
     say(
         out,
         format!(
-            "libvirt: networks {} defined; domains {} defined, {} started",
+            "libvirt: networks {} defined; domains {} defined",
             m.networks
                 .iter()
                 .map(|n| n.name.as_str())
@@ -565,16 +563,231 @@ fn define_from(
                 .iter()
                 .map(|d| d.name.as_str())
                 .collect::<Vec<_>>()
-                .join(" "),
-            m.domains.iter().filter(|d| d.running).count()
+                .join(" ")
         ),
     );
+    Ok(())
+}
+
+/// Starts the domains that ran when the backup was taken.
+fn start(v: &Virsh<'_>, m: &Manifest, out: &mut dyn Write) -> Result<(), Error> {
+    let running: Vec<&str> = m
+        .domains
+        .iter()
+        .filter(|d| d.running)
+        .map(|d| d.name.as_str())
+        .collect();
+    for d in &running {
+        v.call(&["start", d]).map_err(Error::invalid)?;
+    }
+    say(out, format!("libvirt: started {}", running.join(" ")));
+    Ok(())
+}
+
+/// The resource types of the GPU units, which a host loses when it reboots (MIG instances and mdevs do not
+/// persist) and a restore on real hardware makes again.
+const GPU_UNIT_TYPES: [&str; 2] = ["hsw_mig_instance", "hsw_mdev"];
+
+/// Makes the GPU units the restored state records again when the GPUs no longer have them (a host that
+/// rebooted, or another host), in the same placements: a `terraform plan` targeted at them, applied when it
+/// only creates them. Nothing to do when they are there (the simulated backend's state comes back with the
+/// backup). When the GPU does not allow it (MIG mode off, the placement taken), the provider's message says
+/// why and restore stops with the VMs defined but not started.
+fn gpu_units_back(ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<(), Error> {
+    use crate::up::terraform::INSTALL_TERRAFORM as FIX;
+    let listed = ctx.capture(&ctx.terraform(&["state", "list"]), "terraform", FIX)?;
+    if !listed.status.success() {
+        return Err(Error::invalid(format!(
+            "terraform state list failed after the restore ({}): {}",
+            listed.status,
+            listed.stderr.trim()
+        )));
+    }
+    let units: Vec<&str> = listed
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|a| {
+            a.split('.')
+                .any(|part| GPU_UNIT_TYPES.contains(&part.split('[').next().unwrap_or("")))
+        })
+        .collect();
+    if units.is_empty() {
+        return Ok(());
+    }
+    let targets: Vec<String> = units.iter().map(|a| format!("-target={a}")).collect();
+    let mut args = vec![
+        "plan",
+        "-input=false",
+        "-detailed-exitcode",
+        "-lock-timeout=60s",
+        "-out=hsw-restore-gpu.tfplan",
+    ];
+    args.extend(ctx.no_color());
+    args.extend(targets.iter().map(String::as_str));
+    let plan = ctx.capture(&ctx.terraform(&args), "terraform", FIX)?;
+    let remove_plan = || {
+        let _ = std::fs::remove_file(ctx.tf_dir.join("hsw-restore-gpu.tfplan"));
+    };
+    match plan.status.code() {
+        Some(0) => {
+            remove_plan();
+            say(
+                out,
+                format!(
+                    "GPU units: the GPUs hold the {} the state records",
+                    units.len()
+                ),
+            );
+            return Ok(());
+        }
+        Some(2) => {}
+        _ => {
+            remove_plan();
+            return Err(Error::invalid(format!(
+                "terraform plan of the GPU units failed after the restore ({}):\n{}",
+                plan.status,
+                crate::up::tail(&format!("{}{}", plan.stdout, plan.stderr), 20)
+            )));
+        }
+    }
+    // Only creations of GPU units: anything else is not a lost GPU state, and restore does not change it.
+    let summary = plan
+        .stdout
+        .lines()
+        .find(|l| l.contains("Plan:"))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    if !summary.contains(" 0 to change, 0 to destroy") {
+        remove_plan();
+        return Err(Error::invalid(format!(
+            "the GPU units in the restored state differ from the GPUs' ({summary}); restore makes lost units \
+             again but changes nothing else. The VMs are defined but not started: look at `terraform plan` in {}",
+            ctx.tf_dir.display()
+        )));
+    }
+    say(
+        out,
+        format!(
+            "GPU units: the GPUs lost units the state records ({summary}); making them again in the same \
+             placements"
+        ),
+    );
+    let mut args = vec![
+        "apply",
+        "-input=false",
+        "-auto-approve",
+        "-lock-timeout=60s",
+    ];
+    args.extend(ctx.no_color());
+    args.push("hsw-restore-gpu.tfplan");
+    let status = ctx.stream(&ctx.terraform(&args), "terraform", FIX);
+    remove_plan();
+    if !status?.success() {
+        return Err(Error::invalid(
+            "the GPU units could not be made again (the provider's message above says why: MIG mode off, the \
+             placement taken by another instance, the vGPU type not offered); the VMs are defined but not \
+             started. Free the GPU, then `hsw-cli up` with the restored config makes them and starts the VMs",
+        ));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_gpu_units_are_made_again_in_their_placements_and_nothing_else_is_changed() {
+        use crate::runner::fake::FakeRunner;
+        use crate::up::testing::{text, Fixture};
+        const LISTED: &str = "module.hpc.module.role[\"controller\"].hsw_vm.this[0]\n\
+            module.gpu_partition.hsw_mig_instance.this[\"GPU-0-mig-0\"]\n\
+            module.gpu_partition.hsw_mdev.this[\"GPU-0-mig-0\"]\n";
+        let f = Fixture::new(Some("sb"));
+        let argvs_of = |r: &FakeRunner, verb: &str| -> Vec<Vec<String>> {
+            r.argvs()
+                .into_iter()
+                .filter(|a| a.iter().any(|x| x == verb))
+                .collect()
+        };
+
+        // No GPU units in the state: nothing to do, no plan.
+        let r = FakeRunner::new();
+        r.on(&["state", "list"], 0, "hsw_vm.a\n");
+        gpu_units_back(&f.ctx(&r), &mut Vec::new()).unwrap();
+        assert!(argvs_of(&r, "plan").is_empty());
+
+        // The GPUs hold them (the simulated backend's state came back): nothing applied.
+        let r = FakeRunner::new();
+        r.on(&["state", "list"], 0, LISTED)
+            .on(&["plan"], 0, "No changes.\n");
+        let mut out = Vec::new();
+        gpu_units_back(&f.ctx(&r), &mut out).unwrap();
+        assert!(
+            text(&out).contains("the GPUs hold the 2 the state records"),
+            "{}",
+            text(&out)
+        );
+        let plan = &argvs_of(&r, "plan")[0];
+        assert!(plan.contains(
+            &"-target=module.gpu_partition.hsw_mig_instance.this[\"GPU-0-mig-0\"]".to_owned()
+        ));
+        assert!(plan
+            .contains(&"-target=module.gpu_partition.hsw_mdev.this[\"GPU-0-mig-0\"]".to_owned()));
+        assert!(!plan.iter().any(|a| a.contains("hsw_vm")), "{plan:?}");
+        assert!(argvs_of(&r, "apply").is_empty());
+
+        // Lost (a rebooted host): the targeted plan only creates them, and is applied.
+        let r = FakeRunner::new();
+        r.on(&["state", "list"], 0, LISTED).on(
+            &["plan"],
+            2,
+            "Plan: 2 to add, 0 to change, 0 to destroy.\n",
+        );
+        let mut out = Vec::new();
+        gpu_units_back(&f.ctx(&r), &mut out).unwrap();
+        assert!(
+            text(&out).contains("making them again in the same placements"),
+            "{}",
+            text(&out)
+        );
+        let apply = &argvs_of(&r, "apply")[0];
+        assert_eq!(
+            apply.last().map(String::as_str),
+            Some("hsw-restore-gpu.tfplan")
+        );
+
+        // A plan that changes or destroys something is not a lost GPU state: nothing applied.
+        let r = FakeRunner::new();
+        r.on(&["state", "list"], 0, LISTED).on(
+            &["plan"],
+            2,
+            "Plan: 1 to add, 1 to change, 0 to destroy.\n",
+        );
+        let e = gpu_units_back(&f.ctx(&r), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("changes nothing else") && e.contains("not started"),
+            "{e}"
+        );
+        assert!(argvs_of(&r, "apply").is_empty());
+
+        // The GPU does not allow it: the message says what to do.
+        let r = FakeRunner::new();
+        r.on(&["state", "list"], 0, LISTED)
+            .on(&["plan"], 2, "Plan: 2 to add, 0 to change, 0 to destroy.\n")
+            .on(&["apply"], 1, "");
+        let e = gpu_units_back(&f.ctx(&r), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("could not be made again") && e.contains("hsw-cli up"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn a_libvirt_holding_the_backups_vms_is_refused() {

@@ -288,7 +288,7 @@ impl<'r> Ctx<'r> {
             .env("TF_INPUT", "0")
     }
 
-    fn no_color(&self) -> Option<&'static str> {
+    pub(crate) fn no_color(&self) -> Option<&'static str> {
         (!self.color).then_some("-no-color")
     }
 
@@ -354,7 +354,7 @@ fn step_header(out: &mut dyn Write, n: usize, total: usize, text: &str) {
 }
 
 /// The last `n` lines of a text.
-fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

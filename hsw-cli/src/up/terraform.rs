@@ -20,7 +20,7 @@ use crate::provider_mirror::{self, Placed};
 use crate::runner::Cmd;
 use crate::session::Session;
 
-const INSTALL_TERRAFORM: &str = "install Terraform (>= 1.0) or set HSW_TERRAFORM";
+pub(crate) const INSTALL_TERRAFORM: &str = "install Terraform (>= 1.0) or set HSW_TERRAFORM";
 
 /// Step 4: the clusters' SSH keys, the Terraform root module (the sandbox's URI and pool, each cluster's
 /// image), the simulated GPUs.
