@@ -297,11 +297,24 @@ pub(crate) fn pre_change(
         );
         return Ok(());
     };
-    let old = Session::from_source(
+    let old = match Session::from_source(
         format!("{} (last applied)", applied.display()),
         Some(applied.clone()),
         source,
-    )?;
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            say(
+                out,
+                format!(
+                    "the plan destroys {vms}; no snapshot first: the config last applied ({}) does not validate \
+                     with this hsw-cli ({e})",
+                    applied.display()
+                ),
+            );
+            return Ok(());
+        }
+    };
     let libvirt = up.libvirt()?;
     let dir = up
         .args

@@ -1034,6 +1034,83 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_plan_that_destroys_vms_is_applied_after_a_snapshot_of_the_deployment_as_it_was() {
+        const REMOVES_A_COMPUTE_NODE: &str = r#"{"format_version":"1.2","resource_changes":[
+            {"address":"module.hpc.module.role[\"compute\"].hsw_vm.this[2]","type":"hsw_vm",
+             "change":{"actions":["delete"],"before":{"name":"hsw-dev-compute-3"}}}]}"#;
+        let f = Fixture::new(Some("sb"));
+        let runner = FakeRunner::new();
+        runner
+            .on(&["plan"], 2, "Plan: 0 to add, 0 to change, 1 to destroy.\n")
+            .on(&["show"], 0, REMOVES_A_COMPUTE_NODE);
+        let ctx = f.ctx(&runner);
+        std::fs::create_dir_all(&ctx.tf_dir).unwrap();
+        std::fs::write(ctx.tf_dir.join("terraform.tfstate"), "{}").unwrap();
+        std::fs::write(ctx.tf_dir.join("main.tf"), "# 3 compute nodes").unwrap();
+        let snapshots = f.dir.path().join("pre-change");
+        let session = fixture::session();
+        std::fs::write(applied_config(&ctx), &session.source).unwrap();
+        let (r, said) = f.with_up(
+            &runner,
+            |a| a.snapshot_dir = Some(snapshots.clone()),
+            |up| {
+                // What the generate step read before it wrote the root for the change.
+                up.previous_root = Some(crate::backup::root_files(&up.ctx.tf_dir).unwrap());
+                std::fs::write(up.ctx.tf_dir.join("main.tf"), "# 2 compute nodes").unwrap();
+                let mut out = Vec::new();
+                (plan_and_apply(up, 6, &mut out), text(&out))
+            },
+        );
+        r.unwrap_or_else(|e| panic!("{e}\n{said}"));
+        assert!(
+            said.contains(
+                "the plan destroys hsw-dev-compute-3: a snapshot of the deployment first"
+            ),
+            "{said}"
+        );
+        let taken: Vec<_> = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(taken.len(), 1, "{taken:?}");
+        assert_eq!(
+            std::fs::read_to_string(taken[0].join("state/terraform/main.tf")).unwrap(),
+            "# 3 compute nodes"
+        );
+        // The snapshot came before the apply.
+        let argvs = runner.argvs();
+        let listed = argvs
+            .iter()
+            .position(|a| a.contains(&"list".to_owned()))
+            .unwrap();
+        let applied = argvs
+            .iter()
+            .position(|a| a.contains(&"apply".to_owned()))
+            .unwrap();
+        assert!(listed < applied, "{argvs:?}");
+
+        // --no-snapshot: said, and applied.
+        let runner = FakeRunner::new();
+        runner
+            .on(&["plan"], 2, "Plan: 0 to add, 0 to change, 1 to destroy.\n")
+            .on(&["show"], 0, REMOVES_A_COMPUTE_NODE);
+        let (r, said) = f.with_up(
+            &runner,
+            |a| a.no_snapshot = true,
+            |up| {
+                let mut out = Vec::new();
+                (plan_and_apply(up, 6, &mut out), text(&out))
+            },
+        );
+        r.unwrap_or_else(|e| panic!("{e}\n{said}"));
+        assert!(said.contains("no snapshot first (--no-snapshot)"), "{said}");
+        assert!(runner
+            .argvs()
+            .iter()
+            .any(|a| a.contains(&"apply".to_owned())));
+    }
+
+    #[test]
     fn the_watcher_line_names_each_domain() {
         let runner = FakeRunner::new();
         runner.on(&["list", "--name"], 0, "vm-a\nvm-b\n").on(
