@@ -218,6 +218,18 @@ fn a_backup_holds_the_deployment_and_verifies() {
         .position(|a| a.contains(&"blockcommit".to_owned()))
         .unwrap();
     assert!(snap < commit);
+    // Its file systems were flushed over SSH right before the snapshot.
+    let sync = argvs
+        .iter()
+        .position(|a| a.last().map(String::as_str) == Some("sync") && a.contains(&"ssh".to_owned()))
+        .unwrap_or_else(|| panic!("no sync over ssh: {argvs:?}"));
+    assert!(sync < snap);
+    assert!(
+        ctl.disks
+            .starts_with("file systems flushed (sync over SSH); "),
+        "{}",
+        ctl.disks
+    );
     assert!(!pool.join(format!("{CTL}/root.qcow2.hsw-backup")).exists());
     // The dumps ran over ssh inside the sandbox; PostgreSQL's VM is not running, which the manifest says.
     assert!(argvs
