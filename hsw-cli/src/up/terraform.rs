@@ -290,7 +290,7 @@ pub fn plan_and_apply(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<
         this.ctx,
         &libvirt.uri,
         &libvirt.consoles_hint(" (guest consoles: ", ")"),
-        this.args.allow_replace,
+        (this.args.allow_replace, !this.args.no_snapshot),
         &mut |destroyed, out| {
             if !destroyed.is_empty() {
                 crate::backup::pre_change(this, destroyed, out)?;
@@ -321,12 +321,13 @@ type BeforeApply<'a> = dyn FnMut(&[String], &mut dyn Write) -> Result<(), Error>
 
 /// Plans and applies; returns whether it applied. `consoles` ends the failure message. A plan that replaces
 /// VMs stops here unless `allow_replace` (see [`vm_changes`]). `before` runs once the plan is known to change
-/// something and before it is applied, with the VMs it destroys (removed or replaced), in plan order.
+/// something and before it is applied, with the VMs it destroys (removed or replaced), in plan order; the
+/// saved plan is read for that unless `allow_replace` and not `snapshot` (then `before` is given none).
 fn apply(
     ctx: &Ctx<'_>,
     uri: &str,
     consoles: &str,
-    allow_replace: bool,
+    (allow_replace, snapshot): (bool, bool),
     before: &mut BeforeApply<'_>,
     out: &mut dyn Write,
 ) -> Result<bool, Error> {
@@ -361,13 +362,17 @@ fn apply(
                 out,
                 format!("terraform plan: {summary} (full plan in {})", log.display()),
             );
-            let checked = read_plan(ctx, plan_file, allow_replace).and_then(|changes| {
-                if allow_replace || changes.replaced.is_empty() {
-                    before(&changes.destroyed, out)
-                } else {
-                    Err(refusal(&changes.replaced))
-                }
-            });
+            let checked = if allow_replace && !snapshot {
+                before(&[], out)
+            } else {
+                read_plan(ctx, plan_file, allow_replace).and_then(|changes| {
+                    if allow_replace || changes.replaced.is_empty() {
+                        before(&changes.destroyed, out)
+                    } else {
+                        Err(refusal(&changes.replaced))
+                    }
+                })
+            };
             if let Err(e) = checked {
                 let _ = std::fs::remove_file(ctx.tf_dir.join(plan_file));
                 return Err(e);
@@ -812,7 +817,7 @@ pub(super) mod tests {
         runner.on(&["plan"], 0, "No changes.\n");
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
-        assert!(!apply(&ctx, "qemu:///x", "", false, &mut none, &mut out).unwrap());
+        assert!(!apply(&ctx, "qemu:///x", "", (false, true), &mut none, &mut out).unwrap());
         assert_eq!(
             terraform_calls(&runner),
             [[
@@ -841,7 +846,7 @@ pub(super) mod tests {
             .on(&["show"], 0, NO_VM_REPLACED);
         let ctx = f.ctx(&runner);
         let mut out = Vec::new();
-        assert!(apply(&ctx, "qemu:///x", "", false, &mut none, &mut out).unwrap());
+        assert!(apply(&ctx, "qemu:///x", "", (false, true), &mut none, &mut out).unwrap());
         let calls = terraform_calls(&runner);
         assert_eq!(calls[1], ["show", "-json", "-no-color", "hsw-up.tfplan"]);
         assert_eq!(
@@ -873,7 +878,15 @@ pub(super) mod tests {
         let runner = FakeRunner::new();
         runner.on(&["plan"], 1, "Error: bad\n");
         let ctx = f.ctx(&runner);
-        let e = apply(&ctx, "qemu:///x", "", false, &mut none, &mut Vec::new()).unwrap_err();
+        let e = apply(
+            &ctx,
+            "qemu:///x",
+            "",
+            (false, true),
+            &mut none,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("terraform plan failed in"), "{e}");
         assert!(e.to_string().ends_with("Error: bad"), "{e}");
         let runner = FakeRunner::new();
@@ -958,7 +971,15 @@ pub(super) mod tests {
         let plan = ctx.tf_dir.join("hsw-up.tfplan");
         std::fs::create_dir_all(&ctx.tf_dir).unwrap();
         std::fs::write(&plan, "saved plan").unwrap();
-        let e = apply(&ctx, "qemu:///x", "", false, &mut none, &mut Vec::new()).unwrap_err();
+        let e = apply(
+            &ctx,
+            "qemu:///x",
+            "",
+            (false, true),
+            &mut none,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(!plan.exists(), "the refused plan is removed");
         let m = e.to_string();
         assert!(
@@ -985,7 +1006,15 @@ pub(super) mod tests {
             seen.push((vms.to_vec(), terraform_calls(&runner).len()));
             Ok(())
         };
-        assert!(apply(&ctx, "qemu:///x", "", true, &mut before, &mut Vec::new()).unwrap());
+        assert!(apply(
+            &ctx,
+            "qemu:///x",
+            "",
+            (true, true),
+            &mut before,
+            &mut Vec::new()
+        )
+        .unwrap());
         let calls = terraform_calls(&runner);
         assert_eq!(calls.len(), 3, "{calls:?}");
         assert_eq!(calls[2][0], "apply");
@@ -1002,6 +1031,24 @@ pub(super) mod tests {
                 2
             )]
         );
+        // --allow-replace --no-snapshot: the saved plan is not read; applied.
+        let runner = FakeRunner::new();
+        runner.on(&["plan"], 2, "Plan: 1 to add, 0 to change, 1 to destroy.\n");
+        let ctx = f.ctx(&runner);
+        assert!(apply(
+            &ctx,
+            "qemu:///x",
+            "",
+            (true, false),
+            &mut none,
+            &mut Vec::new()
+        )
+        .unwrap());
+        let calls = terraform_calls(&runner);
+        assert_eq!(
+            calls.iter().map(|c| c[0].as_str()).collect::<Vec<_>>(),
+            ["plan", "apply"]
+        );
         // When it fails, nothing is applied and the plan is removed.
         let runner = FakeRunner::new();
         runner
@@ -1010,7 +1057,15 @@ pub(super) mod tests {
         let ctx = f.ctx(&runner);
         std::fs::write(&plan, "saved plan").unwrap();
         let mut failing = |_: &[String], _: &mut dyn Write| Err(Error::invalid("snapshot failed"));
-        let e = apply(&ctx, "qemu:///x", "", true, &mut failing, &mut Vec::new()).unwrap_err();
+        let e = apply(
+            &ctx,
+            "qemu:///x",
+            "",
+            (true, true),
+            &mut failing,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "snapshot failed");
         assert!(!plan.exists());
         assert!(!terraform_calls(&runner).iter().any(|c| c[0] == "apply"));
@@ -1024,7 +1079,15 @@ pub(super) mod tests {
             None,
         );
         let ctx = f.ctx(&runner);
-        let e = apply(&ctx, "qemu:///x", "", false, &mut none, &mut Vec::new()).unwrap_err();
+        let e = apply(
+            &ctx,
+            "qemu:///x",
+            "",
+            (false, true),
+            &mut none,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("(Error: bad plan)"), "{e}");
         assert!(e.to_string().contains("--allow-replace"), "{e}");
         assert!(
