@@ -878,15 +878,7 @@ pub(super) mod tests {
         let runner = FakeRunner::new();
         runner.on(&["plan"], 1, "Error: bad\n");
         let ctx = f.ctx(&runner);
-        let e = apply(
-            &ctx,
-            "qemu:///x",
-            "",
-            (false, true),
-            &mut none,
-            &mut Vec::new(),
-        )
-        .unwrap_err();
+        let e = plain_apply(&ctx, (false, true)).unwrap_err();
         assert!(e.to_string().contains("terraform plan failed in"), "{e}");
         assert!(e.to_string().ends_with("Error: bad"), "{e}");
         let runner = FakeRunner::new();
@@ -924,6 +916,11 @@ pub(super) mod tests {
          "change":{"actions":["delete","create"],"replace_paths":[["profile"]]}},
         {"address":"hsw_vm.x","type":"hsw_vm","change":{"actions":["create","delete"],"before":{},
          "replace_paths":[["interface",0,"network"]]}}]}"#;
+
+    /// [`apply`] with nothing before it and its output dropped.
+    fn plain_apply(ctx: &Ctx<'_>, modes: (bool, bool)) -> Result<bool, Error> {
+        apply(ctx, "qemu:///x", "", modes, &mut none, &mut Vec::new())
+    }
 
     /// A hook before apply that does nothing.
     #[allow(clippy::unnecessary_wraps)]
@@ -971,15 +968,7 @@ pub(super) mod tests {
         let plan = ctx.tf_dir.join("hsw-up.tfplan");
         std::fs::create_dir_all(&ctx.tf_dir).unwrap();
         std::fs::write(&plan, "saved plan").unwrap();
-        let e = apply(
-            &ctx,
-            "qemu:///x",
-            "",
-            (false, true),
-            &mut none,
-            &mut Vec::new(),
-        )
-        .unwrap_err();
+        let e = plain_apply(&ctx, (false, true)).unwrap_err();
         assert!(!plan.exists(), "the refused plan is removed");
         let m = e.to_string();
         assert!(
@@ -1035,15 +1024,7 @@ pub(super) mod tests {
         let runner = FakeRunner::new();
         runner.on(&["plan"], 2, "Plan: 1 to add, 0 to change, 1 to destroy.\n");
         let ctx = f.ctx(&runner);
-        assert!(apply(
-            &ctx,
-            "qemu:///x",
-            "",
-            (true, false),
-            &mut none,
-            &mut Vec::new()
-        )
-        .unwrap());
+        assert!(plain_apply(&ctx, (true, false)).unwrap());
         let calls = terraform_calls(&runner);
         assert_eq!(
             calls.iter().map(|c| c[0].as_str()).collect::<Vec<_>>(),
@@ -1079,15 +1060,7 @@ pub(super) mod tests {
             None,
         );
         let ctx = f.ctx(&runner);
-        let e = apply(
-            &ctx,
-            "qemu:///x",
-            "",
-            (false, true),
-            &mut none,
-            &mut Vec::new(),
-        )
-        .unwrap_err();
+        let e = plain_apply(&ctx, (false, true)).unwrap_err();
         assert!(e.to_string().contains("(Error: bad plan)"), "{e}");
         assert!(e.to_string().contains("--allow-replace"), "{e}");
         assert!(
