@@ -6,7 +6,8 @@
 //! passphrase derivation (scrypt) per backup, not one per piece; the manifest stays readable, so `backup
 //! verify` checks every piece's sha256 (of the encrypted bytes) without any key, and age's authentication
 //! checks the plaintext when a piece is opened. The manifest records the public keys the data key was wrapped
-//! to, never a hash of a plaintext.
+//! to, and of the plaintexts only the config's sha256 (which ties the pieces to one deployment): never a hash of
+//! a key, a password or a disk.
 //!
 //! Opening (`restore`, `backup verify --identity/--passphrase-file`): the user's age identity file
 //! (`age-keygen`'s output) or passphrase file opens [`KEY_FILE`], and its data key opens the pieces.
