@@ -28,6 +28,8 @@ use hsw_core::fsx::{self, Sha256Tee};
 
 /// The encrypted data key's file name in an encrypted backup.
 pub const KEY_FILE: &str = "key.age";
+/// The manifest's name for how the pieces are encrypted.
+const SCHEME: &str = "age";
 /// The most a key, identity, recipients or passphrase file may weigh.
 const MAX_KEY_FILE: u64 = 64 << 10;
 
@@ -209,7 +211,7 @@ impl Sealer {
         let data = age::x25519::Identity::generate();
         let secret = data.to_string();
         let mut record = Encryption {
-            scheme: "age".into(),
+            scheme: SCHEME.into(),
             key_file: KEY_FILE.into(),
             key_sha256: String::new(),
             recipients: Vec::new(),
@@ -298,7 +300,7 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// Opens the data key of the backup at `backup` with the user's identities or passphrase.
     pub fn new(backup: &Path, enc: &Encryption, args: &OpenArgs) -> Result<Opener, String> {
-        if enc.scheme != "age" {
+        if enc.scheme != SCHEME {
             return Err(format!(
                 "the backup is encrypted with `{}`, which this hsw-cli does not know",
                 enc.scheme
