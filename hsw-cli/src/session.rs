@@ -31,7 +31,6 @@ pub struct Session {
 /// [`MAX_SOURCE_BYTES`] is read: a device such as `/dev/zero` would grow without end and a FIFO would block,
 /// so the file is opened without blocking and refused by its type before anything is read.
 pub fn read_config(file: Option<&Path>) -> Result<(String, String), Error> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
 
     let Some(p) = file else {
@@ -53,13 +52,9 @@ pub fn read_config(file: Option<&Path>) -> Result<(String, String), Error> {
     if meta.len() > MAX_SOURCE_BYTES {
         return Err(too_large(p));
     }
-    let mut bytes = Vec::new();
-    f.take(MAX_SOURCE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_SOURCE_BYTES {
-        return Err(too_large(p));
-    }
+    let bytes = hsw_core::fsx::read_at_most(f, MAX_SOURCE_BYTES)
+        .map_err(cannot)?
+        .ok_or_else(|| too_large(p))?;
     String::from_utf8(bytes)
         .map(|s| (p.display().to_string(), s))
         .map_err(|e| {

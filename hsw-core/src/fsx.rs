@@ -51,22 +51,29 @@ pub fn copy_atomic_sha256(src: &Path, path: &Path, mode: u32) -> io::Result<(u64
 
 /// Copies `from` into `to`, hashing on the way: the size and the sha256 (lowercase hex) of what was copied.
 pub fn copy_sha256(from: &mut impl io::Read, to: &mut impl io::Write) -> io::Result<(u64, String)> {
-    use sha2::{Digest as _, Sha256};
-    let mut h = Sha256::new();
+    use io::Read as _;
+    let mut tee = Sha256Tee::new(from);
     let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
     loop {
-        let n = match from.read(&mut buf) {
+        let n = match tee.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        h.update(&buf[..n]);
         to.write_all(&buf[..n])?;
-        size += n as u64;
     }
-    Ok((size, hex(&h.finalize())))
+    Ok(tee.finish())
+}
+
+/// Everything `from` gives when that is at most `max` bytes; `None` when it gives more (it reads at most
+/// `max + 1` bytes, so a huge or endless input costs no more than that). The one bounded read of a small
+/// file: callers say what is too large.
+pub fn read_at_most(from: impl io::Read, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use io::Read as _;
+    let mut bytes = Vec::new();
+    from.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 /// [`write_atomic`] of what `fill` writes into the private temporary file: for content streamed through a
@@ -216,6 +223,22 @@ mod tests {
 
     fn mode_of(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_bounded_read_takes_up_to_its_bound_and_no_more() {
+        assert_eq!(read_at_most(&b"abc"[..], 3).unwrap().unwrap(), b"abc");
+        assert!(read_at_most(&b"abcd"[..], 3).unwrap().is_none());
+        // An endless input: read_at_most stops after max + 1 bytes.
+        assert!(read_at_most(io::repeat(7), 1 << 20).unwrap().is_none());
+        let (size, sum) = copy_sha256(&mut &b"abc"[..], &mut io::sink()).unwrap();
+        assert_eq!(
+            (size, sum.as_str()),
+            (
+                3,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            )
+        );
     }
 
     #[test]

@@ -115,20 +115,16 @@ impl std::fmt::Debug for Sealer {
 
 /// Reads a small file whole (bounded), naming it in the error.
 fn read_small(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    let f = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read the {what} {} ({e})", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the {what} {} ({e})", path.display()))?;
-    if buf.len() as u64 > MAX_KEY_FILE {
-        return Err(format!(
-            "the {what} {} is larger than {} KiB; is it the right file?",
-            path.display(),
-            MAX_KEY_FILE >> 10
-        ));
-    }
-    Ok(buf)
+    std::fs::File::open(path)
+        .and_then(|f| fsx::read_at_most(f, MAX_KEY_FILE))
+        .map_err(|e| format!("cannot read the {what} {} ({e})", path.display()))?
+        .ok_or_else(|| {
+            format!(
+                "the {what} {} is larger than {} KiB; is it the right file?",
+                path.display(),
+                MAX_KEY_FILE >> 10
+            )
+        })
 }
 
 /// Refuses a secret file that its group or others may read or write.

@@ -6,7 +6,6 @@
 //! [`Kind::top`]), so a manifest never names a path outside them.
 
 use std::collections::BTreeSet;
-use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -235,18 +234,16 @@ pub fn read(backup: &Path) -> Result<Manifest, String> {
             backup.display()
         )
     })?;
-    let mut text = String::new();
-    f.take(MAX_MANIFEST_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(format!(
-            "{} is larger than {} MiB, more than any backup's manifest",
-            path.display(),
-            MAX_MANIFEST_BYTES >> 20
-        ));
-    }
-    let m: Manifest = serde_json::from_str(&text)
+    let bytes = hsw_core::fsx::read_at_most(f, MAX_MANIFEST_BYTES)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .ok_or_else(|| {
+            format!(
+                "{} is larger than {} MiB, more than any backup's manifest",
+                path.display(),
+                MAX_MANIFEST_BYTES >> 20
+            )
+        })?;
+    let m: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{} does not read as a backup manifest: {e}", path.display()))?;
     let expected = if m.encryption.is_some() {
         FORMAT_ENCRYPTED

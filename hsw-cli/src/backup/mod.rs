@@ -212,7 +212,6 @@ const MAX_ROOT_FILE: u64 = 16 << 20;
 /// `.terraform/`), read before `up` generates it again, so that a snapshot taken before the change holds the
 /// root its Terraform state was made with.
 pub fn root_files(tf_dir: &Path) -> Result<Vec<RootFile>, Error> {
-    use std::io::Read as _;
     let mut out = Vec::new();
     let entries = std::fs::read_dir(tf_dir)
         .map_err(|e| Error::invalid(format!("cannot list {}: {e}", tf_dir.display())))?;
@@ -239,17 +238,15 @@ pub fn root_files(tf_dir: &Path) -> Result<Vec<RootFile>, Error> {
             .map_err(|e| Error::invalid(format!("cannot read {}: {e}", p.display())))?
             .mode()
             & 0o7777;
-        let mut bytes = Vec::new();
-        f.take(MAX_ROOT_FILE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", p.display())))?;
-        if bytes.len() as u64 > MAX_ROOT_FILE {
-            return Err(Error::invalid(format!(
-                "{} is larger than {} MiB; is it the Terraform root hsw generated?",
-                p.display(),
-                MAX_ROOT_FILE >> 20
-            )));
-        }
+        let bytes = hsw_core::fsx::read_at_most(f, MAX_ROOT_FILE)
+            .map_err(|e| Error::invalid(format!("cannot read {}: {e}", p.display())))?
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{} is larger than {} MiB; is it the Terraform root hsw generated?",
+                    p.display(),
+                    MAX_ROOT_FILE >> 20
+                ))
+            })?;
         out.push((name, bytes, mode));
     }
     out.sort();
