@@ -1142,6 +1142,17 @@ fn backups_in(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>, Error> {
     Ok(out)
 }
 
+/// The backups in `dir` of the deployment in `sandbox` with its state in `state_dir`, oldest first.
+fn backups_of(dir: &Path, sandbox: Option<&str>, state_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    Ok(backups_in(dir)?
+        .into_iter()
+        .filter(|(_, m)| {
+            m.deployment.sandbox.as_deref() == sandbox && m.deployment.state_dir == state_dir
+        })
+        .map(|(p, _)| p)
+        .collect())
+}
+
 /// `hsw-cli backup list`.
 fn list(dir: &Path, format: Format, out: &mut dyn Write) -> Result<(), Error> {
     let all = backups_in(dir)?;
@@ -1182,11 +1193,7 @@ fn list(dir: &Path, format: Format, out: &mut dyn Write) -> Result<(), Error> {
 /// Removes the backups of the same deployment (same sandbox and state directory) in `root` beyond the newest
 /// `keep`.
 fn prune(root: &Path, d: &Deployment, keep: usize, out: &mut dyn Write) -> Result<(), Error> {
-    let ours: Vec<PathBuf> = backups_in(root)?
-        .into_iter()
-        .filter(|(_, m)| m.deployment.sandbox == d.sandbox && m.deployment.state_dir == d.state_dir)
-        .map(|(p, _)| p)
-        .collect();
+    let ours = backups_of(root, d.sandbox.as_deref(), &d.state_dir)?;
     let extra = ours.len().saturating_sub(keep);
     for p in &ours[..extra] {
         std::fs::remove_dir_all(p).map_err(|e| {

@@ -6,8 +6,9 @@
 //! running deployment there is refused unless `--replace` (then `hsw-cli down` removes it first); the state
 //! directory's files are written back with their modes; the sandbox is started; the pool's and the GPU
 //! state's files are copied back (each checked against its sha256 again as it is copied); libvirt's networks
-//! and domains are defined from their XML (the same UUIDs) and started as they were; then `terraform init` and
-//! `terraform plan`, which must show no changes. The application dumps stay in the backup (the disks hold the
+//! and domains are defined from their XML (the same UUIDs); `terraform init`; the GPU units the GPUs lost are
+//! made again ([`gpu_units_back`]); the domains that ran are started; then `terraform plan`, which must show no
+//! changes. The application dumps stay in the backup (the disks hold the
 //! same data); `docs/backup.md` says how to load one by hand. An encrypted backup is opened with `--identity` or
 //! `--passphrase-file` before anything is touched, and each piece is decrypted as it is copied back.
 
@@ -22,8 +23,7 @@ use super::crypt::{OpenArgs, Opener};
 use super::manifest::{self, below_top, checked_path, Kind, Manifest, Piece};
 use super::{human, say};
 use crate::error::Error;
-use crate::exit;
-use crate::runner::{Runner, SystemRunner};
+use crate::runner::Runner;
 use crate::up::virsh::Virsh;
 use crate::up::{sandbox, Ctx, DownArgs, Place, Target};
 
@@ -43,17 +43,9 @@ pub struct RestoreArgs {
 
 /// Runs `hsw-cli restore`; returns the exit code.
 pub fn restore(args: &RestoreArgs, out: &mut dyn Write) -> u8 {
-    let t0 = Instant::now();
-    match restore_with(args, &SystemRunner, out) {
-        Ok(()) => {
-            say(
-                out,
-                format!("restore finished in {} s", t0.elapsed().as_secs()),
-            );
-            exit::OK
-        }
-        Err(e) => e.report(),
-    }
+    crate::up::run_timed("restore", out, |runner, out| {
+        restore_with(args, runner, out)
+    })
 }
 
 /// Where the backup's config goes back to: beside the state, for `hsw-cli up --config`.
@@ -76,17 +68,9 @@ pub struct RollbackArgs {
 /// Runs `hsw-cli rollback`: the deployment back to the snapshot `up` took before its last change that
 /// destroyed VMs (a `restore --replace` of it); returns the exit code.
 pub fn rollback(args: &RollbackArgs, out: &mut dyn Write) -> u8 {
-    let t0 = Instant::now();
-    match rollback_with(args, &SystemRunner, out) {
-        Ok(()) => {
-            say(
-                out,
-                format!("rollback finished in {} s", t0.elapsed().as_secs()),
-            );
-            exit::OK
-        }
-        Err(e) => e.report(),
-    }
+    crate::up::run_timed("rollback", out, |runner, out| {
+        rollback_with(args, runner, out)
+    })
 }
 
 fn rollback_with(
@@ -129,13 +113,8 @@ pub(super) fn newest_of(
     sandbox: Option<&str>,
     state_dir: &Path,
 ) -> Result<PathBuf, Error> {
-    super::backups_in(dir)?
-        .into_iter()
-        .filter(|(_, m)| {
-            m.deployment.sandbox.as_deref() == sandbox && m.deployment.state_dir == state_dir
-        })
-        .map(|(p, _)| p)
-        .next_back()
+    super::backups_of(dir, sandbox, state_dir)?
+        .pop()
         .ok_or_else(|| {
             Error::invalid(format!(
                 "{} holds no snapshot of this deployment (state {}): `hsw-cli up` takes one before a plan that \
@@ -652,13 +631,7 @@ fn gpu_units_back(ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<(), Error> {
         }
     }
     // Only creations of GPU units: anything else is not a lost GPU state, and restore does not change it.
-    let summary = plan
-        .stdout
-        .lines()
-        .find(|l| l.contains("Plan:"))
-        .unwrap_or("")
-        .trim()
-        .to_owned();
+    let summary = crate::up::terraform::plan_summary(&plan.stdout).unwrap_or("");
     if !summary.contains(" 0 to change, 0 to destroy") {
         remove_plan();
         return Err(Error::invalid(format!(

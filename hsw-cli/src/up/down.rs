@@ -3,27 +3,18 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
 
 use super::sandbox::{self, SandboxEnv};
 use super::terraform::terraform_init;
 use super::virsh::Virsh;
-use super::{host_libvirt, say, secs, step_header, Ctx, DownArgs};
+use super::{host_libvirt, say, step_header, Ctx, DownArgs};
 use crate::error::Error;
-use crate::exit;
-use crate::runner::{Runner, SystemRunner};
+use crate::runner::Runner;
 use crate::session::Session;
 
 /// Runs `down`; returns the exit code.
 pub fn down(args: &DownArgs, out: &mut dyn Write) -> u8 {
-    let t0 = Instant::now();
-    match down_steps(args, &SystemRunner, out) {
-        Ok(()) => {
-            say(out, format!("down finished in {} s", secs(t0)));
-            exit::OK
-        }
-        Err(e) => e.report(),
-    }
+    super::run_timed("down", out, |runner, out| down_steps(args, runner, out))
 }
 
 pub(crate) fn down_steps(

@@ -363,6 +363,23 @@ fn secs(t: Instant) -> u64 {
     t.elapsed().as_secs()
 }
 
+/// Runs a command's body with the system's runner: on success it says `<what> finished in N s` and returns
+/// exit 0, else it reports the error and returns its code (`down`, `restore`, `rollback`).
+pub(crate) fn run_timed(
+    what: &str,
+    out: &mut dyn Write,
+    body: impl FnOnce(&dyn Runner, &mut dyn Write) -> Result<(), Error>,
+) -> u8 {
+    let t0 = Instant::now();
+    match body(&SystemRunner, out) {
+        Ok(()) => {
+            say(out, format!("{what} finished in {} s", secs(t0)));
+            exit::OK
+        }
+        Err(e) => e.report(),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------- up
 
 /// What `up` knows: its inputs, and what the steps before found.

@@ -316,6 +316,11 @@ fn record_applied_config(ctx: &Ctx<'_>, session: &Session) -> Result<(), Error> 
         .map_err(|e| Error::invalid(format!("cannot write {}: {e}", p.display())))
 }
 
+/// The `Plan: N to add, N to change, N to destroy.` line of `terraform plan`'s output, trimmed.
+pub(crate) fn plan_summary(stdout: &str) -> Option<&str> {
+    stdout.lines().find(|l| l.contains("Plan:")).map(str::trim)
+}
+
 /// What runs between a plan that changes something and its apply: given the VMs it destroys.
 type BeforeApply<'a> = dyn FnMut(&[String], &mut dyn Write) -> Result<(), Error> + 'a;
 
@@ -351,13 +356,7 @@ fn apply(
             return Ok(false);
         }
         Some(2) => {
-            let summary = o
-                .stdout
-                .lines()
-                .find(|l| l.contains("Plan:"))
-                .unwrap_or("changes planned")
-                .trim()
-                .to_owned();
+            let summary = plan_summary(&o.stdout).unwrap_or("changes planned");
             say(
                 out,
                 format!("terraform plan: {summary} (full plan in {})", log.display()),
