@@ -2,7 +2,9 @@
 # exporter, and per role (var.role, see README.md):
 #   hpc    Munge, Slurm 22.05 (slurmd, slurmctld, client), Open MPI, the NFS client
 #   cloud  containerd, runc, the Kubernetes prerequisites (overlay + br_netfilter, bridge/forwarding sysctls,
-#          no swap); kubelet/kubeadm are not in Debian 12: the cluster tooling installs them
+#          no swap); kubelet/kubeadm are not in Debian 12: with -var k8s_bundle=DIR (`hsw-cli bundle build`) the
+#          offline bundle goes in (provision/45-k8s-bundle.sh, as scripts/build-image.sh --bundle does), otherwise
+#          the cluster tooling installs them from pkgs.k8s.io
 # The role picks the package list (packages/ROLE.list), the preseed (http/preseed-ROLE.cfg) and the role's
 # provisioner (provision/40-ROLE.sh); everything else is shared.
 #
@@ -66,6 +68,16 @@ variable "accelerator" {
   validation {
     condition     = contains(["kvm", "tcg"], var.accelerator)
     error_message = "The accelerator must be kvm or tcg."
+  }
+}
+
+variable "k8s_bundle" {
+  type        = string
+  default     = ""
+  description = "A Kubernetes bundle directory made by `hsw-cli bundle build` (its bundle.json, bin/, images/), baked into the cloud image; empty: none. With role=hpc the build refuses one."
+  validation {
+    condition     = var.k8s_bundle == "" || regex_replace(var.k8s_bundle, "^/[A-Za-z0-9._/-]+$", "") == ""
+    error_message = "The k8s_bundle must be empty or an absolute path without spaces."
   }
 }
 
@@ -210,7 +222,14 @@ build {
   sources = ["source.qemu.base"]
 
   provisioner "shell" {
-    inline = ["mkdir -p /tmp/hsw-files"]
+    inline = ["mkdir -p /tmp/hsw-files /tmp/hsw-bundle"]
+  }
+
+  # The Kubernetes bundle, when var.k8s_bundle names one. Packer 1.6.6 cannot skip a provisioner on a variable,
+  # so without one it uploads files/ again: no bundle.json there, and 45-k8s-bundle.sh does nothing.
+  provisioner "file" {
+    source      = var.k8s_bundle != "" ? "${var.k8s_bundle}/" : "${path.root}/files/"
+    destination = "/tmp/hsw-bundle"
   }
 
   provisioner "file" {
@@ -225,12 +244,14 @@ build {
       "HSW_ROLE=${var.role}",
       "HSW_PACKAGES=${join(" ", local.packages)}",
       "HSW_FILES=/tmp/hsw-files",
+      "HSW_BUNDLE=/tmp/hsw-bundle",
     ]
     scripts = [
       "${path.root}/provision/10-packages.sh",
       "${path.root}/provision/20-security.sh",
       "${path.root}/provision/30-monitoring.sh",
       "${path.root}/provision/40-${var.role}.sh",
+      "${path.root}/provision/45-k8s-bundle.sh",
       "${path.root}/provision/90-cleanup.sh",
     ]
   }
@@ -251,6 +272,7 @@ build {
       iso_checksum = var.iso_checksum
       accelerator  = var.accelerator
       packages     = join(",", local.packages)
+      k8s_bundle   = var.k8s_bundle
     }
   }
 

@@ -143,6 +143,44 @@ if grep -Ev '^[[:space:]]*(#|description[[:space:]]*=)' "$t" | grep -Eq '"file:|
 fi
 ok "packer validate refuses no role, role=gpu, accelerator=hvf, file: checksums, bad passwords, host names and mirror dirs"
 
+# 11b. The Kubernetes bundle: a bundle directory validates (its upload's source must exist), a missing or relative
+# one is refused; provision/45-k8s-bundle.sh (run by the template and by scripts/build-image.sh --bundle) installs
+# a bundle checked file by file into an image root, refuses a changed file and an hpc image, and does nothing
+# without one.
+fake="$tmp/bundle"
+mkdir -p "$fake/bin" "$fake/images"
+printf 'kubeadm\n' > "$fake/bin/kubeadm"
+printf 'oci\n' > "$fake/images/pause.oci.tar"
+sum() { sha256sum < "$1" | cut -d' ' -f1; }
+printf '{"kubernetes": "v1.34.4", "binaries": [{"path": "bin/kubeadm", "sha256": "%s"}], "images": [{"path": "images/pause.oci.tar", "sha256": "%s"}]}\n' \
+  "$(sum "$fake/bin/kubeadm")" "$(sum "$fake/images/pause.oci.tar")" > "$fake/bundle.json"
+bundle_ok=1
+if ! "${offline[@]}" packer validate -var role=cloud -var "k8s_bundle=$fake" "$t" > "$tmp/out" 2>&1; then
+  fail "$t: packer validate -var role=cloud -var k8s_bundle=$fake"; indent < "$tmp/out"; bundle_ok=0
+fi
+for bad in "$tmp/no-such-bundle" bundle-relative; do
+  if "${offline[@]}" packer validate -var role=cloud -var "k8s_bundle=$bad" "$t" > /dev/null 2>&1; then
+    fail "$t: packer validate -var k8s_bundle=$bad passed"; bundle_ok=0
+  fi
+done
+inst() { HSW_BUNDLE=$1 HSW_ROOT=$2 HSW_ROLE=$3 bash provision/45-k8s-bundle.sh > "$tmp/out" 2>&1; }
+if ! inst "$fake" "$tmp/root" cloud || [ ! -x "$tmp/root/usr/local/bin/kubeadm" ] \
+   || ! cmp -s "$fake/images/pause.oci.tar" "$tmp/root/var/lib/hsw/k8s/images/pause.oci.tar" \
+   || ! cmp -s "$fake/bundle.json" "$tmp/root/var/lib/hsw/k8s/bundle.json"; then
+  fail "provision/45-k8s-bundle.sh did not install the bundle into an image root"; indent < "$tmp/out"; bundle_ok=0
+fi
+if inst "$fake" "$tmp/root-hpc" hpc || [ -e "$tmp/root-hpc/usr/local/bin/kubeadm" ]; then
+  fail "provision/45-k8s-bundle.sh put a bundle into an hpc image"; bundle_ok=0
+fi
+if ! inst "$tmp/no-such-bundle" "$tmp/root-none" cloud || [ -e "$tmp/root-none" ]; then
+  fail "provision/45-k8s-bundle.sh without a bundle did something or failed"; indent < "$tmp/out"; bundle_ok=0
+fi
+printf 'changed\n' >> "$fake/images/pause.oci.tar"
+if inst "$fake" "$tmp/root-bad" cloud || ! grep -q 'is not what bundle.json says' "$tmp/out"; then
+  fail "provision/45-k8s-bundle.sh took a changed image file"; indent < "$tmp/out"; bundle_ok=0
+fi
+[ "$bundle_ok" = 0 ] || ok "k8s_bundle: validates with a bundle, refuses a missing or relative one; 45-k8s-bundle.sh installs it checked, refuses a changed file and an hpc image, does nothing without one"
+
 # 12. Shell scripts.
 scripts=(check.sh render-preseed.sh packages/list.sh provision/*.sh)
 for s in "${scripts[@]}"; do bash -n "$s" || fail "bash -n $s"; done

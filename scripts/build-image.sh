@@ -6,7 +6,8 @@
 #   --role ROLE      hpc (default) or cloud: the extra packages are `packer/packages/list.sh --csv ROLE`
 #   --bundle DIR     a Kubernetes bundle (`hsw-cli bundle build`): its bin/ into /usr/local/bin, its images/*.oci.tar
 #                    and bundle.json into /var/lib/hsw/k8s/ (the key then covers bundle.json, which holds every
-#                    file's sha256; each file is checked against it before it goes in)
+#                    file's sha256; each file is checked against it before it goes in, by the Packer template's
+#                    packer/provision/45-k8s-bundle.sh); with --role cloud only
 #   --out DIR        cache directory (default /var/cache/hsw/images, or $HSW_IMAGE_DIR)
 #   --packages LIST  extra packages instead of the role's, comma or space separated ('' for none)
 #   --size SIZE      size of the root file system (default 3G); grow it later with a larger qcow2 overlay
@@ -113,6 +114,7 @@ security=""
 case "$mirror" in */debian) security="${mirror%/debian}/debian-security" ;; esac
 
 case "$role" in hpc|cloud) ;; *) die "--role '$role' is not hpc or cloud" ;; esac
+[ -z "$bundle" ] || [ "$role" = cloud ] || die "--bundle goes into the cloud image only (--role cloud), not '$role'"
 if [ "$extra_set" = 0 ]; then
   extra=$(bash "$LIST_SH" --csv "$role") || die "cannot read the $role package list ($LIST_SH --csv $role failed)"
 fi
@@ -304,23 +306,10 @@ for entry in "${FILES[@]}"; do
   install -D -m "$mode" "$FILES_DIR/$src" "$r$dst"
 done
 rm -f "$r"/etc/ssh/ssh_host_* "$r/etc/munge/munge.key"
-# The Kubernetes bundle: every file checked against bundle.json (paths from it are plain bin/NAME or images/NAME).
+# The Kubernetes bundle, by the Packer template's own provisioner (every file checked against bundle.json).
 if [ -n "$bundle" ]; then
-  command -v jq >/dev/null 2>&1 || die "jq is missing: run scripts/install-deps.sh full"
-  install -d -m 0755 "$r/var/lib/hsw/k8s/images"
-  while IFS=$'\t' read -r path want; do
-    if ! [[ "$path" =~ ^(bin|images)/[A-Za-z0-9._-]+$ && "$want" =~ ^[0-9a-f]{64}$ ]]; then
-      die "$bundle/bundle.json lists '$path' (sha256 '$want'): not a bundle file"
-    fi
-    [ "$(sha256sum < "$bundle/$path" | cut -d' ' -f1)" = "$want" ] \
-      || die "$bundle/$path is not what bundle.json says: rebuild it with hsw-cli bundle build --force"
-    case "$path" in
-      bin/*) install -m 0755 "$bundle/$path" "$r/usr/local/bin/${path#bin/}" ;;
-      images/*) install -m 0644 "$bundle/$path" "$r/var/lib/hsw/k8s/$path" ;;
-    esac
-  done < <(jq -r '(.binaries + .images)[] | [.path, .sha256] | @tsv' "$bundle/bundle.json")
-  install -m 0644 "$bundle/bundle.json" "$r/var/lib/hsw/k8s/bundle.json"
-  log "Kubernetes bundle $(jq -r .kubernetes "$bundle/bundle.json") installed from $bundle"
+  HSW_BUNDLE=$bundle HSW_ROOT=$r HSW_ROLE=$role bash "$REPO/packer/provision/45-k8s-bundle.sh" >&2 \
+    || die "the Kubernetes bundle $bundle could not be installed (above)"
 fi
 # Prometheus: Debian's package enables it at install, which would run it with Debian's defaults on every cloud VM
 # from boot (a third of a TCG guest's CPU); the monitoring playbook enables and starts it on the monitoring server

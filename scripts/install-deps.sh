@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs every system and tool dependency the project needs, idempotently.
-# Usage: scripts/install-deps.sh [base|full]
+# Usage: scripts/install-deps.sh [base|full|test]
 #   base: what building and the unit/fixture tests need (Rust toolchain is assumed, see README)
 #   full: plus libvirt, QEMU, image tools, Packer and Ansible for the sandbox and end-to-end tests
+#   test: full, plus what only the test command uses (zsh and fish, whose completion scripts it checks)
 # Services are never started by the package scripts (policy-rc.d), and libvirt's "default"
 # network is never autostarted: every libvirtd this project uses runs inside its own netns.
 set -euo pipefail
@@ -18,10 +19,17 @@ full_pkgs=(libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
 # Not needed, installed with full: hsw-cli runs Ansible with mitogen's strategy when this is present (several
 # times faster on TCG guests: README, Performance). `hsw-cli check` does not ask for it.
 speed_pkgs=(ansible-mitogen)
+# Only the tests use these: `hsw-cli completions zsh|fish` is checked by the shells themselves.
+test_pkgs=(zsh fish)
 
 missing=()
 pkgs=("${base_pkgs[@]}")
-[ "$level" = full ] && pkgs+=("${full_pkgs[@]}" "${speed_pkgs[@]}")
+case "$level" in
+  base) ;;
+  full) pkgs+=("${full_pkgs[@]}" "${speed_pkgs[@]}") ;;
+  test) pkgs+=("${full_pkgs[@]}" "${speed_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "install-deps: unknown level '$level' (base, full or test)" >&2; exit 2 ;;
+esac
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
@@ -55,7 +63,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" "${extra[@]}" >/dev/null
 fi
 
-if [ "$level" = full ]; then
+if [ "$level" != base ]; then
   # Never autostart libvirt's default NAT network.
   rm -f /etc/libvirt/qemu/networks/autostart/default.xml 2>/dev/null || true
 fi

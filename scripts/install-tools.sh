@@ -11,6 +11,8 @@
 #    when neither `go` on PATH nor /usr/local/go/bin/go is one, Go 1.26.8 from the Go module proxy (the toolchain
 #    module `golang.org/toolchain`, the zip `GOTOOLCHAIN` itself fetches) checked against its sha256 below, into
 #    /opt/hsw/tools/go-1.26.8 (root-owned), and /usr/local/bin/go links to it.
+#  - OpenTofu 1.9.4 (all): built with that Go from its source module (hash-pinned below) into
+#    /opt/hsw/tools/tofu-1.9.4/tofu, root-owned; the Terraform tests of the user's path run under it too.
 # Usage: scripts/install-tools.sh [all|main]   (as root; main: what scripts/main.sh needs, Terraform and Go)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,5 +114,41 @@ if ! command -v go >/dev/null 2>&1 && [ "$have_go" = "$GO_DIR/bin/go" ]; then
   ln -sfn "$GO_DIR/bin/go" /usr/local/bin/go
 fi
 
+# OpenTofu (all): built from its source module, pinned by the module's h1: hash (the go.sum form; cmd/go also checks
+# it and every dependency against the checksum database and the module's go.sum). The tests run the user's path
+# (`hsw-cli provider install`, then init and plan with no CLI configuration) and the release layout under it too.
+TOFU_VERSION=1.9.4
+TOFU_DIR=/opt/hsw/tools/tofu-$TOFU_VERSION
+TOFU_MODULE_SUM='h1:l2bj1QJbMwCh3Lo5nyhDGWyqlSniYjLf06SwYkJ14vY='
+tofu_ok() {  # tofu_ok PATH: root-owned 0755, and says it is this version (not a -dev build)
+  [ -f "$1" ] && [ ! -L "$1" ] || return 1
+  [ "$(stat -c '%u %a' "$1")" = "0 755" ] || return 1
+  [ "$(TF_CLI_CONFIG_FILE=/dev/null "$1" version 2>/dev/null | head -1)" = "OpenTofu v$TOFU_VERSION" ]
+}
+tofu_note=""
+if [ "$what" = all ]; then
+  if ! tofu_ok "$TOFU_DIR/tofu"; then
+    [ "$(id -u)" -eq 0 ] || die "run as root (OpenTofu $TOFU_VERSION goes to $TOFU_DIR)"
+    echo "install-tools: building OpenTofu $TOFU_VERSION from the Go module proxy to $TOFU_DIR (2-3 minutes)" >&2
+    ttmp=$(mktemp -d)
+    info=$("$have_go" mod download -json "github.com/opentofu/opentofu@v$TOFU_VERSION") \
+      || { rm -rf --one-file-system "$ttmp"; die "go mod download of OpenTofu $TOFU_VERSION failed: $info"; }
+    sum=$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("Sum",""))' <<< "$info")
+    src=$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("Dir",""))' <<< "$info")
+    [ "$sum" = "$TOFU_MODULE_SUM" ] || { rm -rf --one-file-system "$ttmp"; die "OpenTofu $TOFU_VERSION's module hash is $sum, expected $TOFU_MODULE_SUM; not built"; }
+    cp -r "$src" "$ttmp/src"
+    chmod -R u+w "$ttmp/src"
+    (cd "$ttmp/src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false "$have_go" build -trimpath \
+       -ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no" -o "$ttmp/tofu" ./cmd/tofu) >&2 \
+      || { rm -rf --one-file-system "$ttmp"; die "building OpenTofu $TOFU_VERSION failed (above)"; }
+    install -d -o root -g root -m 0755 /opt/hsw /opt/hsw/tools "$TOFU_DIR"
+    install -o root -g root -m 0755 "$ttmp/tofu" "$TOFU_DIR/tofu.new"
+    mv -f "$TOFU_DIR/tofu.new" "$TOFU_DIR/tofu"
+    rm -rf --one-file-system "$ttmp"
+    tofu_ok "$TOFU_DIR/tofu" || die "$TOFU_DIR/tofu does not say OpenTofu v$TOFU_VERSION"
+  fi
+  tofu_note="; OpenTofu $TOFU_VERSION at $TOFU_DIR/tofu"
+fi
+
 # (TF_CLI_CONFIG_FILE may name a file that does not exist yet; Terraform's warning about it is noise here.)
-echo "install-tools: $what: $(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -1) present; Terraform 1.0.3 at $TF103; $("$have_go" version) at $have_go" >&2
+echo "install-tools: $what: $(TF_CLI_CONFIG_FILE=/dev/null terraform version | head -1) present; Terraform 1.0.3 at $TF103; $("$have_go" version) at $have_go$tofu_note" >&2

@@ -4,6 +4,9 @@
 //! - every VM of the planned layout with its cluster, role, libvirt state (`virsh`, through `up::virsh::Virsh`:
 //!   running, shut off, or not defined), its address as libvirt sees it, and its GPU units;
 //! - the Slurm nodes' states (`sinfo` over SSH on the controller);
+//! - once the platform was configured (`up` without `--hpc-only`, or `hsw-cli ansible platform`: the state
+//!   directory holds `ansible/platform-vars.json`), every cloud VM's Kubernetes node state (`kubectl get nodes`
+//!   over SSH on the control plane);
 //! - each service the playbooks start ([`promised_services`]), `systemctl is-active` over SSH, one call per VM.
 //!
 //! SSH runs inside the sandbox (`up::verify::ssh`), `virsh` against its libvirtd socket. Exit 0 when all is up,
@@ -22,6 +25,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::runner::SystemRunner;
 use crate::session::Session;
+use crate::up::verify::kubernetes::{ready_nodes, GET_NODES};
 use crate::up::virsh::Virsh;
 use crate::up::{sandbox, ssh_user, verify, Ctx, Target};
 use crate::{exit, Format};
@@ -83,11 +87,12 @@ impl std::fmt::Display for UnitStatus {
     }
 }
 
-/// One Slurm node, as `sinfo` on the controller reports it.
+/// One Slurm node (as `sinfo` on the controller reports it) or Kubernetes node (`kubectl get nodes`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeStatus {
     pub name: String,
-    /// `sinfo`'s short state, `missing` when it does not list the node, `unknown` when it could not be asked.
+    /// `sinfo`'s short state, or `Ready` / `NotReady`; `missing` when it does not list the node, `unknown`
+    /// when it could not be asked.
     pub state: String,
     pub up: bool,
 }
@@ -110,19 +115,24 @@ pub struct Status {
     pub vms: Vec<VmStatus>,
     /// `None` when the config has no HPC cluster.
     pub slurm: Option<Vec<NodeStatus>>,
+    /// Every cloud VM as a Kubernetes node; `None` when the cloud cluster has no control plane or the platform
+    /// was not configured.
+    pub kubernetes: Option<Vec<NodeStatus>>,
     pub services: Vec<ServiceStatus>,
     /// One sentence per thing promised and down.
     pub down: Vec<String>,
 }
 
 /// The services the playbooks start on each VM, in order: Munge and `slurmctld` / `slurmd` on the HPC cluster
-/// (`playbook-hpc.yml`), containerd on the cloud cluster (`playbook-k8s.yml`, offline part), PostgreSQL on
+/// (`playbook-hpc.yml`), containerd on the cloud cluster (`playbook-k8s.yml`, offline part) and, once the
+/// platform was configured (`platform`), the kubelet there (kubeadm init and join), PostgreSQL on
 /// `mlops_postgres_host` (the first CPU worker, else the control plane: `playbook-mlops.yml`), and with
 /// `global.monitoring.enabled` (default true) the node exporter everywhere and Prometheus on
 /// `monitoring_server` (the control plane, else the Slurm controller: `playbook-monitoring.yml`).
 pub fn promised_services(
     config: &ClusterConfig,
     d: &Deployment,
+    platform: bool,
 ) -> BTreeMap<String, Vec<&'static str>> {
     let first = |roles: &[Role]| {
         roles
@@ -153,6 +163,9 @@ pub fn promised_services(
                 }
                 Role::Controller => vec!["munge", "mariadb", "slurmdbd", "slurmctld"],
                 Role::Compute => vec!["munge", "slurmd"],
+                Role::ControlPlane | Role::CpuWorker | Role::GpuWorker if platform => {
+                    vec!["containerd", "kubelet"]
+                }
                 Role::ControlPlane | Role::CpuWorker | Role::GpuWorker => vec!["containerd"],
             };
             if postgres.as_deref() == Some(h.name.as_str()) {
@@ -247,7 +260,7 @@ pub fn gather(ctx: &Ctx<'_>, session: &Session) -> Result<Status, Error> {
                     ctx,
                     &user,
                     ctl,
-                    &["sinfo", "-h", "-N", "-o", "'%N %t'"],
+                    ("sinfo -h", &["sinfo", "-h", "-N", "-o", "'%N %t'"]),
                     &mut down,
                 )?
             } else {
@@ -265,8 +278,29 @@ pub fn gather(ctx: &Ctx<'_>, session: &Session) -> Result<Status, Error> {
         _ => None,
     };
 
+    // `up` without --hpc-only and `hsw-cli ansible platform` write the platform's variables first.
+    let platform = ctx.state.extra_vars("platform").is_file();
+    let kubernetes = match d.with_role(Role::ControlPlane).next() {
+        Some(cp) if platform => {
+            let nodes = if is_up(&cp.name) {
+                ask(ctx, &user, cp, ("kubectl get nodes", &GET_NODES), &mut down)?
+            } else {
+                None
+            };
+            let nodes = kubernetes_nodes(nodes.as_deref(), &d);
+            down.extend(
+                nodes
+                    .iter()
+                    .filter(|n| !n.up && n.state != "unknown")
+                    .map(|n| format!("Kubernetes node {} is {}", n.name, n.state)),
+            );
+            Some(nodes)
+        }
+        _ => None,
+    };
+
     let mut services = Vec::new();
-    let promised = promised_services(config, &d);
+    let promised = promised_services(config, &d, platform);
     for h in &d.hosts {
         let Some(units) = promised.get(&h.name) else {
             continue;
@@ -274,7 +308,7 @@ pub fn gather(ctx: &Ctx<'_>, session: &Session) -> Result<Status, Error> {
         let states = if is_up(&h.name) {
             let mut remote = vec!["systemctl", "is-active"];
             remote.extend(units.iter().copied());
-            ask(ctx, &user, h, &remote, &mut down)?
+            ask(ctx, &user, h, ("systemctl is-active", &remote), &mut down)?
         } else {
             None
         };
@@ -307,6 +341,7 @@ pub fn gather(ctx: &Ctx<'_>, session: &Session) -> Result<Status, Error> {
         sandbox: ctx.sandbox.clone(),
         vms,
         slurm,
+        kubernetes,
         services,
         down,
     })
@@ -356,14 +391,14 @@ fn gpu_units(layout: &Layout) -> BTreeMap<String, Vec<UnitStatus>> {
         .collect()
 }
 
-/// `remote` on `host` over SSH (inside the sandbox): its output, or `None` with a `down` line when SSH or the
-/// command failed with nothing printed (`systemctl is-active` prints its answers and fails when one is not
-/// `active`).
+/// `remote` on `host` over SSH (inside the sandbox): its output, or `None` with a `down` line naming it `what`
+/// when SSH or the command failed with nothing printed (`systemctl is-active` prints its answers and fails when
+/// one is not `active`).
 fn ask(
     ctx: &Ctx<'_>,
     user: &str,
     host: &Host,
-    remote: &[&str],
+    (what, remote): (&str, &[&str]),
     down: &mut Vec<String>,
 ) -> Result<Option<String>, Error> {
     let (ok, stdout, stderr) = verify::ssh(ctx, user, host, remote)?;
@@ -371,8 +406,7 @@ fn ask(
         return Ok(Some(stdout));
     }
     down.push(format!(
-        "`{}` over SSH on {} failed: {}",
-        remote[..2].join(" "),
+        "`{what}` over SSH on {} failed: {}",
         host.name,
         match stderr.trim() {
             "" => "no answer",
@@ -407,7 +441,28 @@ fn slurm_nodes(sinfo: Option<&str>, d: &Deployment) -> Vec<NodeStatus> {
         .collect()
 }
 
-/// The text form: the VMs as a table, the Slurm nodes, the services per VM, then what is down.
+/// Every cloud VM's state as a Kubernetes node from `kubectl get nodes -o json` on the control plane
+/// (`unknown` without it).
+fn kubernetes_nodes(json: Option<&str>, d: &Deployment) -> Vec<NodeStatus> {
+    let listed = json.map(ready_nodes).unwrap_or_default();
+    d.of_cluster("cloud")
+        .map(|h| {
+            let state = match listed.iter().find(|(n, _, _)| *n == h.name) {
+                Some((_, _, true)) => "Ready",
+                Some((_, _, false)) => "NotReady",
+                None if json.is_some() => "missing",
+                None => "unknown",
+            };
+            NodeStatus {
+                name: h.name.clone(),
+                state: state.to_owned(),
+                up: state == "Ready",
+            }
+        })
+        .collect()
+}
+
+/// The text form: the VMs as a table, the Slurm and Kubernetes nodes, the services per VM, then what is down.
 pub fn text(s: &Status) -> String {
     let mut rows = vec![[
         "VM".to_owned(),
@@ -442,15 +497,17 @@ pub fn text(s: &Status) -> String {
         ]);
     }
     let mut out = table(&rows);
-    if let Some(nodes) = &s.slurm {
-        out.push_str("\nSlurm nodes:\n");
-        for n in nodes {
-            out.push_str(&format!(
-                "  {} {}{}\n",
-                n.name,
-                n.state,
-                mark(n.up, &n.state)
-            ));
+    for (title, nodes) in [("Slurm", &s.slurm), ("Kubernetes", &s.kubernetes)] {
+        if let Some(nodes) = nodes {
+            out.push_str(&format!("\n{title} nodes:\n"));
+            for n in nodes {
+                out.push_str(&format!(
+                    "  {} {}{}\n",
+                    n.name,
+                    n.state,
+                    mark(n.up, &n.state)
+                ));
+            }
         }
     }
     if !s.services.is_empty() {

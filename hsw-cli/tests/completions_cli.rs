@@ -1,6 +1,7 @@
 //! `hsw-cli completions bash|zsh|fish` and `hsw-cli man` from the binary: each names every command `hsw-cli
-//! --help` lists; the bash script passes `bash -n` and is complete once sourced (zsh and fish scripts are
-//! syntax-checked by their shells where those are installed).
+//! --help` lists; each script passes its own shell's syntax check (`-n`), and the bash and fish ones complete
+//! `hsw-cli pro` to `provider` once sourced. A missing zsh or fish is skipped unless `HSW_REQUIRE_SHELLS=1`
+//! (`scripts/install-deps.sh test` installs both).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -41,10 +42,28 @@ fn each_shell_script_names_every_command() {
         }
         let file = tmp.path().join(format!("hsw-cli.{shell}"));
         std::fs::write(&file, &script).unwrap();
-        match Command::new(shell).arg("-n").arg(&file).output() {
-            Ok(o) => assert!(o.status.success(), "{shell} -n: {}", testkit::describe(&o)),
-            Err(_) => println!("{shell} is not installed: its script is not syntax-checked"),
-        }
+        let Some(bin) = testkit::require::tool(shell, testkit::require::SHELLS) else {
+            continue;
+        };
+        let o = Command::new(bin).arg("-n").arg(&file).output().unwrap();
+        assert!(o.status.success(), "{shell} -n: {}", testkit::describe(&o));
+    }
+    // Sourced into fish, it completes `hsw-cli pro` to `provider` (with its description).
+    if let Some(fish) = testkit::require::tool("fish", testkit::require::SHELLS) {
+        let o = Command::new(fish)
+            .arg("--no-config")
+            .arg("-c")
+            .arg("source $argv[1]; complete -C 'hsw-cli pro'")
+            .arg(tmp.path().join("hsw-cli.fish"))
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            got.lines()
+                .any(|l| l.split('\t').next() == Some("provider")),
+            "{}",
+            testkit::describe(&o)
+        );
     }
     // Sourced into bash, it completes `hsw-cli pro` to `provider`.
     let file = tmp.path().join("hsw-cli.bash");

@@ -1,8 +1,10 @@
-//! `hsw-cli provider install`, then the user's own path with real Terraform (1.11 on PATH and 1.0.3), offline and
-//! with no CLI configuration at all (`TF_CLI_CONFIG_FILE` unset, `HOME` a fresh directory, checkpoint calls
-//! off): `terraform init` finds the provider in `~/.terraform.d/plugins` (an implied local mirror directory, so
-//! no registry is asked for `hyperscaler/hsw`) and `terraform plan` of a small root against libvirt's test
-//! driver succeeds.
+//! `hsw-cli provider install`, then the user's own path with real Terraform (1.11 on PATH and 1.0.3) and OpenTofu
+//! 1.9, offline and with no CLI configuration at all (`TF_CLI_CONFIG_FILE` unset, `HOME` a fresh directory,
+//! checkpoint calls off): `init` finds the provider in `~/.terraform.d/plugins` (an implied local mirror
+//! directory, so no registry is asked for `hyperscaler/hsw`) and `plan` of a small root against libvirt's test
+//! driver succeeds, with the provider named by its full source (`registry.terraform.io/hyperscaler/hsw`, as the
+//! generated root and the modules name it) and by the short `hyperscaler/hsw` (which OpenTofu reads as
+//! `registry.opentofu.org/hyperscaler/hsw`); the committed root in `terraform/` initialises and validates.
 //!
 //! The provider is the locally built one (`cargo build -p terraform-provider-hsw`, or `HSW_PROVIDER_BIN`); a
 //! missing Terraform is skipped unless `HSW_REQUIRE_TERRAFORM=1`.
@@ -15,8 +17,8 @@ use std::path::Path;
 
 use testkit::terraform::{self, Terraform};
 
-/// A small root using the provider by the full source the generated root uses, against the test driver.
-fn root(dir: &Path, pool: &Path) {
+/// A small root using the provider by `source`, against the test driver.
+fn root(dir: &Path, pool: &Path, source: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("main.tf"),
@@ -24,7 +26,7 @@ fn root(dir: &Path, pool: &Path) {
             r#"terraform {{
   required_providers {{
     hsw = {{
-      source = "registry.terraform.io/hyperscaler/hsw"
+      source = "{source}"
     }}
   }}
 }}
@@ -72,7 +74,7 @@ fn tf(bin: &Path, home: &Path, dir: &Path, args: &[&str]) -> Result<String, Stri
 
 #[test]
 fn terraform_init_and_plan_work_after_provider_install_with_no_cli_configuration() {
-    let tfs = terraform::binaries();
+    let tfs = terraform::with_opentofu();
     if tfs.is_empty() {
         return;
     }
@@ -108,28 +110,59 @@ fn terraform_init_and_plan_work_after_provider_install_with_no_cli_configuration
     let pool = tmp.path().join("pool");
     std::fs::create_dir_all(&pool).unwrap();
     let mut failures = Vec::new();
+    let repo = testkit::repo();
     for (label, bin) in tfs {
         println!("--- {label}: {}", terraform::version(&bin));
-        let dir = tmp.path().join(label.replace(' ', "-"));
-        root(&dir, &pool);
-        let r = tf(&bin, &home, &dir, &["init", "-input=false", "-no-color"])
-            .and_then(|init| {
-                let lock = std::fs::read_to_string(dir.join(".terraform.lock.hcl"))
-                    .map_err(|e| format!("{label}: no lock file after init: {e}\n{init}"))?;
-                if !lock.contains("provider \"registry.terraform.io/hyperscaler/hsw\"") {
-                    return Err(format!("{label}: the lock file lacks hsw:\n{lock}"));
-                }
-                tf(&bin, &home, &dir, &["plan", "-input=false", "-no-color"])
-            })
-            .and_then(|plan| {
-                if plan.contains("Plan: 1 to add, 0 to change, 0 to destroy.") {
-                    Ok(())
-                } else {
-                    Err(format!("{label}: unexpected plan:\n{plan}"))
-                }
+        // The short source means the public registry of whoever runs it.
+        let short_host = if label == "OpenTofu" {
+            "registry.opentofu.org"
+        } else {
+            "registry.terraform.io"
+        };
+        for (source, locked) in [
+            (
+                "registry.terraform.io/hyperscaler/hsw",
+                "registry.terraform.io/hyperscaler/hsw",
+            ),
+            ("hyperscaler/hsw", &format!("{short_host}/hyperscaler/hsw")),
+        ] {
+            let dir = tmp
+                .path()
+                .join(format!("{label}-{source}").replace([' ', '/'], "-"));
+            root(&dir, &pool, source);
+            let r = tf(&bin, &home, &dir, &["init", "-input=false", "-no-color"])
+                .and_then(|init| {
+                    let lock = std::fs::read_to_string(dir.join(".terraform.lock.hcl"))
+                        .map_err(|e| format!("no lock file after init: {e}\n{init}"))?;
+                    if !lock.contains(&format!("provider \"{locked}\"")) {
+                        return Err(format!("the lock file lacks {locked}:\n{lock}"));
+                    }
+                    tf(&bin, &home, &dir, &["plan", "-input=false", "-no-color"])
+                })
+                .and_then(|plan| {
+                    if plan.contains("Plan: 1 to add, 0 to change, 0 to destroy.") {
+                        Ok(())
+                    } else {
+                        Err(format!("unexpected plan:\n{plan}"))
+                    }
+                });
+            if let Err(e) = r {
+                failures.push(format!("{label}, source {source}: {e}"));
+            }
+        }
+        // The committed root, as the README has the user run it: `cd terraform && terraform init`.
+        let copy = tmp.path().join(format!("{label}-repo").replace(' ', "-"));
+        for d in ["terraform", "modules"] {
+            // Without what a user's own init or apply left in the checkout.
+            testkit::copy_tree_except(&repo.join(d), &copy.join(d), &|n| {
+                n.starts_with(".terraform") || n.contains(".tfstate")
             });
+        }
+        let dir = copy.join("terraform");
+        let r = tf(&bin, &home, &dir, &["init", "-input=false", "-no-color"])
+            .and_then(|_| tf(&bin, &home, &dir, &["validate", "-no-color"]));
         if let Err(e) = r {
-            failures.push(e);
+            failures.push(format!("{label}, the committed root terraform/: {e}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

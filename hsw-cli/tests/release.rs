@@ -127,8 +127,8 @@ fn the_release_layout_installs_with_plugin_dir_and_a_packed_filesystem_mirror() 
     let again = release(&tmp.path().join("again"));
     assert_eq!(sha256(&again.join(&l["zip"])), sha256(&zip));
 
-    // Real Terraform installs from it.
-    let tfs = terraform::binaries();
+    // Real Terraform and OpenTofu install from it.
+    let tfs = terraform::with_opentofu();
     let mirror = out.join("mirror");
     let cli_config = tmp.path().join("packed.tfrc");
     std::fs::write(

@@ -1,12 +1,16 @@
 //! The skip/require policy for tests that need an outside tool (Terraform, Ansible, ansible-lint, Packer, qemu-img):
 //! when the tool is missing the test prints one `SKIPPED` line and passes, unless its variable
-//! (`HSW_REQUIRE_TERRAFORM`, `HSW_REQUIRE_ANSIBLE`, `HSW_REQUIRE_ANSIBLE_LINT`, `HSW_REQUIRE_PACKER`, `HSW_REQUIRE_VIRT_XML_VALIDATE`) is set to
+//! (`HSW_REQUIRE_TERRAFORM`, `HSW_REQUIRE_TOFU`, `HSW_REQUIRE_ANSIBLE`, `HSW_REQUIRE_ANSIBLE_LINT`, `HSW_REQUIRE_PACKER`, `HSW_REQUIRE_VIRT_XML_VALIDATE`, `HSW_REQUIRE_SHELLS`) is set to
 //! anything but `0` or empty, which makes the missing tool a failure. CI sets them all.
 
 use std::path::{Path, PathBuf};
 
 /// Makes a missing Terraform a failure.
 pub const TERRAFORM: &str = "HSW_REQUIRE_TERRAFORM";
+/// Makes a missing OpenTofu a failure.
+pub const TOFU: &str = "HSW_REQUIRE_TOFU";
+/// Makes a missing zsh or fish (whose completion scripts `hsw-cli completions` writes) a failure.
+pub const SHELLS: &str = "HSW_REQUIRE_SHELLS";
 /// Makes a missing Ansible (`ansible`, `ansible-playbook`, `ansible-inventory`) a failure.
 pub const ANSIBLE: &str = "HSW_REQUIRE_ANSIBLE";
 /// Makes a missing ansible-lint a failure.

@@ -3,7 +3,9 @@
 //! - which Terraform to test against ([`candidates`], [`binaries`]): `HSW_TERRAFORM` or `terraform` on `PATH`
 //!   (the newest available), and `HSW_TERRAFORM_1_0` or Terraform 1.0.3 at `/opt/hsw/tools/terraform-1.0.3`
 //!   (`scripts/install-tools.sh`, root-owned and hash-checked); a missing one is skipped unless
-//!   `HSW_REQUIRE_TERRAFORM=1`;
+//!   `HSW_REQUIRE_TERRAFORM=1`; and, for the tests of the user's path ([`with_opentofu`]), OpenTofu: `HSW_TOFU`,
+//!   else 1.9.4 at `/opt/hsw/tools/tofu-1.9.4` (`scripts/install-tools.sh`), else `tofu` on `PATH` (skipped
+//!   unless `HSW_REQUIRE_TOFU=1`);
 //! - the provider to install ([`provider_binary`] for tests outside the provider crate) through a filesystem
 //!   mirror named by a private CLI configuration ([`mirror`]): no registry is contacted;
 //! - [`Terraform::command`]: Terraform with that configuration, checkpoint calls off, no input, and the
@@ -58,6 +60,34 @@ pub fn candidates() -> [(&'static str, Option<PathBuf>); 2] {
 /// Why a candidate is missing, for [`crate::require`].
 pub fn not_found(label: &str) -> String {
     format!("{label} not found (set HSW_TERRAFORM / HSW_TERRAFORM_1_0, or run scripts/install-tools.sh)")
+}
+
+/// Where `scripts/install-tools.sh` builds OpenTofu 1.9.4 (root-owned).
+pub const TOFU_PATH: &str = "/opt/hsw/tools/tofu-1.9.4/tofu";
+
+/// `HSW_TOFU`, else OpenTofu from [`TOFU_PATH`], else `tofu` on `PATH`.
+pub fn opentofu() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HSW_TOFU") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    Some(PathBuf::from(TOFU_PATH))
+        .filter(|p| p.is_file())
+        .or_else(|| crate::require::on_path("tofu"))
+}
+
+/// [`binaries`], then OpenTofu (labelled `OpenTofu`); a missing OpenTofu is skipped, or with
+/// `HSW_REQUIRE_TOFU=1` fails the test. For the tests of what a user runs (install, init, plan), which must hold
+/// for OpenTofu users alike.
+pub fn with_opentofu() -> Vec<(&'static str, PathBuf)> {
+    let mut all = binaries();
+    match opentofu() {
+        Some(t) => all.push(("OpenTofu", t)),
+        None => crate::require::skip(
+            crate::require::TOFU,
+            "OpenTofu not found (set HSW_TOFU, or run scripts/install-tools.sh)",
+        ),
+    }
+    all
 }
 
 /// The Terraforms found; each one missing is skipped, or with `HSW_REQUIRE_TERRAFORM=1` fails the test.

@@ -43,6 +43,10 @@
 #   up again                  (--no-verify: the platform run verified, and nothing changed since) exits 0; the
 #                             Terraform plan is empty and both the HPC and the platform playbooks' PLAY RECAPs say
 #                             changed=0 on every host; a change is named by its task and host
+#   status                    `hsw-cli status --format json` exits 0: 5 VMs running at their planned addresses
+#                             with the GPU units of `gpu plan`, both compute nodes idle, both cloud VMs Ready on
+#                             Kubernetes, every promised service (the kubelet too) active; with a compute node's
+#                             exporter stopped it exits 1 and names it in one `down:` line; started again, exit 0
 #   backup, restore           tests/e2e/backup.sh (see its header): a job, a file and a row; backup, verify, down,
 #                             restore from the backup alone; the same host keys, the job, the file and the row; an
 #                             empty plan; a damaged backup refused naming the piece
@@ -404,6 +408,34 @@ grep -q '^hsw: ansible: no changes' "$work/up2.log" || fail "the second up's HPC
 grep -q '^hsw: platform: no changes' "$work/up2.log" || fail "the second up's platform playbooks changed something"
 info "terraform plan empty; PLAY RECAP changed=0 on every host, HPC and platform playbooks"
 timed "up (second)" $(( $(date +%s) - t0 ))
+
+# --- status: what runs, as a user asks for it ---
+step "hsw-cli status: everything up; a stopped service is named and the exit is 1"
+t0=$(date +%s)
+hsw status --format json > "$work/status.json" || fail "hsw-cli status exited non-zero on a healthy deployment: $(cat "$work/status.json")"
+jq -e '(.vms | length == 5) and all(.vms[]; .up and .state == "running" and .address == .ip)' "$work/status.json" >/dev/null \
+  || fail "status does not show 5 running VMs at their planned addresses: $(jq -c '.vms' "$work/status.json")"
+jq -e '(.slurm | length == 2) and all(.slurm[]; .state == "idle")' "$work/status.json" >/dev/null \
+  || fail "status does not show both compute nodes idle: $(jq -c '.slurm' "$work/status.json")"
+jq -e '(.kubernetes | length == 2) and all(.kubernetes[]; .state == "Ready")' "$work/status.json" >/dev/null \
+  || fail "status does not show both cloud VMs Ready on Kubernetes: $(jq -c '.kubernetes' "$work/status.json")"
+jq -e 'all(.services[]; .up) and (.down == []) and ([.services[].service] | index("kubelet") != null)' "$work/status.json" >/dev/null \
+  || fail "status shows a service down or no kubelet: $(jq -c '.services, .down' "$work/status.json")"
+units=$("$cli" gpu plan --format json --config "$config" | jq -c '[.. | objects | select(has("attach")) | [.vm, .attach]] | sort')
+jq -e --argjson want "$units" '[.vms[] | .name as $vm | .gpu_units[] | [$vm, .attach]] | sort == $want' "$work/status.json" >/dev/null \
+  || fail "status's GPU units are not gpu plan's $units: $(jq -c '[.vms[] | {name, gpu_units}]' "$work/status.json")"
+info "status: 5 VMs running, 2 Slurm nodes idle, 2 Kubernetes nodes Ready, $(jq '.services | length' "$work/status.json") services active"
+victim=${computes[0]}
+victim_ip=$(jq -r --arg n "$victim" '.vms[] | select(.name == $n) | .ip' "$work/status.json")
+ns_ssh "$key_hpc" "$victim_ip" sudo systemctl stop prometheus-node-exporter || fail "cannot stop the node exporter on $victim"
+rc=0; hsw status > "$work/status-down.txt" 2>&1 || rc=$?
+ns_ssh "$key_hpc" "$victim_ip" sudo systemctl start prometheus-node-exporter || fail "cannot start the node exporter on $victim again"
+[ "$rc" = 1 ] || fail "status exited $rc with the node exporter on $victim stopped (want 1): $(cat "$work/status-down.txt")"
+grep -qx "down: prometheus-node-exporter on $victim is inactive" "$work/status-down.txt" \
+  || fail "status did not name the stopped node exporter on $victim: $(cat "$work/status-down.txt")"
+info "status with the node exporter on $victim stopped: exit 1, named in one down: line"
+hsw status > "$work/status-again.txt" 2>&1 || fail "status after starting it again: $(cat "$work/status-again.txt")"
+timed status $(( $(date +%s) - t0 ))
 
 # --- backup, down, restore (tests/e2e/backup.sh); the restored deployment is what down removes below ---
 step "backup and restore: tests/e2e/backup.sh on this deployment"

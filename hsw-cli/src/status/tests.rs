@@ -47,7 +47,17 @@ fn runner_with(
         0,
         &fixture::lines(&fixture::computes(d), " idle"),
     );
-    for (vm, units) in promised_services(&s.config, d) {
+    let cloud: Vec<(&str, bool)> = d
+        .of_cluster("cloud")
+        .map(|h| (h.name.as_str(), true))
+        .collect();
+    r.on(
+        &["get", "nodes"],
+        0,
+        &crate::up::verify::kubernetes::tests::nodes(&cloud),
+    );
+    // The answers of a configured platform; without it fewer units are asked and the extra lines unread.
+    for (vm, units) in promised_services(&s.config, d, true) {
         let ip = d.hosts.iter().find(|h| h.name == vm).unwrap().ip;
         let active = vec!["active"; units.len()].join("\n");
         r.on(
@@ -59,7 +69,17 @@ fn runner_with(
     r
 }
 
+/// The default deployment after `up` configured the platform (its variables are in the state directory).
 fn setup() -> (Fixture, Session, Deployment) {
+    let (f, session, d) = setup_hpc_only();
+    let vars = f.ctx(&FakeRunner::new()).state.extra_vars("platform");
+    std::fs::create_dir_all(vars.parent().unwrap()).unwrap();
+    std::fs::write(&vars, "{}\n").unwrap();
+    (f, session, d)
+}
+
+/// The default deployment after `up --hpc-only`: the platform was never configured.
+fn setup_hpc_only() -> (Fixture, Session, Deployment) {
     let f = Fixture::new(Some("sb"));
     let session = fixture::session();
     let d = planned_hosts(&session.config, session.plan().unwrap());
@@ -133,9 +153,27 @@ fn all_up() {
     assert!(ssh.iter().all(|a| a[4..6] == ["exec", "--"]), "{ssh:?}");
     assert_eq!(
         ssh.len(),
-        d.hosts.len() + 1,
-        "one sinfo and one systemctl per VM"
+        d.hosts.len() + 2,
+        "one sinfo, one kubectl and one systemctl per VM"
     );
+    let cp = d.with_role(Role::ControlPlane).next().unwrap();
+    assert!(
+        out.contains(&format!("\nKubernetes nodes:\n  {} Ready\n", cp.name)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "  {}: containerd active, kubelet active,",
+            cp.name
+        )),
+        "{out}"
+    );
+    assert!(st
+        .kubernetes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .all(|n| n.up && n.state == "Ready"));
     let ctl_ssh = format!("hsw@{}", ctl.ip);
     let is_active = ssh
         .iter()
@@ -269,7 +307,7 @@ fn a_slurm_node_down_is_down() {
 fn a_service_down_is_down() {
     let (f, s, d) = setup();
     let cp = d.with_role(Role::ControlPlane).next().unwrap();
-    let units = &promised_services(&s.config, &d)[&cp.name];
+    let units = &promised_services(&s.config, &d, true)[&cp.name];
     let i = units.iter().position(|u| *u == "prometheus").unwrap();
     let answer: Vec<&str> = (0..units.len())
         .map(|j| if j == i { "failed" } else { "active" })
@@ -318,7 +356,7 @@ fn a_vm_that_does_not_answer_ssh_is_one_line() {
 #[test]
 fn promised_services_follow_the_playbooks() {
     let (_, s, d) = setup();
-    let p = promised_services(&s.config, &d);
+    let p = promised_services(&s.config, &d, true);
     let ctl = d.with_role(Role::Controller).next().unwrap();
     let compute = d.with_role(Role::Compute).next().unwrap();
     let cp = d.with_role(Role::ControlPlane).next().unwrap();
@@ -342,6 +380,7 @@ fn promised_services_follow_the_playbooks() {
         p[&cp.name],
         [
             "containerd",
+            "kubelet",
             "postgresql",
             "prometheus-node-exporter",
             "prometheus"
@@ -352,7 +391,7 @@ fn promised_services_follow_the_playbooks() {
         "monitoring:\n    enabled: false",
     )]);
     let dq = planned_hosts(&quiet.config, quiet.plan().unwrap());
-    assert!(promised_services(&quiet.config, &dq)
+    assert!(promised_services(&quiet.config, &dq, true)
         .values()
         .all(|u| !u.contains(&"prometheus-node-exporter")));
 }
@@ -367,7 +406,15 @@ fn json_shape() {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["config", "sandbox", "vms", "slurm", "services", "down"]
+        [
+            "config",
+            "sandbox",
+            "vms",
+            "slurm",
+            "kubernetes",
+            "services",
+            "down"
+        ]
     );
     assert_eq!(v["sandbox"], "sb");
     let vm = &v["vms"][0];
@@ -388,6 +435,7 @@ fn json_shape() {
     assert_eq!(vm["name"], d.hosts[0].name);
     assert_eq!(vm["state"], "running");
     assert_eq!(v["slurm"][0]["state"], "idle");
+    assert_eq!(v["kubernetes"][0]["state"], "Ready");
     let gpu = v["vms"]
         .as_array()
         .unwrap()
@@ -427,4 +475,45 @@ fn a_stopped_sandbox_is_down_and_nothing_is_asked() {
         "only sandbox.sh status: {:?}",
         r.argvs()
     );
+}
+
+#[test]
+fn a_kubernetes_node_not_ready_or_missing_is_down() {
+    let (f, s, d) = setup();
+    let cloud: Vec<&Host> = d.of_cluster("cloud").collect();
+    let (cp, gw) = (cloud[0], cloud[1]);
+    // The control plane NotReady, the GPU worker never joined.
+    let answer = crate::up::verify::kubernetes::tests::nodes(&[(cp.name.as_str(), false)]);
+    let r = runner(&f, &d, &s, &[(&["get", "nodes"], 0, &answer)]);
+    let (st, code, out) = run_status(&r, &f, &s, Format::Text);
+    assert_eq!(code, exit::INVALID, "{out}");
+    assert_eq!(
+        st.down,
+        [
+            format!("Kubernetes node {} is NotReady", cp.name),
+            format!("Kubernetes node {} is missing", gw.name),
+        ]
+    );
+    assert!(
+        out.contains(&format!("  {} NotReady (DOWN)\n", cp.name)),
+        "{out}"
+    );
+}
+
+#[test]
+fn without_the_platform_kubernetes_is_not_promised() {
+    let (f, s, d) = setup_hpc_only();
+    let r = runner(&f, &d, &s, &[]);
+    let (st, code, out) = run_status(&r, &f, &s, Format::Text);
+    assert_eq!(code, exit::OK, "{out}");
+    assert_eq!(st.kubernetes, None);
+    assert!(!out.contains("Kubernetes nodes:"), "{out}");
+    assert!(!out.contains("kubelet"), "{out}");
+    assert!(
+        r.argvs().iter().all(|a| !a.contains(&"kubectl".to_owned())),
+        "kubectl was asked: {:?}",
+        r.argvs()
+    );
+    let p = promised_services(&s.config, &d, false);
+    assert!(p.values().all(|u| !u.contains(&"kubelet")), "{p:?}");
 }

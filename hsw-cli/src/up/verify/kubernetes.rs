@@ -20,6 +20,19 @@ use crate::up::{say, Ctx};
 /// The admin kubeconfig kubeadm writes on the control plane (`kubeadm_admin_conf`).
 const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 
+/// The nodes as JSON, asked on the control plane (read by [`ready_nodes`]; `up`'s check and `status`).
+pub(crate) const GET_NODES: [&str; 9] = [
+    "sudo",
+    "-n",
+    "kubectl",
+    "--kubeconfig",
+    ADMIN_CONF,
+    "get",
+    "nodes",
+    "-o",
+    "json",
+];
+
 /// The namespace of the probe's pods.
 pub const PROBE_NAMESPACE: &str = "hsw-verify";
 
@@ -94,22 +107,7 @@ fn check_ready(
     let want: Vec<&str> = d.of_cluster("cloud").map(|h| h.name.as_str()).collect();
     let t = Instant::now();
     loop {
-        let (ok, stdout, stderr) = ssh(
-            ctx,
-            user,
-            cp,
-            &[
-                "sudo",
-                "-n",
-                "kubectl",
-                "--kubeconfig",
-                ADMIN_CONF,
-                "get",
-                "nodes",
-                "-o",
-                "json",
-            ],
-        )?;
+        let (ok, stdout, stderr) = ssh(ctx, user, cp, &GET_NODES)?;
         let nodes = if ok { ready_nodes(&stdout) } else { Vec::new() };
         let not_ready: Vec<&str> = want
             .iter()
