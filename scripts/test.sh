@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never NO_COLOR=1
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it starts, in seconds since the command started (the README's test table comes from these).
+t_start=$(date +%s)
+step() { printf '\n==> [%d s] %s\n' "$(( $(date +%s) - t_start ))" "$*"; }
 
 step "dependencies"
 scripts/install-deps.sh test
