@@ -498,6 +498,15 @@ fn up_steps(args: &UpArgs, runner: &dyn Runner, out: &mut dyn Write) -> Result<S
         }
         other => other,
     })?;
+    if session.config.hosts.len() >= 2 {
+        // Before any step (images, sandbox): what `generate` would refuse later.
+        return Err(Error::invalid(
+            hsw_core::render::terraform::RenderError::SeveralHosts(
+                session.config.hosts.keys().cloned().collect(),
+            )
+            .to_string(),
+        ));
+    }
     let mut up = Up::new(&ctx, &session, args);
     let timings = run_steps(&mut up, out)?;
     step_header(out, UP_STEPS, UP_STEPS, "summary");

@@ -271,6 +271,7 @@ mod tests {
             gpu_enabled: gpu,
             gpus_per_node: None,
             ip_range: "10.0.0.2-3".into(),
+            hosts: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod attach_rules;
 pub mod gpu;
+pub mod hosts_rules;
 pub mod hpc;
 pub mod hpc_rules;
 pub mod model;

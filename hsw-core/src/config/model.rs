@@ -54,6 +54,14 @@ pub struct ClusterConfig {
     /// Host-side settings: libvirt connection, where disks live, the base images the VMs boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostSettings>,
+    /// Several hosts, by name (instead of `host`): each with its libvirt connection (`qemu:///system` for the
+    /// local one, `qemu+ssh://root@HOST/system?known_hosts=/abs/file` with a pinned known_hosts for the others),
+    /// pool directory, accelerator and GPU backend. With two or more, every VM group (`host`/`hosts`) and GPU
+    /// device (`host`) says where it is. A name is a DNS label. Placing VMs on several hosts is validated;
+    /// `generate` and `up` do one host only so far.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub hosts: BTreeMap<String, HostSettings>,
     /// Settings shared by both clusters: networks, GPU inventory and allocation, SSH, security, monitoring.
     pub global: Global,
     /// The clusters to build. At least one of `hpc` and `cloud`.
@@ -297,6 +305,9 @@ pub struct GpuDevice {
     /// Force how a GPU is used under `hybrid`: `mig` or `whole`. Default: `mig` when MIG-capable, else `whole`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<DeviceMode>,
+    /// The host (a name in `hosts`) this GPU sits in; required with two or more hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// How one GPU is used.
@@ -440,6 +451,9 @@ pub struct SingleNode {
     /// IPv4 address inside the cluster's subnet.
     #[schemars(regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"))]
     pub ip_address: String,
+    /// The host (a name in `hosts`) it runs on; required with two or more hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// A group of identical VMs.
@@ -470,6 +484,11 @@ pub struct NodeGroup {
         pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}(-([0-9]{1,3}|[0-9]{1,3}(\.[0-9]{1,3}){3}))?$"
     ))]
     pub ip_range: String,
+    /// The hosts (names in `hosts`) its VMs run on, in turn: VM 1 on the first, VM 2 on the second, and so on
+    /// round the list (one name: all on that host). Required with two or more hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub hosts: Vec<String>,
 }
 
 /// Slurm settings.
@@ -583,18 +602,27 @@ pub enum StorageClass {
 }
 
 impl ClusterConfig {
-    /// The libvirt connection URI: `host.libvirt_uri`, else [`DEFAULT_LIBVIRT_URI`].
+    /// The settings of the one host: `host`, or the only entry of `hosts` (`None` with none, or with two or more
+    /// hosts: then [`ClusterConfig::libvirt_uri`] and its siblings give the defaults, and `generate` refuses).
+    pub fn single_host(&self) -> Option<&HostSettings> {
+        match (&self.host, self.hosts.len()) {
+            (Some(h), _) => Some(h),
+            (None, 1) => self.hosts.values().next(),
+            _ => None,
+        }
+    }
+
+    /// The libvirt connection URI: the [single host](ClusterConfig::single_host)'s `libvirt_uri`, else
+    /// [`DEFAULT_LIBVIRT_URI`].
     pub fn libvirt_uri(&self) -> &str {
-        self.host
-            .as_ref()
+        self.single_host()
             .and_then(|h| h.libvirt_uri.as_deref())
             .unwrap_or(DEFAULT_LIBVIRT_URI)
     }
 
-    /// The pool directory: `host.pool_dir`, else [`DEFAULT_POOL_DIR`].
+    /// The pool directory: the single host's `pool_dir`, else [`DEFAULT_POOL_DIR`].
     pub fn pool_dir(&self) -> &str {
-        self.host
-            .as_ref()
+        self.single_host()
             .and_then(|h| h.pool_dir.as_deref())
             .unwrap_or(DEFAULT_POOL_DIR)
     }
@@ -683,18 +711,16 @@ impl ClusterConfig {
         hpc == cloud || (routed(hpc) && routed(cloud))
     }
 
-    /// The GPU backend: `host.gpu_backend`, else [`GpuBackend::Auto`].
+    /// The GPU backend: the single host's `gpu_backend`, else [`GpuBackend::Auto`].
     pub fn gpu_backend(&self) -> GpuBackend {
-        self.host
-            .as_ref()
+        self.single_host()
             .and_then(|h| h.gpu_backend)
             .unwrap_or(GpuBackend::Auto)
     }
 
-    /// The hypervisor acceleration: `host.accelerator`, else [`Accelerator::Auto`].
+    /// The hypervisor acceleration: the single host's `accelerator`, else [`Accelerator::Auto`].
     pub fn accelerator(&self) -> Accelerator {
-        self.host
-            .as_ref()
+        self.single_host()
             .and_then(|h| h.accelerator)
             .unwrap_or(Accelerator::Auto)
     }

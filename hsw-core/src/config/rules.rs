@@ -143,6 +143,16 @@ pub struct GroupRef<'a> {
     pub gpu_units: u32,
     /// The address text (`ip_address` or `ip_range`) and its key.
     pub addresses: (&'a str, &'static str),
+    /// The hosts its VMs go on, in turn (empty: not placed), and the key that says so (`host` or `hosts`).
+    pub placement: (Vec<&'a str>, &'static str),
+}
+
+impl GroupRef<'_> {
+    /// The host of its `index`-th VM (from 0): the placement's names in turn; `None` when it is not placed.
+    pub fn host_of(&self, index: u32) -> Option<&str> {
+        let (names, _) = &self.placement;
+        (!names.is_empty()).then(|| names[index as usize % names.len()])
+    }
 }
 
 /// Every VM group of the config, in a fixed order.
@@ -160,6 +170,7 @@ pub fn groups(config: &ClusterConfig) -> Vec<GroupRef<'_>> {
             disk_gb: c.disk_gb,
             gpu_units: 0,
             addresses: (&c.ip_address, "ip_address"),
+            placement: (c.host.as_deref().into_iter().collect(), "host"),
         });
         out.push(group(
             "hpc",
@@ -180,6 +191,7 @@ pub fn groups(config: &ClusterConfig) -> Vec<GroupRef<'_>> {
             disk_gb: c.disk_gb,
             gpu_units: 0,
             addresses: (&c.ip_address, "ip_address"),
+            placement: (c.host.as_deref().into_iter().collect(), "host"),
         });
         if let Some(g) = &cloud.worker_nodes.cpu_workers {
             out.push(group(
@@ -217,6 +229,7 @@ fn group<'a>(
         disk_gb: g.disk_gb,
         gpu_units: g.gpu_units_per_node(),
         addresses: (&g.ip_range, "ip_range"),
+        placement: (g.hosts.iter().map(String::as_str).collect(), "hosts"),
     }
 }
 
@@ -237,19 +250,8 @@ pub fn check(config: &ClusterConfig) -> Vec<Diagnostic> {
     crate::config::hpc_rules::check(config, &mut out);
     check_kubernetes(config, &networks, &mut out);
     check_gpus(config, &mut out);
-    check_host(config, &mut out);
+    crate::config::hosts_rules::check(config, &mut out);
     out
-}
-
-fn check_host(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
-    if let Some(uri) = config.host.as_ref().and_then(|h| h.libvirt_uri.as_deref()) {
-        if let Err(e) = super::uri::check_libvirt_uri(uri) {
-            out.push(
-                Diagnostic::error("host.libvirt-uri", "/host/libvirt_uri", e)
-                    .with_hint("leave libvirt_uri out for the local system libvirtd"),
-            );
-        }
-    }
 }
 
 fn check_networks(

@@ -166,7 +166,7 @@ impl Options {
         ssh_dir: &str,
     ) -> Options {
         let pool = config.pool_dir();
-        let images = config.host.as_ref().and_then(|h| h.images.as_ref());
+        let images = config.single_host().and_then(|h| h.images.as_ref());
         let mut base_images = BTreeMap::new();
         let mut kernels = BTreeMap::new();
         let mut initrds = BTreeMap::new();
@@ -242,6 +242,15 @@ pub enum RenderError {
     /// The configuration has no complete deployment layout.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// VMs on several hosts: validated, not generated yet.
+    #[error(
+        "cluster.yaml names {} hosts ({}): hsw validates placing VMs on several hosts but generates the Terraform root \
+         of one host only so far; keep one entry in `hosts` (or use `host`) until multi-host generation lands (README, \
+         Status)",
+        .0.len(),
+        .0.join(", ")
+    )]
+    SeveralHosts(Vec<String>),
     /// A required option is missing.
     #[error("no {what} was given for cluster `{cluster}`")]
     MissingOption {
@@ -279,6 +288,11 @@ pub fn render(
     plan: &GpuPlan,
     options: &Options,
 ) -> Result<Vec<File>, RenderError> {
+    if config.hosts.len() >= 2 {
+        return Err(RenderError::SeveralHosts(
+            config.hosts.keys().cloned().collect(),
+        ));
+    }
     let layout = Layout::checked(config, plan)?;
     let units = &layout.gpu_units;
     let file = |name: &str, rest: String| File {
