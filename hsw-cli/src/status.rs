@@ -253,27 +253,27 @@ pub fn gather(ctx: &Ctx<'_>, session: &Session) -> Result<Status, Error> {
     let is_up = |name: &str| vms.iter().any(|v| v.name == name && v.up);
     let user = ssh_user(config);
 
+    // Asks a running VM; a VM that is not running is already a `down` line.
+    let ask_running = |h: &Host, q: (&str, &[&str]), down: &mut Vec<String>| {
+        if is_up(&h.name) {
+            ask(ctx, &user, h, q, down)
+        } else {
+            Ok(None)
+        }
+    };
+
     let slurm = match d.with_role(Role::Controller).next() {
         Some(ctl) if config.clusters.hpc.is_some() => {
-            let sinfo = if is_up(&ctl.name) {
-                ask(
-                    ctx,
-                    &user,
-                    ctl,
-                    ("sinfo -h", &["sinfo", "-h", "-N", "-o", "'%N %t'"]),
-                    &mut down,
-                )?
-            } else {
-                None
-            };
-            let nodes = slurm_nodes(sinfo.as_deref(), &d);
-            down.extend(
-                nodes
-                    .iter()
-                    .filter(|n| !n.up && n.state != "unknown")
-                    .map(|n| format!("Slurm node {} is {}", n.name, n.state)),
-            );
-            Some(nodes)
+            let sinfo = ask_running(
+                ctl,
+                ("sinfo -h", &["sinfo", "-h", "-N", "-o", "'%N %t'"]),
+                &mut down,
+            )?;
+            Some(seen_down(
+                "Slurm",
+                slurm_nodes(sinfo.as_deref(), &d),
+                &mut down,
+            ))
         }
         _ => None,
     };
@@ -282,19 +282,12 @@ pub fn gather(ctx: &Ctx<'_>, session: &Session) -> Result<Status, Error> {
     let platform = ctx.state.extra_vars("platform").is_file();
     let kubernetes = match d.with_role(Role::ControlPlane).next() {
         Some(cp) if platform => {
-            let nodes = if is_up(&cp.name) {
-                ask(ctx, &user, cp, ("kubectl get nodes", &GET_NODES), &mut down)?
-            } else {
-                None
-            };
-            let nodes = kubernetes_nodes(nodes.as_deref(), &d);
-            down.extend(
-                nodes
-                    .iter()
-                    .filter(|n| !n.up && n.state != "unknown")
-                    .map(|n| format!("Kubernetes node {} is {}", n.name, n.state)),
-            );
-            Some(nodes)
+            let nodes = ask_running(cp, ("kubectl get nodes", &GET_NODES), &mut down)?;
+            Some(seen_down(
+                "Kubernetes",
+                kubernetes_nodes(nodes.as_deref(), &d),
+                &mut down,
+            ))
         }
         _ => None,
     };
@@ -305,13 +298,9 @@ pub fn gather(ctx: &Ctx<'_>, session: &Session) -> Result<Status, Error> {
         let Some(units) = promised.get(&h.name) else {
             continue;
         };
-        let states = if is_up(&h.name) {
-            let mut remote = vec!["systemctl", "is-active"];
-            remote.extend(units.iter().copied());
-            ask(ctx, &user, h, ("systemctl is-active", &remote), &mut down)?
-        } else {
-            None
-        };
+        let mut remote = vec!["systemctl", "is-active"];
+        remote.extend(units.iter().copied());
+        let states = ask_running(h, ("systemctl is-active", &remote), &mut down)?;
         let answered = states.is_some();
         let states: Vec<String> = states
             .unwrap_or_default()
@@ -439,6 +428,17 @@ fn slurm_nodes(sinfo: Option<&str>, d: &Deployment) -> Vec<NodeStatus> {
             }
         })
         .collect()
+}
+
+/// `nodes`, after a `down` line for each seen down (`{kind} node NAME is STATE`; `unknown` is not seen).
+fn seen_down(kind: &str, nodes: Vec<NodeStatus>, down: &mut Vec<String>) -> Vec<NodeStatus> {
+    down.extend(
+        nodes
+            .iter()
+            .filter(|n| !n.up && n.state != "unknown")
+            .map(|n| format!("{kind} node {} is {}", n.name, n.state)),
+    );
+    nodes
 }
 
 /// Every cloud VM's state as a Kubernetes node from `kubectl get nodes -o json` on the control plane
