@@ -336,12 +336,7 @@ fn mdev_map(
         }
         Err(e) => ("none".to_owned(), Some(e), None),
     };
-    let cfg_devices = cfg
-        .global
-        .gpu_allocation
-        .as_ref()
-        .map(|a| a.devices.clone())
-        .unwrap_or_default();
+    let cfg_devices = cfg.gpu_devices();
     let found = |id: &str| {
         let pci = cfg_devices
             .iter()

@@ -229,12 +229,8 @@ impl Picture {
                 },
             )
         };
-        let devices = config
-            .global
-            .gpu_allocation
-            .as_ref()
-            .map_or(&[][..], |g| g.devices.as_slice());
-        let gpus = devices
+        let gpus = config
+            .gpu_devices()
             .iter()
             .map(|d| {
                 let model = catalog::lookup_model(&d.model);

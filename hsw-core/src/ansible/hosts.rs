@@ -478,12 +478,7 @@ pub fn resolve(
             ));
         }
     }
-    let devices: Vec<&str> = config
-        .global
-        .gpu_allocation
-        .as_ref()
-        .map(|a| a.devices.iter().map(|d| d.id.as_str()).collect())
-        .unwrap_or_default();
+    let devices: Vec<&str> = config.gpu_devices().iter().map(|d| d.id.as_str()).collect();
     let all_groups = groups(config);
     for cluster in CLUSTER_KEYS {
         let in_config = all_groups.iter().any(|g| g.cluster == cluster);

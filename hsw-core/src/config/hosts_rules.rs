@@ -139,13 +139,7 @@ fn check_placement(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
             )
         })
         .collect();
-    let devices = config
-        .global
-        .gpu_allocation
-        .as_ref()
-        .map(|a| a.devices.as_slice())
-        .unwrap_or_default();
-    for (i, d) in devices.iter().enumerate() {
+    for (i, d) in config.gpu_devices().iter().enumerate() {
         places.push((
             format!("/global/gpu_allocation/devices/{i}/host"),
             d.host.as_deref().into_iter().collect(),

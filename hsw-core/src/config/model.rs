@@ -627,6 +627,14 @@ impl ClusterConfig {
             .unwrap_or(DEFAULT_POOL_DIR)
     }
 
+    /// The GPUs of `global.gpu_allocation.devices` (none without `gpu_allocation`).
+    pub fn gpu_devices(&self) -> &[GpuDevice] {
+        self.global
+            .gpu_allocation
+            .as_ref()
+            .map_or(&[][..], |a| a.devices.as_slice())
+    }
+
     /// The login user created in every VM: `global.ssh.user`, else `hsw`
     /// ([`crate::ansible::inventory::DEFAULT_USER`]).
     pub fn login_user(&self) -> &str {

@@ -157,10 +157,9 @@ pub fn gres_type(config: &ClusterConfig, unit: &GpuUnit) -> String {
 
 fn model_type(config: &ClusterConfig, device: &str) -> String {
     let model = config
-        .global
-        .gpu_allocation
-        .as_ref()
-        .and_then(|a| a.devices.iter().find(|d| d.id == device))
+        .gpu_devices()
+        .iter()
+        .find(|d| d.id == device)
         .map(|d| d.model.to_lowercase())
         .unwrap_or_default();
     let model = model.trim();
