@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::model::{ClusterConfig, DEFAULT_LIBVIRT_URI};
-use crate::config::rules::groups;
+use crate::config::rules::{groups, GroupRef};
 use crate::config::uri::check_libvirt_uri;
 use crate::config::yaml::escape_token;
 use crate::diag::Diagnostic;
@@ -129,8 +129,9 @@ fn check_placement(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
     let names: Vec<&str> = config.hosts.keys().map(String::as_str).collect();
     let several = names.len() >= 2;
     let known = names.join(", ");
-    // (pointer of the placement, the names it gives, whether it may name several)
-    let mut places: Vec<(String, Vec<&str>)> = groups(config)
+    let groups = groups(config);
+    // (pointer of the placement, the names it gives)
+    let mut places: Vec<(String, Vec<&str>)> = groups
         .iter()
         .map(|g| {
             (
@@ -200,7 +201,7 @@ fn check_placement(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
         }
     }
     if several {
-        check_gpu_hosts(config, out);
+        check_gpu_hosts(config, &groups, out);
     }
 }
 
@@ -210,7 +211,7 @@ fn key_of(pointer: &str) -> &str {
 }
 
 /// With several hosts: the GPUs are on one host, and every VM with GPU units on that host.
-fn check_gpu_hosts(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
+fn check_gpu_hosts(config: &ClusterConfig, groups: &[GroupRef<'_>], out: &mut Vec<Diagnostic>) {
     let Some(alloc) = config.global.gpu_allocation.as_ref() else {
         return;
     };
@@ -237,7 +238,7 @@ fn check_gpu_hosts(config: &ClusterConfig, out: &mut Vec<Diagnostic>) {
     let Some(gpu_host) = gpu_hosts.first() else {
         return;
     };
-    for g in groups(config).iter().filter(|g| g.gpu_units > 0) {
+    for g in groups.iter().filter(|g| g.gpu_units > 0) {
         let elsewhere: BTreeSet<&str> = (0..g.count)
             .filter_map(|i| g.host_of(i))
             .filter(|h| h != gpu_host)
