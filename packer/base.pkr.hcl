@@ -252,6 +252,7 @@ build {
       "${path.root}/provision/30-monitoring.sh",
       "${path.root}/provision/40-${var.role}.sh",
       "${path.root}/provision/45-k8s-bundle.sh",
+      "${path.root}/provision/46-mlflow.sh",
       "${path.root}/provision/90-cleanup.sh",
     ]
   }

@@ -181,6 +181,30 @@ if inst "$fake" "$tmp/root-bad" cloud || ! grep -q 'is not what bundle.json says
 fi
 [ "$bundle_ok" = 0 ] || ok "k8s_bundle: validates with a bundle, refuses a missing or relative one; 45-k8s-bundle.sh installs it checked, refuses a changed file and an hpc image, does nothing without one"
 
+# 11c. MLflow (provision/46-mlflow.sh, run by the template and by scripts/build-image.sh): every requirement is
+# pinned by == and carries a sha256; its MLflow is the online path's image's version; the script does nothing
+# for an hpc image and refuses a root without Python. (The install itself runs where the cloud image is built.)
+req=files/mlflow-requirements.txt
+mlflow_ok=1
+unpinned=$(grep -E '^[A-Za-z0-9]' "$req" | grep -Ev '^[A-Za-z0-9._-]+==[A-Za-z0-9.+-]+ \\$' || true)
+[ -z "$unpinned" ] || { fail "$req: not pinned with == and hashes: $unpinned"; mlflow_ok=0; }
+n_req=$(grep -cE '^[A-Za-z0-9]' "$req")
+n_hashed=$(awk '/^[A-Za-z0-9]/ {p=1; next} p && $1 ~ /^--hash=sha256:[0-9a-f]+$/ && length($1) == 78 {n++; p=0} END {print n+0}' "$req")
+[ "$n_req" = "$n_hashed" ] || { fail "$req: $n_req requirements, $n_hashed with a sha256"; mlflow_ok=0; }
+want=$(sed -nE 's/^mlflow-skinny==([0-9.]+) .*/\1/p' "$req")
+image=$(sed -nE 's/^mlops_k8s_mlflow_image: ghcr.io\/mlflow\/mlflow:v([0-9.]+).*/\1/p' ../ansible/roles/mlops_k8s/defaults/main.yml)
+[ -n "$want" ] && [ "$want" = "$image" ] \
+  || { fail "$req has mlflow-skinny '$want', mlops_k8s_mlflow_image has MLflow '$image': one version for both"; mlflow_ok=0; }
+ml() { HSW_FILES=files HSW_ROOT=$1 HSW_ROLE=$2 bash provision/46-mlflow.sh > "$tmp/out" 2>&1; }
+if ! ml "$tmp/ml-hpc" hpc || [ -e "$tmp/ml-hpc" ]; then
+  fail "provision/46-mlflow.sh did something for an hpc image"; indent < "$tmp/out"; mlflow_ok=0
+fi
+mkdir -p "$tmp/ml-bare"
+if ml "$tmp/ml-bare" cloud || ! grep -q 'has no /usr/bin/python3' "$tmp/out"; then
+  fail "provision/46-mlflow.sh took a root without Python"; indent < "$tmp/out"; mlflow_ok=0
+fi
+[ "$mlflow_ok" = 0 ] || ok "MLflow: $n_req requirements pinned with sha256, MLflow $want as the online image's; 46-mlflow.sh skips hpc, refuses a root without Python"
+
 # 12. Shell scripts.
 scripts=(check.sh render-preseed.sh packages/list.sh provision/*.sh)
 for s in "${scripts[@]}"; do bash -n "$s" || fail "bash -n $s"; done
@@ -197,7 +221,8 @@ fi
 # 13. files/: every file is installed by a provisioner or by scripts/build-image.sh (its FILES table), and a file
 # both install goes to the same place with the same mode ("FILE DESTINATION MODE" from each).
 grep -hoE 'install (-D )?-m [0-7]+ "\$f/[^"]+" [^ ]+' provision/*.sh \
-  | sed -E 's/install (-D )?-m ([0-7]+) "\$f\/([^"]+)" (.*)/\3 \4 \2/' | sort -u > "$tmp/installs.packer"
+  | sed -E 's/install (-D )?-m ([0-7]+) "\$f\/([^"]+)" (.*)/\3 \4 \2/; s/ "\$r(\/[^"]*)" / \1 /' \
+  | sort -u > "$tmp/installs.packer"
 sed -n '/^FILES=(/,/^)/p' ../scripts/build-image.sh | sed -n 's/^  "\(.*\)"$/\1/p' | sort -u > "$tmp/installs.image"
 files_ok=1
 for f in files/*; do

@@ -3,7 +3,9 @@
 #
 # Usage: scripts/build-image.sh [--role ROLE] [--out DIR] [--packages LIST] [--size SIZE] [--mirror URL] [--force]
 #                               [--bundle DIR]
-#   --role ROLE      hpc (default) or cloud: the extra packages are `packer/packages/list.sh --csv ROLE`
+#   --role ROLE      hpc (default) or cloud: the extra packages are `packer/packages/list.sh --csv ROLE`; a cloud
+#                    image also gets MLflow's venv in /opt/mlflow (packer/provision/46-mlflow.sh, from wheels
+#                    pinned in packer/files/mlflow-requirements.txt and downloaded here with pip)
 #   --bundle DIR     a Kubernetes bundle (`hsw-cli bundle build`): its bin/ into /usr/local/bin, its images/*.oci.tar
 #                    and bundle.json into /var/lib/hsw/k8s/ (the key then covers bundle.json, which holds every
 #                    file's sha256; each file is checked against it before it goes in, by the Packer template's
@@ -46,7 +48,7 @@
 # - no docs, man pages or locales; apt lists removed.
 set -euo pipefail
 
-SCRIPT_VERSION=7            # bump when the image content produced by this script changes
+SCRIPT_VERSION=8            # bump when the image content produced by this script changes
 SUITE=bookworm
 # e2fsprogs: fsck and resize2fs for the ext4 root (not in --variant=apt); dbus: hostnamectl, logind, systemctl --user.
 BASE_PACKAGES=(linux-image-cloud-amd64 systemd-sysv udev cloud-init openssh-server netbase ifupdown
@@ -65,6 +67,7 @@ FILES=(
   "network-interfaces /etc/network/interfaces 0644"
   "munge-10-hsw.conf /etc/systemd/system/munge.service.d/10-hsw.conf 0644"
   "nfs-10-hsw.conf /etc/nfs.conf.d/10-hsw.conf 0644"
+  "mlflow-requirements.txt /opt/mlflow/requirements.txt 0644"
 )
 
 out="${HSW_IMAGE_DIR:-/var/cache/hsw/images}"
@@ -82,7 +85,7 @@ bundle=""
 
 die() { echo "build-image: $*" >&2; exit 1; }
 log() { printf 'build-image: %s\n' "$*" >&2; }
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -132,10 +135,13 @@ pkg_csv=$(IFS=,; echo "${pkgs[*]}")
 # Whether FILES' DESTINATION belongs in this image: the munge and NFS server drop-ins only with their packages
 # (so that a change to one role's file leaves the other role's cache key alone).
 has_pkg() { [[ ",$pkg_csv," == *",$1,"* ]]; }
+# MLflow's venv (packer/provision/46-mlflow.sh) goes into cloud images that have Python's venv module.
+mlflow_wanted() { [ "$role" = cloud ] && has_pkg python3-venv; }
 wanted() {
   case "$1" in
     /etc/systemd/system/munge.service.d/*) has_pkg munge ;;
     /etc/nfs.conf.d/*) has_pkg nfs-kernel-server ;;
+    /opt/mlflow/*) mlflow_wanted ;;
     *) return 0 ;;
   esac
 }
@@ -310,6 +316,21 @@ rm -f "$r"/etc/ssh/ssh_host_* "$r/etc/munge/munge.key"
 if [ -n "$bundle" ]; then
   HSW_BUNDLE=$bundle HSW_ROOT=$r HSW_ROLE=$role bash "$REPO/packer/provision/45-k8s-bundle.sh" >&2 \
     || die "the Kubernetes bundle $bundle could not be installed (above)"
+fi
+# MLflow's tracking server, by the Packer template's own provisioner, from wheels downloaded here (pinned by sha256
+# in packer/files/mlflow-requirements.txt, for the image's CPython 3.11 on x86_64 with glibc 2.36): the image root
+# never reaches the network. pip's own cache keeps them for the next build.
+if mlflow_wanted; then
+  plats=()
+  for m in $(seq 36 -1 5); do plats+=(--platform "manylinux_2_${m}_x86_64"); done
+  plats+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64 --platform any)
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --require-hashes \
+    --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none "${plats[@]}" \
+    -r "$FILES_DIR/mlflow-requirements.txt" -d "$work/wheels" >&2 \
+    || die "pip download of $FILES_DIR/mlflow-requirements.txt failed (PyPI reachable? python3-pip installed?)"
+  HSW_FILES=$FILES_DIR HSW_ROOT=$r HSW_WHEELS=$work/wheels HSW_ROLE=$role \
+    bash "$REPO/packer/provision/46-mlflow.sh" >&2 || die "MLflow could not be installed into the image (above)"
+  rm -rf --one-file-system "$work/wheels"
 fi
 # Prometheus: Debian's package enables it at install, which would run it with Debian's defaults on every cloud VM
 # from boot (a third of a TCG guest's CPU); the monitoring playbook enables and starts it on the monitoring server

@@ -261,6 +261,9 @@ pub fn platform_vars(
             v.insert(format!("hsw_{cluster}_subnet"), json!(subnet));
         }
     }
+    if let Some(r) = config.mlflow_runtime() {
+        v.insert("mlops_mlflow_runtime".into(), json!(r.as_str()));
+    }
     if let Some(k) = config.clusters.cloud.as_ref().map(|c| &c.kubernetes_config) {
         v.insert("k8s_cni".into(), json!(k.cni));
         v.insert("k8s_source".into(), json!(k.source.unwrap_or_default()));
@@ -692,6 +695,7 @@ mod tests {
             "hsw_secrets_dir": "/state/secrets",
             "hsw_hpc_subnet": "192.168.100.0/24",
             "hsw_cloud_subnet": "192.168.200.0/24",
+            "mlops_mlflow_runtime": "service",
             "k8s_cni": "bridge",
             "k8s_source": "bundle",
             "k8s_ingress": "nginx",

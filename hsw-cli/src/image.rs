@@ -304,7 +304,12 @@ mod tests {
         assert_ne!(hpc, cloud);
         assert_eq!(run(&[]), hpc, "hpc is the default role");
         assert_eq!(run(&["--packages", &list("hpc")]), hpc);
-        assert_eq!(run(&["--packages", &list("cloud")]), cloud);
+        assert_eq!(
+            run(&["--role", "cloud", "--packages", &list("cloud")]),
+            cloud
+        );
+        // MLflow's venv goes into cloud images only: the hpc role with the cloud packages is another image.
+        assert_ne!(run(&["--packages", &list("cloud")]), cloud);
         assert_ne!(run(&["--packages", &list("common")]), hpc);
     }
 }

@@ -18,6 +18,7 @@ use std::io::Write;
 
 use clap::Args;
 use hsw_core::ansible::hosts::{planned_hosts, Deployment, Host};
+use hsw_core::config::model::MlflowRuntime;
 use hsw_core::config::ClusterConfig;
 use hsw_core::layout::{Layout, Role};
 use serde::Serialize;
@@ -126,7 +127,8 @@ pub struct Status {
 /// The services the playbooks start on each VM, in order: Munge and `slurmctld` / `slurmd` on the HPC cluster
 /// (`playbook-hpc.yml`), containerd on the cloud cluster (`playbook-k8s.yml`, offline part) and, once the
 /// platform was configured (`platform`), the kubelet there (kubeadm init and join), PostgreSQL on
-/// `mlops_postgres_host` (the first CPU worker, else the control plane: `playbook-mlops.yml`), and with
+/// `mlops_postgres_host` (the first CPU worker, else the control plane: `playbook-mlops.yml`) and, once the
+/// platform was configured and with `clusters.cloud.mlflow.runtime: service`, MLflow beside it; and with
 /// `global.monitoring.enabled` (default true) the node exporter everywhere and Prometheus on
 /// `monitoring_server` (the control plane, else the Slurm controller: `playbook-monitoring.yml`).
 pub fn promised_services(
@@ -140,7 +142,8 @@ pub fn promised_services(
             .find_map(|r| d.with_role(*r).next())
             .map(|h| h.name.clone())
     };
-    let postgres = first(&[Role::CpuWorker, Role::ControlPlane]);
+    let postgres = d.postgres_host().map(|h| h.name.clone());
+    let mlflow = platform && config.mlflow_runtime() == Some(MlflowRuntime::Service);
     let prometheus = first(&[Role::ControlPlane, Role::Controller]);
     let shared_storage = config
         .clusters
@@ -170,6 +173,9 @@ pub fn promised_services(
             };
             if postgres.as_deref() == Some(h.name.as_str()) {
                 s.push("postgresql");
+                if mlflow {
+                    s.push("mlflow");
+                }
             }
             if monitoring {
                 s.push("prometheus-node-exporter");

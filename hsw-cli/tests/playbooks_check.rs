@@ -453,6 +453,47 @@ fn mlflow_installs_hash_pinned_requirements_and_takes_its_database_from_the_envi
 }
 
 #[test]
+fn the_mlflow_service_keeps_its_secrets_off_the_command_line() {
+    if require::tool("ansible", require::ANSIBLE).is_none() {
+        return;
+    }
+    let unit = render_template("mlflow_server", "mlflow.service.j2", "{}");
+    let line = |key: &str| -> String {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key}: {unit}"))
+            .to_owned()
+    };
+    assert_eq!(line("User="), "mlflow");
+    assert_eq!(line("EnvironmentFile="), "/etc/mlflow/mlflow.env");
+    assert_eq!(line("ReadWritePaths="), "/var/lib/mlflow");
+    assert_eq!(line("ProtectSystem="), "strict");
+    assert_eq!(
+        line("ExecStart="),
+        "/opt/mlflow/bin/mlflow server --app-name basic-auth --host 0.0.0.0 --port 5000 --workers 2 \
+         --gunicorn-opts \"--timeout 300\" --serve-artifacts --artifacts-destination /var/lib/mlflow/artifacts"
+    );
+    // The auth tables once, before the workers; nothing secret on any command line.
+    assert!(line("ExecStartPre=")
+        .contains("SqlAlchemyStore().init_db(read_auth_config().database_uri)"));
+    assert!(
+        !unit.contains("postgresql://") && !unit.contains("password"),
+        "{unit}"
+    );
+
+    // The Kubernetes runtime's pod gets the same Flask key (from its Secret), which basic auth needs.
+    let pod = render_template(
+        "mlops_k8s",
+        "mlflow.yaml.j2",
+        r#"{"mlops_k8s_mlflow_requirements": ""}"#,
+    );
+    assert!(
+        pod.contains("- name: MLFLOW_FLASK_SERVER_SECRET_KEY\n              valueFrom:\n                secretKeyRef: {name: mlflow, key: MLFLOW_FLASK_SERVER_SECRET_KEY}"),
+        "{pod}"
+    );
+}
+
+#[test]
 fn kubeadm_join_reads_its_token_from_a_join_configuration() {
     if require::tool("ansible", require::ANSIBLE).is_none() {
         return;

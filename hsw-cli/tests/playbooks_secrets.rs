@@ -394,8 +394,9 @@ fn no_container_command_line_expands_a_kubernetes_secret() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
-/// The `pip install` / `pip download` command lines of a file: from `pip` to the end of the line and the next one
-/// (comments and messages that mention pip are not commands).
+/// The `pip install` / `pip download` command lines of a file: from `pip` to the end of the line and the next one,
+/// and on through the lines a trailing backslash continues (comments and messages that mention pip are not
+/// commands).
 fn pip_commands(text: &str) -> Vec<String> {
     text.match_indices("pip")
         .filter_map(|(i, _)| {
@@ -407,8 +408,16 @@ fn pip_commands(text: &str) -> Vec<String> {
                 || before.contains("die ")
                 || before.contains("echo ")
                 || before.contains('`');
-            (!prose && (rest.starts_with("install ") || rest.starts_with("download ")))
-                .then(|| text[i..].lines().take(2).collect::<Vec<_>>().join(" "))
+            (!prose && (rest.starts_with("install ") || rest.starts_with("download "))).then(|| {
+                let mut lines = Vec::new();
+                for l in text[i..].lines() {
+                    lines.push(l);
+                    if lines.len() >= 2 && !l.trim_end().ends_with('\\') {
+                        break;
+                    }
+                }
+                lines.join(" ")
+            })
         })
         .collect()
 }
@@ -426,7 +435,7 @@ fn scripts_called(text: &str) -> Vec<PathBuf> {
 
 #[test]
 fn every_pip_install_requires_pinned_hashes() {
-    let mut sources: Vec<PathBuf> = ["ansible", "scripts", "tests"]
+    let mut sources: Vec<PathBuf> = ["ansible", "scripts", "tests", "packer"]
         .iter()
         .flat_map(|d| files(&repo().join(d), &[".yml", ".j2", ".sh"]))
         .collect();
@@ -455,12 +464,12 @@ fn every_pip_install_requires_pinned_hashes() {
         }
     }
     assert!(installs >= 3, "only {installs} pip commands found");
-    let reqs: Vec<PathBuf> = ["ansible", "scripts"]
+    let reqs: Vec<PathBuf> = ["ansible", "scripts", "packer"]
         .iter()
         .flat_map(|d| files(&repo().join(d), &["requirements.txt", ".txt"]))
         .filter(|p| p.to_string_lossy().contains("requirements"))
         .collect();
-    assert!(reqs.len() >= 3, "requirements files: {reqs:?}");
+    assert!(reqs.len() >= 4, "requirements files: {reqs:?}");
     for f in reqs {
         let text = std::fs::read_to_string(&f).unwrap().replace("\\\n", " ");
         for line in text

@@ -39,7 +39,10 @@
 #                             compute=gpu; kubeadm init's and each node's time to Ready are reported. Then what up
 #                             leaves out: TCP + scram as mlflow into its database, the drop rule counted packets, a
 #                             password login is refused on every VM (the server offers only publickey; the askpass
-#                             helper is never asked)
+#                             helper is never asked). MLflow (a systemd unit from the cloud image's venv; up
+#                             verified /health, 401 without credentials, the Default experiment for the admin) as a
+#                             user reaches it from the GPU worker: an experiment, a run with a metric, an artifact
+#                             through the server and back (and on its disk), 401 without credentials, no HPC access
 #   up again                  (--no-verify: the platform run verified, and nothing changed since) exits 0; the
 #                             Terraform plan is empty and both the HPC and the platform playbooks' PLAY RECAPs say
 #                             changed=0 on every host; a change is named by its task and host
@@ -328,6 +331,7 @@ for want in "containerd .* answers on 2 cloud VMs" \
             "CoreDNS answers in a pod on $gw_name: kubernetes\.default\.svc\.cluster\.local is 10\.96\.0\.1\$" \
             "pod network: a pod on $gw_name \(10\.244\.[0-9.]+\) fetched a page from a pod on $cp_name \(10\.244\.[0-9.]+\)" \
             "PostgreSQL on $cp_name takes connections" \
+            "MLflow on $cp_name answers, with basic authentication" \
             "Prometheus on $cp_name scrapes the node exporters of 5 VMs\$" \
             "segmentation: ${computes[0]} \(HPC\) cannot reach $gw_name \(cloud\) on 22, 9100 or 10250; the monitoring server $cp_name scrapes across, $gw_name may not" \
             "sshd takes keys only on all 5 VMs"; do
@@ -391,6 +395,49 @@ while IFS=$'\t' read -r vm ip; do
 done < <(jq -r '.hsw_inventory.value.clusters[][] | [.name, .ip] | @tsv' "$tfout")
 timed "platform extras" $(( $(date +%s) - t0 ))
 
+# MLflow as its users reach it: from another cloud VM, over the cluster network, with the generated admin password
+# (handed to curl on its standard input, never its command line): an experiment, a run with a metric, an artifact
+# uploaded through the server (--serve-artifacts) and read back, the file on the server's disk; no answer without
+# credentials; the HPC cluster does not reach the server at all.
+step "MLflow from the GPU worker: an experiment, a run, a metric and an artifact; 401 without credentials; HPC kept out"
+t0=$(date +%s)
+mlpw=$(cat "$state/secrets/mlflow-admin") || fail "no generated MLflow admin password in $state/secrets"
+[[ "$mlpw" =~ ^[A-Za-z0-9]+$ ]] || fail "the generated MLflow admin password is not alphanumeric"
+ml() {  # ml METHOD PATH [CURL ARGS...]: the admin's call from the GPU worker to MLflow on the control plane
+  local method=$1 path=$2; shift 2
+  printf 'user = "admin:%s"\n' "$mlpw" | ip netns exec "$sandbox_name" ssh -i "$key_cloud" -o BatchMode=yes \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 -o LogLevel=ERROR "hsw@$gw_ip" -- \
+    curl -fsS --max-time 60 -K - -X "$method" "$@" "'http://$cp_ip:5000$path'"
+}
+json() { printf "'%s'" "$1"; }  # a JSON body as one word for the remote shell (no single quote inside)
+mltoken=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+exp_id=$(ml POST /api/2.0/mlflow/experiments/create -H "'Content-Type: application/json'" \
+         -d "$(json "{\"name\": \"hsw-e2e-$mltoken\"}")" | jq -r .experiment_id) || fail "creating an MLflow experiment failed"
+[[ "$exp_id" =~ ^[0-9]+$ ]] || fail "MLflow gave experiment id '$exp_id'"
+run=$(ml POST /api/2.0/mlflow/runs/create -H "'Content-Type: application/json'" \
+      -d "$(json "{\"experiment_id\": \"$exp_id\", \"start_time\": $(date +%s%3N)}")") || fail "creating an MLflow run failed"
+run_id=$(jq -r .run.info.run_id <<< "$run")
+art=$(jq -r .run.info.artifact_uri <<< "$run")
+[ "$art" = "mlflow-artifacts:/$exp_id/$run_id/artifacts" ] || fail "the run's artifact URI is '$art', not served by the server"
+ml POST /api/2.0/mlflow/runs/log-metric -H "'Content-Type: application/json'" \
+  -d "$(json "{\"run_id\": \"$run_id\", \"key\": \"loss\", \"value\": 0.25, \"timestamp\": $(date +%s%3N), \"step\": 1}")" \
+  >/dev/null || fail "logging a metric failed"
+ml PUT "/api/2.0/mlflow-artifacts/artifacts/$exp_id/$run_id/artifacts/probe.txt" --data-binary "$mltoken" >/dev/null \
+  || fail "uploading an artifact through MLflow failed"
+got=$(ml GET "/api/2.0/mlflow-artifacts/artifacts/$exp_id/$run_id/artifacts/probe.txt") || fail "downloading the artifact failed"
+[ "$got" = "$mltoken" ] || fail "the artifact came back as '$got'"
+loss=$(ml GET "/api/2.0/mlflow/runs/get?run_id=$run_id" | jq -r '.run.data.metrics[] | select(.key == "loss") | .value')
+[ "$loss" = 0.25 ] || fail "the run's metric loss is '$loss', not 0.25"
+disk=$(ns_ssh "$key_cloud" "$cp_ip" sudo cat "/var/lib/mlflow/artifacts/$exp_id/$run_id/artifacts/probe.txt") \
+  || fail "the artifact is not in /var/lib/mlflow/artifacts on $cp_name"
+[ "$disk" = "$mltoken" ] || fail "the artifact on $cp_name's disk holds '$disk'"
+code=$(ns_ssh "$key_cloud" "$gw_ip" curl -sS -o /dev/null -w "'%{http_code}'" --max-time 30 \
+       "'http://$cp_ip:5000/api/2.0/mlflow/experiments/get?experiment_id=$exp_id'")
+[ "$code" = 401 ] || fail "MLflow answered $code without credentials, not 401"
+! tcp_probe "$key_hpc" "$c1_ip" "$cp_ip" 5000 || fail "${computes[0]} (HPC) reaches MLflow on $cp_name:5000"
+info "$gw_name -> $cp_name:5000: experiment $exp_id, run $run_id (loss 0.25), artifact probe.txt up and back (on disk too); 401 without credentials; ${computes[0]} (HPC) cannot connect"
+timed "MLflow client" $(( $(date +%s) - t0 ))
+
 # --- second up: nothing changes ---
 step "hsw-cli up again: nothing may change"
 t0=$(date +%s)
@@ -419,8 +466,8 @@ jq -e '(.slurm | length == 2) and all(.slurm[]; .state == "idle")' "$work/status
   || fail "status does not show both compute nodes idle: $(jq -c '.slurm' "$work/status.json")"
 jq -e '(.kubernetes | length == 2) and all(.kubernetes[]; .state == "Ready")' "$work/status.json" >/dev/null \
   || fail "status does not show both cloud VMs Ready on Kubernetes: $(jq -c '.kubernetes' "$work/status.json")"
-jq -e 'all(.services[]; .up) and (.down == []) and ([.services[].service] | index("kubelet") != null)' "$work/status.json" >/dev/null \
-  || fail "status shows a service down or no kubelet: $(jq -c '.services, .down' "$work/status.json")"
+jq -e 'all(.services[]; .up) and (.down == []) and ([.services[].service] | index("kubelet") != null and index("mlflow") != null)' "$work/status.json" >/dev/null \
+  || fail "status shows a service down, or no kubelet or MLflow: $(jq -c '.services, .down' "$work/status.json")"
 units=$("$cli" gpu plan --format json --config "$config" | jq -c '[.. | objects | select(has("attach")) | [.vm, .attach]] | sort')
 jq -e --argjson want "$units" '[.vms[] | .name as $vm | .gpu_units[] | [$vm, .attach]] | sort == $want' "$work/status.json" >/dev/null \
   || fail "status's GPU units are not gpu plan's $units: $(jq -c '[.vms[] | {name, gpu_units}]' "$work/status.json")"

@@ -375,17 +375,34 @@ fn promised_services_follow_the_playbooks() {
         p[&compute.name],
         ["munge", "slurmd", "prometheus-node-exporter"]
     );
-    // The default has no CPU worker: PostgreSQL and Prometheus are on the control plane.
+    // The default has no CPU worker: PostgreSQL, MLflow beside it, and Prometheus are on the control plane.
     assert_eq!(
         p[&cp.name],
         [
             "containerd",
             "kubelet",
             "postgresql",
+            "mlflow",
             "prometheus-node-exporter",
             "prometheus"
         ]
     );
+    // MLflow elsewhere (kubernetes) or not at all is not promised; nor before the platform runs.
+    for runtime in ["kubernetes", "none"] {
+        let other = crate::session::testing::edited_session(&[(
+            "    kubernetes_config:\n",
+            &format!("    mlflow:\n      runtime: {runtime}\n    kubernetes_config:\n"),
+        )]);
+        assert_eq!(
+            other.config.mlflow_runtime().map(|r| r.as_str()),
+            Some(runtime)
+        );
+        let dr = planned_hosts(&other.config, other.plan().unwrap());
+        assert!(promised_services(&other.config, &dr, true)
+            .values()
+            .all(|u| !u.contains(&"mlflow")));
+    }
+    assert!(!promised_services(&s.config, &d, false)[&cp.name].contains(&"mlflow"));
     let quiet = crate::session::testing::edited_session(&[(
         "monitoring:\n    enabled: true",
         "monitoring:\n    enabled: false",

@@ -35,8 +35,8 @@ pub fn checks(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Erro
         if let Some(why) = session.config.kubernetes_needs_internet() {
             return Err(Error::invalid(format!(
                 "{why}, and `up` configures the clusters offline: set `source: bundle` and `cni: bridge` under \
-                 clusters.cloud.kubernetes_config in {}, run `hsw-cli up --online` on a host with the internet, \
-                 or `hsw-cli up --hpc-only`",
+                 clusters.cloud.kubernetes_config and leave clusters.cloud.mlflow.runtime at `service` in {}, run \
+                 `hsw-cli up --online` on a host with the internet, or `hsw-cli up --hpc-only`",
                 session.name
             )));
         }
@@ -157,5 +157,37 @@ mod tests {
         );
         run(&|a| a.online = true).unwrap();
         run(&|a| a.hpc_only = true).unwrap();
+    }
+
+    #[test]
+    fn mlflow_on_kubernetes_stops_an_offline_up_and_the_service_does_not() {
+        let runner = FakeRunner::new();
+        let f = Fixture::new(Some("sb"));
+        let ctx = f.ctx(&runner);
+        for (runtime, refused) in [("kubernetes", true), ("service", false), ("none", false)] {
+            let file = f.dir.path().join(format!("mlflow-{runtime}.yaml"));
+            std::fs::write(
+                &file,
+                hsw_core::config::DEFAULT_CONFIG.replace(
+                    "    kubernetes_config:\n",
+                    &format!("    mlflow:\n      runtime: {runtime}\n    kubernetes_config:\n"),
+                ),
+            )
+            .unwrap();
+            let session = Session::load(Some(&file)).unwrap();
+            let args = f.args();
+            let mut up = Up::new(&ctx, &session, &args);
+            match checks(&mut up, 1, &mut Vec::new()) {
+                Err(e) if refused => assert!(
+                    e.to_string().starts_with(
+                        "clusters.cloud.mlflow.runtime is kubernetes (MinIO's and MLflow's images come from the \
+                         internet), and `up` configures the clusters offline:"
+                    ),
+                    "{e}"
+                ),
+                Ok(()) if !refused => {}
+                r => panic!("{runtime}: {r:?}"),
+            }
+        }
     }
 }

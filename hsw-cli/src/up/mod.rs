@@ -141,8 +141,8 @@ pub struct UpArgs {
     #[arg(long)]
     pub hpc_only: bool,
     /// The guests reach the internet: run the platform playbooks' downloads too (the tasks tagged `online`:
-    /// kubeadm's packages, Helm charts, the GPU Operator, MinIO and MLflow). Without it they are skipped and the
-    /// summary says so.
+    /// kubeadm's packages, Helm charts, the GPU Operator, MinIO and MLflow on Kubernetes). Without it they are
+    /// skipped and the summary says so.
     #[arg(long)]
     pub online: bool,
 }
@@ -638,7 +638,9 @@ mod tests {
             .on(&["srun"], 0, &fixture::lines(&computes, ""))
             // verify/platform.rs: containerd, PostgreSQL, Prometheus, the segmentation probes, sshd.
             .on(&["ctr", "version"], 0, "Server:\n  Version:  1.6.20~ds1\n")
-            .on(&["psql"], 0, "1\n")
+            .on(&["psql"], 0, "1\n");
+        crate::up::verify::answer_healthy_mlflow(&runner);
+        runner
             .on(
                 &["curl"],
                 0,
@@ -737,9 +739,10 @@ mod tests {
         // the restart, squeue, scancel.
         want.extend((0..11).map(|_| "sandbox: ssh -i".to_owned()));
         // verify/platform.rs: ctr on both cloud VMs, kubectl get nodes and the pod-network probe, psql and
-        // pg_isready, Prometheus, three port probes, sshd on each.
+        // pg_isready, MLflow's /health, its API without and with credentials, Prometheus, three port probes,
+        // sshd on each.
         let cloud = planned.of_cluster("cloud").count();
-        want.extend((0..cloud + 2 + 2 + 1 + 3 + n).map(|_| "sandbox: ssh -i".to_owned()));
+        want.extend((0..cloud + 2 + 2 + 3 + 1 + 3 + n).map(|_| "sandbox: ssh -i".to_owned()));
         // HSW_ANSIBLE_PLAYBOOK may name another program: compare by its arguments.
         let got: Vec<String> = what
             .iter()

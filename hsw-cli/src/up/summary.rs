@@ -40,8 +40,8 @@ pub fn summary(up: &Up<'_>, timings: &[(String, u64)]) -> Result<String, Error> 
     if up.platform_changed.is_some() && !up.args.online {
         s.push_str(
             "hsw: skipped offline: what needs the internet (the Kubernetes add-ons from their registries: the \
-             ingress controller, the local-path storage class, Helm charts, the GPU Operator, MinIO and MLflow on \
-             Kubernetes); Kubernetes itself came from the offline bundle. Run `hsw-cli up --online` where the guests \
+             ingress controller, the local-path storage class, Helm charts, the GPU Operator); Kubernetes itself came \
+             from the offline bundle, MLflow from the cloud image. Run `hsw-cli up --online` where the guests \
              reach the internet\n",
         );
     }

@@ -17,6 +17,8 @@ use crate::runner::Cmd;
 mod hpc;
 pub(crate) mod kubernetes;
 mod platform;
+#[cfg(test)]
+pub(crate) use platform::answer_healthy_mlflow;
 
 /// How often the checks ask again, and how long SSH may take to answer.
 #[derive(Debug, Clone, Copy)]

@@ -420,6 +420,45 @@ pub struct CloudCluster {
     pub worker_nodes: WorkerNodes,
     /// Kubernetes settings.
     pub kubernetes_config: KubernetesConfig,
+    /// MLflow's tracking server (default: `runtime: service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<MlflowConfig>,
+}
+
+/// MLflow's tracking server: its database is PostgreSQL on the first CPU worker (else the control plane), with
+/// basic authentication (users in PostgreSQL too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MlflowConfig {
+    /// Where it runs: `service` (default; a systemd unit beside PostgreSQL, from the venv the cloud image
+    /// carries, artifacts on that VM's disk: needs no internet), `kubernetes` (a Deployment with MinIO for the
+    /// artifacts; their images are pulled: `up --online`) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<MlflowRuntime>,
+}
+
+/// Where MLflow's tracking server runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MlflowRuntime {
+    /// A systemd unit on the PostgreSQL VM (offline).
+    #[default]
+    Service,
+    /// A Deployment on Kubernetes, with MinIO (online).
+    Kubernetes,
+    /// No MLflow.
+    None,
+}
+
+impl MlflowRuntime {
+    /// The name as cluster.yaml writes it (and `mlops_mlflow_runtime` in the playbooks).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::Kubernetes => "kubernetes",
+            Self::None => "none",
+        }
+    }
 }
 
 /// Kubernetes workers, CPU-only and GPU.
@@ -672,10 +711,27 @@ impl ClusterConfig {
             .map(|c| c.kubernetes_config.source.unwrap_or_default())
     }
 
-    /// Why the cloud cluster's Kubernetes cannot come up without the internet (`None`: it can, or there is no
-    /// cloud cluster): its source is `packages`, or its CNI is one whose images are pulled.
+    /// Where MLflow's tracking server runs (`None`: no cloud cluster).
+    pub fn mlflow_runtime(&self) -> Option<MlflowRuntime> {
+        self.clusters.cloud.as_ref().map(|c| {
+            c.mlflow
+                .as_ref()
+                .and_then(|m| m.runtime)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Why the cloud cluster cannot come up without the internet (`None`: it can, or there is no cloud
+    /// cluster): its Kubernetes source is `packages`, its CNI is one whose images are pulled, or MLflow runs on
+    /// Kubernetes (MinIO's and MLflow's images are pulled).
     pub fn kubernetes_needs_internet(&self) -> Option<String> {
         let k = &self.clusters.cloud.as_ref()?.kubernetes_config;
+        if self.mlflow_runtime() == Some(MlflowRuntime::Kubernetes) {
+            return Some(
+                "clusters.cloud.mlflow.runtime is kubernetes (MinIO's and MLflow's images come from the internet)"
+                    .into(),
+            );
+        }
         if self.kubernetes_source() == Some(KubernetesSource::Packages) {
             return Some(
                 "clusters.cloud.kubernetes_config.source is packages (pkgs.k8s.io, registry.k8s.io)".into(),

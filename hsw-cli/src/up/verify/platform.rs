@@ -16,6 +16,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use hsw_core::ansible::hosts::{Deployment, Host, Role};
+use hsw_core::config::model::MlflowRuntime;
 use hsw_core::config::ClusterConfig;
 
 use super::{first_line, ssh, Poll};
@@ -27,6 +28,12 @@ const NODE_EXPORTER_PORT: u16 = 9100;
 
 /// kubelet's port, on every Kubernetes node.
 const KUBELET_PORT: u16 = 10250;
+
+/// MLflow's tracking server, on the PostgreSQL VM (`mlflow_server_port` in `ansible/roles/mlflow_server`).
+const MLFLOW: &str = "http://127.0.0.1:5000";
+
+/// Root's curl configuration with MLflow's admin user, written by the role mlflow_server.
+const MLFLOW_ADMIN_CURLRC: &str = "/etc/mlflow/admin.curlrc";
 
 /// Prometheus's targets API on the monitoring server.
 const PROMETHEUS_TARGETS: &str = "http://127.0.0.1:9090/api/v1/targets";
@@ -52,6 +59,9 @@ pub fn check_platform(
     if config.clusters.cloud.is_some() {
         if let Some(pg) = d.postgres_host() {
             verified.push(check_postgres(ctx, user, pg, out)?);
+            if config.mlflow_runtime() == Some(MlflowRuntime::Service) {
+                verified.push(check_mlflow(ctx, user, pg, poll, timeout, out)?);
+            }
         }
     }
     if config.monitoring_enabled() {
@@ -160,6 +170,117 @@ fn check_postgres(
         ),
     );
     Ok(format!("PostgreSQL on {} takes connections", pg.name))
+}
+
+/// MLflow's tracking server (runtime `service`) answers `/health` (asked until `timeout`: a restart takes a while
+/// on a slow guest), refuses its API without credentials (401), and with the admin user's finds the `Default`
+/// experiment, which lives in PostgreSQL. The admin's password stays on the guest (root's curl configuration).
+fn check_mlflow(
+    ctx: &Ctx<'_>,
+    user: &str,
+    host: &Host,
+    poll: Poll,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<String, Error> {
+    let health = format!("{MLFLOW}/health");
+    let t = Instant::now();
+    loop {
+        let (ok, stdout, stderr) = ssh(
+            ctx,
+            user,
+            host,
+            &["curl", "-fsS", "--max-time", "10", &health],
+        )?;
+        if ok && stdout.trim() == "OK" {
+            break;
+        }
+        if t.elapsed() > timeout {
+            return Err(Error::invalid(format!(
+                "MLflow on {} does not answer {health} after {} s ({}); look at `journalctl -u mlflow` there",
+                host.name,
+                timeout.as_secs(),
+                first_line(if stderr.trim().is_empty() { &stdout } else { &stderr })
+            )));
+        }
+        std::thread::sleep(poll.every);
+    }
+    let api = format!("'{MLFLOW}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default'");
+    let (_, code, _) = ssh(
+        ctx,
+        user,
+        host,
+        &[
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "'%{http_code}'",
+            "--max-time",
+            "10",
+            &api,
+        ],
+    )?;
+    if code.trim() != "401" {
+        return Err(Error::invalid(format!(
+            "MLflow on {} answered {} to its API without credentials, not 401: basic authentication is off; \
+             look at /etc/mlflow/basic_auth.ini and the unit's --app-name there",
+            host.name,
+            code.trim()
+        )));
+    }
+    let (ok, stdout, stderr) = ssh(
+        ctx,
+        user,
+        host,
+        &[
+            "sudo",
+            "-n",
+            "curl",
+            "-fsS",
+            "--max-time",
+            "30",
+            "-K",
+            MLFLOW_ADMIN_CURLRC,
+            &api,
+        ],
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+    if !ok || v["experiment"]["name"] != "Default" {
+        return Err(Error::invalid(format!(
+            "MLflow on {} does not give its admin user the Default experiment ({}); look at `journalctl -u \
+             mlflow` there: its database is PostgreSQL's mlflow",
+            host.name,
+            first_line(if stderr.trim().is_empty() { &stdout } else { &stderr })
+        )));
+    }
+    say(
+        out,
+        format!(
+            "{}: MLflow answers /health, refuses its API without credentials and finds the Default experiment \
+             for its admin",
+            host.name
+        ),
+    );
+    Ok(format!(
+        "MLflow on {} answers, with basic authentication",
+        host.name
+    ))
+}
+
+/// Answers for a healthy MLflow service (for other steps' tests): /health, 401 without credentials, the
+/// Default experiment for the admin.
+#[cfg(test)]
+pub fn answer_healthy_mlflow(runner: &crate::runner::fake::FakeRunner) {
+    runner
+        .on(&["curl", "http://127.0.0.1:5000/health"], 0, "OK")
+        .on(&["-w", "'%{http_code}'"], 0, "401")
+        .on(
+            &["-K", MLFLOW_ADMIN_CURLRC],
+            0,
+            r#"{"experiment": {"experiment_id": "0", "name": "Default"}}"#,
+        );
 }
 
 /// Prometheus's `node` job has every expected VM up (asked until `timeout`).
@@ -457,10 +578,11 @@ mod tests {
                 0,
                 "127.0.0.1:5432 - accepting connections\n",
             )
-            .on(&["curl"], 0, &targets(&names, &[]))
+            .on(&["curl", PROMETHEUS_TARGETS], 0, &targets(&names, &[]))
             .on(&["sshd", "-T"], 0, "port 22\npasswordauthentication no\n")
             .on(&["timeout", "5"], 1, "");
         super::super::kubernetes::answer_healthy(runner, d);
+        super::answer_healthy_mlflow(runner);
     }
 
     #[test]
@@ -494,21 +616,35 @@ mod tests {
                 k8s[1].clone(),
                 k8s[2].clone(),
                 format!("PostgreSQL on {} takes connections", cp.name),
+                format!("MLflow on {} answers, with basic authentication", cp.name),
                 format!(
                     "Prometheus on {} scrapes the node exporters of {n_cloud} VMs ({} of the other cluster not: the \
                      networks do not route between the clusters)",
                     cp.name,
                     n - n_cloud
                 ),
-                lines[6].clone(),
+                lines[7].clone(),
                 format!("sshd takes keys only on all {n} VMs"),
             ]
         );
         assert!(
-            lines[6].starts_with("segmentation: ")
-                && lines[6].ends_with("(the networks do not route between the clusters either)"),
+            lines[7].starts_with("segmentation: ")
+                && lines[7].ends_with("(the networks do not route between the clusters either)"),
             "{}",
-            lines[6]
+            lines[7]
+        );
+        // MLflow's admin password never reaches a command line: root's curl configuration on the guest holds it.
+        let mlflow: Vec<Vec<String>> = runner
+            .argvs()
+            .into_iter()
+            .filter(|a| a.iter().any(|x| x.contains(":5000/")))
+            .collect();
+        assert_eq!(mlflow.len(), 3, "{mlflow:?}");
+        assert!(
+            mlflow.iter().all(|a| !a
+                .iter()
+                .any(|x| x.starts_with("-u") || x.contains('@') && x.contains(":5000"))),
+            "{mlflow:?}"
         );
         // Probes only from the HPC VM, to the cloud worker (not the monitoring server), on 22, 9100 and 10250.
         let probes: Vec<String> = runner
@@ -564,11 +700,11 @@ mod tests {
             match (r, want) {
                 (Ok(lines), Ok(())) => {
                     assert!(
-                        lines[5].ends_with(&format!("of {} VMs", d.hosts.len())),
+                        lines[6].ends_with(&format!("of {} VMs", d.hosts.len())),
                         "{lines:?}"
                     );
                     assert!(
-                        lines[6].ends_with(&format!(
+                        lines[7].ends_with(&format!(
                             "; the monitoring server {} scrapes across, {} may not",
                             cp.name, gw.name
                         )),
@@ -589,10 +725,33 @@ mod tests {
         let d = fixture::loaded(&session, &f.ctx(&probe)).deployment;
         let gw = d.with_role(Role::GpuWorker).next().unwrap();
         let c1 = d.with_role(Role::Compute).next().unwrap();
-        let cases: [(&[&str], i32, &str, &str); 5] = [
+        let cases: [(&[&str], i32, &str, &str); 8] = [
             (&["ctr", "version"], 1, "", "containerd does not answer on "),
             (&["psql"], 2, "", "takes no local connection"),
-            (&["curl"], 0, "{}", "does not see the node exporters of "),
+            (
+                &["curl", "http://127.0.0.1:5000/health"],
+                7,
+                "",
+                "MLflow on hsw-dev-control-plane-1 does not answer http://127.0.0.1:5000/health after 0 s",
+            ),
+            (
+                &["-w", "'%{http_code}'"],
+                0,
+                "200",
+                "answered 200 to its API without credentials, not 401",
+            ),
+            (
+                &["-K", MLFLOW_ADMIN_CURLRC],
+                22,
+                "",
+                "does not give its admin user the Default experiment",
+            ),
+            (
+                &["curl", PROMETHEUS_TARGETS],
+                0,
+                "{}",
+                "does not see the node exporters of ",
+            ),
             (
                 &["sshd", "-T"],
                 0,
