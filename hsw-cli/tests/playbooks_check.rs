@@ -457,7 +457,11 @@ fn the_mlflow_service_keeps_its_secrets_off_the_command_line() {
     if require::tool("ansible", require::ANSIBLE).is_none() {
         return;
     }
-    let unit = render_template("mlflow_server", "mlflow.service.j2", "{}");
+    let unit = render_template(
+        "mlflow_server",
+        "mlflow.service.j2",
+        r#"{"mlflow_server_workers": 2}"#,
+    );
     let line = |key: &str| -> String {
         unit.lines()
             .find_map(|l| l.strip_prefix(key))
@@ -471,14 +475,20 @@ fn the_mlflow_service_keeps_its_secrets_off_the_command_line() {
     assert_eq!(
         line("ExecStart="),
         "/opt/mlflow/bin/mlflow server --app-name basic-auth --host 0.0.0.0 --port 5000 --workers 2 \
-         --gunicorn-opts \"--timeout 300\" --serve-artifacts --artifacts-destination /var/lib/mlflow/artifacts"
+         --gunicorn-opts \"--timeout 300 --threads 4\" --serve-artifacts --artifacts-destination /var/lib/mlflow/artifacts"
     );
-    // The auth tables once, before the workers; nothing secret on any command line.
+    // With several workers the auth tables are made once, before them; nothing secret on any command line.
     assert!(line("ExecStartPre=")
         .contains("SqlAlchemyStore().init_db(read_auth_config().database_uri)"));
     assert!(
         !unit.contains("postgresql://") && !unit.contains("password"),
         "{unit}"
+    );
+    // One worker (the default) makes them itself: no second import of MLflow before it.
+    let one = render_template("mlflow_server", "mlflow.service.j2", "{}");
+    assert!(
+        !one.contains("ExecStartPre=") && one.contains("--workers 1 "),
+        "{one}"
     );
 
     // The Kubernetes runtime's pod gets the same Flask key (from its Secret), which basic auth needs.
