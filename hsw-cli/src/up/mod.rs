@@ -407,6 +407,8 @@ pub struct Up<'a> {
     pub ansible_changed: Option<playbooks::Changes>,
     /// What the platform playbooks changed (`None`: not run).
     pub platform_changed: Option<playbooks::Changes>,
+    /// Whether every VM answered SSH before the playbooks ([`verify::reach`]).
+    pub reached: bool,
     /// What the final checks verified.
     pub verified: Vec<String>,
     /// The Terraform root's files as they were before the generate step wrote them again (for the snapshot
@@ -429,6 +431,7 @@ impl<'a> Up<'a> {
             loaded: None,
             ansible_changed: None,
             platform_changed: None,
+            reached: false,
             verified: Vec::new(),
             previous_root: None,
         }
@@ -732,6 +735,8 @@ mod tests {
         .map(String::from)
         .to_vec();
         want.extend((0..n).map(|_| "virsh -q".to_owned()));
+        // Every VM reached once before the playbooks (verify::reach), then both playbook runs.
+        want.extend((0..n).map(|_| "sandbox: ssh -i".to_owned()));
         want.push("sandbox: ansible-playbook -i".into());
         want.push("sandbox: ansible-playbook -i".into());
         want.extend((0..n).map(|_| "sandbox: ssh -i".to_owned()));

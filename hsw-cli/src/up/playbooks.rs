@@ -40,6 +40,7 @@ pub fn hpc(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> 
             files.slurm_dir.display()
         ),
     );
+    super::verify::reach(up, out)?;
     let run = Run {
         what: "the HPC playbook",
         log: "ansible-hpc.log",
@@ -47,6 +48,7 @@ pub fn hpc(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Error> 
         extra_vars: &files.extra_vars,
         playbooks: vec![up.ctx.repo.join("ansible/playbook-hpc.yml")],
         offline: false,
+        reached: up.reached,
     };
     up.ansible_changed = Some(run_playbook(up.ctx, &program(), &run, out)?);
     Ok(())
@@ -68,6 +70,7 @@ pub fn platform(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Er
             if offline { ", offline" } else { "" }
         ),
     );
+    super::verify::reach(up, out)?;
     let loaded = up.loaded()?;
     let files = ansible_cmd::write_platform_files(loaded, offline)?;
     say(
@@ -85,6 +88,7 @@ pub fn platform(up: &mut Up<'_>, n: usize, out: &mut dyn Write) -> Result<(), Er
             .map(|p| ansible_cmd::platform_playbook(&dir, p))
             .collect(),
         offline,
+        reached: up.reached,
     };
     up.platform_changed = Some(run_playbook(up.ctx, &program(), &run, out)?);
     Ok(())
@@ -106,6 +110,9 @@ struct Run<'a> {
     playbooks: Vec<PathBuf>,
     /// `--skip-tags online`.
     offline: bool,
+    /// Every VM answered SSH already ([`super::verify::reach`]): `-e hsw_reached=true`, and reach.yml skips its
+    /// wait.
+    reached: bool,
 }
 
 /// What one ansible-playbook run changed.
@@ -125,12 +132,13 @@ fn run_playbook(
     run: &Run<'_>,
     out: &mut dyn Write,
 ) -> Result<Changes, Error> {
+    let reached = ["-e".to_owned(), "hsw_reached=true".to_owned()];
     let argv = ansible_cmd::playbook_argv(
         run.inventory,
         run.extra_vars,
         &run.playbooks,
         run.offline,
-        &[],
+        if run.reached { &reached } else { &[] },
     );
     let cmd = ctx
         .command(program)
@@ -323,6 +331,7 @@ mod tests {
             extra_vars: &files.extra_vars,
             playbooks: vec![ctx.repo.join("ansible/playbook-hpc.yml")],
             offline: false,
+            reached: false,
         }
     }
 
@@ -429,11 +438,33 @@ mod tests {
         let session = fixture::session();
         let args = f.args();
         let mut up = Up::new(&ctx, &session, &args);
-        up.loaded = Some(fixture::loaded(&session, &ctx));
+        let loaded = fixture::loaded(&session, &ctx);
+        for h in &loaded.deployment.hosts {
+            runner.on(
+                &[&format!("hsw@{}", h.ip), "hostname"],
+                0,
+                &format!("{}\n", h.name),
+            );
+        }
+        let n = loaded.deployment.hosts.len();
+        up.loaded = Some(loaded);
         let mut out = Vec::new();
         // HSW_ANSIBLE_PLAYBOOK may be set around the tests: the fake answers any program by its arguments.
         hpc(&mut up, 8, &mut out).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(up.ansible_changed.as_ref().map(|c| c.count), Some(3));
+        // Every VM reached first (one `ssh hostname` each), then the playbook told so: reach.yml skips its wait.
+        let calls = runner.calls();
+        assert_eq!(calls.len(), n + 1);
+        assert!(calls[..n]
+            .iter()
+            .all(|c| c.argv().last().is_some_and(|a| a == "hostname")));
+        let argv = calls[n].argv();
+        assert!(
+            argv.windows(2)
+                .any(|w| w[0] == "-e" && w[1] == "hsw_reached=true"),
+            "{argv:?}"
+        );
+        assert!(up.reached);
         assert!(ctx.state.slurm_dir("hpc").join("slurm.conf").is_file());
         assert!(ctx.state.inventory().is_file());
         assert!(text(&out).contains("==> [8/13] HPC playbook (Munge, Slurm)"));
@@ -455,6 +486,8 @@ mod tests {
             args.hpc_only = hpc_only;
             let mut up = Up::new(&ctx, &session, &args);
             up.loaded = Some(fixture::loaded(&session, &ctx));
+            // The HPC step reached every VM: no SSH again.
+            up.reached = true;
             let mut out = Vec::new();
             platform(&mut up, 9, &mut out).unwrap_or_else(|e| panic!("{e}"));
             let t = text(&out);
@@ -482,6 +515,7 @@ mod tests {
                     .to_string())
             );
             assert_eq!(argv.iter().any(|a| a == "--skip-tags"), !online, "{argv:?}");
+            assert!(argv.iter().any(|a| a == "hsw_reached=true"), "{argv:?}");
             assert_eq!(t.contains(", offline"), !online, "{t}");
             let vars: serde_json::Value = serde_json::from_str(
                 &std::fs::read_to_string(ctx.state.extra_vars("platform")).unwrap(),
