@@ -7,7 +7,7 @@
 #
 # Usage: scripts/gpu-discover-on-real-gpu.sh            (from the repository root or anywhere inside it)
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 section() { printf '\n===== %s =====\n' "$*"; }
 
