@@ -32,6 +32,13 @@ const POLL: Poll = Poll {
     ssh_deadline: Duration::from_secs(300),
 };
 
+/// Before the playbooks, VMs may still be booting: as long as `ansible/reach.yml` waited (600 s). A restored
+/// deployment's five TCG guests took up to 321 s to answer.
+const REACH: Poll = Poll {
+    every: Duration::from_secs(3),
+    ssh_deadline: Duration::from_secs(600),
+};
+
 /// Before the first playbook of this `up`: every VM answers SSH (asked until the SSH deadline), its host key
 /// recorded in its cluster's known_hosts on first contact (accept-new), which is what `ansible/reach.yml` does
 /// with one Python start per host: 17 s before the HPC playbook and 34 s before the platform playbooks on TCG
@@ -48,7 +55,7 @@ pub fn reach(up: &mut Up<'_>, out: &mut dyn Write) -> Result<(), Error> {
         .map(|l| l.consoles_hint(" in ", ""))
         .unwrap_or_default();
     let d = &up.loaded()?.deployment;
-    check_ssh(up.ctx, &user, d, &consoles, POLL, out)?;
+    check_ssh(up.ctx, &user, d, &consoles, REACH, out)?;
     up.reached = true;
     Ok(())
 }
