@@ -136,15 +136,9 @@ pub fn promised_services(
     d: &Deployment,
     platform: bool,
 ) -> BTreeMap<String, Vec<&'static str>> {
-    let first = |roles: &[Role]| {
-        roles
-            .iter()
-            .find_map(|r| d.with_role(*r).next())
-            .map(|h| h.name.clone())
-    };
     let postgres = d.postgres_host().map(|h| h.name.clone());
     let mlflow = platform && config.mlflow_runtime() == Some(MlflowRuntime::Service);
-    let prometheus = first(&[Role::ControlPlane, Role::Controller]);
+    let prometheus = d.monitoring_server().map(|h| h.name.clone());
     let shared_storage = config
         .clusters
         .hpc

@@ -64,7 +64,6 @@ say "terraform destroy (the recorded cluster)"
 tf destroy -auto-approve -no-color -input=false >"$work/destroy-0.log" 2>&1 || fail "terraform destroy failed ($work/destroy-0.log)"
 plain_nothing_left "$work" "terraform destroy"
 
-ms() { echo $(( $(date +%s%N) / 1000000 )); }
 tf_times=() plain_times=()
 for r in $(seq "$runs"); do
   say "round $r/$runs: terraform apply"
@@ -80,9 +79,6 @@ for r in $(seq "$runs"); do
   say "round $r: terraform apply ${tf_times[-1]} ms, plain script ${plain_times[-1]} ms (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 done
 
-median() {  # median N...: the middle value (the mean of the two middle ones for an even count)
-  printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 ratios=()
 for i in "${!tf_times[@]}"; do
   ratios+=("$(awk -v t="${tf_times[$i]}" -v p="${plain_times[$i]}" 'BEGIN { printf "%.2f", t / p }')")

@@ -10,12 +10,19 @@
 #   plain_boot WORK NAME     runs the plain script in the sandbox (log WORK/plain-NAME.log), then its teardown;
 #                            sets plain_ms (the script's time, ms) and fails when something is left
 #   plain_nothing_left WORK WHAT   fails when a recorded domain, network or VM directory is still there
+#   ms                       the time now in milliseconds
+#   median N...              the middle value (the mean of the two middle ones for an even count)
 #
 # The plain script, run as one `bash` inside the sandbox: both networks at once (net-define, net-start,
 # net-autostart); then every VM at once: mkdir, `qemu-img create` overlay on the same base image, the seed ISO with
 # genisoimage from the same files, `virsh define`, `virsh start`, then `virsh domifaddr --source lease` every 0.5 s
 # (the provider's interval) until its MAC has a lease. It skips what the provider also does (checking the base
 # image and kernel, resolving the accelerator, the simulated MIG instances, Terraform's refresh and plan).
+
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+median() {
+  printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 plain_uri() { sandbox env URI; }
 plain_vsh() { sandbox exec -- virsh -q -c "$(plain_uri)" "$@"; }
@@ -101,11 +108,11 @@ plain_ms=0
 plain_boot() {
   local work=$1 name=$2 uri t0
   uri=$(plain_uri)
-  t0=$(( $(date +%s%N) / 1000000 ))
+  t0=$(ms)
   sandbox exec -- bash "$work/plain.sh" "$uri" "$work/rec" >"$work/plain-$name.log" 2>&1 \
     || fail "the plain script failed ($work/plain-$name.log)"
   # shellcheck disable=SC2034  # read by the benches that source this
-  plain_ms=$(( $(date +%s%N) / 1000000 - t0 ))
+  plain_ms=$(( $(ms) - t0 ))
   sandbox exec -- bash "$work/plain-down.sh" "$uri" "$work/rec" >"$work/plain-down-$name.log" 2>&1
   plain_nothing_left "$work" "the plain script's teardown"
 }

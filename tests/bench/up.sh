@@ -60,7 +60,6 @@ plain_record "$work"
 down "$state" || fail "hsw-cli down failed ($work/down.log)"
 state=""
 
-ms() { echo $(( $(date +%s%N) / 1000000 )); }
 up_times=() base_times=() splits=() loads=()
 for r in $(seq "$runs"); do
   state="$work/state-$r"
@@ -84,9 +83,6 @@ for r in $(seq "$runs"); do
   say "round $r: $what ${up_times[-1]} ms (${splits[-1]}); plain boot ${base_times[-1]} ms (load: ${loads[-1]})"
 done
 
-median() {  # median N...: the middle value (the mean of the two middle ones for an even count)
-  printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 u=$(median "${up_times[@]}") p=$(median "${base_times[@]}")
 echo "the default's ${#plain_doms[@]} VMs, images cached, median of $runs rounds: $what ${u} ms; plain boot to" \
   "DHCP leases ${p} ms"

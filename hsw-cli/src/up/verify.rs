@@ -290,6 +290,15 @@ fn first_line(s: &str) -> &str {
     s.trim().lines().next().unwrap_or("no output")
 }
 
+/// What a failed remote command said, in one line: its standard error, else its standard output.
+fn said<'a>(stdout: &'a str, stderr: &'a str) -> &'a str {
+    first_line(if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use hsw_core::ansible::hosts::{Deployment, Host, Role};
 use hsw_core::config::model::MlflowRuntime;
 use hsw_core::config::ClusterConfig;
 
-use super::{first_line, ssh, Poll};
+use super::{first_line, said, ssh, Poll};
 use crate::error::Error;
 use crate::up::{say, Ctx};
 
@@ -111,7 +111,7 @@ fn check_containerd(
                     "containerd does not answer on {} (`sudo ctr version`: {}); look at `journalctl -u \
                      containerd` there and run `hsw-cli up` again",
                     h.name,
-                    first_line(if stderr.trim().is_empty() { &stdout } else { &stderr })
+                    said(&stdout, &stderr)
                 )))
             }
         }
@@ -151,7 +151,7 @@ fn check_postgres(
             "PostgreSQL on {} takes no local connection (`psql -c 'SELECT 1'` as postgres: {}); look at \
              `journalctl -u postgresql@*` there",
             pg.name,
-            first_line(if stderr.trim().is_empty() { &stdout } else { &stderr })
+            said(&stdout, &stderr)
         )));
     }
     let (ok, stdout, _) = ssh(ctx, user, pg, &["pg_isready", "-h", "127.0.0.1"])?;
@@ -200,7 +200,7 @@ fn check_mlflow(
                 "MLflow on {} does not answer {health} after {} s ({}); look at `journalctl -u mlflow` there",
                 host.name,
                 timeout.as_secs(),
-                first_line(if stderr.trim().is_empty() { &stdout } else { &stderr })
+                said(&stdout, &stderr)
             )));
         }
         std::thread::sleep(poll.every);
@@ -252,7 +252,7 @@ fn check_mlflow(
             "MLflow on {} does not give its admin user the Default experiment ({}); look at `journalctl -u \
              mlflow` there: its database is PostgreSQL's mlflow",
             host.name,
-            first_line(if stderr.trim().is_empty() { &stdout } else { &stderr })
+            said(&stdout, &stderr)
         )));
     }
     say(
