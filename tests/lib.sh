@@ -73,6 +73,8 @@ sandbox_terraform() {
 }
 
 bin_dir=""
+# The e2e scripts all build with `cargo_build debug --workspace --bins`: one command, so one feature set, built
+# once in a test run (`-p X` unifies features per selection: each script's own selection rebuilt ~60 s of crates).
 cargo_build() {
   local profile=$1 target_dir
   shift

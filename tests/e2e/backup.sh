@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of `hsw-cli backup`, `backup verify`, `restore` on a running deployment (tests/e2e/up.sh runs
-# it on the default config after its second `up`; it can run on any deployment `hsw-cli up` made in a sandbox):
+# it on the default config after its `status` checks, then runs its second `up` on the restored deployment; it
+# can run on any deployment `hsw-cli up` made in a sandbox):
 #
 #   markers    a Slurm job COMPLETED in sacct, a file with a random token in the login user's home on the
 #              controller (the shared home), a row with the token in PostgreSQL on the cloud control plane
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --state-dir) state=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) show_help 19; exit 0 ;;
+    -h|--help) show_help 22; exit 0 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done

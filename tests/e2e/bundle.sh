@@ -38,7 +38,7 @@ require_tools gcc python3 file
 step "build hsw-cli"
 cli="${HSW_CLI_BIN:-}"
 if [ -z "$cli" ]; then
-  cargo_build debug -p hsw-cli
+  cargo_build debug --workspace --bins
   cli="$bin_dir/hsw-cli"
 fi
 

@@ -79,7 +79,7 @@ fi
 step "provider binary"
 provider_bin="${HSW_PROVIDER_BIN:-}"
 if [ -z "$provider_bin" ]; then
-  cargo_build debug -p terraform-provider-hsw --bin terraform-provider-hsw
+  cargo_build debug --workspace --bins
   provider_bin="$bin_dir/terraform-provider-hsw"
 fi
 [ -x "$provider_bin" ] || fail "no provider binary at $provider_bin"

@@ -43,9 +43,6 @@
 #                             verified /health, 401 without credentials, the Default experiment for the admin) as a
 #                             user reaches it from the GPU worker: an experiment, a run with a metric, an artifact
 #                             through the server and back (and on its disk), 401 without credentials, no HPC access
-#   up again                  (--no-verify: the platform run verified, and nothing changed since) exits 0; the
-#                             Terraform plan is empty and both the HPC and the platform playbooks' PLAY RECAPs say
-#                             changed=0 on every host; a change is named by its task and host
 #   status                    `hsw-cli status --format json` exits 0: 5 VMs running at their planned addresses
 #                             with the GPU units of `gpu plan`, both compute nodes idle, both cloud VMs Ready on
 #                             Kubernetes, every promised service (the kubelet too) active; with a compute node's
@@ -53,6 +50,10 @@
 #   backup, restore           tests/e2e/backup.sh (see its header): a job, a file and a row; backup, verify, down,
 #                             restore from the backup alone; the same host keys, the job, the file and the row; an
 #                             empty plan; a damaged backup refused naming the piece
+#   up again                  on the restored deployment, its VMs rebooted from the restored disks (--no-verify: the
+#                             platform run verified, backup.sh the restore) exits 0; the Terraform plan is empty and
+#                             both the HPC and the platform playbooks' PLAY RECAPs say changed=0 on every host (what
+#                             the playbooks wrote survives a reboot and a restore); a change is named by its task and host
 #   down                      (of the restored deployment) exits 0; no domain, network or VM disk after destroy; no
 #                             netns, libvirtd or sandbox directory after it
 # Needs root and `scripts/install-deps.sh full`. Every packet stays inside the sandbox's netns.
@@ -64,7 +65,7 @@ keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1; shift ;;
-    -h|--help) show_help 49; exit 0 ;;
+    -h|--help) show_help 59; exit 0 ;;
     *) usage_error "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -82,7 +83,7 @@ step "build hsw-cli and terraform-provider-hsw"
 t0=$(date +%s)
 cli="${HSW_CLI_BIN:-}"
 if [ -z "$cli" ]; then
-  cargo_build debug -p hsw-cli -p terraform-provider-hsw
+  cargo_build debug --workspace --bins
   cli="$bin_dir/hsw-cli"
   export HSW_PROVIDER_BIN="$bin_dir/terraform-provider-hsw"
 fi
@@ -438,24 +439,6 @@ code=$(ns_ssh "$key_cloud" "$gw_ip" curl -sS -o /dev/null -w "'%{http_code}'" --
 info "$gw_name -> $cp_name:5000: experiment $exp_id, run $run_id (loss 0.25), artifact probe.txt up and back (on disk too); 401 without credentials; ${computes[0]} (HPC) cannot connect"
 timed "MLflow client" $(( $(date +%s) - t0 ))
 
-# --- second up: nothing changes ---
-step "hsw-cli up again: nothing may change"
-t0=$(date +%s)
-# --no-verify: the platform run above verified this deployment, and changed=0 below means nothing was touched since.
-hsw up --skip-check --no-verify 2>&1 | tee "$work/up2.log" >&2 || fail "the second hsw-cli up failed"
-grep -q "terraform plan: no changes" "$work/up2.log" || fail "the second up's Terraform plan was not empty"
-recap=$(sed -n '/^PLAY RECAP/,$p' "$work/up2.log" | grep ' : ok=')
-[ -n "$recap" ] || fail "no PLAY RECAP in the second up's output"
-if grep -v ' changed=0 ' <<< "$recap" >&2; then
-  # The tasks that changed, each with its hosts (the recaps are cumulative over the playbooks of one run).
-  awk '/^TASK \[/ { task = $0 } /^changed: \[/ { print task " " $0 }' "$work/up2.log" >&2
-  fail "the second playbook run changed something (the tasks above)"
-fi
-grep -q '^hsw: ansible: no changes' "$work/up2.log" || fail "the second up's HPC playbook changed something"
-grep -q '^hsw: platform: no changes' "$work/up2.log" || fail "the second up's platform playbooks changed something"
-info "terraform plan empty; PLAY RECAP changed=0 on every host, HPC and platform playbooks"
-timed "up (second)" $(( $(date +%s) - t0 ))
-
 # --- status: what runs, as a user asks for it ---
 step "hsw-cli status: everything up; a stopped service is named and the exit is 1"
 t0=$(date +%s)
@@ -491,6 +474,28 @@ backup_keep=(); [ "$keep" = 0 ] || backup_keep=(--keep)
 bash "$root/tests/e2e/backup.sh" --cli "$cli" --config "$config" --sandbox-name "$sandbox_name" --state-dir "$state" \
   --work "$work" "${backup_keep[@]}" || fail "the backup and restore test failed (above)"
 timed "backup + restore" $(( $(date +%s) - t0 ))
+
+# --- second up, on the restored deployment: nothing changes ---
+# After backup.sh's down and restore the VMs booted from the restored disks: an `up` then must change nothing, which
+# proves the playbooks idempotent and everything they wrote persistent across a reboot (units enabled, routes,
+# modules, sysctls), and the restore faithful. One `up` for both, instead of one before the backup and one after.
+step "hsw-cli up again, on the restored deployment: nothing may change"
+t0=$(date +%s)
+# --no-verify: the platform run above verified this deployment, backup.sh its restore (SSH with the old host keys,
+# the job, the file, the row), and changed=0 below means nothing differs from what the playbooks made.
+hsw up --skip-check --no-verify 2>&1 | tee "$work/up2.log" >&2 || fail "the second hsw-cli up failed"
+grep -q "terraform plan: no changes" "$work/up2.log" || fail "the second up's Terraform plan was not empty"
+recap=$(sed -n '/^PLAY RECAP/,$p' "$work/up2.log" | grep ' : ok=')
+[ -n "$recap" ] || fail "no PLAY RECAP in the second up's output"
+if grep -v ' changed=0 ' <<< "$recap" >&2; then
+  # The tasks that changed, each with its hosts (the recaps are cumulative over the playbooks of one run).
+  awk '/^TASK \[/ { task = $0 } /^changed: \[/ { print task " " $0 }' "$work/up2.log" >&2
+  fail "the second playbook run changed something (the tasks above)"
+fi
+grep -q '^hsw: ansible: no changes' "$work/up2.log" || fail "the second up's HPC playbook changed something"
+grep -q '^hsw: platform: no changes' "$work/up2.log" || fail "the second up's platform playbooks changed something"
+info "terraform plan empty; PLAY RECAP changed=0 on every host, HPC and platform playbooks"
+timed "up (second)" $(( $(date +%s) - t0 ))
 
 # --- down ---
 step "hsw-cli down: nothing may be left"
