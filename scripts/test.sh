@@ -35,7 +35,7 @@ tests/e2e/run.sh
 step "end to end: hsw-cli bundle build (Kubernetes, etcd, CoreDNS, pause from the Go module proxy; cached per machine)"
 tests/e2e/bundle.sh
 
-step "end to end: hsw-cli up on the default config (Slurm answers srun -N2; the platform playbooks and their checks), grow and shrink, up again (no change), down (nothing left)"
+step "end to end: hsw-cli up on the default config (Slurm answers srun -N2; the platform playbooks and their checks), grow and shrink, status, backup and restore, up again on the restored deployment (no change), down (nothing left)"
 tests/e2e/up.sh
 
 step "fuzz target (build, then a bounded run over the examples)"

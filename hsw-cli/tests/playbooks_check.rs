@@ -529,8 +529,9 @@ fn kubeadm_join_reads_its_token_from_a_join_configuration() {
     assert_eq!(v["timeouts"]["kubeletHealthCheck"], "10m");
 }
 
-/// `kubeadm init`'s configuration: v1beta4 with a long control-plane wait (TCG); with hsw's offline bundle in the
-/// image, the bundle's version and image repository, and no kube-proxy add-on (it runs as a unit of the nodes).
+/// `kubeadm init`'s configuration: v1beta4 with a long control-plane wait and the probe patches (TCG); with hsw's
+/// offline bundle in the image, the bundle's version and image repository, and no kube-proxy add-on (it runs as a
+/// unit of the nodes).
 #[test]
 fn kubeadm_init_takes_the_bundle_when_the_image_has_one() {
     if require::tool("ansible", require::ANSIBLE).is_none() {
@@ -563,6 +564,10 @@ fn kubeadm_init_takes_the_bundle_when_the_image_has_one() {
     assert_eq!(
         with[0]["timeouts"]["controlPlaneComponentHealthCheck"],
         "15m"
+    );
+    assert_eq!(
+        with[0]["patches"]["directory"], "/etc/kubernetes/hsw-patches",
+        "the static pods' probe patches"
     );
     assert_eq!(
         with[0]["nodeRegistration"]["kubeletExtraArgs"][0],

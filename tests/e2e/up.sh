@@ -309,6 +309,17 @@ c1_ip=$(ip_of "${computes[0]}")
 # tcp_probe KEY FROM_IP TO_IP PORT: exit 0 when FROM connects to TO:PORT within 5 s.
 tcp_probe() { ns_ssh "$1" "$2" timeout 5 bash -c "'exec 3<>/dev/tcp/$3/$4'" 2>/dev/null; }
 
+# control_plane_report: what the control plane looked like, printed before an `up` with the platform fails (an API
+# server that stopped answering left nothing else behind once the sandbox is gone): load and memory, every
+# container the kubelet made (a restarted one shows twice), the kubelet's probe failures, kills and back-offs.
+control_plane_report() {
+  say "the control plane $cp_name ($cp_ip) at $(date +%T), host load $(cut -d' ' -f1-3 /proc/loadavg):"
+  ns_ssh "$key_cloud" "$cp_ip" 'cat /proc/loadavg; free -m; sudo -n ctr -n k8s.io containers ls;
+    sudo -n journalctl -u kubelet --no-pager -o short-precise | grep -iE "probe failed|killing container|back-off|oom.?kill" | tail -n 30;
+    sudo -n journalctl -k --no-pager | grep -iE "oom.?kill|out of memory" | tail -n 5; top -bn1 -w 150 | head -n 20' >&2 \
+    || say "(the control plane did not answer SSH)"
+}
+
 step "segmentation baseline: before the security playbook an HPC VM reaches a cloud VM (routed networks)"
 tcp_probe "$key_hpc" "$c1_ip" "$gw_ip" 22 \
   || fail "${computes[0]} cannot reach $gw_name:22 before any policy: the networks do not route, the segmentation test would prove nothing"
@@ -316,7 +327,7 @@ info "${computes[0]} -> $gw_name:22 connects (no policy yet)"
 
 step "hsw-cli up without --hpc-only: the platform playbooks (offline) and their checks"
 t0=$(date +%s)
-hsw up --skip-check 2>&1 | tee "$work/up-platform.log" >&2 || fail "hsw-cli up with the platform failed (log above)"
+hsw up --skip-check 2>&1 | tee "$work/up-platform.log" >&2 || { control_plane_report; fail "hsw-cli up with the platform failed (log above)"; }
 grep -q "terraform plan: no changes" "$work/up-platform.log" || fail "up's Terraform plan was not empty on a running deployment"
 grep -q -- '--skip-tags online' "$work/up-platform.log" || fail "up did not skip the platform's online tasks"
 grep -q '^hsw: skipped offline: ' "$work/up-platform.log" || fail "up's summary does not say what it skipped offline"
@@ -483,7 +494,7 @@ step "hsw-cli up again, on the restored deployment: nothing may change"
 t0=$(date +%s)
 # --no-verify: the platform run above verified this deployment, backup.sh its restore (SSH with the old host keys,
 # the job, the file, the row), and changed=0 below means nothing differs from what the playbooks made.
-hsw up --skip-check --no-verify 2>&1 | tee "$work/up2.log" >&2 || fail "the second hsw-cli up failed"
+hsw up --skip-check --no-verify 2>&1 | tee "$work/up2.log" >&2 || { control_plane_report; fail "the second hsw-cli up failed"; }
 grep -q "terraform plan: no changes" "$work/up2.log" || fail "the second up's Terraform plan was not empty"
 recap=$(sed -n '/^PLAY RECAP/,$p' "$work/up2.log" | grep ' : ok=')
 [ -n "$recap" ] || fail "no PLAY RECAP in the second up's output"
